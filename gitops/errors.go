@@ -1,0 +1,124 @@
+package gitops
+
+import (
+	"errors"
+	"fmt"
+)
+
+// errBadID is returned by ParseDecimalID; callers wrap it with what the id was.
+var errBadID = errors.New("must be a decimal integer from 1 to 9223372036854775807 without sign or leading zero")
+
+// IsBadID reports whether err came from ParseDecimalID.
+func IsBadID(err error) bool { return errors.Is(err, errBadID) }
+
+// InvalidNameError is a project name, object id or ref that is not well formed.
+type InvalidNameError struct {
+	Kind   string // "project name", "sha", "ref"
+	Value  string
+	Reason string
+}
+
+func (e *InvalidNameError) Error() string {
+	return fmt.Sprintf("invalid %s %q: %s", e.Kind, e.Value, e.Reason)
+}
+
+// ProjectNotFoundError is a valid project name with no bare repository behind
+// it (or one that resolves outside the root).
+type ProjectNotFoundError struct {
+	Project ProjectName
+}
+
+func (e *ProjectNotFoundError) Error() string {
+	return fmt.Sprintf("project %s not found", e.Project)
+}
+
+// ObjectNotFoundError is an object id the repository does not have.
+type ObjectNotFoundError struct {
+	ID ObjectID
+}
+
+func (e *ObjectNotFoundError) Error() string {
+	return fmt.Sprintf("object %s not found", e.ID)
+}
+
+// NotCommitError is an object that exists but is not a commit (a tree, a blob
+// or an annotated tag).
+type NotCommitError struct {
+	ID   ObjectID
+	Type string
+}
+
+func (e *NotCommitError) Error() string {
+	return fmt.Sprintf("object %s is a %s, not a commit", e.ID, e.Type)
+}
+
+// RefNotFoundError is a ref that does not exist.
+type RefNotFoundError struct {
+	Ref RefName
+}
+
+func (e *RefNotFoundError) Error() string {
+	return fmt.Sprintf("%s does not exist", e.Ref)
+}
+
+// MismatchingStateError is a ref whose value under the lock was not the one
+// the caller expected: a create found the ref at another object, or a
+// compare-and-delete found it moved. Actual is empty when the ref is absent.
+type MismatchingStateError struct {
+	Ref      RefName
+	Expected ObjectID
+	Actual   ObjectID
+}
+
+func (e *MismatchingStateError) Error() string {
+	if e.Actual == "" {
+		return fmt.Sprintf("%s is absent, expected %s", e.Ref, e.Expected)
+	}
+	return fmt.Sprintf("%s is at %s, expected %s", e.Ref, e.Actual, e.Expected)
+}
+
+// ForbiddenRefError is a write outside refs/pipelines/, refused before git runs.
+type ForbiddenRefError struct {
+	Ref RefName
+}
+
+func (e *ForbiddenRefError) Error() string {
+	return fmt.Sprintf("refusing to write %s: only refs under %s are written", e.Ref, PipelineRefPrefix)
+}
+
+// LockedError is a lock file held by another writer for longer than the lock
+// timeout. It is transient: the caller may retry later.
+type LockedError struct {
+	Path string
+}
+
+func (e *LockedError) Error() string { return fmt.Sprintf("%s is locked by another writer", e.Path) }
+
+// Transient marks the error as safe to retry.
+func (e *LockedError) Transient() bool { return true }
+
+// CommandError is a git command that failed for a reason gitops could not
+// attribute to the state of a ref (a full disk, a broken repository). It is
+// treated as transient: nothing was changed, and a retry may succeed.
+type CommandError struct {
+	Args   []string
+	Stderr string
+	Err    error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("git %v: %v: %s", e.Args, e.Err, e.Stderr)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Transient marks the error as safe to retry.
+func (e *CommandError) Transient() bool { return true }
+
+// IsTransient reports whether err is a failure that may pass by itself (a
+// held lock, a failed git process, an I/O error), as opposed to one that
+// retrying cannot fix.
+func IsTransient(err error) bool {
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient()
+}

@@ -1,0 +1,222 @@
+package gitops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Update is one ref change in a transaction: set Ref to New if it is at Old
+// now. ZeroID as Old means "must not exist", ZeroID as New means "delete".
+type Update struct {
+	Ref RefName
+	New ObjectID
+	Old ObjectID
+}
+
+// gitTimeout bounds one git transaction. It is not the caller's context: a
+// transaction killed halfway would leave lock files behind, so once started it
+// runs to the end (git holds locks only for milliseconds).
+const gitTimeout = 60 * time.Second
+
+// transact applies updates in one `git update-ref --stdin` transaction: all or
+// nothing, each old value compared under git's lock. It returns a
+// *CommandError when git refused; the caller then reads the refs to learn why.
+//
+// Legal use: validate every ref with checkWritable first; remove stale locks
+// with clearStaleLocks; then transact.
+func (r *Repo) transact(updates []Update) error {
+	var in bytes.Buffer
+	for _, u := range updates {
+		fmt.Fprintf(&in, "update %s %s %s\n", u.Ref, u.New, u.Old)
+	}
+	timeoutMS := strconv.FormatInt(r.root.lockTimeout().Milliseconds(), 10)
+	args := []string{
+		"-c", "core.filesRefLockTimeout=" + timeoutMS,
+		"-c", "core.packedRefsTimeout=" + timeoutMS,
+		"--git-dir", r.dir, "update-ref", "--stdin",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.root.git(), args...)
+	// SIGTERM, not SIGKILL: git removes its lock files on SIGTERM.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	cmd.Stdin = &in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return &CommandError{Args: []string{"update-ref", "--stdin"}, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return nil
+}
+
+func checkWritable(ref RefName) error {
+	if _, ok := ParsePipelineRef(ref); !ok {
+		return &ForbiddenRefError{Ref: ref}
+	}
+	return nil
+}
+
+// Create makes ref point at id if the ref does not exist: an atomic
+// create-if-absent across goroutines and processes. It answers created=true
+// when this call created it, created=false with a nil error when the ref
+// already points at id, and MismatchingStateError when it points elsewhere.
+func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
+	if err := checkWritable(ref); err != nil {
+		return false, err
+	}
+	r.clearStaleLocks([]RefName{ref}, false)
+	terr := r.transact([]Update{{Ref: ref, New: id, Old: ZeroID}})
+	if terr == nil {
+		return true, nil
+	}
+	// git refused: learn why from the state under its own locks' absence.
+	actual, err := r.ResolveRef(ref)
+	switch {
+	case err == nil && actual == id:
+		return false, nil
+	case err == nil:
+		return false, &MismatchingStateError{Ref: ref, Expected: ZeroID, Actual: actual}
+	}
+	if lock := r.heldLock(ref, false); lock != "" {
+		return false, &LockedError{Path: lock}
+	}
+	return false, terr
+}
+
+// DeleteOutcome says what happened to one ref of a delete.
+type DeleteOutcome int
+
+const (
+	// Deleted: the ref was at the expected object and is gone now.
+	Deleted DeleteOutcome = iota + 1
+	// AlreadyGone: the ref did not exist; a retried delete counts this as done.
+	AlreadyGone
+	// Moved: the ref points at another object than expected; it was kept.
+	Moved
+	// Failed: the ref could not be deleted now (a held lock, a git failure);
+	// Err says why and the ref is unchanged.
+	Failed
+)
+
+func (o DeleteOutcome) String() string {
+	switch o {
+	case Deleted:
+		return "deleted"
+	case AlreadyGone:
+		return "already gone"
+	case Moved:
+		return "moved"
+	case Failed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// DeleteResult is the outcome for one ref of DeleteBatch.
+type DeleteResult struct {
+	Ref     RefName
+	Outcome DeleteOutcome
+	Actual  ObjectID // for Moved: where the ref is now
+	Err     error    // for Failed
+}
+
+// maxBatchRounds bounds how often DeleteBatch retries the refs still to
+// delete after taking out the ones that moved, vanished or are locked.
+const maxBatchRounds = 3
+
+// DeleteBatch deletes every ref that still points at its expected object, in
+// as few transactions as possible: one packed-refs rewrite per transaction
+// instead of one per ref. Refs that moved are kept, refs already gone count
+// as done. It returns one result per input, in input order; it fails as a
+// whole only for a ref outside refs/pipelines/.
+func (r *Repo) DeleteBatch(refs []RefState) ([]DeleteResult, error) {
+	results := make([]DeleteResult, len(refs))
+	names := make([]RefName, len(refs))
+	for i, rs := range refs {
+		if err := checkWritable(rs.Ref); err != nil {
+			return nil, err
+		}
+		results[i] = DeleteResult{Ref: rs.Ref}
+		names[i] = rs.Ref
+	}
+	r.clearStaleLocks(names, true)
+
+	pending := make([]int, len(refs))
+	for i := range refs {
+		pending[i] = i
+	}
+	for round := 0; len(pending) > 0; round++ {
+		updates := make([]Update, len(pending))
+		for k, i := range pending {
+			updates[k] = Update{Ref: refs[i].Ref, New: ZeroID, Old: refs[i].ID}
+		}
+		terr := r.transact(updates)
+		if terr == nil {
+			for _, i := range pending {
+				results[i].Outcome = Deleted
+			}
+			return results, nil
+		}
+		// Sort out the refs that made the transaction fail; retry the rest.
+		var retry []int
+		for _, i := range pending {
+			actual, err := r.ResolveRef(refs[i].Ref)
+			var notFound *RefNotFoundError
+			switch {
+			case errors.As(err, &notFound):
+				results[i].Outcome = AlreadyGone
+			case err != nil:
+				results[i].Outcome, results[i].Err = Failed, err
+			case actual != refs[i].ID:
+				results[i].Outcome, results[i].Actual = Moved, actual
+			case r.heldLock(refs[i].Ref, false) != "":
+				results[i].Outcome, results[i].Err = Failed, &LockedError{Path: r.heldLock(refs[i].Ref, false)}
+			default:
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) == len(pending) || round+1 >= maxBatchRounds {
+			// Nothing to take out, so retrying would fail the same way.
+			var err error = terr
+			if lock := r.heldLock("", true); lock != "" {
+				err = &LockedError{Path: lock}
+			}
+			for _, i := range retry {
+				results[i].Outcome, results[i].Err = Failed, err
+			}
+			return results, nil
+		}
+		pending = retry
+	}
+	return results, nil
+}
+
+// Delete removes ref if it points at expected: a compare-and-delete. A ref
+// already gone is success (deleted=false); a moved ref is
+// MismatchingStateError.
+func (r *Repo) Delete(ref RefName, expected ObjectID) (deleted bool, err error) {
+	results, err := r.DeleteBatch([]RefState{{Ref: ref, ID: expected}})
+	if err != nil {
+		return false, err
+	}
+	res := results[0]
+	switch res.Outcome {
+	case Deleted:
+		return true, nil
+	case AlreadyGone:
+		return false, nil
+	case Moved:
+		return false, &MismatchingStateError{Ref: ref, Expected: expected, Actual: res.Actual}
+	}
+	return false, res.Err
+}

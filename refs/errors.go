@@ -1,0 +1,94 @@
+package refs
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// InvalidInputError is a request value that is not well formed.
+type InvalidInputError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidInputError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// ProjectNotFoundError is a project with no bare repository.
+type ProjectNotFoundError struct{ Project Project }
+
+func (e *ProjectNotFoundError) Error() string { return fmt.Sprintf("project %s not found", e.Project) }
+
+// PinNotFoundError is a pipeline with no pin (and, for a delete, no ref).
+type PinNotFoundError struct {
+	Project    Project
+	PipelineID PipelineID
+}
+
+func (e *PinNotFoundError) Error() string {
+	return fmt.Sprintf("no pin for pipeline %d in %s", e.PipelineID, e.Project)
+}
+
+// RefConflictError is a pipeline ref (or its pin) that already points at
+// another SHA than requested. Nothing changed.
+type RefConflictError struct {
+	Ref       gitops.RefName
+	Pinned    ObjectID
+	Requested ObjectID
+}
+
+func (e *RefConflictError) Error() string {
+	return fmt.Sprintf("%s is pinned to %s, not %s", e.Ref, e.Pinned, e.Requested)
+}
+
+// CommitNotFoundError is a SHA that is not a commit in the repository.
+type CommitNotFoundError struct {
+	SHA    ObjectID
+	Reason string // "does not exist", "is a tree", ...
+}
+
+func (e *CommitNotFoundError) Error() string {
+	return fmt.Sprintf("%s is not a commit in this repository: %s", e.SHA, e.Reason)
+}
+
+// MergeRefNotFoundError is a pin by merge request whose merge ref is absent.
+type MergeRefNotFoundError struct {
+	Ref gitops.RefName
+}
+
+func (e *MergeRefNotFoundError) Error() string { return fmt.Sprintf("%s does not exist", e.Ref) }
+
+// UnavailableError is a transient failure (Redis unreachable, a git lock held
+// too long, a git process that failed): nothing was changed, and retrying
+// later is safe.
+type UnavailableError struct {
+	Op    string
+	Cause error
+}
+
+func (e *UnavailableError) Error() string { return fmt.Sprintf("%s: temporarily unavailable: %v", e.Op, e.Cause) }
+
+func (e *UnavailableError) Unwrap() error { return e.Cause }
+
+// IsUnavailable reports whether err is transient.
+func IsUnavailable(err error) bool {
+	var u *UnavailableError
+	return errors.As(err, &u)
+}
+
+// unavailable wraps a store or git failure that is worth retrying; other
+// errors pass through unchanged.
+func unavailable(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var u *UnavailableError
+	if errors.As(err, &u) {
+		return err
+	}
+	if isStoreError(err) || gitops.IsTransient(err) {
+		return &UnavailableError{Op: op, Cause: err}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,149 @@
+package refs
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what the domain does to refs. A nil *Metrics counts
+// nothing, so tests and tools may leave it out.
+type Metrics struct {
+	created       prometheus.Counter
+	deleted       prometheus.Counter
+	adopted       prometheus.Counter
+	restored      prometheus.Counter
+	sweepDuration prometheus.Histogram
+	sweepFailures prometheus.Counter
+}
+
+// NewMetrics registers the domain's metrics on reg, including gauges of pins
+// by state and of the oldest pinned pin's age, read from store at each scrape.
+func NewMetrics(reg prometheus.Registerer, store *Store, clock Clock) *Metrics {
+	m := &Metrics{
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refkeeper_refs_created_total", Help: "Pipeline refs created.",
+		}),
+		deleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refkeeper_refs_deleted_total", Help: "Pipeline refs deleted.",
+		}),
+		adopted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refkeeper_refs_adopted_total", Help: "Pipeline refs found without a pin and tracked for max-age.",
+		}),
+		restored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refkeeper_refs_restored_total", Help: "Refs of live pins that had vanished and were re-created.",
+		}),
+		sweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "refkeeper_sweep_duration_seconds", Help: "Duration of GC sweeps.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refkeeper_sweep_project_failures_total", Help: "Projects a sweep could not finish (retried next sweep).",
+		}),
+	}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	reg.MustRegister(m.created, m.deleted, m.adopted, m.restored, m.sweepDuration, m.sweepFailures,
+		&pinCollector{store: store, clock: clock})
+	return m
+}
+
+func (m *Metrics) refsCreated(n int) {
+	if m != nil && n > 0 {
+		m.created.Add(float64(n))
+	}
+}
+
+func (m *Metrics) refsDeleted(n int) {
+	if m != nil && n > 0 {
+		m.deleted.Add(float64(n))
+	}
+}
+
+func (m *Metrics) refsAdopted(n int) {
+	if m != nil && n > 0 {
+		m.adopted.Add(float64(n))
+	}
+}
+
+func (m *Metrics) refsRestored(n int) {
+	if m != nil && n > 0 {
+		m.restored.Add(float64(n))
+	}
+}
+
+func (m *Metrics) sweepDone(d time.Duration, failedProjects int) {
+	if m != nil {
+		m.sweepDuration.Observe(d.Seconds())
+		m.sweepFailures.Add(float64(failedProjects))
+	}
+}
+
+// pinCollector reads the pin counts from Redis at scrape time, so every
+// replica reports the same shared truth.
+type pinCollector struct {
+	store *Store
+	clock Clock
+}
+
+var (
+	pinsDesc = prometheus.NewDesc("refkeeper_pins", "Pins by state, over all projects.", []string{"state"}, nil)
+	oldestDesc = prometheus.NewDesc("refkeeper_oldest_pinned_age_seconds",
+		"Age of the oldest pin in state pinned (0 when there is none).", nil, nil)
+	scrapeErrDesc = prometheus.NewDesc("refkeeper_pins_scrape_error",
+		"1 when the pin counts could not be read from Redis at this scrape.", nil, nil)
+)
+
+func (c *pinCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pinsDesc
+	ch <- oldestDesc
+	ch <- scrapeErrDesc
+}
+
+func (c *pinCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	totals, oldest, err := c.read(ctx)
+	failed := 0.0
+	if err != nil {
+		failed = 1
+	} else {
+		for _, st := range []State{StatePinned, StateFinished, StateDeleted} {
+			ch <- prometheus.MustNewConstMetric(pinsDesc, prometheus.GaugeValue, float64(totals[st]), string(st))
+		}
+		age := 0.0
+		if !oldest.IsZero() {
+			age = c.clock.Now().Sub(oldest).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age)
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, failed)
+}
+
+func (c *pinCollector) read(ctx context.Context) (map[State]int64, time.Time, error) {
+	projects, err := c.store.Projects(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	totals := map[State]int64{}
+	var oldest time.Time
+	for _, p := range projects {
+		counts, err := c.store.Count(ctx, p)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		for st, n := range counts {
+			totals[st] += n
+		}
+		t, ok, err := c.store.OldestPinned(ctx, p)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if ok && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	return totals, oldest, nil
+}

@@ -1,0 +1,226 @@
+package refs
+
+import "github.com/redis/go-redis/v9"
+
+// Every per-pin script gets the same KEYS and the first two ARGV, so the
+// shared Lua below can name them:
+//
+//	KEYS[1] pin hash   KEYS[2] idx:pinned   KEYS[3] idx:finished
+//	KEYS[4] idx:deleted   KEYS[5] due (sorted set: id -> when to act, in ms)
+//	ARGV[1] key base "<prefix>:{<project>}:"   ARGV[2] pipeline id
+//
+// All keys of one project share the hash tag {<project>}, so a script stays
+// in one Redis Cluster slot. Times are Unix milliseconds as decimal strings;
+// ids are kept as strings because Lua numbers are doubles and would round
+// ids above 2^53.
+//
+// The pin hash fields: sha, mr (merge request iid, "0" for none), state,
+// created, finished, expires, deleted (ms or ""), adopted and mrclosed
+// ("1"/"0") and del (the token of a pending deletion claim, or "").
+const luaPrelude = `
+local pin, base, id = KEYS[1], ARGV[1], ARGV[2]
+local function idx(state)
+  if state == 'pinned' then return KEYS[2] elseif state == 'finished' then return KEYS[3] end
+  return KEYS[4]
+end
+local function pad(s, n) return string.rep('0', n - #s) .. s end
+-- Index members sort by creation time, then id, as strings: listing newest
+-- first is ZREVRANGEBYLEX and the last member seen is the cursor.
+local function member(created) return pad(created, 15) .. ':' .. pad(id, 19) end
+local function get(f) return redis.call('HGET', pin, f) end
+local function num(f) return tonumber(get(f)) or 0 end
+-- When the sweep must next look at this pin: deletion at expires_at, the
+-- max-age safety net, or purging a deleted record.
+local function due(maxage)
+  local st = get('state')
+  if st == 'deleted' then return num('deleted') + maxage end
+  local limit = num('created') + maxage
+  if st == 'finished' and num('expires') < limit then return num('expires') end
+  return limit
+end
+local function move(from, to)
+  local m = member(get('created'))
+  redis.call('ZREM', idx(from), m)
+  redis.call('ZADD', idx(to), 0, m)
+end
+local function reply(status, extra)
+  local r = {status, extra or ''}
+  local h = redis.call('HGETALL', pin)
+  for i = 1, #h do r[#r + 1] = h[i] end
+  return r
+end
+`
+
+// pinScript records a pin after its ref exists at sha. It answers "new" (no
+// record, or a deleted one: a retried pipeline), "reopened" (finished ->
+// pinned), "exists" (already pinned), or "conflict" (the record holds
+// another SHA). Extra is "1" when a deletion was pending or had happened: the
+// caller must then make sure the ref still exists.
+//
+// ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now  ARGV[6] max-age
+var pinScript = redis.NewScript(luaPrelude + `
+local sha, mr, now, maxage = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local st = get('state')
+if st == 'pinned' or st == 'finished' then
+  if get('sha') ~= sha then return reply('conflict', get('sha')) end
+  local claimed = get('del') ~= ''
+  redis.call('HSET', pin, 'del', '')
+  if st == 'finished' then
+    move('finished', 'pinned')
+    redis.call('HSET', pin, 'state', 'pinned', 'finished', '', 'expires', '')
+  end
+  if mr ~= '0' and get('mr') == '0' then
+    redis.call('HSET', pin, 'mr', mr)
+    redis.call('SADD', base .. 'mr:' .. mr, id)
+  end
+  redis.call('ZADD', KEYS[5], due(maxage), id)
+  local status = 'exists'
+  if st == 'finished' then status = 'reopened' end
+  if claimed then return reply(status, '1') end
+  return reply(status, '0')
+end
+local was = '0'
+if st == 'deleted' then
+  was = '1'
+  redis.call('ZREM', KEYS[4], member(get('created')))
+  if get('mr') ~= '0' and get('mr') ~= mr then redis.call('SREM', base .. 'mr:' .. get('mr'), id) end
+end
+redis.call('HSET', pin, 'sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', '')
+redis.call('ZADD', KEYS[2], 0, member(now))
+redis.call('ZADD', KEYS[5], due(maxage), id)
+if mr ~= '0' then redis.call('SADD', base .. 'mr:' .. mr, id) end
+return reply('new', was)
+`)
+
+// finishScript releases a pinned pin: finished, expiring after retention, or
+// at once if its merge request was closed. A finished or deleted pin is left
+// as it is (finishing twice keeps the first finished_at). Answers "none" when
+// there is no record.
+//
+// ARGV[3] now  ARGV[4] retention  ARGV[5] max-age
+var finishScript = redis.NewScript(luaPrelude + `
+local now, retention, maxage = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local st = get('state')
+if not st then return {'none', ''} end
+if st ~= 'pinned' then return reply(st) end
+local expires = now + retention
+if get('mrclosed') == '1' then expires = now end
+move('pinned', 'finished')
+redis.call('HSET', pin, 'state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', expires))
+redis.call('ZADD', KEYS[5], due(maxage), id)
+return reply('finished')
+`)
+
+// claimScript claims a pin for deletion with a token. Unless forced, only a
+// due pin is claimed (finished past expires_at, or older than max-age); a pin
+// that is not due gets its due time corrected. Answers "claimed", "notdue",
+// "deleted" (nothing to do) or "none".
+//
+// ARGV[3] now  ARGV[4] max-age  ARGV[5] token  ARGV[6] "1" to force
+var claimScript = redis.NewScript(luaPrelude + `
+local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
+local st = get('state')
+if not st then
+  redis.call('ZREM', KEYS[5], id)
+  return {'none', ''}
+end
+if st == 'deleted' then return reply('deleted') end
+if ARGV[6] ~= '1' then
+  local d = due(maxage)
+  if d > now then
+    redis.call('ZADD', KEYS[5], d, id)
+    return reply('notdue')
+  end
+end
+redis.call('HSET', pin, 'del', ARGV[5])
+return reply('claimed')
+`)
+
+// commitDeleteScript marks a claimed pin deleted after its ref was deleted,
+// if the claim still stands. Answers "deleted"; "reclaimed" when a re-pin
+// called the deletion off (the caller must re-create the ref); "superseded"
+// when another deleter holds the claim now; "none" without a record.
+//
+// ARGV[3] now  ARGV[4] max-age  ARGV[5] token
+var commitDeleteScript = redis.NewScript(luaPrelude + `
+local maxage = tonumber(ARGV[4])
+local st = get('state')
+if not st then return {'none', ''} end
+if st == 'deleted' then return reply('deleted') end
+local del = get('del')
+if del ~= ARGV[5] then
+  if del == '' then return reply('reclaimed') end
+  return reply('superseded')
+end
+move(st, 'deleted')
+redis.call('HSET', pin, 'state', 'deleted', 'deleted', ARGV[3], 'del', '')
+redis.call('ZADD', KEYS[5], due(maxage), id)
+return reply('deleted')
+`)
+
+// purgeScript removes the record of a pin deleted longer than max-age ago.
+// Answers "purged" or "kept".
+//
+// ARGV[3] now  ARGV[4] max-age
+var purgeScript = redis.NewScript(luaPrelude + `
+local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
+if get('state') ~= 'deleted' or due(maxage) > now then return {'kept', ''} end
+redis.call('ZREM', KEYS[4], member(get('created')))
+redis.call('ZREM', KEYS[5], id)
+if get('mr') ~= '0' then redis.call('SREM', base .. 'mr:' .. get('mr'), id) end
+redis.call('DEL', pin)
+return {'purged', ''}
+`)
+
+// adoptScript starts tracking a pipeline ref found on disk with no live
+// record: a pinned pin that max-age will delete. A deleted record counts as
+// no record only if it was deleted before the ref listing began (otherwise
+// the listing saw the ref before this deletion). Answers "adopted" or "known".
+//
+// ARGV[3] sha  ARGV[4] now  ARGV[5] max-age  ARGV[6] when the listing began
+var adoptScript = redis.NewScript(luaPrelude + `
+local maxage = tonumber(ARGV[5])
+local st = get('state')
+if st and st ~= 'deleted' then return {'known', ''} end
+if st == 'deleted' then
+  if num('deleted') >= tonumber(ARGV[6]) then return {'known', ''} end
+  redis.call('ZREM', KEYS[4], member(get('created')))
+end
+redis.call('HSET', pin, 'sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '')
+redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
+redis.call('ZADD', KEYS[5], due(maxage), id)
+return reply('adopted')
+`)
+
+// closeScript marks every pin of a merge request closed: finished pins expire
+// now, pinned ones will expire as soon as they finish. It answers the ids of
+// the pins it marked.
+//
+// KEYS[1] the merge request's set of pipeline ids  KEYS[2] due
+// ARGV[1] key base  ARGV[2] now  ARGV[3] max-age
+var closeScript = redis.NewScript(`
+local base, now, maxage = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local pin = base .. 'pin:' .. id
+  local st = redis.call('HGET', pin, 'state')
+  if st == 'pinned' then
+    redis.call('HSET', pin, 'mrclosed', '1')
+    out[#out + 1] = id
+  elseif st == 'finished' then
+    redis.call('HSET', pin, 'mrclosed', '1')
+    local expires = tonumber(redis.call('HGET', pin, 'expires'))
+    if expires > now then
+      expires = now
+      redis.call('HSET', pin, 'expires', ARGV[2])
+    end
+    local limit = tonumber(redis.call('HGET', pin, 'created')) + maxage
+    if limit < expires then expires = limit end
+    redis.call('ZADD', KEYS[2], expires, id)
+    out[#out + 1] = id
+  end
+end
+return out
+`)

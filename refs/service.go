@@ -1,0 +1,458 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// ExpiryScheduler runs a pin's deletion at its due time. The task queue
+// implements it (package jobs); the domain only says when. A failure to
+// schedule is logged, not fatal: the GC sweep deletes whatever is due anyway.
+type ExpiryScheduler interface {
+	ScheduleExpiry(ctx context.Context, p Project, id PipelineID, at time.Time) error
+}
+
+// Service is the pin lifecycle: pin, finish, delete, close a merge request,
+// expire. It is safe for concurrent use by any number of goroutines and
+// processes sharing the repos root and Redis.
+type Service struct {
+	Repos  *gitops.Root
+	Store  *Store
+	Policy Policy
+	// Clock tells the time; nil: SystemClock.
+	Clock Clock
+	// Scheduler runs deletions at their due time; nil: only sweeps delete.
+	Scheduler ExpiryScheduler
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics counts ref writes; nil: not counted.
+	Metrics *Metrics
+}
+
+func (s *Service) now() time.Time {
+	if s.Clock != nil {
+		return s.Clock.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// open returns the project's repository, with gitops' errors turned into the
+// domain's.
+func (s *Service) open(p Project) (*gitops.Repo, error) {
+	repo, err := s.Repos.Open(p)
+	var nf *gitops.ProjectNotFoundError
+	if errors.As(err, &nf) {
+		return nil, &ProjectNotFoundError{Project: p}
+	}
+	if err != nil {
+		return nil, unavailable("opening project", err)
+	}
+	return repo, nil
+}
+
+// RepoPath answers the path of a project's bare repository, for serving it
+// over git's HTTP protocol.
+func (s *Service) RepoPath(p Project) (string, error) {
+	path, err := s.Repos.RepoPath(p)
+	if err != nil {
+		return "", &ProjectNotFoundError{Project: p}
+	}
+	return path, nil
+}
+
+// PinRequest asks for a pipeline's ref. Without SHA, the SHA is what the merge
+// request's merge ref points at now.
+type PinRequest struct {
+	Project         Project
+	PipelineID      PipelineID
+	SHA             ObjectID        // "": pin by merge request
+	MergeRequestIID MergeRequestIID // 0: none
+}
+
+// Pin creates the pipeline ref at the requested SHA and records the pin.
+// created is true when the ref was created by this call (also for a pin whose
+// ref had been deleted: a retried pipeline). Pinning a finished pin again
+// re-opens it and calls off its deletion. A ref or pin at another SHA is a
+// RefConflictError, and nothing changes.
+func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created bool, err error) {
+	repo, err := s.open(req.Project)
+	if err != nil {
+		return Pin{}, false, err
+	}
+	current, known, err := s.Store.Get(ctx, req.Project, req.PipelineID)
+	if err != nil {
+		return Pin{}, false, unavailable("reading pin", err)
+	}
+	live := known && current.State != StateDeleted
+	sha := req.SHA
+	switch {
+	case sha == "" && req.MergeRequestIID == 0:
+		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
+	case sha == "" && live && current.MergeRequestIID == req.MergeRequestIID:
+		// Pinning the same pipeline by merge request again means the pin it
+		// already has, wherever the merge ref has moved since.
+		sha = current.SHA
+	case sha == "":
+		mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
+		sha, err = repo.ResolveRef(mergeRef)
+		var nf *gitops.RefNotFoundError
+		if errors.As(err, &nf) {
+			return Pin{}, false, &MergeRefNotFoundError{Ref: mergeRef}
+		}
+		if err != nil {
+			return Pin{}, false, unavailable("reading merge ref", err)
+		}
+	}
+	if err := s.checkCommit(repo, sha); err != nil {
+		return Pin{}, false, err
+	}
+	ref := req.PipelineID.Ref()
+	// The record is the truth of a live pin, also when its ref vanished (the
+	// sweep restores it): another SHA is a conflict before git is touched.
+	if live && current.SHA != sha {
+		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: current.SHA, Requested: sha}
+	}
+	created, err = s.createRef(repo, ref, sha)
+	if err != nil {
+		return Pin{}, false, err
+	}
+	out, err := s.Store.Pin(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, s.now(), s.Policy.MaxAge)
+	if err != nil {
+		// The ref stays: the sweep adopts it, or the client's retry records it.
+		return Pin{}, false, unavailable("recording pin", err)
+	}
+	switch {
+	case out.Status == "conflict":
+		// Another client pinned this pipeline at another SHA in between, after
+		// the ref was gone. Take back the ref this call created, if any.
+		if created {
+			if _, err := repo.Delete(ref, sha); err != nil {
+				s.logger().Warn("could not take back conflicting ref", "project", req.Project, "ref", ref, "err", err)
+			}
+		}
+		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: ObjectID(out.Extra), Requested: sha}
+	case out.Extra == "1":
+		// A deletion was pending or done: it may have removed the ref after
+		// this call saw it. The deleter re-creates it when it notices the
+		// re-pin, but the caller must get a ref now.
+		again, err := s.createRef(repo, ref, sha)
+		if err != nil {
+			return Pin{}, false, err
+		}
+		created = created || again
+	}
+	if out.Status == "new" {
+		if err := s.Store.AddProject(ctx, req.Project); err != nil {
+			s.logger().Warn("could not register project", "project", req.Project, "err", err)
+		}
+	}
+	return out.Pin, created, nil
+}
+
+// checkCommit turns gitops' object errors into the domain's.
+func (s *Service) checkCommit(repo *gitops.Repo, sha ObjectID) error {
+	err := repo.IsCommit(sha)
+	var nf *gitops.ObjectNotFoundError
+	var nc *gitops.NotCommitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nf):
+		return &CommitNotFoundError{SHA: sha, Reason: "no such object"}
+	case errors.As(err, &nc):
+		return &CommitNotFoundError{SHA: sha, Reason: "it is a " + nc.Type}
+	}
+	return unavailable("checking commit", err)
+}
+
+// createRef creates ref at sha if absent; created is false when it is there
+// already at sha.
+func (s *Service) createRef(repo *gitops.Repo, ref gitops.RefName, sha ObjectID) (bool, error) {
+	created, err := repo.Create(ref, sha)
+	var mismatch *gitops.MismatchingStateError
+	if errors.As(err, &mismatch) {
+		return false, &RefConflictError{Ref: ref, Pinned: mismatch.Actual, Requested: sha}
+	}
+	if err != nil {
+		return false, unavailable("creating "+ref.String(), err)
+	}
+	if created {
+		s.Metrics.refsCreated(1)
+	}
+	return created, nil
+}
+
+// Get reads a pin.
+func (s *Service) Get(ctx context.Context, p Project, id PipelineID) (Pin, error) {
+	if _, err := s.RepoPath(p); err != nil {
+		return Pin{}, err
+	}
+	pin, ok, err := s.Store.Get(ctx, p, id)
+	if err != nil {
+		return Pin{}, unavailable("reading pin", err)
+	}
+	if !ok {
+		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
+	}
+	return pin, nil
+}
+
+// Finish releases a pin: finished now, its ref kept until now + retention
+// (or deleted at once if its merge request was closed). Finishing twice keeps
+// the first finished_at.
+func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, error) {
+	if _, err := s.RepoPath(p); err != nil {
+		return Pin{}, err
+	}
+	out, err := s.Store.Finish(ctx, p, id, s.now(), s.Policy)
+	if err != nil {
+		return Pin{}, unavailable("finishing pin", err)
+	}
+	if !out.HasPin {
+		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
+	}
+	if out.Pin.State == StateFinished {
+		s.schedule(ctx, out.Pin)
+	}
+	return out.Pin, nil
+}
+
+// dueAt is when a live pin must be deleted: at expires_at once finished, and
+// at the latest max-age after it was created.
+func (s *Service) dueAt(pin Pin) time.Time {
+	limit := pin.CreatedAt.Add(s.Policy.MaxAge)
+	if pin.State == StateFinished && pin.ExpiresAt.Before(limit) {
+		return pin.ExpiresAt
+	}
+	return limit
+}
+
+func (s *Service) schedule(ctx context.Context, pin Pin) {
+	if s.Scheduler == nil {
+		return
+	}
+	if err := s.Scheduler.ScheduleExpiry(ctx, pin.Project, pin.PipelineID, s.dueAt(pin)); err != nil {
+		s.logger().Warn("could not schedule deletion; the GC sweep will do it",
+			"project", pin.Project, "pipeline_id", pin.PipelineID, "err", err)
+	}
+}
+
+// Delete deletes a pipeline's ref now, whatever the state of its pin. A
+// pipeline with neither pin nor ref is PinNotFoundError; one already deleted
+// is done.
+func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
+	repo, err := s.open(p)
+	if err != nil {
+		return err
+	}
+	token := newToken()
+	out, err := s.Store.Claim(ctx, p, id, s.now(), s.Policy.MaxAge, token, true)
+	if err != nil {
+		return unavailable("claiming pin", err)
+	}
+	if out.Status == "claimed" {
+		_, err := s.deleteClaimed(ctx, repo, p, []Pin{out.Pin}, token)
+		return err
+	}
+	// No live pin: a ref may still exist without one (made by hand, or its
+	// record lost with Redis). Delete it too: "now, whatever the state".
+	sha, err := repo.ResolveRef(id.Ref())
+	var nf *gitops.RefNotFoundError
+	switch {
+	case errors.As(err, &nf):
+		if out.Status == "none" {
+			return &PinNotFoundError{Project: p, PipelineID: id}
+		}
+		return nil
+	case err != nil:
+		return unavailable("reading ref", err)
+	}
+	if _, err := repo.Delete(id.Ref(), sha); err != nil {
+		var moved *gitops.MismatchingStateError
+		if errors.As(err, &moved) {
+			return nil // re-created by a re-pin meanwhile: that one wins
+		}
+		return unavailable("deleting ref", err)
+	}
+	s.Metrics.refsDeleted(1)
+	return nil
+}
+
+// ExpireDue deletes a pin's ref if it is due now (re-reading the pin first,
+// so a pin re-opened since the task was scheduled is kept), and purges its
+// record once it has been deleted for max-age. Safe to run any number of
+// times.
+func (s *Service) ExpireDue(ctx context.Context, p Project, id PipelineID) error {
+	_, _, err := s.expire(ctx, p, []PipelineID{id})
+	return err
+}
+
+// expire processes pins the due index says are due: purge deleted records,
+// claim the rest and delete their refs in one batch. It answers the number of
+// refs deleted and of records purged.
+func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (deleted, purged int, err error) {
+	repo, err := s.open(p)
+	var nf *ProjectNotFoundError
+	if errors.As(err, &nf) {
+		repo = nil // the repository is gone: only records are left to settle
+	} else if err != nil {
+		return 0, 0, err
+	}
+	now := s.now()
+	token := newToken()
+	var claimed []Pin
+	for _, id := range ids {
+		out, err := s.Store.Claim(ctx, p, id, now, s.Policy.MaxAge, token, false)
+		if err != nil {
+			return 0, purged, unavailable("claiming pin", err)
+		}
+		switch out.Status {
+		case "claimed":
+			claimed = append(claimed, out.Pin)
+		case "deleted":
+			pout, err := s.Store.Purge(ctx, p, id, now, s.Policy.MaxAge)
+			if err != nil {
+				return 0, purged, unavailable("purging pin", err)
+			}
+			if pout.Status == "purged" {
+				purged++
+			}
+		}
+	}
+	if len(claimed) == 0 {
+		return 0, purged, nil
+	}
+	if repo == nil {
+		// No repository, so no ref: the records just become deleted.
+		return 0, purged, s.commitDeletes(ctx, nil, p, claimed, token)
+	}
+	deleted, err = s.deleteClaimed(ctx, repo, p, claimed, token)
+	return deleted, purged, err
+}
+
+// deleteClaimed deletes the refs of claimed pins in one batch and marks each
+// pin deleted if its claim still stands. A pin re-pinned meanwhile gets its
+// ref back. Refs that could not be deleted now keep their claim and stay due,
+// and the error says why.
+func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) (int, error) {
+	states := make([]gitops.RefState, len(pins))
+	for i, pin := range pins {
+		states[i] = gitops.RefState{Ref: pin.Ref(), ID: pin.SHA}
+	}
+	results, err := repo.DeleteBatch(states)
+	if err != nil {
+		return 0, err
+	}
+	var done []Pin
+	var firstErr error
+	deleted := 0
+	for i, res := range results {
+		switch res.Outcome {
+		case gitops.Deleted:
+			deleted++
+			done = append(done, pins[i])
+		case gitops.AlreadyGone, gitops.Moved:
+			// Moved: the ref is not this pin's any more (it was re-created at
+			// another SHA outside the service); the pin is over, the ref is
+			// left for the sweep to adopt.
+			done = append(done, pins[i])
+		case gitops.Failed:
+			s.logger().Warn("could not delete ref; will retry", "project", p, "ref", res.Ref, "err", res.Err)
+			if firstErr == nil {
+				firstErr = unavailable("deleting "+res.Ref.String(), res.Err)
+			}
+		}
+	}
+	s.Metrics.refsDeleted(deleted)
+	if err := s.commitDeletes(ctx, repo, p, done, token); err != nil {
+		return deleted, err
+	}
+	return deleted, firstErr
+}
+
+// commitDeletes marks pins deleted after their refs are gone, and gives the
+// ref back to any pin re-pinned in between.
+func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) error {
+	for _, pin := range pins {
+		out, err := s.Store.CommitDelete(ctx, p, pin.PipelineID, s.now(), s.Policy.MaxAge, token)
+		if err != nil {
+			return unavailable("marking pin deleted", err)
+		}
+		if out.Status == "reclaimed" && repo != nil {
+			if _, err := s.createRef(repo, pin.Ref(), out.Pin.SHA); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CloseMergeRequest says the merge request was merged or closed: its finished
+// pins expire now, its pinned ones as soon as they finish.
+func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeRequestIID) ([]Pin, error) {
+	if _, err := s.RepoPath(p); err != nil {
+		return nil, err
+	}
+	ids, err := s.Store.CloseMergeRequest(ctx, p, iid, s.now(), s.Policy.MaxAge)
+	if err != nil {
+		return nil, unavailable("closing merge request", err)
+	}
+	pins, err := s.Store.getMany(ctx, p, ids)
+	if err != nil {
+		return nil, unavailable("reading pins", err)
+	}
+	for _, pin := range pins {
+		if pin.State == StateFinished {
+			s.schedule(ctx, pin)
+		}
+	}
+	return pins, nil
+}
+
+// MaxListLimit bounds one page of List.
+const MaxListLimit = 1000
+
+// List answers pins of a project newest first, in one state or (empty) in
+// any, a page at a time; see Store.List for the cursor.
+func (s *Service) List(ctx context.Context, p Project, st State, cursor string, limit int) ([]Pin, string, error) {
+	if _, err := s.RepoPath(p); err != nil {
+		return nil, "", err
+	}
+	if cursor != "" && !validCursor(cursor) {
+		return nil, "", &InvalidInputError{Field: "cursor", Reason: "not a cursor this service handed out"}
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return nil, "", &InvalidInputError{Field: "limit", Reason: "must be 1 to 1000"}
+	}
+	states := []State{st}
+	if st == "" {
+		states = []State{StatePinned, StateFinished, StateDeleted}
+	}
+	pins, next, err := s.Store.List(ctx, p, states, cursor, limit)
+	if err != nil {
+		return nil, "", unavailable("listing pins", err)
+	}
+	return pins, next, nil
+}
+
+// Ready checks that Redis answers and the repos root is readable.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.Store.Ping(ctx); err != nil {
+		return unavailable("redis", err)
+	}
+	if err := s.Repos.Check(); err != nil {
+		return &UnavailableError{Op: "reading repos root", Cause: err}
+	}
+	return nil
+}

@@ -1,0 +1,401 @@
+package refs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultKeyPrefix is the first part of every Redis key refkeeper writes.
+const DefaultKeyPrefix = "refkeeper"
+
+// Store keeps pin records in Redis. Every state change is one Lua script
+// (see scripts.go), so it is atomic against any number of clients.
+type Store struct {
+	Client redis.UniversalClient
+	// Prefix starts every key; empty: DefaultKeyPrefix.
+	Prefix string
+}
+
+// StoreError is a failed Redis call: transient, nothing was changed by the
+// script that failed (scripts are atomic).
+type StoreError struct {
+	Op  string
+	Err error
+}
+
+func (e *StoreError) Error() string { return fmt.Sprintf("redis %s: %v", e.Op, e.Err) }
+func (e *StoreError) Unwrap() error { return e.Err }
+
+func isStoreError(err error) bool {
+	var s *StoreError
+	return errors.As(err, &s)
+}
+
+func (s *Store) prefix() string {
+	if s.Prefix != "" {
+		return s.Prefix
+	}
+	return DefaultKeyPrefix
+}
+
+// base is the key prefix of one project; the braces are the Cluster hash tag.
+func (s *Store) base(p Project) string { return s.prefix() + ":{" + string(p) + "}:" }
+
+func (s *Store) pinKey(p Project, id PipelineID) string {
+	return s.base(p) + "pin:" + id.String()
+}
+
+func (s *Store) indexKey(p Project, st State) string { return s.base(p) + "idx:" + string(st) }
+
+func (s *Store) dueKey(p Project) string { return s.base(p) + "due" }
+
+func (s *Store) mergeRequestKey(p Project, iid MergeRequestIID) string {
+	return s.base(p) + "mr:" + strconv.FormatInt(int64(iid), 10)
+}
+
+func (s *Store) projectsKey() string { return s.prefix() + ":projects" }
+
+// pinKeys are the KEYS every per-pin script takes, in scripts.go's order.
+func (s *Store) pinKeys(p Project, id PipelineID) []string {
+	return []string{
+		s.pinKey(p, id),
+		s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted),
+		s.dueKey(p),
+	}
+}
+
+// outcome is what a script answered: a status word, an extra value and the
+// pin as it is after the script (absent when it has no record).
+type outcome struct {
+	Status string
+	Extra  string
+	Pin    Pin
+	HasPin bool
+}
+
+func (s *Store) run(ctx context.Context, script *redis.Script, p Project, id PipelineID, args ...any) (outcome, error) {
+	argv := append([]any{s.base(p), id.String()}, args...)
+	res, err := script.Run(ctx, s.Client, s.pinKeys(p, id), argv...).StringSlice()
+	if err != nil {
+		return outcome{}, &StoreError{Op: "script", Err: err}
+	}
+	return parseOutcome(p, id, res)
+}
+
+func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
+	if len(res) < 2 || len(res)%2 != 0 {
+		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("malformed reply %q", res)}
+	}
+	out := outcome{Status: res[0], Extra: res[1]}
+	if len(res) > 2 {
+		fields := make(map[string]string, (len(res)-2)/2)
+		for i := 2; i+1 < len(res); i += 2 {
+			fields[res[i]] = res[i+1]
+		}
+		out.Pin, out.HasPin = pinFromHash(p, id, fields), true
+	}
+	return out, nil
+}
+
+func pinFromHash(p Project, id PipelineID, h map[string]string) Pin {
+	mr, _ := strconv.ParseInt(h["mr"], 10, 64)
+	return Pin{
+		Project:            p,
+		PipelineID:         id,
+		SHA:                ObjectID(h["sha"]),
+		MergeRequestIID:    MergeRequestIID(mr),
+		State:              State(h["state"]),
+		CreatedAt:          msTime(h["created"]),
+		FinishedAt:         msTime(h["finished"]),
+		ExpiresAt:          msTime(h["expires"]),
+		DeletedAt:          msTime(h["deleted"]),
+		Adopted:            h["adopted"] == "1",
+		MergeRequestClosed: h["mrclosed"] == "1",
+		deletionClaimed:    h["del"] != "",
+	}
+}
+
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || s == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func msDur(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// newToken returns a random deletion-claim token.
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Get reads one pin; ok is false when there is no record.
+func (s *Store) Get(ctx context.Context, p Project, id PipelineID) (pin Pin, ok bool, err error) {
+	h, err := s.Client.HGetAll(ctx, s.pinKey(p, id)).Result()
+	if err != nil {
+		return Pin{}, false, &StoreError{Op: "get pin", Err: err}
+	}
+	if len(h) == 0 {
+		return Pin{}, false, nil
+	}
+	return pinFromHash(p, id, h), true, nil
+}
+
+// getMany reads pins in one round trip; ids without a record are skipped.
+func (s *Store) getMany(ctx context.Context, p Project, ids []PipelineID) ([]Pin, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.HGetAll(ctx, s.pinKey(p, id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, &StoreError{Op: "get pins", Err: err}
+	}
+	pins := make([]Pin, 0, len(ids))
+	for i, cmd := range cmds {
+		if h := cmd.Val(); len(h) > 0 {
+			pins = append(pins, pinFromHash(p, ids[i], h))
+		}
+	}
+	return pins, nil
+}
+
+// AddProject remembers a project that has records, for metrics and sweeps.
+func (s *Store) AddProject(ctx context.Context, p Project) error {
+	if err := s.Client.SAdd(ctx, s.projectsKey(), string(p)).Err(); err != nil {
+		return &StoreError{Op: "add project", Err: err}
+	}
+	return nil
+}
+
+// Projects lists the projects that have records.
+func (s *Store) Projects(ctx context.Context) ([]Project, error) {
+	names, err := s.Client.SMembers(ctx, s.projectsKey()).Result()
+	if err != nil {
+		return nil, &StoreError{Op: "list projects", Err: err}
+	}
+	out := make([]Project, 0, len(names))
+	for _, n := range names {
+		if p, err := ParseProject(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Pin records a pin at sha after its ref exists; see pinScript.
+func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, now time.Time, maxAge time.Duration) (outcome, error) {
+	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), msDur(maxAge))
+}
+
+// Finish releases a pin; see finishScript.
+func (s *Store) Finish(ctx context.Context, p Project, id PipelineID, now time.Time, pol Policy) (outcome, error) {
+	return s.run(ctx, finishScript, p, id, ms(now), msDur(pol.Retention), msDur(pol.MaxAge))
+}
+
+// Claim claims a pin for deletion; see claimScript.
+func (s *Store) Claim(ctx context.Context, p Project, id PipelineID, now time.Time, maxAge time.Duration, token string, force bool) (outcome, error) {
+	f := "0"
+	if force {
+		f = "1"
+	}
+	return s.run(ctx, claimScript, p, id, ms(now), msDur(maxAge), token, f)
+}
+
+// CommitDelete marks a claimed pin deleted; see commitDeleteScript.
+func (s *Store) CommitDelete(ctx context.Context, p Project, id PipelineID, now time.Time, maxAge time.Duration, token string) (outcome, error) {
+	return s.run(ctx, commitDeleteScript, p, id, ms(now), msDur(maxAge), token)
+}
+
+// Purge drops the record of a pin deleted more than max-age ago.
+func (s *Store) Purge(ctx context.Context, p Project, id PipelineID, now time.Time, maxAge time.Duration) (outcome, error) {
+	return s.run(ctx, purgeScript, p, id, ms(now), msDur(maxAge))
+}
+
+// Adopt tracks a pipeline ref found without a live record; see adoptScript.
+func (s *Store) Adopt(ctx context.Context, p Project, id PipelineID, sha ObjectID, now, listedAt time.Time, maxAge time.Duration) (outcome, error) {
+	return s.run(ctx, adoptScript, p, id, string(sha), ms(now), msDur(maxAge), ms(listedAt))
+}
+
+// CloseMergeRequest marks the pins of a merge request closed and answers
+// their ids; see closeScript.
+func (s *Store) CloseMergeRequest(ctx context.Context, p Project, iid MergeRequestIID, now time.Time, maxAge time.Duration) ([]PipelineID, error) {
+	res, err := closeScript.Run(ctx, s.Client, []string{s.mergeRequestKey(p, iid), s.dueKey(p)},
+		s.base(p), ms(now), msDur(maxAge)).StringSlice()
+	if err != nil {
+		return nil, &StoreError{Op: "close merge request", Err: err}
+	}
+	return parseIDs(res), nil
+}
+
+func parseIDs(ss []string) []PipelineID {
+	ids := make([]PipelineID, 0, len(ss))
+	for _, s := range ss {
+		if id, err := strconv.ParseInt(s, 10, 64); err == nil && id > 0 {
+			ids = append(ids, PipelineID(id))
+		}
+	}
+	return ids
+}
+
+// Due answers up to limit pipeline ids whose due time is not after now,
+// earliest first.
+func (s *Store) Due(ctx context.Context, p Project, now time.Time, limit int) ([]PipelineID, error) {
+	res, err := s.Client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.dueKey(p), ByScore: true, Start: "-inf", Stop: ms(now), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, &StoreError{Op: "list due pins", Err: err}
+	}
+	return parseIDs(res), nil
+}
+
+// NextDue answers the earliest due time of any pin of the project, and false
+// when nothing is scheduled.
+func (s *Store) NextDue(ctx context.Context, p Project) (time.Time, bool, error) {
+	res, err := s.Client.ZRangeWithScores(ctx, s.dueKey(p), 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, &StoreError{Op: "next due pin", Err: err}
+	}
+	if len(res) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(res[0].Score)).UTC(), true, nil
+}
+
+// memberID takes the pipeline id out of an index member
+// "<created ms, 15 digits>:<id, 19 digits>".
+func memberID(m string) (PipelineID, bool) {
+	_, idPart, ok := strings.Cut(m, ":")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(strings.TrimLeft(idPart, "0"), 10, 64)
+	return PipelineID(id), err == nil && id > 0
+}
+
+// validCursor reports whether a list cursor has the shape of an index member.
+func validCursor(c string) bool {
+	created, idPart, ok := strings.Cut(c, ":")
+	if !ok || len(created) != 15 || len(idPart) != 19 {
+		return false
+	}
+	for _, r := range created + idPart {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// List answers up to limit pins in the given states, newest first, starting
+// after cursor (empty: from the newest), and the cursor of the next page
+// (empty: no more). Index members of all states sort the same way, so a page
+// over several states is a merge of each state's page.
+func (s *Store) List(ctx context.Context, p Project, states []State, cursor string, limit int) ([]Pin, string, error) {
+	max := "+"
+	if cursor != "" {
+		max = "(" + cursor
+	}
+	var members []string
+	for _, st := range states {
+		page, err := s.Client.ZRevRangeByLex(ctx, s.indexKey(p, st), &redis.ZRangeBy{
+			Max: max, Min: "-", Count: int64(limit + 1),
+		}).Result()
+		if err != nil {
+			return nil, "", &StoreError{Op: "list pins", Err: err}
+		}
+		members = append(members, page...)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(members)))
+	next := ""
+	if len(members) > limit {
+		members = members[:limit]
+		next = members[limit-1]
+	}
+	ids := make([]PipelineID, 0, len(members))
+	for _, m := range members {
+		if id, ok := memberID(m); ok {
+			ids = append(ids, id)
+		}
+	}
+	pins, err := s.getMany(ctx, p, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	return pins, next, nil
+}
+
+// Count answers how many pins of the project are in each state.
+func (s *Store) Count(ctx context.Context, p Project) (map[State]int64, error) {
+	states := []State{StatePinned, StateFinished, StateDeleted}
+	cmds := make([]*redis.IntCmd, len(states))
+	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, st := range states {
+			cmds[i] = pipe.ZCard(ctx, s.indexKey(p, st))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, &StoreError{Op: "count pins", Err: err}
+	}
+	out := make(map[State]int64, len(states))
+	for i, st := range states {
+		out[st] = cmds[i].Val()
+	}
+	return out, nil
+}
+
+// OldestPinned answers the creation time of the oldest pinned pin.
+func (s *Store) OldestPinned(ctx context.Context, p Project) (time.Time, bool, error) {
+	res, err := s.Client.ZRangeByLex(ctx, s.indexKey(p, StatePinned), &redis.ZRangeBy{Min: "-", Max: "+", Count: 1}).Result()
+	if err != nil {
+		return time.Time{}, false, &StoreError{Op: "oldest pin", Err: err}
+	}
+	if len(res) == 0 {
+		return time.Time{}, false, nil
+	}
+	created, _, _ := strings.Cut(res[0], ":")
+	return msTime(strings.TrimLeft(created, "0")), true, nil
+}
+
+// LiveIDs answers the ids of every pinned and finished pin of the project.
+func (s *Store) LiveIDs(ctx context.Context, p Project) ([]PipelineID, error) {
+	var ids []PipelineID
+	for _, st := range []State{StatePinned, StateFinished} {
+		members, err := s.Client.ZRange(ctx, s.indexKey(p, st), 0, -1).Result()
+		if err != nil {
+			return nil, &StoreError{Op: "list live pins", Err: err}
+		}
+		for _, m := range members {
+			if id, ok := memberID(m); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.Client.Ping(ctx).Err(); err != nil {
+		return &StoreError{Op: "ping", Err: err}
+	}
+	return nil
+}

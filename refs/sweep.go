@@ -1,0 +1,233 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// SweepResult is what one GC sweep did.
+type SweepResult struct {
+	// Deleted counts refs deleted because their pin was due.
+	Deleted int `json:"deleted"`
+	// Adopted counts pipeline refs found without a pin, now tracked for max-age.
+	Adopted int `json:"adopted"`
+	// Kept counts the live pipeline refs left after the sweep.
+	Kept int `json:"kept"`
+	// Restored counts refs of live pins that had vanished and were re-created.
+	Restored int `json:"restored"`
+	// Purged counts records of pins deleted more than max-age ago, dropped.
+	Purged int `json:"purged"`
+	// FailedProjects counts projects the sweep could not finish (a held lock,
+	// a failing git); the next sweep comes back to them.
+	FailedProjects int `json:"failed_projects"`
+	Duration       time.Duration `json:"-"`
+}
+
+// sweepBatch is how many due pins are claimed and deleted together: one
+// packed-refs rewrite per batch.
+const sweepBatch = 1000
+
+// maxDueRounds bounds the batches of one project in one sweep, so a pin that
+// keeps failing cannot hold the sweep; the next sweep carries on.
+const maxDueRounds = 1000
+
+// Sweep runs one GC pass over every project on disk and every project with
+// records: delete the refs of due pins in batches, purge old records, adopt
+// pipeline refs without a pin, and re-create the refs of live pins that
+// vanished. A project that fails (a held lock, Redis blinking) is logged and
+// skipped; the error is returned only when nothing could be swept at all.
+func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
+	start := time.Now()
+	var res SweepResult
+	projects, err := s.sweepProjects(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, p := range projects {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := s.sweepProject(ctx, p, &res); err != nil {
+			res.FailedProjects++
+			s.logger().Warn("sweep skipped a project; next sweep retries", "project", p, "err", err)
+		}
+	}
+	res.Duration = time.Since(start)
+	s.Metrics.sweepDone(res.Duration, res.FailedProjects)
+	return res, nil
+}
+
+// sweepProjects is the union of the projects on disk and those with records
+// (a removed repository still has records to settle).
+func (s *Service) sweepProjects(ctx context.Context) ([]Project, error) {
+	onDisk, err := s.Repos.Projects(ctx)
+	if err != nil {
+		return nil, &UnavailableError{Op: "listing projects", Cause: err}
+	}
+	recorded, err := s.Store.Projects(ctx)
+	if err != nil {
+		return nil, unavailable("listing projects", err)
+	}
+	seen := make(map[Project]bool, len(onDisk))
+	for _, p := range onDisk {
+		seen[p] = true
+	}
+	for _, p := range recorded {
+		if !seen[p] {
+			onDisk = append(onDisk, p)
+			seen[p] = true
+		}
+	}
+	return onDisk, nil
+}
+
+func (s *Service) sweepProject(ctx context.Context, p Project, res *SweepResult) error {
+	if err := s.expireAllDue(ctx, p, res); err != nil {
+		return err
+	}
+	repo, err := s.open(p)
+	var nf *ProjectNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.reconcile(ctx, repo, p, res)
+}
+
+// expireAllDue works through the due index of a project, a batch at a time.
+func (s *Service) expireAllDue(ctx context.Context, p Project, res *SweepResult) error {
+	for round := 0; round < maxDueRounds; round++ {
+		ids, err := s.Store.Due(ctx, p, s.now(), sweepBatch)
+		if err != nil {
+			return unavailable("listing due pins", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		before := res.Deleted + res.Purged
+		deleted, purged, err := s.expire(ctx, p, ids)
+		res.Deleted += deleted
+		res.Purged += purged
+		if err != nil {
+			return err
+		}
+		if len(ids) < sweepBatch || res.Deleted+res.Purged == before {
+			return nil
+		}
+	}
+	return nil
+}
+
+// reconcile compares the refs on disk with the records: refs without a live
+// record are adopted, live records without a ref get it back.
+func (s *Service) reconcile(ctx context.Context, repo *gitops.Repo, p Project, res *SweepResult) error {
+	listedAt := s.now()
+	refs, err := repo.PipelineRefs()
+	if err != nil {
+		return unavailable("listing pipeline refs", err)
+	}
+	onDisk := make(map[PipelineID]bool, len(refs))
+	ids := make([]PipelineID, 0, len(refs))
+	shas := make(map[PipelineID]ObjectID, len(refs))
+	for _, rs := range refs {
+		n, _ := gitops.ParsePipelineRef(rs.Ref)
+		id := PipelineID(n)
+		onDisk[id] = true
+		ids = append(ids, id)
+		shas[id] = rs.ID
+	}
+	adopted, err := s.adoptUnknown(ctx, p, ids, shas, listedAt)
+	res.Adopted += adopted
+	if err != nil {
+		return err
+	}
+	restored, err := s.restoreVanished(ctx, repo, p, onDisk, listedAt)
+	res.Restored += restored
+	res.Kept += len(refs) + restored
+	return err
+}
+
+func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID, shas map[PipelineID]ObjectID, listedAt time.Time) (int, error) {
+	adopted := 0
+	for start := 0; start < len(ids); start += sweepBatch {
+		chunk := ids[start:min(start+sweepBatch, len(ids))]
+		pins, err := s.Store.getMany(ctx, p, chunk)
+		if err != nil {
+			return adopted, unavailable("reading pins", err)
+		}
+		live := make(map[PipelineID]bool, len(pins))
+		for _, pin := range pins {
+			live[pin.PipelineID] = pin.State != StateDeleted
+		}
+		for _, id := range chunk {
+			if live[id] {
+				continue
+			}
+			out, err := s.Store.Adopt(ctx, p, id, shas[id], s.now(), listedAt, s.Policy.MaxAge)
+			if err != nil {
+				return adopted, unavailable("adopting ref", err)
+			}
+			if out.Status == "adopted" {
+				adopted++
+			}
+		}
+	}
+	if adopted > 0 {
+		s.Metrics.refsAdopted(adopted)
+		if err := s.Store.AddProject(ctx, p); err != nil {
+			return adopted, unavailable("registering project", err)
+		}
+		s.logger().Info("adopted pipeline refs without a pin", "project", p, "count", adopted,
+			"deleted_after", s.Policy.MaxAge.String())
+	}
+	return adopted, nil
+}
+
+// restoreVanished re-creates the ref of every live pin whose ref is missing
+// (deleted by hand, lost with a restored backup), if its commit still exists.
+// Pins with a deletion claim, or created after the listing began, are left
+// alone: their ref is being deleted or was just made.
+func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Project, onDisk map[PipelineID]bool, listedAt time.Time) (int, error) {
+	liveIDs, err := s.Store.LiveIDs(ctx, p)
+	if err != nil {
+		return 0, unavailable("listing live pins", err)
+	}
+	var missing []PipelineID
+	for _, id := range liveIDs {
+		if !onDisk[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	pins, err := s.Store.getMany(ctx, p, missing)
+	if err != nil {
+		return 0, unavailable("reading pins", err)
+	}
+	restored := 0
+	for _, pin := range pins {
+		if pin.State == StateDeleted || pin.deletionClaimed || !pin.CreatedAt.Before(listedAt) {
+			continue
+		}
+		if err := repo.IsCommit(pin.SHA); err != nil {
+			s.logger().Warn("cannot restore ref of live pin: its commit is gone", "project", p, "ref", pin.Ref(), "sha", pin.SHA, "err", err)
+			continue
+		}
+		created, err := s.createRef(repo, pin.Ref(), pin.SHA)
+		if err != nil {
+			return restored, err
+		}
+		if created {
+			restored++
+			s.logger().Warn("re-created vanished ref of a live pin", "project", p, "ref", pin.Ref(), "sha", pin.SHA)
+		}
+	}
+	s.Metrics.refsRestored(restored)
+	return restored, nil
+}

@@ -1,0 +1,14 @@
+// Package testdata holds helpers that give tests real dependencies instead
+// of mocks: a redis-server process on a free port (StartRedis) and bare git
+// repositories built with the git CLI (NewBareRepo).
+//
+// The package lives in a directory named testdata so that `go test ./...`
+// and `go vet ./...` skip it: its own tests start processes and are run on
+// demand with `go test ./testdata` (not ./testdata/..., which also skips
+// testdata directories and matches nothing). Importing it by its full path
+// works as for any other package.
+//
+// Every helper takes a testing.TB first, marks itself with tb.Helper and
+// fails the test with the command's output instead of returning errors, so
+// callers stay short. Resources are released with tb.Cleanup.
+package testdata

@@ -1,0 +1,286 @@
+package testdata
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// readyTimeout bounds how long a fresh redis-server may take to answer.
+	readyTimeout = 10 * time.Second
+	// stopTimeout is how long a SIGTERM gets before SIGKILL.
+	stopTimeout = 10 * time.Second
+	// startAttempts covers the window between picking a free port and
+	// redis-server binding it, in which another process may take the port.
+	startAttempts = 5
+)
+
+// Redis is a real redis-server process started for one test on a free port.
+// Nothing is persisted: stopping the server loses its data.
+type Redis struct {
+	dir string // --dir and log file location, removed by tb.TempDir
+
+	mu     sync.Mutex
+	port   int
+	cmd    *exec.Cmd     // nil while stopped
+	exited chan struct{} // closed once cmd has been waited for
+}
+
+// StartRedis starts redis-server on a free 127.0.0.1 port and waits until it
+// answers. The server is stopped when the test ends.
+func StartRedis(tb testing.TB) *Redis {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		tb.Fatalf("testdata: redis-server is not on PATH (install redis-server to run this test): %v", err)
+	}
+	r := &Redis{dir: tb.TempDir()}
+	var errs []error
+	for range startAttempts {
+		port, err := freePort()
+		if err != nil {
+			tb.Fatalf("testdata: find a free port: %v", err)
+		}
+		r.port = port
+		err = r.launch()
+		if err == nil {
+			// Registered after tb.TempDir, so it runs before the
+			// directory is removed.
+			tb.Cleanup(func() { r.Stop(tb) })
+			return r
+		}
+		errs = append(errs, err)
+	}
+	tb.Fatalf("testdata: start redis-server (%d attempts): %v", startAttempts, errors.Join(errs...))
+	return nil
+}
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+}
+
+// URL is a redis:// URL for database 0.
+func (r *Redis) URL() string {
+	return "redis://" + r.Addr() + "/0"
+}
+
+// Client returns a new client for the server, closed when the test ends.
+// It keeps working across Stop and Start because the port does not change.
+func (r *Redis) Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), DisableIdentity: true})
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Stop stops the server; its data is lost. Stopping a stopped server does
+// nothing.
+func (r *Redis) Stop(tb testing.TB) {
+	tb.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	killed, err := r.stopLocked()
+	if err != nil {
+		tb.Errorf("testdata: stop redis-server on port %d: %v", r.port, err)
+	} else if killed {
+		tb.Logf("testdata: redis-server on port %d ignored SIGTERM for %v; killed it", r.port, stopTimeout)
+	}
+}
+
+// Start starts a stopped server again, empty, on the same port, so
+// addresses and clients handed out earlier stay valid.
+func (r *Redis) Start(tb testing.TB) {
+	tb.Helper()
+	if err := r.launch(); err != nil {
+		tb.Fatalf("testdata: restart redis-server: %v", err)
+	}
+}
+
+// FlushAll deletes every key in every database.
+func (r *Redis) FlushAll(tb testing.TB) {
+	tb.Helper()
+	// Not tb.Context: it is already cancelled when cleanups run, and
+	// flushing from a cleanup is a reasonable thing to do.
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), DisableIdentity: true})
+	defer c.Close()
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		tb.Fatalf("testdata: FLUSHALL on %s: %v", r.Addr(), err)
+	}
+}
+
+// launch starts redis-server on r.port and waits until it answers. On
+// failure the process is gone and the error carries the server's log.
+func (r *Redis) launch() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return fmt.Errorf("redis-server on port %d is already running", r.port)
+	}
+
+	logPath := filepath.Join(r.dir, "redis.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	// Note where this run's output starts, so errors show only its lines.
+	logStart, _ := logFile.Seek(0, io.SeekEnd)
+
+	cmd := exec.Command("redis-server",
+		"--port", strconv.Itoa(r.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", r.dir,
+		"--daemonize", "no",
+	)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	r.cmd, r.exited = cmd, exited
+
+	if err := r.waitReadyLocked(); err != nil {
+		_, _ = r.stopLocked()
+		return fmt.Errorf("port %d: %w\nredis-server output:\n%s", r.port, err, readFrom(logPath, logStart))
+	}
+	return nil
+}
+
+// waitReadyLocked polls PING until the server answers, the process exits
+// or the deadline passes. It then checks that the server answering is ours:
+// if another process took the port first, ours exits while theirs answers.
+func (r *Redis) waitReadyLocked() error {
+	deadline := time.Now().Add(readyTimeout)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := pingInfo(addr, deadline)
+		if err == nil {
+			if !strings.Contains(info, fmt.Sprintf("\nprocess_id:%d\r", r.cmd.Process.Pid)) {
+				return fmt.Errorf("another redis-server answers on port %d", r.port)
+			}
+			return nil
+		}
+		select {
+		case <-r.exited:
+			return fmt.Errorf("redis-server exited before answering: %v", r.cmd.ProcessState)
+		case <-tick.C:
+			if time.Now().After(deadline) {
+				return fmt.Errorf("redis-server did not answer PING within %v: %v", readyTimeout, err)
+			}
+		}
+	}
+}
+
+// pingInfo sends PING and, once it gets PONG, returns the INFO server
+// section. It speaks RESP over a plain connection rather than using a
+// go-redis client, which would log every refused dial while the server is
+// still starting.
+func pingInfo(addr string, deadline time.Time) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(deadline)
+	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {
+		return "", err
+	}
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if line != "+PONG\r\n" {
+		// For example -LOADING while a server reads its data.
+		return "", fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	// INFO answers with a bulk string: $<length>\r\n<data>\r\n.
+	line, err = br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
+	if !strings.HasPrefix(line, "$") || err != nil {
+		return "", fmt.Errorf("INFO answered %q", strings.TrimSpace(line))
+	}
+	info := make([]byte, n)
+	if _, err := io.ReadFull(br, info); err != nil {
+		return "", err
+	}
+	return string(info), nil
+}
+
+// stopLocked sends SIGTERM, waits, and falls back to SIGKILL, which it
+// reports as killed.
+func (r *Redis) stopLocked() (killed bool, err error) {
+	if r.cmd == nil {
+		return false, nil
+	}
+	cmd, exited := r.cmd, r.exited
+	r.cmd, r.exited = nil, nil
+
+	// The process may already be gone; waiting on exited tells for sure.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return false, nil
+	case <-time.After(stopTimeout):
+	}
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return false, fmt.Errorf("SIGKILL: %w", err)
+	}
+	<-exited
+	return true, nil
+}
+
+// freePort asks the kernel for an unused port. It is released before
+// redis-server binds it, hence the retries in StartRedis.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// readFrom returns the file's content from offset on, for error messages.
+func readFrom(path string, offset int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(read %s: %v)", path, err)
+	}
+	if offset > int64(len(b)) {
+		offset = 0
+	}
+	return string(b[offset:])
+}
