@@ -67,7 +67,9 @@ type UnavailableError struct {
 	Cause error
 }
 
-func (e *UnavailableError) Error() string { return fmt.Sprintf("%s: temporarily unavailable: %v", e.Op, e.Cause) }
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("%s: temporarily unavailable: %v", e.Op, e.Cause)
+}
 
 func (e *UnavailableError) Unwrap() error { return e.Cause }
 

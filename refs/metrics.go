@@ -89,7 +89,7 @@ type pinCollector struct {
 }
 
 var (
-	pinsDesc = prometheus.NewDesc("refkeeper_pins", "Pins by state, over all projects.", []string{"state"}, nil)
+	pinsDesc   = prometheus.NewDesc("refkeeper_pins", "Pins by state, over all projects.", []string{"state"}, nil)
 	oldestDesc = prometheus.NewDesc("refkeeper_oldest_pinned_age_seconds",
 		"Age of the oldest pin in state pinned (0 when there is none).", nil, nil)
 	scrapeErrDesc = prometheus.NewDesc("refkeeper_pins_scrape_error",

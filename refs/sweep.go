@@ -22,7 +22,7 @@ type SweepResult struct {
 	Purged int `json:"purged"`
 	// FailedProjects counts projects the sweep could not finish (a held lock,
 	// a failing git); the next sweep comes back to them.
-	FailedProjects int `json:"failed_projects"`
+	FailedProjects int           `json:"failed_projects"`
 	Duration       time.Duration `json:"-"`
 }
 
