@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+
 )
 
 // Defaults for Root's zero-valued fields.
@@ -188,3 +189,4 @@ func (r *Root) Check() error {
 	}
 	return nil
 }
+
