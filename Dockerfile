@@ -1,0 +1,22 @@
+# Build: cgo against Debian's libgit2 1.5 (what git2go v34 requires).
+FROM golang:1.26-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libgit2-dev pkg-config && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN go build -ldflags "-X main.version=${VERSION}" -o /out/refkeeper ./cmd/refkeeper
+
+# Run: libgit2 for reads, git for ref transactions and smart HTTP.
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libgit2-1.5 git ca-certificates && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data refkeeper && mkdir -p /data/repos && chown -R refkeeper /data
+COPY --from=build /out/refkeeper /usr/local/bin/refkeeper
+USER refkeeper
+VOLUME /data
+ENV REFKEEPER_LISTEN=0.0.0.0:8080 REFKEEPER_REPOS=/data/repos
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+ENTRYPOINT ["refkeeper"]
+CMD ["serve"]

@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`.
+GO       ?= go
+BIN      := bin/refkeeper
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# ./... skips directories named testdata; the test helpers are a package too.
+PKGS     := ./... ./testdata
+# Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
+ARGS     ?=
+
+.PHONY: deps build run test vet fmt-check fuzz clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/refkeeper
+
+## run: build and serve on the embedded defaults, with the demo repository.
+run: build
+	./$(BIN) serve --demo $(ARGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+vet: deps
+	$(GO) vet $(PKGS)
+
+## test: every test, with the race detector, against real git and redis-server.
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,148 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// Error codes of the contract's error table, plus the HTTP-level ones.
+const (
+	codeInvalidRequest   = "invalid_request"
+	codeUnauthorized     = "unauthorized"
+	codeForbidden        = "forbidden"
+	codeProjectNotFound  = "project_not_found"
+	codePinNotFound      = "pin_not_found"
+	codeRefConflict      = "ref_conflict"
+	codeCommitNotFound   = "commit_not_found"
+	codeMergeRefNotFound = "merge_ref_not_found"
+	codePayloadTooLarge  = "payload_too_large"
+	codeUnsupportedMedia = "unsupported_media_type"
+	codeUnavailable      = "unavailable"
+	codeNotFound         = "not_found"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeInternal         = "internal"
+	retryAfterSeconds    = "5"
+	internalMessage      = "internal error; see the server log"
+)
+
+// httpError is an answer the client may see (Status, Code, Message), apart
+// from the cause that only goes to the log (Err).
+type httpError struct {
+	Status  int
+	Code    string
+	Message string
+	Err     error
+}
+
+func (e *httpError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *httpError) Unwrap() error { return e.Err }
+
+func badRequest(format string, args ...any) *httpError {
+	return &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// toHTTPError is the one place where errors become status codes.
+func toHTTPError(err error) *httpError {
+	var (
+		he          *httpError
+		ee          *echo.HTTPError
+		invalid     *refs.InvalidInputError
+		noProject   *refs.ProjectNotFoundError
+		noPin       *refs.PinNotFoundError
+		conflict    *refs.RefConflictError
+		noCommit    *refs.CommitNotFoundError
+		noMergeRef  *refs.MergeRefNotFoundError
+		unavailable *refs.UnavailableError
+		tooLarge    *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &invalid):
+		return &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: invalid.Error()}
+	case errors.As(err, &noProject):
+		return &httpError{Status: http.StatusNotFound, Code: codeProjectNotFound, Message: noProject.Error()}
+	case errors.As(err, &noPin):
+		return &httpError{Status: http.StatusNotFound, Code: codePinNotFound, Message: noPin.Error()}
+	case errors.As(err, &conflict):
+		return &httpError{Status: http.StatusConflict, Code: codeRefConflict, Message: conflict.Error()}
+	case errors.As(err, &noCommit):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeCommitNotFound, Message: noCommit.Error()}
+	case errors.As(err, &noMergeRef):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
+	case errors.As(err, &unavailable):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}
+	case errors.As(err, &tooLarge):
+		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: codePayloadTooLarge,
+			Message: fmt.Sprintf("request body is over %d bytes", tooLarge.Limit)}
+	case errors.As(err, &ee):
+		switch ee.Code {
+		case http.StatusNotFound:
+			return &httpError{Status: ee.Code, Code: codeNotFound, Message: "no such route"}
+		case http.StatusMethodNotAllowed:
+			return &httpError{Status: ee.Code, Code: codeMethodNotAllowed, Message: "method not allowed on this route"}
+		case http.StatusRequestEntityTooLarge:
+			return &httpError{Status: ee.Code, Code: codePayloadTooLarge, Message: "request body too large"}
+		case http.StatusUnauthorized:
+			return &httpError{Status: ee.Code, Code: codeUnauthorized, Message: "missing or wrong token"}
+		}
+		if ee.Code >= 400 && ee.Code < 500 {
+			return &httpError{Status: ee.Code, Code: codeInvalidRequest, Message: http.StatusText(ee.Code)}
+		}
+	}
+	return &httpError{Status: http.StatusInternalServerError, Code: codeInternal, Message: internalMessage, Err: err}
+}
+
+// errorHandler writes every error as the contract's JSON body. Causes of 5xx
+// answers are logged, never sent.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		he := toHTTPError(err)
+		if he.Status >= 500 {
+			logger.Error("request failed", "method", c.Request().Method, "route", c.Path(),
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "status", he.Status, "err", err)
+		}
+		if c.Response().Committed {
+			return
+		}
+		h := c.Response().Header()
+		switch he.Status {
+		case http.StatusServiceUnavailable:
+			h.Set("Retry-After", retryAfterSeconds)
+		case http.StatusUnauthorized:
+			if h.Get(echo.HeaderWWWAuthenticate) == "" {
+				h.Set(echo.HeaderWWWAuthenticate, `Bearer realm="refkeeper"`)
+			}
+		}
+		body := errorBody{Error: errorDetail{Code: he.Code, Message: he.Message}}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(he.Status)
+			return
+		}
+		if werr := c.JSON(he.Status, body); werr != nil {
+			logger.Warn("writing error response", "err", werr)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what New needs. Zero values mean the defaults given per field.
+type Config struct {
+	// Pins is the domain; *refs.Service.
+	Pins Pins
+	// Tokens are the bearer tokens accepted on /api/ and /git/. Required.
+	Tokens []string
+	// FetchURL is the base URL runners fetch from, e.g. http://host:8080;
+	// a pin's fetch_url is FetchURL + "/git/<project>.git".
+	FetchURL string
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics and is served on /metrics. Nil: a
+	// new, private one.
+	Registry *prometheus.Registry
+	// GitBinary runs `git http-backend`. Empty: "git" from PATH.
+	GitBinary string
+}
+
+// New builds the HTTP handler: the API, the git mount, health and metrics.
+func New(cfg Config) (http.Handler, error) {
+	if len(cfg.Tokens) == 0 {
+		return nil, errors.New("api: at least one token is required")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	registry := cfg.Registry
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
+	metrics := newHTTPMetrics(registry)
+	git, err := newGitServer(cfg.Pins, cfg.GitBinary, logger, metrics)
+	if err != nil {
+		return nil, err
+	}
+	h := &handlers{pins: cfg.Pins, fetchBase: strings.TrimRight(cfg.FetchURL, "/")}
+	tokens := newTokenSet(cfg.Tokens)
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(logger)
+	// Client addresses come from the connection only: a spoofed
+	// X-Forwarded-For changes nothing.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(middleware.RequestID())
+	e.Use(requestLogger(logger))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		logger.Error("panic in handler", "route", c.Path(), "err", err, "stack", string(stack))
+		return err
+	}}))
+	e.Use(metrics.middleware)
+
+	e.GET("/healthz", h.healthz)
+	e.GET("/readyz", h.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
+
+	v1 := e.Group("/api/v1", requireToken(tokens, false, `Bearer realm="refkeeper"`))
+	v1.PUT("/projects/:project/pipelines/:id/ref", h.putPin)
+	v1.GET("/projects/:project/pipelines/:id/ref", h.getPin)
+	v1.DELETE("/projects/:project/pipelines/:id/ref", h.deletePin)
+	v1.POST("/projects/:project/pipelines/:id/finish", h.finish)
+	v1.GET("/projects/:project/pipelines", h.list)
+	v1.POST("/projects/:project/merge_requests/:iid/close", h.closeMergeRequest)
+	v1.POST("/gc", h.gc)
+	// Unknown routes under /api/ answer 401 before 404 for anonymous callers,
+	// so the API's shape is not revealed without a token.
+	v1.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
+
+	gitAuth := requireToken(tokens, true, `Basic realm="refkeeper"`)
+	e.Any("/git/*", git.serve, gitAuth)
+	return e, nil
+}
+
+// requestLogger logs one line per request; never headers (they carry tokens)
+// and never the query string.
+func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			status := c.Response().Status
+			if err != nil {
+				status = toHTTPError(err).Status
+			}
+			level := slog.LevelInfo
+			if c.Request().URL.Path == "/healthz" || c.Request().URL.Path == "/readyz" || c.Request().URL.Path == "/metrics" {
+				level = slog.LevelDebug
+			}
+			logger.Log(c.Request().Context(), level, "request",
+				"method", c.Request().Method, "path", c.Request().URL.Path, "route", c.Path(), "status", status,
+				"duration_ms", time.Since(start).Milliseconds(), "remote", c.RealIP(),
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+			return err
+		}
+	}
+}

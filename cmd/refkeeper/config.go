@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// serveConfig is everything `refkeeper serve` is told. Durations are Go
+// durations; every field has a flag and an environment variable, and the
+// flag wins.
+type serveConfig struct {
+	// Listen is the HTTP address.
+	Listen string
+	// Repos is the root directory of the bare repositories.
+	Repos string
+	// RedisURL is where pins and tasks live; empty: an embedded in-process
+	// Redis that keeps nothing across restarts.
+	RedisURL string
+	// Tokens are the bearer tokens for /api/ and /git/; empty: one is
+	// generated at start-up.
+	Tokens []string
+	// Retention is how long a finished pin keeps its ref.
+	Retention time.Duration
+	// MaxAge is the oldest any pin or unknown pipeline ref may get.
+	MaxAge time.Duration
+	// GCInterval is how often the GC sweep runs.
+	GCInterval time.Duration
+	// FetchURL is the base URL runners fetch from; empty: http://<listen>.
+	FetchURL string
+	// Role is api, worker or all.
+	Role string
+	// Demo creates a demo repository when the repos root is empty.
+	Demo bool
+	// StaleLockAge is the age after which a ref lock file is taken for a
+	// crashed writer's and removed.
+	StaleLockAge time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel slog.Level
+}
+
+// Roles of a serve process.
+const (
+	roleAPI    = "api"
+	roleWorker = "worker"
+	roleAll    = "all"
+)
+
+func (c serveConfig) runsAPI() bool    { return c.Role == roleAPI || c.Role == roleAll }
+func (c serveConfig) runsWorker() bool { return c.Role == roleWorker || c.Role == roleAll }
+
+// usageError is a bad flag or value: exit status 2 with one line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// flagEnv pairs each flag with its environment variable.
+var flagEnv = []struct{ flag, env string }{
+	{"listen", "REFKEEPER_LISTEN"},
+	{"repos", "REFKEEPER_REPOS"},
+	{"redis", "REFKEEPER_REDIS_URL"},
+	{"tokens", "REFKEEPER_API_TOKENS"},
+	{"retention", "REFKEEPER_RETENTION"},
+	{"max-age", "REFKEEPER_MAX_AGE"},
+	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
+	{"fetch-url", "REFKEEPER_FETCH_URL"},
+	{"role", "REFKEEPER_ROLE"},
+	{"demo", "REFKEEPER_DEMO"},
+	{"stale-lock-age", "REFKEEPER_STALE_LOCK_AGE"},
+	{"log-level", "REFKEEPER_LOG_LEVEL"},
+}
+
+// parseServeConfig reads flags over environment over defaults. A bad value
+// is a *usageError naming the flag or variable; -h is flag.ErrHelp with the
+// usage written to help.
+func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
+	c := serveConfig{}
+	var tokens string
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
+	fs.StringVar(&c.Repos, "repos", "./data/repos", "root `directory` of the bare repositories")
+	fs.StringVar(&c.RedisURL, "redis", "", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable")
+	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
+	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
+	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
+	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
+	fs.StringVar(&c.FetchURL, "fetch-url", "", "base `URL` runners fetch from (default http://<listen>)")
+	fs.StringVar(&c.Role, "role", roleAll, "what this process runs: api, worker or all")
+	fs.BoolVar(&c.Demo, "demo", false, "create the demo/app repository when the repos root is empty")
+	fs.DurationVar(&c.StaleLockAge, "stale-lock-age", gitops.DefaultStaleLockAge, "age after which a leftover ref lock file is removed")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+
+	for _, fe := range flagEnv {
+		if v := getenv(fe.env); v != "" {
+			if err := fs.Set(fe.flag, v); err != nil {
+				return c, &usageError{fmt.Sprintf("invalid value %q for %s (--%s): %v", v, fe.env, fe.flag, unwrapFlagErr(err))}
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			fmt.Fprintln(help, "usage: refkeeper serve [flags]")
+			fs.PrintDefaults()
+			fmt.Fprintln(help, "\nEvery flag also reads an environment variable (the flag wins):")
+			for _, fe := range flagEnv {
+				fmt.Fprintf(help, "  --%-15s %s\n", fe.flag, fe.env)
+			}
+			return c, err
+		}
+		return c, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return c, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	c.Tokens = splitTokens(tokens)
+	return c, c.validate()
+}
+
+// unwrapFlagErr keeps flag's message short: the value parser's own error.
+func unwrapFlagErr(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func splitTokens(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (c serveConfig) validate() error {
+	switch c.Role {
+	case roleAPI, roleWorker, roleAll:
+	default:
+		return &usageError{fmt.Sprintf("invalid value %q for --role: must be api, worker or all", c.Role)}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return &usageError{fmt.Sprintf("invalid value %q for --listen: %v", c.Listen, err)}
+	}
+	if c.Repos == "" {
+		return &usageError{"invalid value \"\" for --repos: must name a directory"}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval}, {"stale-lock-age", c.StaleLockAge}} {
+		if d.v <= 0 {
+			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
+		}
+	}
+	if c.GCInterval < time.Second {
+		return &usageError{fmt.Sprintf("invalid value %s for --gc-interval: must be at least 1s", c.GCInterval)}
+	}
+	if c.FetchURL != "" {
+		u, err := url.Parse(c.FetchURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &usageError{fmt.Sprintf("invalid value %q for --fetch-url: must be an http or https URL", c.FetchURL)}
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := redisOptions(c.RedisURL); err != nil {
+			return &usageError{fmt.Sprintf("invalid value for --redis: %v", err)}
+		}
+	}
+	for _, t := range c.Tokens {
+		if len(t) < 16 {
+			return &usageError{"invalid value for --tokens: every token must be at least 16 characters"}
+		}
+	}
+	return nil
+}
+
+// fetchBase is the base URL printed in fetch_url.
+func (c serveConfig) fetchBase() string {
+	if c.FetchURL != "" {
+		return strings.TrimRight(c.FetchURL, "/")
+	}
+	return "http://" + c.Listen
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestServeConfigDefaults(t *testing.T) {
+	c, err := parseServeConfig(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || c.Repos != "./data/repos" || c.RedisURL != "" || len(c.Tokens) != 0 ||
+		c.Retention != 168*time.Hour || c.MaxAge != 720*time.Hour || c.GCInterval != 10*time.Minute ||
+		c.Role != "all" || c.fetchBase() != "http://127.0.0.1:8080" || c.StaleLockAge != 5*time.Minute {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestServeConfigFlagBeatsEnv(t *testing.T) {
+	e := env(map[string]string{
+		"REFKEEPER_LISTEN":     "127.0.0.1:9000",
+		"REFKEEPER_RETENTION":  "2h",
+		"REFKEEPER_API_TOKENS": "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+		"REFKEEPER_FETCH_URL":  "https://git.example.com/",
+		"REFKEEPER_ROLE":       "worker",
+	})
+	c, err := parseServeConfig([]string{"--retention", "90s", "--role", "api"}, e, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9000" || c.Retention != 90*time.Second || c.Role != "api" ||
+		len(c.Tokens) != 2 || c.Tokens[1] != "bbbbbbbbbbbbbbbb" || c.fetchBase() != "https://git.example.com" {
+		t.Fatalf("config = %+v", c)
+	}
+}
+
+// TestBadConfigExitsTwo checks every kind of bad value: exit status 2 and
+// exactly one line on stderr naming the flag or variable.
+func TestBadConfigExitsTwo(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"--nope"}, nil, "nope"},
+		{"bad duration", []string{"--retention", "soon"}, nil, "retention"},
+		{"negative duration", []string{"--max-age", "-1h"}, nil, "max-age"},
+		{"zero interval", []string{"--gc-interval", "0s"}, nil, "gc-interval"},
+		{"bad role", []string{"--role", "boss"}, nil, "role"},
+		{"bad listen", []string{"--listen", "nowhere"}, nil, "listen"},
+		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},
+		{"bad fetch url", []string{"--fetch-url", "ftp://x"}, nil, "fetch-url"},
+		{"short token", []string{"--tokens", "abc"}, nil, "tokens"},
+		{"bad env", nil, map[string]string{"REFKEEPER_GC_INTERVAL": "often"}, "REFKEEPER_GC_INTERVAL"},
+		{"extra argument", []string{"now"}, nil, "now"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"serve"}, tt.args...), env(tt.env), &stdout, &stderr)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want 2; stderr %q", code, stderr.String())
+			}
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("stderr = %q, want one line naming %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestRedisURLForms(t *testing.T) {
+	tests := []struct {
+		url     string
+		addrs   int
+		cluster bool
+		master  string
+		ok      bool
+	}{
+		{"redis://127.0.0.1:6379/2", 1, false, "", true},
+		{"rediss://user:pw@cache:6380/0", 1, false, "", true},
+		{"redis+sentinel://s1:26379?addr=s2:26379&master_name=main", 2, false, "main", true},
+		{"redis+cluster://c1:6379?addr=c2:6379&addr=c3:6379", 3, true, "", true},
+		{"redis+sentinel://s1:26379", 0, false, "", false},
+		{"redis+bogus://x:1", 0, false, "", false},
+		{"http://x:1", 0, false, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			o, err := redisOptions(tt.url)
+			if (err == nil) != tt.ok {
+				t.Fatalf("redisOptions = %v, want ok=%v", err, tt.ok)
+			}
+			if !tt.ok {
+				return
+			}
+			if len(o.Addrs) != tt.addrs || o.IsClusterMode != tt.cluster || o.MasterName != tt.master {
+				t.Fatalf("options = %+v", o)
+			}
+			if o.ReadTimeout <= 0 || o.ReadTimeout > 5*time.Second {
+				t.Fatalf("read timeout %v: a Redis outage must fail fast", o.ReadTimeout)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, env(nil), &out, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.HasPrefix(out.String(), "refkeeper ") || !strings.Contains(out.String(), "libgit2 1.") {
+		t.Fatalf("version = %q", out.String())
+	}
+}

@@ -1,0 +1,12 @@
+// Command refkeeper pins the refs CI pipelines test, serves them to runners
+// and deletes them when they are no longer needed.
+//
+//	refkeeper serve [flags]   run the HTTP API, the task workers and the GC
+//	                          scheduler (--role api|worker|all)
+//	refkeeper version         print the version
+//
+// main only turns process arguments, environment and signals into a call of
+// run; each subcommand lives in its own file. This is the one place that
+// builds concrete values (Redis clients, the repos root, the service, the
+// HTTP server, the workers) and wires them together.
+package main

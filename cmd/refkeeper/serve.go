@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refkeeper/refkeeper/api"
+	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/jobs"
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// shutdownTimeout bounds how long in-flight requests may take after SIGTERM.
+const shutdownTimeout = 30 * time.Second
+
+// demoProject is what --demo creates in an empty repos root.
+const demoProject = "demo/app"
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseServeConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var uerr *usageError
+	if errors.As(err, &uerr) {
+		fmt.Fprintf(stderr, "refkeeper serve: %s\n", uerr.msg)
+		return exitUsage
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, cfg, logger, stdout); err != nil {
+		logger.Error("refkeeper stopped", "err", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serve wires the process together, runs until ctx is cancelled, and shuts
+// down in order: stop taking requests and let in-flight ones finish, then
+// let running tasks finish, then close Redis.
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.Writer) error {
+	reposDir, err := filepath.Abs(cfg.Repos)
+	if err != nil {
+		return fmt.Errorf("repos root: %w", err)
+	}
+	if err := os.MkdirAll(reposDir, 0o755); err != nil {
+		return fmt.Errorf("creating repos root: %w", err)
+	}
+	root := &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, Logger: logger}
+	defer root.Close()
+	if cfg.Demo {
+		if err := createDemo(root, logger); err != nil {
+			return err
+		}
+	}
+
+	rdb, closeRedis, err := openRedis(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store := &refs.Store{Client: rdb}
+	taskClient := asynq.NewClientFromRedisClient(rdb)
+	defer taskClient.Close()
+	svc := &refs.Service{
+		Repos:     root,
+		Store:     store,
+		Policy:    refs.Policy{Retention: cfg.Retention, MaxAge: cfg.MaxAge},
+		Clock:     refs.SystemClock{},
+		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
+		Logger:    logger,
+		Metrics:   refs.NewMetrics(registry, store, refs.SystemClock{}),
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	if cfg.FetchURL == "" {
+		cfg.Listen = ln.Addr().String() // a :0 port is known only now
+	}
+	handler, err := httpHandler(cfg, svc, registry, logger, stdout, reposDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	var worker *jobs.Worker
+	if cfg.runsWorker() {
+		worker, err = jobs.StartWorker(jobs.WorkerConfig{
+			Redis:      rdb,
+			Handlers:   &jobs.Handlers{Pins: svc, Logger: logger},
+			GCInterval: cfg.GCInterval,
+			Logger:     logger,
+			Registerer: registry,
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	srv := &http.Server{
+		Handler: handler,
+		// Slow clients cannot hold the server: headers must come quickly and
+		// idle keep-alive connections are closed. No write timeout: a runner's
+		// fetch of a large repository may stream for minutes.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("refkeeper serving", "addr", ln.Addr().String(), "role", cfg.Role, "repos", reposDir,
+		"fetch_url", cfg.fetchBase(), "retention", cfg.Retention.String(), "max_age", cfg.MaxAge.String(),
+		"gc_interval", cfg.GCInterval.String(), "version", version)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing in-flight requests and tasks")
+	case err = <-serveErr:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		logger.Warn("http shutdown", "err", serr)
+	}
+	if worker != nil {
+		worker.Shutdown()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	logger.Info("refkeeper stopped")
+	return err
+}
+
+// httpHandler is the full API for roles api and all, and only health and
+// metrics for a worker.
+func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+	if !cfg.runsAPI() {
+		return healthHandler(svc, registry), nil
+	}
+	tokens := cfg.Tokens
+	if len(tokens) == 0 {
+		token, err := generateToken(reposDir, stdout)
+		if err != nil {
+			return nil, err
+		}
+		tokens = []string{token}
+	}
+	return api.New(api.Config{
+		Pins:     svc,
+		Tokens:   tokens,
+		FetchURL: cfg.fetchBase(),
+		Logger:   logger,
+		Registry: registry,
+	})
+}
+
+// healthHandler serves /healthz, /readyz and /metrics for a worker process.
+func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := svc.Ready(ctx); err != nil {
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"unavailable","message":"not ready"}}`)
+			return
+		}
+		io.WriteString(w, `{"status":"ready"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// generateToken makes the one API token of a process started without
+// --tokens, prints it once and writes it next to the repos root, readable by
+// the owner only.
+func generateToken(reposDir string, stdout io.Writer) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generating API token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	path := filepath.Join(filepath.Dir(reposDir), "api-token")
+	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing API token: %w", err)
+	}
+	fmt.Fprintf(stdout, "API token (generated, also in %s): %s\n", path, token)
+	return token, nil
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a reader
+// never sees half a token and the mode is right from the first byte.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// createDemo creates demo/app when the repos root holds nothing yet.
+func createDemo(root *gitops.Root, logger *slog.Logger) error {
+	entries, err := os.ReadDir(root.Dir)
+	if err != nil {
+		return fmt.Errorf("reading repos root: %w", err)
+	}
+	if len(entries) > 0 {
+		return nil
+	}
+	name, err := gitops.ParseProjectName(demoProject)
+	if err != nil {
+		return err
+	}
+	created, err := root.CreateDemo(name)
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("created demo project", "project", demoProject,
+			"merge_ref", gitops.MergeRequestRef(gitops.DemoMergeRequestIID).String())
+	}
+	return nil
+}
+
+// openRedis connects to the configured Redis, or starts the embedded one.
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL == "" {
+		emb, err := startEmbeddedRedis(logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts, _ := redisOptions("redis://" + emb.Addr() + "/0")
+		rdb := redis.NewUniversalClient(opts)
+		return rdb, func() { rdb.Close(); emb.Close() }, nil
+	}
+	opts, err := redisOptions(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	rdb := redis.NewUniversalClient(opts)
+	return rdb, func() { rdb.Close() }, nil
+}
