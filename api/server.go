@@ -70,17 +70,17 @@ func New(cfg Config) (http.Handler, error) {
 	e.GET("/readyz", h.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
 
-	v1 := e.Group("/api/v1", requireToken(tokens, false, `Bearer realm="refkeeper"`))
-	v1.PUT("/projects/:project/pipelines/:id/ref", h.putPin)
-	v1.GET("/projects/:project/pipelines/:id/ref", h.getPin)
-	v1.DELETE("/projects/:project/pipelines/:id/ref", h.deletePin)
-	v1.POST("/projects/:project/pipelines/:id/finish", h.finish)
-	v1.GET("/projects/:project/pipelines", h.list)
-	v1.POST("/projects/:project/merge_requests/:iid/close", h.closeMergeRequest)
-	v1.POST("/gc", h.gc)
-	// Unknown routes under /api/ answer 401 before 404 for anonymous callers,
-	// so the API's shape is not revealed without a token.
-	v1.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
+	// Auth is per route, not per group: echo's group middleware turns a
+	// wrong method (405) into a 404.
+	auth := requireToken(tokens, false, `Bearer realm="refkeeper"`)
+	const v1 = "/api/v1"
+	e.PUT(v1+"/projects/:project/pipelines/:id/ref", h.putPin, auth)
+	e.GET(v1+"/projects/:project/pipelines/:id/ref", h.getPin, auth)
+	e.DELETE(v1+"/projects/:project/pipelines/:id/ref", h.deletePin, auth)
+	e.POST(v1+"/projects/:project/pipelines/:id/finish", h.finish, auth)
+	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
+	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
+	e.POST(v1+"/gc", h.gc, auth)
 
 	gitAuth := requireToken(tokens, true, `Basic realm="refkeeper"`)
 	e.Any("/git/*", git.serve, gitAuth)
