@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // Defaults for Root's zero-valued fields.
@@ -189,4 +188,3 @@ func (r *Root) Check() error {
 	}
 	return nil
 }
-
