@@ -19,6 +19,10 @@ import (
 type WorkerConfig struct {
 	// Redis is shared with the rest of the process; the worker does not close it.
 	Redis redis.UniversalClient
+	// NewRedis makes a connection the sweep scheduler owns (asynq closes a
+	// scheduler's connection on shutdown, so it cannot be the shared one).
+	// Nil: a new client with Redis's options.
+	NewRedis func() redis.UniversalClient
 	// Handlers does the work.
 	Handlers *Handlers
 	// Queue: empty means DefaultQueue.
@@ -108,7 +112,11 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		asynq.Timeout(cfg.GCInterval),
 		asynq.MaxRetry(3),
 	}
-	scheduler := asynq.NewSchedulerFromRedisClient(cfg.Redis, &asynq.SchedulerOpts{
+	newRedis := cfg.NewRedis
+	if newRedis == nil {
+		newRedis = func() redis.UniversalClient { return cloneClient(cfg.Redis) }
+	}
+	scheduler := asynq.NewScheduler(ownedConn(newRedis), &asynq.SchedulerOpts{
 		Logger:   slogAdapter{logger.With("component", "asynq-scheduler")},
 		LogLevel: asynq.WarnLevel,
 		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
@@ -140,6 +148,22 @@ func (w *Worker) Shutdown() {
 	w.scheduler.Shutdown()
 	w.server.Shutdown()
 	_ = w.client.Close()
+}
+
+// ownedConn hands asynq a connection it may close.
+type ownedConn func() redis.UniversalClient
+
+func (f ownedConn) MakeRedisClient() any { return f() }
+
+// cloneClient opens a new client with the options of c.
+func cloneClient(c redis.UniversalClient) redis.UniversalClient {
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return redis.NewClusterClient(c.Options())
+	case *redis.Client:
+		return redis.NewClient(c.Options())
+	}
+	panic(fmt.Sprintf("jobs: cannot open another connection like a %T; set WorkerConfig.NewRedis", c))
 }
 
 // taskMetrics counts processed and failed tasks.

@@ -118,7 +118,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 			}
 			return c, err
 		}
-		return c, &usageError{err.Error()}
+		return c, &usageError{strings.Replace(err.Error(), "for flag -", "for --", 1)}
 	}
 	if fs.NArg() > 0 {
 		return c, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
