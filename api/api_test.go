@@ -403,3 +403,81 @@ func TestGitSmartHTTP(t *testing.T) {
 		t.Fatalf("fetch after delete: %v\n%s", err, out)
 	}
 }
+
+// TestScopedFetchToken: a pin's fetch_token opens that pipeline ref and what
+// it reaches, nothing else, and only while the pin lives.
+func TestScopedFetchToken(t *testing.T) {
+	f := newFixture(t)
+	secret := f.git.Commit(t, "secret", map[string]string{"key.txt": "hidden\n"}, "not reachable from any pin")
+	pin := f.do(t, "PUT", p+"/pipelines/7/ref", `{"merge_request_iid":12}`)
+	if pin.status != 201 {
+		t.Fatalf("pin = %d %s", pin.status, pin.raw)
+	}
+	f.do(t, "PUT", p+"/pipelines/8/ref", `{"sha":"`+f.c1+`"}`)
+	scoped, _ := pin.body["fetch_token"].(string)
+	if !strings.HasPrefix(scoped, "rkf1_") {
+		t.Fatalf("fetch_token = %q", scoped)
+	}
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	url := "http://job:" + scoped + "@" + host + "/git/group/app.git"
+	work := t.TempDir()
+	if out, err := gitCLI(t, work, "init", "-q", "."); err != nil {
+		t.Fatal(out)
+	}
+
+	for _, proto := range []string{"0", "2"} {
+		out, err := gitCLI(t, work, "-c", "protocol.version="+proto, "ls-remote", url)
+		if err != nil {
+			t.Fatalf("ls-remote (protocol %s): %v\n%s", proto, err, out)
+		}
+		if got := strings.TrimSpace(out); got != f.merge+"\trefs/pipelines/7" {
+			t.Fatalf("scoped advertisement (protocol %s) = %q, want only refs/pipelines/7", proto, got)
+		}
+		if out, err := gitCLI(t, work, "-c", "protocol.version="+proto, "fetch", "--depth=1", url, "+refs/pipelines/7:refs/pipelines/7"); err != nil {
+			t.Fatalf("scoped fetch (protocol %s): %v\n%s", proto, err, out)
+		}
+		if out, _ := gitCLI(t, work, "rev-parse", "refs/pipelines/7"); strings.TrimSpace(out) != f.merge {
+			t.Fatalf("scoped fetch got %q", out)
+		}
+		for _, want := range []string{"+refs/pipelines/8:refs/x", "+refs/heads/main:refs/x", secret, f.c2} {
+			if out, err := gitCLI(t, work, "-c", "protocol.version="+proto, "fetch", "--depth=1", url, want); err == nil {
+				t.Fatalf("scoped token fetched %s (protocol %s):\n%s", want, proto, out)
+			}
+		}
+	}
+	if out, _ := gitCLI(t, work, "cat-file", "-t", secret); strings.TrimSpace(out) == "commit" {
+		t.Fatal("the unreachable commit reached the runner")
+	}
+
+	// The API token still reads everything.
+	full := "http://job:" + token + "@" + host + "/git/group/app.git"
+	if out, err := gitCLI(t, work, "ls-remote", full); err != nil || !strings.Contains(out, "refs/heads/secret") {
+		t.Fatalf("API token ls-remote: %v\n%s", err, out)
+	}
+	// A fetch token is not an API token, is bound to its project, and
+	// cannot be altered.
+	if a := f.do(t, "GET", p+"/pipelines/7/ref", "", "Authorization: Bearer "+scoped); a.status != 401 {
+		t.Fatalf("fetch token on the API = %d", a.status)
+	}
+	other := "http://job:" + scoped + "@" + host + "/git/group/other.git"
+	if out, err := gitCLI(t, work, "ls-remote", other); err == nil {
+		t.Fatalf("fetch token opened another project:\n%s", out)
+	}
+	tampered := scoped[:len(scoped)-2] + "AA"
+	if out, err := gitCLI(t, work, "ls-remote", strings.Replace(url, scoped, tampered, 1)); err == nil {
+		t.Fatalf("tampered token accepted:\n%s", out)
+	}
+
+	// Deleted pin: the token is dead, also for a later pin of the same pipeline.
+	f.do(t, "DELETE", p+"/pipelines/7/ref", "")
+	if out, err := gitCLI(t, work, "ls-remote", url); err == nil || !strings.Contains(out, "Authentication failed") {
+		t.Fatalf("token of a deleted pin: %v\n%s", err, out)
+	}
+	again := f.do(t, "PUT", p+"/pipelines/7/ref", `{"sha":"`+f.c1+`"}`)
+	if again.status != 201 || again.body["fetch_token"] == scoped {
+		t.Fatalf("re-created pin = %d, same token %v", again.status, again.body["fetch_token"] == scoped)
+	}
+	if out, err := gitCLI(t, work, "ls-remote", url); err == nil {
+		t.Fatalf("old token opened the new pin:\n%s", out)
+	}
+}

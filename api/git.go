@@ -34,12 +34,14 @@ const (
 // running `git http-backend` (the real git) as a CGI program.
 type gitServer struct {
 	pins    Pins
+	tokens  *tokenSet
+	signer  *fetchSigner
 	gitPath string
 	logger  *slog.Logger
 	metrics *httpMetrics
 }
 
-func newGitServer(pins Pins, gitBinary string, logger *slog.Logger, m *httpMetrics) (*gitServer, error) {
+func newGitServer(pins Pins, tokens *tokenSet, signer *fetchSigner, gitBinary string, logger *slog.Logger, m *httpMetrics) (*gitServer, error) {
 	if gitBinary == "" {
 		gitBinary = "git"
 	}
@@ -47,7 +49,7 @@ func newGitServer(pins Pins, gitBinary string, logger *slog.Logger, m *httpMetri
 	if err != nil {
 		return nil, fmt.Errorf("git smart HTTP: %w", err)
 	}
-	return &gitServer{pins: pins, gitPath: path, logger: logger, metrics: m}, nil
+	return &gitServer{pins: pins, tokens: tokens, signer: signer, gitPath: path, logger: logger, metrics: m}, nil
 }
 
 // splitGitPath splits "/git/<project>.git/<rest>" into the project and the
@@ -88,10 +90,73 @@ var (
 		Message: "only git's smart HTTP protocol is served (service=git-upload-pack)"}
 	errPush = &httpError{Status: http.StatusForbidden, Code: codeForbidden,
 		Message: "repositories are read-only: pushing is refused"}
+	errGitAuth = &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized,
+		Message: "missing or wrong token: use an API token or the pin's fetch_token"}
 )
+
+// gitChallenge makes git ask its credential helpers, and report a refusal
+// clearly, instead of failing silently.
+const gitChallenge = `Basic realm="refkeeper"`
+
+// authorize accepts an API token (read access to every project) or a scoped
+// fetch token (one pipeline ref, while its pin lives). It answers the scope,
+// nil for full access.
+func (g *gitServer) authorize(r *http.Request) (*fetchClaims, error) {
+	token := presentedToken(r, true)
+	if g.tokens.valid(token) {
+		return nil, nil
+	}
+	claims, err := g.signer.verify(token)
+	if err != nil {
+		return nil, errGitAuth
+	}
+	return &claims, nil
+}
+
+// checkScope admits a scoped token only to its own project, and only while
+// the pin it was issued for is alive.
+func (g *gitServer) checkScope(r *http.Request, scope *fetchClaims, p refs.Project) error {
+	if scope.Project != string(p) {
+		return errGitAuth
+	}
+	pin, err := g.pins.Get(r.Context(), p, refs.PipelineID(scope.PipelineID))
+	if refs.IsUnavailable(err) {
+		return err
+	}
+	if err != nil || !scope.matches(pin) {
+		return errGitAuth
+	}
+	return nil
+}
+
+// scopedEnv makes upload-pack advertise one ref and serve only objects
+// reachable from it: every other ref (and HEAD) is hidden, wants of other
+// objects are refused. Protocol v2 lets a client want any object, so a
+// scoped fetch is held to v0, where stateless wants must be reachable from
+// the advertised ref.
+func scopedEnv(id int64) []string {
+	settings := [][2]string{
+		{"uploadpack.hideRefs", "refs/"},
+		{"uploadpack.hideRefs", "HEAD"},
+		{"uploadpack.hideRefs", "!" + refs.PipelineID(id).Ref().String()},
+		{"uploadpack.allowAnySHA1InWant", "false"},
+		{"uploadpack.allowReachableSHA1InWant", "false"},
+		{"uploadpack.allowTipSHA1InWant", "false"},
+	}
+	env := []string{fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(settings))}
+	for i, kv := range settings {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, kv[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, kv[1]))
+	}
+	return env
+}
 
 func (g *gitServer) serve(c echo.Context) error {
 	r := c.Request()
+	scope, err := g.authorize(r)
+	if err != nil {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, gitChallenge)
+		return err
+	}
 	name, svc, rest, err := splitGitPath(r.URL.Path, r.URL.RawQuery)
 	if err != nil {
 		return err
@@ -108,6 +173,13 @@ func (g *gitServer) serve(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if scope != nil {
+		if err := g.checkScope(r, scope, p); err != nil {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, gitChallenge)
+			g.metrics.fetch(name, "refused")
+			return err
+		}
+	}
 	repoPath, err := g.pins.RepoPath(p)
 	if err != nil {
 		return err
@@ -120,18 +192,23 @@ func (g *gitServer) serve(c echo.Context) error {
 	cgiReq := r.Clone(r.Context())
 	cgiReq.URL.Path = "/" + filepath.Base(repoPath) + rest
 	cgiReq.URL.RawPath = ""
+	env := []string{
+		"GIT_PROJECT_ROOT=" + filepath.Dir(repoPath),
+		"GIT_HTTP_EXPORT_ALL=1",
+		"GIT_CONFIG_NOSYSTEM=1",
+	}
+	if scope != nil {
+		env = append(env, scopedEnv(scope.PipelineID)...)
+		cgiReq.Header.Del("Git-Protocol")
+	}
+	// Otherwise the Git-Protocol header reaches http-backend as
+	// HTTP_GIT_PROTOCOL, which it turns into GIT_PROTOCOL (v2).
 	handler := &cgi.Handler{
-		Path: g.gitPath,
-		Args: []string{"http-backend"},
-		Root: "/",
-		Dir:  repoPath,
-		Env: []string{
-			"GIT_PROJECT_ROOT=" + filepath.Dir(repoPath),
-			"GIT_HTTP_EXPORT_ALL=1",
-			"GIT_CONFIG_NOSYSTEM=1",
-			// The Git-Protocol header reaches http-backend as
-			// HTTP_GIT_PROTOCOL, which it turns into GIT_PROTOCOL (v2).
-		},
+		Path:   g.gitPath,
+		Args:   []string{"http-backend"},
+		Root:   "/",
+		Dir:    repoPath,
+		Env:    env,
 		Stderr: &logWriter{logger: g.logger, project: name},
 	}
 	counter := &countingWriter{ResponseWriter: c.Response().Writer}

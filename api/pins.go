@@ -34,6 +34,7 @@ type pinJSON struct {
 	SHA             string  `json:"sha"`
 	Refspec         string  `json:"refspec"`
 	FetchURL        string  `json:"fetch_url"`
+	FetchToken      *string `json:"fetch_token"`
 	MergeRequestIID *int64  `json:"merge_request_iid"`
 	State           string  `json:"state"`
 	CreatedAt       string  `json:"created_at"`
@@ -69,6 +70,10 @@ func (h *handlers) pinJSON(p refs.Pin) pinJSON {
 		iid := int64(p.MergeRequestIID)
 		out.MergeRequestIID = &iid
 	}
+	if p.State != refs.StateDeleted {
+		token := h.signer.sign(p)
+		out.FetchToken = &token
+	}
 	return out
 }
 
@@ -87,6 +92,7 @@ func (h *handlers) fetchURL(p refs.Project) string {
 
 type handlers struct {
 	pins      Pins
+	signer    *fetchSigner
 	fetchBase string
 }
 

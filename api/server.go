@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// GitBinary runs `git http-backend`. Empty: "git" from PATH.
 	GitBinary string
+	// FetchTokenKeys sign and verify the scoped fetch tokens of pins (at
+	// least 16 bytes each): the first signs, all verify, for rotation. Empty:
+	// a random key, so tokens die with the process and differ per replica.
+	FetchTokenKeys [][]byte
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -45,12 +50,25 @@ func New(cfg Config) (http.Handler, error) {
 		registry = prometheus.NewRegistry()
 	}
 	metrics := newHTTPMetrics(registry)
-	git, err := newGitServer(cfg.Pins, cfg.GitBinary, logger, metrics)
+	keys := cfg.FetchTokenKeys
+	if len(keys) == 0 {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		keys = [][]byte{key}
+		logger.Warn("no fetch token key set: using a random one; fetch tokens will not survive a restart or work across replicas")
+	}
+	signer, err := newFetchSigner(keys)
 	if err != nil {
 		return nil, err
 	}
-	h := &handlers{pins: cfg.Pins, fetchBase: strings.TrimRight(cfg.FetchURL, "/")}
 	tokens := newTokenSet(cfg.Tokens)
+	git, err := newGitServer(cfg.Pins, tokens, signer, cfg.GitBinary, logger, metrics)
+	if err != nil {
+		return nil, err
+	}
+	h := &handlers{pins: cfg.Pins, signer: signer, fetchBase: strings.TrimRight(cfg.FetchURL, "/")}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -82,8 +100,7 @@ func New(cfg Config) (http.Handler, error) {
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
 	e.POST(v1+"/gc", h.gc, auth)
 
-	gitAuth := requireToken(tokens, true, `Basic realm="refkeeper"`)
-	e.Any("/git/*", git.serve, gitAuth)
+	e.Any("/git/*", git.serve) // authorizes itself: API or scoped fetch token
 	return e, nil
 }
 

@@ -29,6 +29,9 @@ type serveConfig struct {
 	// Tokens are the bearer tokens for /api/ and /git/; empty: one is
 	// generated at start-up.
 	Tokens []string
+	// FetchTokenKeys sign the pins' scoped fetch tokens: the first signs,
+	// all verify. Empty: a random key per process.
+	FetchTokenKeys []string
 	// Retention is how long a finished pin keeps its ref.
 	Retention time.Duration
 	// MaxAge is the oldest any pin or unknown pipeline ref may get.
@@ -69,6 +72,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"repos", "REFKEEPER_REPOS"},
 	{"redis", "REFKEEPER_REDIS_URL"},
 	{"tokens", "REFKEEPER_API_TOKENS"},
+	{"fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS"},
 	{"retention", "REFKEEPER_RETENTION"},
 	{"max-age", "REFKEEPER_MAX_AGE"},
 	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
@@ -84,13 +88,14 @@ var flagEnv = []struct{ flag, env string }{
 // usage written to help.
 func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	c := serveConfig{}
-	var tokens string
+	var tokens, fetchKeys string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
 	fs.StringVar(&c.Repos, "repos", "./data/repos", "root `directory` of the bare repositories")
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable")
 	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
+	fs.StringVar(&fetchKeys, "fetch-token-keys", "", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process")
 	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
 	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
@@ -124,6 +129,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 		return c, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	c.Tokens = splitTokens(tokens)
+	c.FetchTokenKeys = splitTokens(fetchKeys)
 	return c, c.validate()
 }
 
@@ -182,6 +188,11 @@ func (c serveConfig) validate() error {
 	for _, t := range c.Tokens {
 		if len(t) < 16 {
 			return &usageError{"invalid value for --tokens: every token must be at least 16 characters"}
+		}
+	}
+	for _, k := range c.FetchTokenKeys {
+		if len(k) < 16 {
+			return &usageError{"invalid value for --fetch-token-keys: every key must be at least 16 characters"}
 		}
 	}
 	return nil

@@ -60,6 +60,7 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},
 		{"bad fetch url", []string{"--fetch-url", "ftp://x"}, nil, "fetch-url"},
 		{"short token", []string{"--tokens", "abc"}, nil, "tokens"},
+		{"short fetch key", []string{"--fetch-token-keys", "abc"}, nil, "fetch-token-keys"},
 		{"bad env", nil, map[string]string{"REFKEEPER_GC_INTERVAL": "often"}, "REFKEEPER_GC_INTERVAL"},
 		{"extra argument", []string{"now"}, nil, "now"},
 	}

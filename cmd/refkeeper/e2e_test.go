@@ -181,8 +181,9 @@ func TestAdoptionAndMaxAge(t *testing.T) {
 func TestPinRaceAcrossTwoServers(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
-	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api")
-	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api")
+	key := "--fetch-token-keys=shared-key-0123456789"
+	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
+	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
 	const clients = 50
 	codes := make([]int, clients)
 	shas := make([]string, clients)
@@ -227,6 +228,11 @@ func TestPinRaceAcrossTwoServers(t *testing.T) {
 	code, pin := a.call(t, "GET", apiBase+"/pipelines/42/ref", "")
 	if code != 200 || pin["sha"] != final {
 		t.Fatalf("pin = %d %v, ref at %s", code, pin, final)
+	}
+	// Replicas sharing the key accept each other's fetch tokens.
+	url := strings.Replace(b.base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
+	if out, err := runnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, final+"\trefs/pipelines/42") {
+		t.Fatalf("fetch token of replica a at replica b: %v\n%s", err, out)
 	}
 }
 

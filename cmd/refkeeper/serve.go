@@ -168,12 +168,17 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 		}
 		tokens = []string{token}
 	}
+	var keys [][]byte
+	for _, k := range cfg.FetchTokenKeys {
+		keys = append(keys, []byte(k))
+	}
 	return api.New(api.Config{
-		Pins:     svc,
-		Tokens:   tokens,
-		FetchURL: cfg.fetchBase(),
-		Logger:   logger,
-		Registry: registry,
+		Pins:           svc,
+		Tokens:         tokens,
+		FetchURL:       cfg.fetchBase(),
+		Logger:         logger,
+		Registry:       registry,
+		FetchTokenKeys: keys,
 	})
 }
 
