@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check fuzz clean
+.PHONY: deps build run test vet fmt-check bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -29,6 +29,10 @@ vet: deps
 ## test: every test, with the race detector, against real git and redis-server.
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## bench-fetch: time a runner's fetch of one ref with 100k refs against one ref.
+bench-fetch: deps
+	bash scripts/bench-fetch.sh $(or $(N),100000) $(or $(ROUNDS),20)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Times a runner's fetch of one pipeline ref through refkeeper's HTTP, in a
+# repository with N packed pipeline refs against one with a single ref, with
+# the API token (protocol v2) and with the pin's scoped fetch token (v0).
+#   scripts/bench-fetch.sh [N=100000] [ROUNDS=20]
+set -euo pipefail
+N=${1:-100000}
+ROUNDS=${2:-20}
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+(cd "$top" && go build -o "$work/refkeeper" ./cmd/refkeeper)
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null LC_ALL=C
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+
+make_repo() { # name refs
+  local dir=$work/repos/bench/$1.git
+  git init -q --bare "$dir"
+  local tree commit
+  tree=$(printf 'hello\n' | git --git-dir "$dir" hash-object -w --stdin | xargs -I{} printf '100644 blob {}\tREADME\n' | git --git-dir "$dir" mktree)
+  commit=$(git --git-dir "$dir" commit-tree -m bench "$tree")
+  git --git-dir "$dir" update-ref refs/heads/main "$commit"
+  # Write packed-refs directly: 100k loose refs would take minutes to create.
+  { echo "# pack-refs with: peeled fully-peeled sorted "
+    echo "$commit refs/heads/main"
+    seq 1 "$2" | sed "s|^|$commit refs/pipelines/|" ; } | LC_ALL=C sort -k2 > "$dir/packed-refs.tmp"
+  grep -v '^# pack' "$dir/packed-refs.tmp" > "$dir/packed-refs.body"
+  { echo "# pack-refs with: peeled fully-peeled sorted "; cat "$dir/packed-refs.body"; } > "$dir/packed-refs"
+  rm -f "$dir/packed-refs.tmp" "$dir/packed-refs.body"
+  echo "$commit"
+}
+sha_many=$(make_repo many "$N")
+sha_one=$(make_repo one 0)
+token=bench-token-0123456789
+"$work/refkeeper" serve --listen 127.0.0.1:0 --repos "$work/repos" --tokens $token 2>"$work/log" >/dev/null &
+pid=$!
+addr=
+for _ in $(seq 100); do
+  addr=$(grep -o '"msg":"refkeeper serving","addr":"[^"]*"' "$work/log" | cut -d'"' -f8 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "refkeeper did not start:" >&2; cat "$work/log" >&2; exit 1; }
+base=http://$addr
+pin() { curl -sf -H "Authorization: Bearer $token" -X PUT "$base/api/v1/projects/bench%2F$1/pipelines/$2/ref" -d "{\"sha\":\"$3\"}"; }
+ftok_many=$(pin many $((N + 1)) "$sha_many" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
+ftok_one=$(pin one 1 "$sha_one" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
+time_fetch() { # repo id credential
+  local t0 t1 total=0
+  for _ in $(seq "$ROUNDS"); do
+    rm -rf "$work/run" && git init -q "$work/run"
+    t0=$(date +%s%N)
+    git -C "$work/run" -c http.extraHeader="Authorization: Bearer $3" fetch -q --depth=1 "$base/git/bench/$1.git" "+refs/pipelines/$2:refs/pipelines/$2"
+    t1=$(date +%s%N)
+    total=$((total + t1 - t0))
+  done
+  echo $((total / ROUNDS / 1000000))
+}
+one_api=$(time_fetch one 1 $token); many_api=$(time_fetch many $((N + 1)) $token)
+one_scoped=$(time_fetch one 1 "$ftok_one"); many_scoped=$(time_fetch many $((N + 1)) "$ftok_many")
+echo "| fetch of one pipeline ref | 1 ref | $N refs | ratio |"
+echo "|---|---|---|---|"
+echo "| API token (protocol v2) | ${one_api} ms | ${many_api} ms | $(awk "BEGIN{printf \"%.2f\", $many_api/$one_api}") |"
+echo "| scoped fetch token (v0, one ref advertised) | ${one_scoped} ms | ${many_scoped} ms | $(awk "BEGIN{printf \"%.2f\", $many_scoped/$one_scoped}") |"
