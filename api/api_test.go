@@ -28,14 +28,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	testdata.GitAvailable(t)
 	root := t.TempDir()
-	g := testdata.NewBareRepo(t, root, "group/app")
-	c1 := g.Commit(t, "main", map[string]string{"app.txt": "v1\n"}, "first")
-	g.Git(t, "branch", "feature", c1)
-	g.Commit(t, "feature", map[string]string{"feature.txt": "new\n"}, "feature")
-	c2 := g.Commit(t, "main", map[string]string{"app.txt": "v2\n"}, "second")
-	merge := g.SetMergeRequestRef(t, 12, "main", "feature")
+	g := testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
 	reposRoot := &gitops.Root{Dir: root}
 	t.Cleanup(reposRoot.Close)
@@ -52,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, git: g, redis: r, c1: c1, c2: c2, merge: merge}
+	return &fixture{srv: srv, git: g.Repo, redis: r, c1: g.First, c2: g.Second, merge: g.Merge}
 }
 
 type answer struct {

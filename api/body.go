@@ -53,6 +53,15 @@ func checkContentType(ct string) error {
 		Message: fmt.Sprintf("content type %q: send application/json", ct)}
 }
 
+// decodeBody reads the request body and decodes it strictly into v.
+func decodeBody(c echo.Context, v any, optional bool) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v, optional)
+}
+
 // decodeStrict decodes one JSON object into v: unknown fields, trailing data
 // and wrong types are 400, with a message naming the problem. An empty body
 // leaves v as it is when optional.

@@ -44,10 +44,7 @@ func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
-		status := c.Response().Status
-		if err != nil {
-			status = toHTTPError(err).Status
-		}
+		status := responseStatus(c, err)
 		route := c.Path()
 		if route == "" {
 			route = "unmatched"
@@ -56,6 +53,15 @@ func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		return err
 	}
+}
+
+// responseStatus is the status a request ends with: the handler's, or the
+// one its error will be written with.
+func responseStatus(c echo.Context, err error) int {
+	if err != nil {
+		return toHTTPError(err).Status
+	}
+	return c.Response().Status
 }
 
 func (m *httpMetrics) fetch(project, outcome string) {

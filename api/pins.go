@@ -138,12 +138,8 @@ func (h *handlers) putPin(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var in pinBody
-	if err := decodeStrict(body, &in, false); err != nil {
+	if err := decodeBody(c, &in, false); err != nil {
 		return err
 	}
 	req := refs.PinRequest{Project: p, PipelineID: id}
@@ -193,12 +189,8 @@ func (h *handlers) finish(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
 	var in finishBody
-	if err := decodeStrict(body, &in, true); err != nil {
+	if err := decodeBody(c, &in, true); err != nil {
 		return err
 	}
 	if in.Status != nil && len(*in.Status) > maxStatusLen {

@@ -111,10 +111,7 @@ func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
 			err := next(c)
-			status := c.Response().Status
-			if err != nil {
-				status = toHTTPError(err).Status
-			}
+			status := responseStatus(c, err)
 			level := slog.LevelInfo
 			if c.Request().URL.Path == "/healthz" || c.Request().URL.Path == "/readyz" || c.Request().URL.Path == "/metrics" {
 				level = slog.LevelDebug

@@ -63,14 +63,8 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	testdata.GitAvailable(t)
 	dir := t.TempDir()
-	g := testdata.NewBareRepo(t, dir, "group/app")
-	c1 := g.Commit(t, "main", map[string]string{"a.txt": "one\n"}, "first")
-	g.Git(t, "branch", "feature", c1)
-	g.Commit(t, "feature", map[string]string{"b.txt": "feature\n"}, "feature")
-	c2 := g.Commit(t, "main", map[string]string{"a.txt": "two\n"}, "second")
-	merge := g.SetMergeRequestRef(t, 12, "main", "feature")
+	g := testdata.NewMergeRequestProject(t, dir)
 	r := testdata.StartRedis(t)
 	clock := &fakeClock{now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
 	sched := &recordingScheduler{}
@@ -83,8 +77,8 @@ func newEnv(t *testing.T) *env {
 		Clock:     clock,
 		Scheduler: sched,
 	}
-	return &env{svc: svc, clock: clock, sched: sched, git: g, redis: r, p: "group/app",
-		c1: ObjectID(c1), c2: ObjectID(c2), merge: ObjectID(merge)}
+	return &env{svc: svc, clock: clock, sched: sched, git: g.Repo, redis: r, p: "group/app",
+		c1: ObjectID(g.First), c2: ObjectID(g.Second), merge: ObjectID(g.Merge)}
 }
 
 func (e *env) pin(t *testing.T, id PipelineID, sha ObjectID) (Pin, bool) {

@@ -326,3 +326,27 @@ func (p *pipelineRefLines) Read(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// MergeRequestProject is the fixture most tests start from: group/app with
+// a main branch (First, then Second), a feature branch off First, and
+// refs/merge-requests/12/merge at the merge of the two (Merge).
+type MergeRequestProject struct {
+	*Repo
+	First, Second, Merge string
+}
+
+// MergeRequestIID is the merge request of MergeRequestProject.
+const MergeRequestIID = 12
+
+// NewMergeRequestProject builds MergeRequestProject under root.
+func NewMergeRequestProject(tb testing.TB, root string) *MergeRequestProject {
+	tb.Helper()
+	GitAvailable(tb)
+	g := NewBareRepo(tb, root, "group/app")
+	first := g.Commit(tb, "main", map[string]string{"app.txt": "v1\n"}, "first")
+	g.Git(tb, "branch", "feature", first)
+	g.Commit(tb, "feature", map[string]string{"feature.txt": "new\n"}, "feature")
+	second := g.Commit(tb, "main", map[string]string{"app.txt": "v2\n"}, "second")
+	merge := g.SetMergeRequestRef(tb, MergeRequestIID, "main", "feature")
+	return &MergeRequestProject{Repo: g, First: first, Second: second, Merge: merge}
+}

@@ -21,15 +21,9 @@ type project struct {
 
 func newProject(tb testing.TB) *project {
 	tb.Helper()
-	testdata.GitAvailable(tb)
 	root := tb.TempDir()
-	g := testdata.NewBareRepo(tb, root, "group/app")
-	c1 := g.Commit(tb, "main", map[string]string{"app.txt": "v1\n"}, "first")
-	g.Git(tb, "branch", "feature", c1)
-	g.Commit(tb, "feature", map[string]string{"feature.txt": "new\n"}, "feature")
-	c2 := g.Commit(tb, "main", map[string]string{"app.txt": "v2\n"}, "second")
-	merge := g.SetMergeRequestRef(tb, 12, "main", "feature")
-	return &project{root: root, git: g, c1: c1, c2: c2, merge: merge}
+	g := testdata.NewMergeRequestProject(tb, root)
+	return &project{root: root, git: g.Repo, c1: g.First, c2: g.Second, merge: g.Merge}
 }
 
 func (p *project) hasRef(tb testing.TB, id int) bool {

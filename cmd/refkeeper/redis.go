@@ -37,46 +37,49 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("scheme %q: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Scheme)
 	}
 	plain := scheme + strings.TrimPrefix(raw, u.Scheme)
+	var o *redis.UniversalOptions
 	switch mode {
 	case "":
-		o, err := redis.ParseURL(plain)
+		c, err := redis.ParseURL(plain)
 		if err != nil {
 			return nil, err
 		}
-		return &redis.UniversalOptions{
-			Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
-			DialTimeout: pick(o.DialTimeout, redisDialTimeout), ReadTimeout: pick(o.ReadTimeout, redisIOTimeout),
-			WriteTimeout: pick(o.WriteTimeout, redisIOTimeout), PoolTimeout: pick(o.PoolTimeout, redisPoolTimeout),
-			MaxRetries: 1,
-		}, nil
+		o = &redis.UniversalOptions{
+			Addrs: []string{c.Addr}, DB: c.DB, Username: c.Username, Password: c.Password, TLSConfig: c.TLSConfig,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolTimeout: c.PoolTimeout,
+		}
 	case "sentinel":
-		o, err := redis.ParseFailoverURL(plain)
+		c, err := redis.ParseFailoverURL(plain)
 		if err != nil {
 			return nil, err
 		}
-		if o.MasterName == "" {
+		if c.MasterName == "" {
 			return nil, errors.New("a sentinel URL needs ?master_name=")
 		}
-		return &redis.UniversalOptions{
-			Addrs: o.SentinelAddrs, MasterName: o.MasterName, DB: o.DB, Username: o.Username, Password: o.Password,
-			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword, TLSConfig: o.TLSConfig,
-			DialTimeout: pick(o.DialTimeout, redisDialTimeout), ReadTimeout: pick(o.ReadTimeout, redisIOTimeout),
-			WriteTimeout: pick(o.WriteTimeout, redisIOTimeout), PoolTimeout: pick(o.PoolTimeout, redisPoolTimeout),
-			MaxRetries: 1,
-		}, nil
+		o = &redis.UniversalOptions{
+			Addrs: c.SentinelAddrs, MasterName: c.MasterName, DB: c.DB, Username: c.Username, Password: c.Password,
+			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword, TLSConfig: c.TLSConfig,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolTimeout: c.PoolTimeout,
+		}
 	case "cluster":
-		o, err := redis.ParseClusterURL(plain)
+		c, err := redis.ParseClusterURL(plain)
 		if err != nil {
 			return nil, err
 		}
-		return &redis.UniversalOptions{
-			Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig, IsClusterMode: true,
-			DialTimeout: pick(o.DialTimeout, redisDialTimeout), ReadTimeout: pick(o.ReadTimeout, redisIOTimeout),
-			WriteTimeout: pick(o.WriteTimeout, redisIOTimeout), PoolTimeout: pick(o.PoolTimeout, redisPoolTimeout),
-			MaxRetries: 1,
-		}, nil
+		o = &redis.UniversalOptions{
+			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLSConfig, IsClusterMode: true,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolTimeout: c.PoolTimeout,
+		}
+	default:
+		return nil, fmt.Errorf("scheme %q: unknown mode %q", u.Scheme, mode)
 	}
-	return nil, fmt.Errorf("scheme %q: unknown mode %q", u.Scheme, mode)
+	// Timeouts the URL leaves unset fail fast; one retry rides out a blink.
+	o.DialTimeout = pick(o.DialTimeout, redisDialTimeout)
+	o.ReadTimeout = pick(o.ReadTimeout, redisIOTimeout)
+	o.WriteTimeout = pick(o.WriteTimeout, redisIOTimeout)
+	o.PoolTimeout = pick(o.PoolTimeout, redisPoolTimeout)
+	o.MaxRetries = 1
+	return o, nil
 }
 
 func pick(v, def time.Duration) time.Duration {
