@@ -170,14 +170,14 @@ func TestAdoptionAndMaxAge(t *testing.T) {
 }
 
 // TestPinRaceAcrossTwoServers: 50 clients pin one pipeline with two different
-// SHAs through two servers sharing Redis and the repos root. Exactly one
+// SHAs through two server processes sharing Redis and the repos root. Exactly one
 // creation; every other answer is 200 (same SHA) or 409; the ref never moves.
 func TestPinRaceAcrossTwoServers(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	key := "--fetch-token-keys=shared-key-0123456789"
-	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
-	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
+	a := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
+	b := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
 	const clients = 50
 	codes := make([]int, clients)
 	shas := make([]string, clients)

@@ -121,6 +121,17 @@ func (s *testServer) call(tb testing.TB, method, path, body string) (int, map[st
 	return resp.StatusCode, out
 }
 
+// httpDo sends an authorized JSON request and returns the raw response.
+func httpDo(method, url, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	return http.DefaultClient.Do(req)
+}
+
 // runnerGit runs the real git CLI as a runner would, in a clean environment.
 func runnerGit(tb testing.TB, dir string, args ...string) (string, error) {
 	tb.Helper()

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The refkeeper binary, built once per test run for tests that need real
+// processes (kill -9, two processes racing).
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+func buildBinary(tb testing.TB) string {
+	tb.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "refkeeper-bin-")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "refkeeper")
+		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		if err != nil {
+			binaryErr = &buildError{out: string(out), err: err}
+		}
+	})
+	if binaryErr != nil {
+		tb.Fatalf("building refkeeper: %v", binaryErr)
+	}
+	return binaryPath
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// processServer is `refkeeper serve` as a separate process.
+type processServer struct {
+	testServer
+	cmd *exec.Cmd
+}
+
+// startProcess runs the binary with the given flags on a free port and waits
+// until it serves. Cleanup stops it with SIGTERM unless the test killed it.
+func startProcess(tb testing.TB, args ...string) *processServer {
+	tb.Helper()
+	bin := buildBinary(tb)
+	logs := &syncBuffer{}
+	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--tokens", testToken}, args...)
+	cmd := exec.Command(bin, full...)
+	cmd.Stderr = logs
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	s := &processServer{testServer: testServer{logs: logs, done: make(chan int, 1)}, cmd: cmd}
+	go func() {
+		_ = cmd.Wait()
+		s.done <- cmd.ProcessState.ExitCode()
+	}()
+	s.waitServing(tb)
+	tb.Cleanup(func() { s.terminate(tb) })
+	return s
+}
+
+func (s *processServer) waitServing(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := servingAddr.FindStringSubmatch(s.logs.String()); m != nil {
+			s.base = "http://" + m[1]
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("process did not start:\n%s", s.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill is kill -9: no shutdown, no cleanup, locks and tasks left as they are.
+func (s *processServer) kill(tb testing.TB) {
+	tb.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.done <- -1 // terminate sees it is gone
+}
+
+func (s *processServer) terminate(tb testing.TB) {
+	tb.Helper()
+	select {
+	case code := <-s.done:
+		if code >= 0 {
+			tb.Errorf("process had exited with %d:\n%s", code, s.logs.String())
+		}
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case code := <-s.done:
+		if code != 0 {
+			tb.Errorf("process exited with %d after SIGTERM:\n%s", code, s.logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		tb.Errorf("process ignored SIGTERM:\n%s", s.logs.String())
+	}
+}
