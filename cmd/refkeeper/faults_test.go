@@ -221,7 +221,6 @@ func TestLockFiles(t *testing.T) {
 	}
 }
 
-
 // TestRedisOutage: with Redis down, requests answer 503 with Retry-After
 // within seconds and /readyz is 503; when Redis is back (empty: it kept
 // nothing), the service recovers by itself and adopts the refs on disk
