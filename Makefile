@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check bench-fetch clean
+.PHONY: deps build run test vet fmt-check fuzz bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -29,6 +29,17 @@ vet: deps
 ## test: every test, with the race detector, against real git and redis-server.
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## fuzz: every fuzz target for FUZZTIME each (the seed corpora also run in `make test`).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := gitops:FuzzParseProjectName gitops:FuzzParseDecimalID gitops:FuzzParseObjectID \
+                api:FuzzDecodePinBody api:FuzzDecodeFinishBody api:FuzzSplitGitPath
+fuzz: deps
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 ## bench-fetch: time a runner's fetch of one ref with 100k refs against one ref.
 bench-fetch: deps

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -473,5 +474,56 @@ func TestScopedFetchToken(t *testing.T) {
 	}
 	if out, err := gitCLI(t, work, "ls-remote", url); err == nil {
 		t.Fatalf("old token opened the new pin:\n%s", out)
+	}
+}
+
+// TestRateLimits: past its burst a token, or an address, gets 429 with
+// Retry-After; a forged X-Forwarded-For does not open a new bucket.
+func TestRateLimits(t *testing.T) {
+	f := newFixture(t)
+	reposRoot := &gitops.Root{Dir: t.TempDir()}
+	t.Cleanup(reposRoot.Close)
+	svc := &refs.Service{Repos: reposRoot, Store: &refs.Store{Client: f.redis.Client(t)}}
+	for _, tc := range []struct {
+		name string
+		cfg  api.Config
+	}{
+		{"per address", api.Config{AddressLimit: api.RateLimit{Rate: 0.01, Burst: 3}}},
+		{"per token", api.Config{TokenLimit: api.RateLimit{Rate: 0.01, Burst: 3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Pins, tc.cfg.Tokens = svc, []string{token}
+			h, err := api.New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			codes := []int{}
+			for i := range 5 {
+				req, _ := http.NewRequest("GET", srv.URL+"/api/v1/projects/x/pipelines/1/ref", nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.0.0.%d", i))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				codes = append(codes, resp.StatusCode)
+				if resp.StatusCode == 429 && (resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"rate_limited"`)) {
+					t.Fatalf("429 without Retry-After or JSON code: %s", body)
+				}
+			}
+			if codes[2] == 429 || codes[3] != 429 || codes[4] != 429 {
+				t.Fatalf("codes = %v, want 3 answered then 429", codes)
+			}
+			// Health probes are never limited.
+			resp, err := http.Get(srv.URL + "/healthz")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("healthz under the limit: %v %v", resp, err)
+			}
+			resp.Body.Close()
+		})
 	}
 }

@@ -27,6 +27,7 @@ const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
+	codeRateLimited      = "rate_limited"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -131,6 +132,8 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		switch he.Status {
 		case http.StatusServiceUnavailable:
 			h.Set("Retry-After", retryAfterSeconds)
+		case http.StatusTooManyRequests:
+			h.Set("Retry-After", "1")
 		case http.StatusUnauthorized:
 			if h.Get(echo.HeaderWWWAuthenticate) == "" {
 				h.Set(echo.HeaderWWWAuthenticate, `Bearer realm="refkeeper"`)

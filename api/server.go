@@ -34,6 +34,9 @@ type Config struct {
 	// least 16 bytes each): the first signs, all verify, for rotation. Empty:
 	// a random key, so tokens die with the process and differ per replica.
 	FetchTokenKeys [][]byte
+	// AddressLimit bounds requests per client address (the connection's,
+	// never X-Forwarded-For); TokenLimit per presented token. Zero: off.
+	AddressLimit, TokenLimit RateLimit
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -83,6 +86,8 @@ func New(cfg Config) (http.Handler, error) {
 		return err
 	}}))
 	e.Use(metrics.middleware)
+	e.Use(rateLimiter(cfg.AddressLimit, addressKey))
+	e.Use(rateLimiter(cfg.TokenLimit, tokenKey))
 
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)

@@ -49,6 +49,9 @@ type serveConfig struct {
 	StaleLockAge time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
+	// AddressRate and TokenRate bound requests per second per client
+	// address and per token (bursts of twice as many); zero: no limit.
+	AddressRate, TokenRate float64
 }
 
 // Roles of a serve process.
@@ -81,6 +84,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"demo", "REFKEEPER_DEMO"},
 	{"stale-lock-age", "REFKEEPER_STALE_LOCK_AGE"},
 	{"log-level", "REFKEEPER_LOG_LEVEL"},
+	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
+	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -104,6 +109,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.BoolVar(&c.Demo, "demo", false, "create the demo/app repository when the repos root is empty")
 	fs.DurationVar(&c.StaleLockAge, "stale-lock-age", gitops.DefaultStaleLockAge, "age after which a leftover ref lock file is removed")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
+	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
 
 	for _, fe := range flagEnv {
 		if v := getenv(fe.env); v != "" {
@@ -170,6 +177,9 @@ func (c serveConfig) validate() error {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}
+	}
+	if c.AddressRate < 0 || c.TokenRate < 0 {
+		return &usageError{"invalid value for --rate-limit-address or --rate-limit-token: must not be negative"}
 	}
 	if c.GCInterval < time.Second {
 		return &usageError{fmt.Sprintf("invalid value %s for --gc-interval: must be at least 1s", c.GCInterval)}

@@ -179,6 +179,8 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 		Logger:         logger,
 		Registry:       registry,
 		FetchTokenKeys: keys,
+		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
+		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 	})
 }
 

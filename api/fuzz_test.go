@@ -1,0 +1,83 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// FuzzDecodePinBody: any body either decodes into a valid request or is a
+// 400 (never a panic, never another status), and whatever is accepted holds
+// a well-formed SHA and merge request iid.
+func FuzzDecodePinBody(f *testing.F) {
+	for _, s := range []string{
+		`{"sha":"0123456789012345678901234567890123456789"}`, `{"merge_request_iid":12}`,
+		`{"sha":null,"merge_request_iid":1}`, `{"sha":1}`, `{"merge_request_iid":"12"}`, `{"merge_request_iid":1e3}`,
+		`{"x":1}`, `{} {}`, `[]`, `null`, ``, `{"sha":"HEAD"}`, `{"merge_request_iid":9223372036854775808}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var in pinBody
+		err := decodeStrict([]byte(body), &in, false)
+		if err != nil {
+			requireBadRequest(t, err)
+			return
+		}
+		iid, err := parseIID(in.MergeRequestIID)
+		if err != nil {
+			requireBadRequest(t, err)
+			return
+		}
+		if iid < 0 {
+			t.Fatalf("negative iid %d from %q", iid, body)
+		}
+		if in.SHA != nil {
+			if _, err := refs.ParseObjectID(*in.SHA); err == nil && len(*in.SHA) != 40 {
+				t.Fatalf("accepted sha %q", *in.SHA)
+			}
+		}
+	})
+}
+
+// FuzzDecodeFinishBody: the optional finish body is a JSON object with a
+// string status, or a 400.
+func FuzzDecodeFinishBody(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"status":"success"}`, `{"status":1}`, `{"status":"x"} trailing`, `{"other":1}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var in finishBody
+		if err := decodeStrict([]byte(body), &in, true); err != nil {
+			requireBadRequest(t, err)
+		}
+	})
+}
+
+// FuzzSplitGitPath: whatever the path, the project part never escapes (it
+// is validated later, but it must never carry a service suffix or a query).
+func FuzzSplitGitPath(f *testing.F) {
+	for _, s := range []string{"/git/group/app.git/info/refs", "/git/a.git/b.git/git-upload-pack", "/git/../x.git/info/refs", "/git/.git/info/refs"} {
+		f.Add(s, "service=git-upload-pack")
+	}
+	f.Fuzz(func(t *testing.T, path, query string) {
+		name, svc, rest, err := splitGitPath(path, query)
+		if err != nil {
+			return
+		}
+		if svc == 0 || !strings.HasPrefix(path, "/git/"+name+".git/") || !strings.HasSuffix(path, rest) {
+			t.Fatalf("splitGitPath(%q) = %q %v %q", path, name, svc, rest)
+		}
+	})
+}
+
+func requireBadRequest(t *testing.T, err error) {
+	t.Helper()
+	var he *httpError
+	if !errors.As(err, &he) || he.Status != http.StatusBadRequest {
+		t.Fatalf("error %v is not a 400", err)
+	}
+}
