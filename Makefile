@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check fuzz bench-fetch clean
+.PHONY: deps build run test vet fmt-check fuzz soak bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -40,6 +40,11 @@ fuzz: deps
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
+
+## soak: many pipelines against two replicas with kill -9 and Redis restarts; SOAK=5m for longer.
+SOAK ?= 60s
+soak: deps
+	REFKEEPER_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/refkeeper
 
 ## bench-fetch: time a runner's fetch of one ref with 100k refs against one ref.
 bench-fetch: deps
