@@ -115,6 +115,22 @@ func (e *CommandError) Unwrap() error { return e.Err }
 // Transient marks the error as safe to retry.
 func (e *CommandError) Transient() bool { return true }
 
+// DiskFullError is a git write that failed while the repository's file
+// system had no space left. Nothing was changed; it is transient.
+type DiskFullError struct {
+	Dir string
+	Err error
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("no space left on the disk of %s: %v", e.Dir, e.Err)
+}
+
+func (e *DiskFullError) Unwrap() error { return e.Err }
+
+// Transient marks the error as safe to retry.
+func (e *DiskFullError) Transient() bool { return true }
+
 // IsTransient reports whether err is a failure that may pass by itself (a
 // held lock, a failed git process, an I/O error), as opposed to one that
 // retrying cannot fix.

@@ -90,7 +90,21 @@ func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
 	if lock := r.heldLock(ref, false); lock != "" {
 		return false, &LockedError{Path: lock}
 	}
-	return false, terr
+	return false, r.explain(terr)
+}
+
+// minFreeBytes is the free space under which a failed write is put down to
+// a full disk: a ref lock file needs one block.
+const minFreeBytes = 64 << 10
+
+// explain attributes a git failure no ref state explains: a full disk (git
+// only says it "couldn't write" the lock file) or, failing that, git itself.
+func (r *Repo) explain(err error) error {
+	var fs syscall.Statfs_t
+	if syscall.Statfs(r.dir, &fs) == nil && fs.Bavail*uint64(fs.Bsize) < minFreeBytes {
+		return &DiskFullError{Dir: r.dir, Err: err}
+	}
+	return err
 }
 
 // DeleteOutcome says what happened to one ref of a delete.
@@ -187,7 +201,7 @@ func (r *Repo) DeleteBatch(refs []RefState) ([]DeleteResult, error) {
 		}
 		if len(retry) == len(pending) || round+1 >= maxBatchRounds {
 			// Nothing to take out, so retrying would fail the same way.
-			var err error = terr
+			err := r.explain(terr)
 			if lock := r.heldLock("", true); lock != "" {
 				err = &LockedError{Path: lock}
 			}

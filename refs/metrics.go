@@ -2,7 +2,10 @@ package refs
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitops"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,6 +19,7 @@ type Metrics struct {
 	restored      prometheus.Counter
 	sweepDuration prometheus.Histogram
 	sweepFailures prometheus.Counter
+	writeFailures *prometheus.CounterVec
 }
 
 // NewMetrics registers the domain's metrics on reg, including gauges of pins
@@ -41,11 +45,18 @@ func NewMetrics(reg prometheus.Registerer, store *Store, clock Clock) *Metrics {
 		sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "refkeeper_sweep_project_failures_total", Help: "Projects a sweep could not finish (retried next sweep).",
 		}),
+		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "refkeeper_ref_write_failures_total",
+			Help: "Ref creates and deletes that failed and changed nothing, by reason (locked, disk_full, git).",
+		}, []string{"reason"}),
 	}
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	reg.MustRegister(m.created, m.deleted, m.adopted, m.restored, m.sweepDuration, m.sweepFailures,
+	for _, reason := range []string{"locked", "disk_full", "git"} {
+		m.writeFailures.WithLabelValues(reason) // present at 0 from the start
+	}
+	reg.MustRegister(m.created, m.deleted, m.adopted, m.restored, m.sweepDuration, m.sweepFailures, m.writeFailures,
 		&pinCollector{store: store, clock: clock})
 	return m
 }
@@ -60,6 +71,23 @@ func (m *Metrics) refsDeleted(n int) {
 	if m != nil && n > 0 {
 		m.deleted.Add(float64(n))
 	}
+}
+
+// writeFailed counts a ref write that git refused for a transient reason.
+func (m *Metrics) writeFailed(err error) {
+	if m == nil {
+		return
+	}
+	var locked *gitops.LockedError
+	var full *gitops.DiskFullError
+	reason := "git"
+	switch {
+	case errors.As(err, &locked):
+		reason = "locked"
+	case errors.As(err, &full):
+		reason = "disk_full"
+	}
+	m.writeFailures.WithLabelValues(reason).Inc()
 }
 
 func (m *Metrics) refsAdopted(n int) {

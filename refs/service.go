@@ -185,6 +185,7 @@ func (s *Service) createRef(repo *gitops.Repo, ref gitops.RefName, sha ObjectID)
 		return false, &RefConflictError{Ref: ref, Pinned: mismatch.Actual, Requested: sha}
 	}
 	if err != nil {
+		s.Metrics.writeFailed(err)
 		return false, unavailable("creating "+ref.String(), err)
 	}
 	if created {
@@ -368,6 +369,7 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 			// left for the sweep to adopt.
 			done = append(done, pins[i])
 		case gitops.Failed:
+			s.Metrics.writeFailed(res.Err)
 			s.logger().Warn("could not delete ref; will retry", "project", p, "ref", res.Ref, "err", res.Err)
 			if firstErr == nil {
 				firstErr = unavailable("deleting "+res.Ref.String(), res.Err)
