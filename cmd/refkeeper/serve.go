@@ -30,6 +30,13 @@ import (
 // shutdownTimeout bounds how long in-flight requests may take after SIGTERM.
 const shutdownTimeout = 30 * time.Second
 
+// readHeaderTimeout and idleTimeout keep slow or idle clients from holding
+// connections.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
 // demoProject is what --demo creates in an empty repos root.
 const demoProject = "demo/app"
 
@@ -124,8 +131,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		// Slow clients cannot hold the server: headers must come quickly and
 		// idle keep-alive connections are closed. No write timeout: a runner's
 		// fetch of a large repository may stream for minutes.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)

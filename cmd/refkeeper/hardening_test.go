@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// TestSlowClientIsCut: a client that sends half a request header and stalls
+// is disconnected once the read-header timeout passes.
+func TestSlowClientIsCut(t *testing.T) {
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(readHeaderTimeout + 20*time.Second))
+	_, err = io.ReadAll(conn) // returns when the server closes the connection
+	if took := time.Since(start); err != nil || took > readHeaderTimeout+10*time.Second {
+		t.Fatalf("stalled client held the connection for %v (err %v)", took, err)
+	}
+}
+
+// TestGeneratedToken: without --tokens one token is generated, printed once,
+// written next to the repos root readable by the owner only, and it works.
+func TestGeneratedToken(t *testing.T) {
+	dir := t.TempDir()
+	repos := filepath.Join(dir, "repos")
+	r := testdata.StartRedis(t)
+	stdout, logs := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--repos", repos, "--redis", r.URL(), "--role", "api"},
+			func(string) string { return "" }, stdout, logs)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	}()
+	waitFor(t, "the server to start", 20*time.Second, func() bool { return servingAddr.MatchString(logs.String()) })
+	path := filepath.Join(dir, "api-token")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, want 0600", info.Mode().Perm())
+	}
+	token, _ := os.ReadFile(path)
+	printed := stdout.String()
+	if tok := strings.TrimSpace(string(token)); len(tok) < 32 || strings.Count(printed, tok) != 1 {
+		t.Fatalf("token %q printed %d times in %q", tok, strings.Count(printed, tok), printed)
+	}
+	if strings.Contains(logs.String(), strings.TrimSpace(string(token))) {
+		t.Fatal("the token reached the log")
+	}
+}
