@@ -40,9 +40,8 @@ func (s *ExpiryScheduler) ScheduleExpiry(ctx context.Context, p refs.Project, id
 		asynq.ProcessAt(at),
 		asynq.MaxRetry(expireRetries),
 		asynq.Timeout(expireTimeout),
-		// Keep the finished task (and so its TaskID) a little, so a late
-		// duplicate enqueue is still recognised.
-		asynq.Retention(time.Hour),
+		// No retention: a completed task leaves nothing in Redis. A duplicate
+		// enqueued after it ran just runs again, which ExpireDue tolerates.
 	)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
