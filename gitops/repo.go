@@ -3,6 +3,7 @@ package gitops
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	git "github.com/libgit2/git2go/v34"
 )
@@ -19,6 +20,12 @@ type Repo struct {
 	name    ProjectName
 	dir     string
 	handles chan *handle
+
+	// The group commit of creates (create.go): callers queue, one drainer
+	// at a time writes everything queued in one transaction.
+	createMu sync.Mutex
+	createQ  []*createRequest
+	draining bool
 }
 
 type handle struct {

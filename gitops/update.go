@@ -66,33 +66,6 @@ func checkWritable(ref RefName) error {
 	return nil
 }
 
-// Create makes ref point at id if the ref does not exist: an atomic
-// create-if-absent across goroutines and processes. It answers created=true
-// when this call created it, created=false with a nil error when the ref
-// already points at id, and MismatchingStateError when it points elsewhere.
-func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
-	if err := checkWritable(ref); err != nil {
-		return false, err
-	}
-	r.clearStaleLocks([]RefName{ref}, false)
-	terr := r.transact([]Update{{Ref: ref, New: id, Old: ZeroID}})
-	if terr == nil {
-		return true, nil
-	}
-	// git refused: learn why from the state under its own locks' absence.
-	actual, err := r.ResolveRef(ref)
-	switch {
-	case err == nil && actual == id:
-		return false, nil
-	case err == nil:
-		return false, &MismatchingStateError{Ref: ref, Expected: ZeroID, Actual: actual}
-	}
-	if lock := r.heldLock(ref, false); lock != "" {
-		return false, &LockedError{Path: lock}
-	}
-	return false, r.explain(terr)
-}
-
 // minFreeBytes is the free space under which a failed write is put down to
 // a full disk: a ref lock file needs one block.
 const minFreeBytes = 64 << 10
