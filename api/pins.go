@@ -22,6 +22,7 @@ type Pins interface {
 	List(ctx context.Context, p refs.Project, st refs.State, cursor string, limit int) ([]refs.Pin, string, error)
 	CloseMergeRequest(ctx context.Context, p refs.Project, iid refs.MergeRequestIID) ([]refs.Pin, error)
 	Sweep(ctx context.Context) (refs.SweepResult, error)
+	SweepAll(ctx context.Context) (refs.SweepResult, error)
 	RepoPath(p refs.Project) (string, error)
 	Ready(ctx context.Context) error
 }
@@ -284,7 +285,17 @@ func (h *handlers) gc(c echo.Context) error {
 	if _, err := readBody(c); err != nil {
 		return err
 	}
-	res, err := h.pins.Sweep(c.Request().Context())
+	// A requested sweep lists every project's refs (adoption) unless asked
+	// to do only what the periodic sweep does (?reconcile=auto).
+	sweep := h.pins.SweepAll
+	switch c.QueryParam("reconcile") {
+	case "", "always":
+	case "auto":
+		sweep = h.pins.Sweep
+	default:
+		return badRequest("reconcile must be always or auto")
+	}
+	res, err := sweep(c.Request().Context())
 	if err != nil {
 		return err
 	}

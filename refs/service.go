@@ -31,6 +31,11 @@ type Service struct {
 	Logger *slog.Logger
 	// Metrics counts ref writes; nil: not counted.
 	Metrics *Metrics
+	// ReconcileInterval is how often a periodic sweep also lists a
+	// project's refs on disk, to adopt unknown ones and restore vanished
+	// ones: the part of a sweep whose cost follows the number of refs rather
+	// than the number of due pins. Zero: every sweep. SweepAll always does.
+	ReconcileInterval time.Duration
 }
 
 func (s *Service) now() time.Time {

@@ -516,3 +516,26 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 		t.Fatalf("Pin after Redis came back = %v", err)
 	}
 }
+
+// TestReconcileInterval: periodic sweeps list the refs on disk once per
+// interval (and again as soon as Redis lost the marker); SweepAll always.
+func TestReconcileInterval(t *testing.T) {
+	e := newEnv(t)
+	e.svc.ReconcileInterval = time.Hour
+	ctx := t.Context()
+	e.git.PipelineRefs(t, 100, 1, string(e.c1))
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Adopted != 1 {
+		t.Fatalf("first sweep = %+v, %v; want the ref adopted", res, err)
+	}
+	e.git.PipelineRefs(t, 200, 1, string(e.c1))
+	if res, _ := e.svc.Sweep(ctx); res.Adopted != 0 || res.Kept != 1 {
+		t.Fatalf("sweep within the interval = %+v; want no listing", res)
+	}
+	if res, _ := e.svc.SweepAll(ctx); res.Adopted != 1 || res.Kept != 2 {
+		t.Fatalf("SweepAll = %+v; want the new ref adopted", res)
+	}
+	e.redis.FlushAll(t)
+	if res, _ := e.svc.Sweep(ctx); res.Adopted != 2 {
+		t.Fatalf("sweep after Redis lost everything = %+v; want both adopted again", res)
+	}
+}

@@ -228,9 +228,33 @@ func (s *Store) Purge(ctx context.Context, p Project, id PipelineID, now time.Ti
 	return s.run(ctx, purgeScript, p, id, ms(now), msDur(maxAge))
 }
 
-// Adopt tracks a pipeline ref found without a live record; see adoptScript.
-func (s *Store) Adopt(ctx context.Context, p Project, id PipelineID, sha ObjectID, now, listedAt time.Time, maxAge time.Duration) (outcome, error) {
-	return s.run(ctx, adoptScript, p, id, string(sha), ms(now), msDur(maxAge), ms(listedAt))
+// AdoptMany adopts refs in one round trip (the script is loaded first, so
+// the pipeline can call it by hash) and answers how many were adopted.
+func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]ObjectID, now, listedAt time.Time, maxAge time.Duration) (int, error) {
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	if err := adoptScript.Load(ctx, s.Client).Err(); err != nil {
+		return 0, &StoreError{Op: "load adopt script", Err: err}
+	}
+	cmds := make([]*redis.Cmd, 0, len(refs))
+	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for id, sha := range refs {
+			argv := []any{s.base(p), id.String(), string(sha), ms(now), msDur(maxAge), ms(listedAt)}
+			cmds = append(cmds, adoptScript.EvalSha(ctx, pipe, s.pinKeys(p, id), argv...))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, &StoreError{Op: "adopt refs", Err: err}
+	}
+	adopted := 0
+	for _, c := range cmds {
+		if res, err := c.StringSlice(); err == nil && len(res) > 0 && res[0] == "adopted" {
+			adopted++
+		}
+	}
+	return adopted, nil
 }
 
 // CloseMergeRequest marks the pins of a merge request closed and answers
@@ -390,6 +414,27 @@ func (s *Store) LiveIDs(ctx context.Context, p Project) ([]PipelineID, error) {
 		}
 	}
 	return ids, nil
+}
+
+func (s *Store) reconciledKey(p Project) string { return s.base(p) + "reconciled" }
+
+// RecentlyReconciled reports whether the project's refs were compared with
+// its records within the reconcile interval (the marker expires with it, and
+// goes with everything else if Redis loses its data).
+func (s *Store) RecentlyReconciled(ctx context.Context, p Project) (bool, error) {
+	n, err := s.Client.Exists(ctx, s.reconciledKey(p)).Result()
+	if err != nil {
+		return false, &StoreError{Op: "read reconcile marker", Err: err}
+	}
+	return n == 1, nil
+}
+
+// MarkReconciled records a reconcile of the project for ttl.
+func (s *Store) MarkReconciled(ctx context.Context, p Project, at time.Time, ttl time.Duration) error {
+	if err := s.Client.Set(ctx, s.reconciledKey(p), ms(at), ttl).Err(); err != nil {
+		return &StoreError{Op: "write reconcile marker", Err: err}
+	}
+	return nil
 }
 
 // Ping checks that Redis answers.

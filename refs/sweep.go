@@ -14,7 +14,7 @@ type SweepResult struct {
 	Deleted int `json:"deleted"`
 	// Adopted counts pipeline refs found without a pin, now tracked for max-age.
 	Adopted int `json:"adopted"`
-	// Kept counts the live pipeline refs left after the sweep.
+	// Kept counts the live pins (pinned or finished) left after the sweep.
 	Kept int `json:"kept"`
 	// Restored counts refs of live pins that had vanished and were re-created.
 	Restored int `json:"restored"`
@@ -34,12 +34,24 @@ const sweepBatch = 1000
 // keeps failing cannot hold the sweep; the next sweep carries on.
 const maxDueRounds = 1000
 
-// Sweep runs one GC pass over every project on disk and every project with
-// records: delete the refs of due pins in batches, purge old records, adopt
-// pipeline refs without a pin, and re-create the refs of live pins that
-// vanished. A project that fails (a held lock, Redis blinking) is logged and
-// skipped; the error is returned only when nothing could be swept at all.
+// Sweep is the periodic GC pass: SweepAll, except that a project's refs on
+// disk are listed (adoption, restoring) only once per ReconcileInterval, so
+// a sweep between costs what is due, not what exists.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
+	return s.sweep(ctx, false)
+}
+
+// SweepAll runs one GC pass over every project on disk and every project
+// with records: delete the refs of due pins in batches, purge old records,
+// adopt pipeline refs without a pin, and re-create the refs of live pins
+// that vanished. A project that fails (a held lock, Redis blinking) is
+// logged and skipped; the error is returned only when nothing could be swept
+// at all.
+func (s *Service) SweepAll(ctx context.Context) (SweepResult, error) {
+	return s.sweep(ctx, true)
+}
+
+func (s *Service) sweep(ctx context.Context, reconcileAll bool) (SweepResult, error) {
 	start := time.Now()
 	var res SweepResult
 	projects, err := s.sweepProjects(ctx)
@@ -50,7 +62,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := s.sweepProject(ctx, p, &res); err != nil {
+		if err := s.sweepProject(ctx, p, reconcileAll, &res); err != nil {
 			res.FailedProjects++
 			s.logger().Warn("sweep skipped a project; next sweep retries", "project", p, "err", err)
 		}
@@ -84,7 +96,7 @@ func (s *Service) sweepProjects(ctx context.Context) ([]Project, error) {
 	return onDisk, nil
 }
 
-func (s *Service) sweepProject(ctx context.Context, p Project, res *SweepResult) error {
+func (s *Service) sweepProject(ctx context.Context, p Project, reconcileAll bool, res *SweepResult) error {
 	if err := s.expireAllDue(ctx, p, res); err != nil {
 		return err
 	}
@@ -96,7 +108,39 @@ func (s *Service) sweepProject(ctx context.Context, p Project, res *SweepResult)
 	if err != nil {
 		return err
 	}
-	return s.reconcile(ctx, repo, p, res)
+	if err := s.reconcileIfDue(ctx, repo, p, reconcileAll, res); err != nil {
+		return err
+	}
+	counts, err := s.Store.Count(ctx, p)
+	if err != nil {
+		return unavailable("counting pins", err)
+	}
+	res.Kept += int(counts[StatePinned] + counts[StateFinished])
+	return nil
+}
+
+// reconcileIfDue reconciles when asked to, or when the project's last
+// reconcile is older than the interval (or Redis lost the marker).
+func (s *Service) reconcileIfDue(ctx context.Context, repo *gitops.Repo, p Project, always bool, res *SweepResult) error {
+	if !always && s.ReconcileInterval > 0 {
+		recent, err := s.Store.RecentlyReconciled(ctx, p)
+		if err != nil {
+			return unavailable("reading reconcile marker", err)
+		}
+		if recent {
+			return nil
+		}
+	}
+	start := s.now()
+	if err := s.reconcile(ctx, repo, p, res); err != nil {
+		return err
+	}
+	if s.ReconcileInterval > 0 {
+		if err := s.Store.MarkReconciled(ctx, p, start, s.ReconcileInterval); err != nil {
+			return unavailable("writing reconcile marker", err)
+		}
+	}
+	return nil
 }
 
 // expireAllDue works through the due index of a project, a batch at a time.
@@ -148,7 +192,6 @@ func (s *Service) reconcile(ctx context.Context, repo *gitops.Repo, p Project, r
 	}
 	restored, err := s.restoreVanished(ctx, repo, p, onDisk, listedAt)
 	res.Restored += restored
-	res.Kept += len(refs) + restored
 	return err
 }
 
@@ -164,17 +207,16 @@ func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID,
 		for _, pin := range pins {
 			live[pin.PipelineID] = pin.State != StateDeleted
 		}
+		unknown := make(map[PipelineID]ObjectID)
 		for _, id := range chunk {
-			if live[id] {
-				continue
+			if !live[id] {
+				unknown[id] = shas[id]
 			}
-			out, err := s.Store.Adopt(ctx, p, id, shas[id], s.now(), listedAt, s.Policy.MaxAge)
-			if err != nil {
-				return adopted, unavailable("adopting ref", err)
-			}
-			if out.Status == "adopted" {
-				adopted++
-			}
+		}
+		n, err := s.Store.AdoptMany(ctx, p, unknown, s.now(), listedAt, s.Policy.MaxAge)
+		adopted += n
+		if err != nil {
+			return adopted, unavailable("adopting refs", err)
 		}
 	}
 	if adopted > 0 {

@@ -38,6 +38,9 @@ type serveConfig struct {
 	MaxAge time.Duration
 	// GCInterval is how often the GC sweep runs.
 	GCInterval time.Duration
+	// ReconcileInterval is how often a periodic sweep also lists each
+	// project's refs on disk (adoption, restoring vanished refs).
+	ReconcileInterval time.Duration
 	// FetchURL is the base URL runners fetch from; empty: http://<listen>.
 	FetchURL string
 	// Role is api, worker or all.
@@ -79,6 +82,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"retention", "REFKEEPER_RETENTION"},
 	{"max-age", "REFKEEPER_MAX_AGE"},
 	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
+	{"reconcile-interval", "REFKEEPER_RECONCILE_INTERVAL"},
 	{"fetch-url", "REFKEEPER_FETCH_URL"},
 	{"role", "REFKEEPER_ROLE"},
 	{"demo", "REFKEEPER_DEMO"},
@@ -104,6 +108,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
 	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Hour, "how often a periodic sweep also lists the refs on disk to adopt unknown ones")
 	fs.StringVar(&c.FetchURL, "fetch-url", "", "base `URL` runners fetch from (default http://<listen>)")
 	fs.StringVar(&c.Role, "role", roleAll, "what this process runs: api, worker or all")
 	fs.BoolVar(&c.Demo, "demo", false, "create the demo/app repository when the repos root is empty")
@@ -173,7 +178,8 @@ func (c serveConfig) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval}, {"stale-lock-age", c.StaleLockAge}} {
+	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
+		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge}} {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}

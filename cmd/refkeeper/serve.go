@@ -96,6 +96,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
 		Logger:    logger,
 		Metrics:   refs.NewMetrics(registry, store, refs.SystemClock{}),
+		// Never less often than the sweep itself.
+		ReconcileInterval: max(cfg.ReconcileInterval, cfg.GCInterval),
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
