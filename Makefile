@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check fuzz soak bench-fetch clean
+.PHONY: deps build run test vet fmt-check fuzz soak bench bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -45,6 +45,12 @@ fuzz: deps
 SOAK ?= 60s
 soak: deps
 	REFKEEPER_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/refkeeper
+
+## bench: refkeeper side by side with the git paths it replaces, at the targets' sizes
+## (BENCH=smoke for small ones); prints a markdown table, also in bench-results/latest.md.
+BENCH ?= full
+bench: deps
+	REFKEEPER_BENCH=$(BENCH) $(GO) test -count=1 -timeout 0 -run '^TestBench$$' -v ./cmd/refkeeper
 
 ## bench-fetch: time a runner's fetch of one ref with 100k refs against one ref.
 bench-fetch: deps
