@@ -85,7 +85,9 @@ func TestBench(t *testing.T) {
 	for i := range ids {
 		ids[i] = i + 1
 	}
-	parallel(8, ids, func(id int) { benchCall(t, client, srv, "POST", fmt.Sprintf("/api/v1/projects/bench%%2Fbig/pipelines/%d/finish", id), "") })
+	parallel(8, ids, func(id int) {
+		benchCall(t, client, srv, "POST", fmt.Sprintf("/api/v1/projects/bench%%2Fbig/pipelines/%d/finish", id), "")
+	})
 	time.Sleep(1100 * time.Millisecond) // retention 1s
 	start = time.Now()
 	res = benchCall(t, client, srv, "POST", "/api/v1/gc?reconcile=auto", "")
