@@ -27,7 +27,23 @@ local function pad(s, n) return string.rep('0', n - #s) .. s end
 -- Index members sort by creation time, then id, as strings: listing newest
 -- first is ZREVRANGEBYLEX and the last member seen is the cursor.
 local function member(created) return pad(created, 15) .. ':' .. pad(id, 19) end
-local function get(f) return redis.call('HGET', pin, f) end
+-- Fields at their zero value are not stored (it saves memory per pin):
+-- get answers '' for an absent field, and set deletes a field set to ''
+-- (or to '0' for the flags and the merge request iid).
+local zeroed = {mr = true, adopted = true, mrclosed = true}
+local function get(f) return redis.call('HGET', pin, f) or '' end
+local function set(...)
+  local kv = {...}
+  for i = 1, #kv, 2 do
+    local f, v = kv[i], kv[i + 1]
+    if v == '' or (zeroed[f] and v == '0') then
+      redis.call('HDEL', pin, f)
+    else
+      redis.call('HSET', pin, f, v)
+    end
+  end
+end
+local function mrOf() local m = get('mr'); if m == '' then return '0' end; return m end
 local function num(f) return tonumber(get(f)) or 0 end
 -- When the sweep must next look at this pin: deletion at expires_at, the
 -- max-age safety net, or purging a deleted record.
@@ -64,13 +80,13 @@ local st = get('state')
 if st == 'pinned' or st == 'finished' then
   if get('sha') ~= sha then return reply('conflict', get('sha')) end
   local claimed = get('del') ~= ''
-  redis.call('HSET', pin, 'del', '')
+  set('del', '')
   if st == 'finished' then
     move('finished', 'pinned')
-    redis.call('HSET', pin, 'state', 'pinned', 'finished', '', 'expires', '')
+    set('state', 'pinned', 'finished', '', 'expires', '')
   end
-  if mr ~= '0' and get('mr') == '0' then
-    redis.call('HSET', pin, 'mr', mr)
+  if mr ~= '0' and mrOf() == '0' then
+    set('mr', mr)
     redis.call('SADD', base .. 'mr:' .. mr, id)
   end
   redis.call('ZADD', KEYS[5], due(maxage), id)
@@ -83,9 +99,9 @@ local was = '0'
 if st == 'deleted' then
   was = '1'
   redis.call('ZREM', KEYS[4], member(get('created')))
-  if get('mr') ~= '0' and get('mr') ~= mr then redis.call('SREM', base .. 'mr:' .. get('mr'), id) end
+  if mrOf() ~= '0' and mrOf() ~= mr then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
-redis.call('HSET', pin, 'sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
+set('sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
   'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', '')
 redis.call('ZADD', KEYS[2], 0, member(now))
 redis.call('ZADD', KEYS[5], due(maxage), id)
@@ -102,12 +118,12 @@ return reply('new', was)
 var finishScript = redis.NewScript(luaPrelude + `
 local now, retention, maxage = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = get('state')
-if not st then return {'none', ''} end
+if st == '' then return {'none', ''} end
 if st ~= 'pinned' then return reply(st) end
 local expires = now + retention
 if get('mrclosed') == '1' then expires = now end
 move('pinned', 'finished')
-redis.call('HSET', pin, 'state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', expires))
+set('state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', expires))
 redis.call('ZADD', KEYS[5], due(maxage), id)
 return reply('finished')
 `)
@@ -121,7 +137,7 @@ return reply('finished')
 var claimScript = redis.NewScript(luaPrelude + `
 local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = get('state')
-if not st then
+if st == '' then
   redis.call('ZREM', KEYS[5], id)
   return {'none', ''}
 end
@@ -133,7 +149,7 @@ if ARGV[6] ~= '1' then
     return reply('notdue')
   end
 end
-redis.call('HSET', pin, 'del', ARGV[5])
+set('del', ARGV[5])
 return reply('claimed')
 `)
 
@@ -146,7 +162,7 @@ return reply('claimed')
 var commitDeleteScript = redis.NewScript(luaPrelude + `
 local maxage = tonumber(ARGV[4])
 local st = get('state')
-if not st then return {'none', ''} end
+if st == '' then return {'none', ''} end
 if st == 'deleted' then return reply('deleted') end
 local del = get('del')
 if del ~= ARGV[5] then
@@ -154,7 +170,7 @@ if del ~= ARGV[5] then
   return reply('superseded')
 end
 move(st, 'deleted')
-redis.call('HSET', pin, 'state', 'deleted', 'deleted', ARGV[3], 'del', '')
+set('state', 'deleted', 'deleted', ARGV[3], 'del', '')
 redis.call('ZADD', KEYS[5], due(maxage), id)
 return reply('deleted')
 `)
@@ -168,7 +184,7 @@ local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
 if get('state') ~= 'deleted' or due(maxage) > now then return {'kept', ''} end
 redis.call('ZREM', KEYS[4], member(get('created')))
 redis.call('ZREM', KEYS[5], id)
-if get('mr') ~= '0' then redis.call('SREM', base .. 'mr:' .. get('mr'), id) end
+if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 redis.call('DEL', pin)
 return {'purged', ''}
 `)
@@ -182,12 +198,12 @@ return {'purged', ''}
 var adoptScript = redis.NewScript(luaPrelude + `
 local maxage = tonumber(ARGV[5])
 local st = get('state')
-if st and st ~= 'deleted' then return {'known', ''} end
+if st ~= '' and st ~= 'deleted' then return {'known', ''} end
 if st == 'deleted' then
   if num('deleted') >= tonumber(ARGV[6]) then return {'known', ''} end
   redis.call('ZREM', KEYS[4], member(get('created')))
 end
-redis.call('HSET', pin, 'sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
+set('sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
   'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '')
 redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
 redis.call('ZADD', KEYS[5], due(maxage), id)

@@ -317,23 +317,27 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 	}
 	now := s.now()
 	token := newToken()
+	outs, err := s.Store.ClaimDue(ctx, p, ids, now, s.Policy.MaxAge, token)
+	if err != nil {
+		return 0, 0, unavailable("claiming pins", err)
+	}
 	var claimed []Pin
-	for _, id := range ids {
-		out, err := s.Store.Claim(ctx, p, id, now, s.Policy.MaxAge, token, false)
-		if err != nil {
-			return 0, purged, unavailable("claiming pin", err)
-		}
+	var gone []PipelineID
+	for i, out := range outs {
 		switch out.Status {
 		case "claimed":
 			claimed = append(claimed, out.Pin)
 		case "deleted":
-			pout, err := s.Store.Purge(ctx, p, id, now, s.Policy.MaxAge)
-			if err != nil {
-				return 0, purged, unavailable("purging pin", err)
-			}
-			if pout.Status == "purged" {
-				purged++
-			}
+			gone = append(gone, ids[i])
+		}
+	}
+	pouts, err := s.Store.Purge(ctx, p, gone, now, s.Policy.MaxAge)
+	if err != nil {
+		return 0, 0, unavailable("purging pins", err)
+	}
+	for _, out := range pouts {
+		if out.Status == "purged" {
+			purged++
 		}
 	}
 	if len(claimed) == 0 {
@@ -391,13 +395,17 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 // commitDeletes marks pins deleted after their refs are gone, and gives the
 // ref back to any pin re-pinned in between.
 func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) error {
-	for _, pin := range pins {
-		out, err := s.Store.CommitDelete(ctx, p, pin.PipelineID, s.now(), s.Policy.MaxAge, token)
-		if err != nil {
-			return unavailable("marking pin deleted", err)
-		}
+	ids := make([]PipelineID, len(pins))
+	for i, pin := range pins {
+		ids[i] = pin.PipelineID
+	}
+	outs, err := s.Store.CommitDeletes(ctx, p, ids, s.now(), s.Policy.MaxAge, token)
+	if err != nil {
+		return unavailable("marking pins deleted", err)
+	}
+	for i, out := range outs {
 		if out.Status == "reclaimed" && repo != nil {
-			if _, err := s.createRef(repo, pin.Ref(), out.Pin.SHA); err != nil {
+			if _, err := s.createRef(repo, pins[i].Ref(), out.Pin.SHA); err != nil {
 				return err
 			}
 		}

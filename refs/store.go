@@ -91,6 +91,40 @@ func (s *Store) run(ctx context.Context, script *redis.Script, p Project, id Pip
 	return parseOutcome(p, id, res)
 }
 
+// runMany runs a per-pin script for many pins of a project in one round
+// trip: the script is loaded first so the pipeline can call it by hash. The
+// answers are in the order of ids.
+func (s *Store) runMany(ctx context.Context, script *redis.Script, p Project, ids []PipelineID, args ...any) ([]outcome, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := script.Load(ctx, s.Client).Err(); err != nil {
+		return nil, &StoreError{Op: "load script", Err: err}
+	}
+	cmds := make([]*redis.Cmd, len(ids))
+	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			argv := append([]any{s.base(p), id.String()}, args...)
+			cmds[i] = script.EvalSha(ctx, pipe, s.pinKeys(p, id), argv...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, &StoreError{Op: "scripts", Err: err}
+	}
+	outs := make([]outcome, len(ids))
+	for i, c := range cmds {
+		res, err := c.StringSlice()
+		if err != nil {
+			return nil, &StoreError{Op: "script", Err: err}
+		}
+		if outs[i], err = parseOutcome(p, ids[i], res); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
 func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
 	if len(res) < 2 || len(res)%2 != 0 {
 		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("malformed reply %q", res)}
@@ -218,14 +252,20 @@ func (s *Store) Claim(ctx context.Context, p Project, id PipelineID, now time.Ti
 	return s.run(ctx, claimScript, p, id, ms(now), msDur(maxAge), token, f)
 }
 
-// CommitDelete marks a claimed pin deleted; see commitDeleteScript.
-func (s *Store) CommitDelete(ctx context.Context, p Project, id PipelineID, now time.Time, maxAge time.Duration, token string) (outcome, error) {
-	return s.run(ctx, commitDeleteScript, p, id, ms(now), msDur(maxAge), token)
+// ClaimDue claims every due pin among ids for deletion in one round trip
+// (see claimScript); answers are in the order of ids.
+func (s *Store) ClaimDue(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration, token string) ([]outcome, error) {
+	return s.runMany(ctx, claimScript, p, ids, ms(now), msDur(maxAge), token, "0")
 }
 
-// Purge drops the record of a pin deleted more than max-age ago.
-func (s *Store) Purge(ctx context.Context, p Project, id PipelineID, now time.Time, maxAge time.Duration) (outcome, error) {
-	return s.run(ctx, purgeScript, p, id, ms(now), msDur(maxAge))
+// CommitDeletes marks claimed pins deleted; see commitDeleteScript.
+func (s *Store) CommitDeletes(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration, token string) ([]outcome, error) {
+	return s.runMany(ctx, commitDeleteScript, p, ids, ms(now), msDur(maxAge), token)
+}
+
+// Purge drops the records of pins deleted more than max-age ago.
+func (s *Store) Purge(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration) ([]outcome, error) {
+	return s.runMany(ctx, purgeScript, p, ids, ms(now), msDur(maxAge))
 }
 
 // AdoptMany adopts refs in one round trip (the script is loaded first, so
