@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
@@ -31,6 +32,10 @@ type Service struct {
 	Logger *slog.Logger
 	// Metrics counts ref writes; nil: not counted.
 	Metrics *Metrics
+	// knownProjects remembers when this process last registered a project
+	// in Redis, so a pin does not pay a round trip for it every time.
+	knownProjects sync.Map // Project -> time.Time
+
 	// ReconcileInterval is how often a periodic sweep also lists a
 	// project's refs on disk, to adopt unknown ones and restore vanished
 	// ones: the part of a sweep whose cost follows the number of refs rather
@@ -158,11 +163,26 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		created = created || again
 	}
 	if out.Status == "new" {
-		if err := s.Store.AddProject(ctx, req.Project); err != nil {
-			s.logger().Warn("could not register project", "project", req.Project, "err", err)
-		}
+		s.registerProject(ctx, req.Project)
 	}
 	return out.Pin, created, nil
+}
+
+// projectRegisterEvery bounds how stale this process's belief that a project
+// is registered may be (Redis may have lost the set).
+const projectRegisterEvery = time.Minute
+
+// registerProject adds the project to the set metrics and sweeps read, at
+// most once a minute per process.
+func (s *Service) registerProject(ctx context.Context, p Project) {
+	if last, ok := s.knownProjects.Load(p); ok && time.Since(last.(time.Time)) < projectRegisterEvery {
+		return
+	}
+	if err := s.Store.AddProject(ctx, p); err != nil {
+		s.logger().Warn("could not register project", "project", p, "err", err)
+		return
+	}
+	s.knownProjects.Store(p, time.Now())
 }
 
 // checkCommit turns gitops' object errors into the domain's.

@@ -27,8 +27,12 @@ type SweepResult struct {
 }
 
 // sweepBatch is how many due pins are claimed and deleted together: one
-// packed-refs rewrite per batch.
-const sweepBatch = 1000
+// packed-refs rewrite per batch, so bigger is cheaper (10k refs in 100k: 2
+// rewrites, about the floor of one transaction), but a batch's records are
+// held in memory at once (10k raised the server's peak RSS by 20 MB). Only
+// deletes take packed-refs.lock (pins write loose refs), so a long batch
+// holds up no pin; it holds the lock files of its own, expired, refs.
+const sweepBatch = 5000
 
 // maxDueRounds bounds the batches of one project in one sweep, so a pin that
 // keeps failing cannot hold the sweep; the next sweep carries on.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -57,7 +60,14 @@ func startProcess(tb testing.TB, args ...string) *processServer {
 	tb.Helper()
 	bin := buildBinary(tb)
 	logs := &syncBuffer{}
-	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--tokens", testToken}, args...)
+	// With a quiet log level the "serving" line never comes: then listen on
+	// a port chosen here and wait for /healthz instead.
+	listen := "127.0.0.1:0"
+	quiet := slices.Contains(args, "--log-level")
+	if quiet {
+		listen = freeAddr(tb)
+	}
+	full := append([]string{"serve", "--listen", listen, "--tokens", testToken}, args...)
 	cmd := exec.Command(bin, full...)
 	cmd.Stderr = logs
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
@@ -69,9 +79,32 @@ func startProcess(tb testing.TB, args ...string) *processServer {
 		_ = cmd.Wait()
 		s.done <- cmd.ProcessState.ExitCode()
 	}()
-	s.waitServing(tb)
+	if quiet {
+		s.base = "http://" + listen
+		waitFor(tb, "the process to serve", 20*time.Second, func() bool {
+			resp, err := http.Get(s.base + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	} else {
+		s.waitServing(tb)
+	}
 	tb.Cleanup(func() { s.terminate(tb) })
 	return s
+}
+
+// freeAddr finds a free loopback port (the kernel's, released again).
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func (s *processServer) waitServing(tb testing.TB) {
