@@ -1,6 +1,9 @@
 package gitops
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // createRequest is one Create call waiting for the transaction its ref goes
 // into.
@@ -38,7 +41,8 @@ func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
 }
 
 // drainCreates writes what is queued, a transaction at a time, until the
-// queue is empty.
+// queue is empty. It keeps the repository's writer process for the next
+// burst; an idle one is closed after writerIdle.
 func (r *Repo) drainCreates() {
 	for {
 		r.createMu.Lock()
@@ -46,15 +50,64 @@ func (r *Repo) drainCreates() {
 		r.createQ = nil
 		if len(batch) == 0 {
 			r.draining = false
+			if r.writer != nil && r.idleTimer == nil {
+				r.idleTimer = time.AfterFunc(writerIdle, r.closeIdleWriter)
+			}
 			r.createMu.Unlock()
 			return
 		}
 		r.createMu.Unlock()
 		r.createBatch(batch)
+		created := 0
 		for _, q := range batch {
+			if q.created {
+				created++
+			}
 			close(q.done)
 		}
+		r.notePacking(created)
 	}
+}
+
+// closeIdleWriter ends the writer process if no create used it for
+// writerIdle; a drainer at work keeps it.
+func (r *Repo) closeIdleWriter() {
+	r.createMu.Lock()
+	defer r.createMu.Unlock()
+	r.idleTimer = nil
+	if r.draining || r.writer == nil {
+		return
+	}
+	if time.Since(r.writer.used) < writerIdle {
+		r.idleTimer = time.AfterFunc(writerIdle, r.closeIdleWriter)
+		return
+	}
+	r.writer.close()
+	r.writer = nil
+}
+
+// transactCreates runs a create transaction in the repository's writer
+// process, starting one if there is none (or the last one failed). Only the
+// drainer calls it.
+func (r *Repo) transactCreates(updates []Update) error {
+	r.createMu.Lock()
+	w := r.writer
+	r.createMu.Unlock()
+	if w == nil {
+		var err error
+		if w, err = r.startWriter(); err != nil {
+			return err
+		}
+	}
+	err := w.transact(updates)
+	r.createMu.Lock()
+	if err != nil {
+		r.writer = nil // the process is gone
+	} else {
+		r.writer = w
+	}
+	r.createMu.Unlock()
+	return err
 }
 
 // createBatch creates the refs of a batch in as few transactions as
@@ -84,7 +137,7 @@ func (r *Repo) createBatch(batch []*createRequest) {
 		for i, q := range pending {
 			updates[i] = Update{Ref: q.ref, New: q.id, Old: ZeroID}
 		}
-		terr := r.transact(updates)
+		terr := r.transactCreates(updates)
 		if terr == nil {
 			for _, q := range pending {
 				q.created = true

@@ -3,6 +3,9 @@ package gitops
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -72,5 +75,34 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if ObjectID(onDisk["refs/pipelines/5"]) != f.c2 {
 		t.Fatalf("the pre-existing ref moved")
+	}
+}
+
+// TestLooseRefsGetPacked: past the threshold, created refs are packed in the
+// background, with every value unchanged.
+func TestLooseRefsGetPacked(t *testing.T) {
+	f := newFixture(t)
+	before := f.git.Refs(t, "refs/heads/")
+	for id := int64(1); id <= packThreshold+20; id++ {
+		if _, err := f.repo.Create(PipelineRef(id), f.c1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.repo.packs.Wait()
+	packed, err := os.ReadFile(filepath.Join(f.repo.Dir(), "packed-refs"))
+	if err != nil {
+		t.Fatalf("no packed-refs after %d creates: %v", packThreshold+20, err)
+	}
+	if !strings.Contains(string(packed), string(f.c1)+" refs/pipelines/1\n") {
+		t.Fatalf("refs/pipelines/1 not packed:\n%.300s", packed)
+	}
+	refs := f.git.Refs(t, "refs/pipelines/")
+	if len(refs) != packThreshold+20 {
+		t.Fatalf("%d refs after packing, want %d", len(refs), packThreshold+20)
+	}
+	for name, sha := range f.git.Refs(t, "refs/heads/") {
+		if before[name] != sha {
+			t.Fatalf("packing moved %s", name)
+		}
 	}
 }

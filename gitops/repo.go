@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	git "github.com/libgit2/git2go/v34"
 )
@@ -23,9 +24,13 @@ type Repo struct {
 
 	// The group commit of creates (create.go): callers queue, one drainer
 	// at a time writes everything queued in one transaction.
-	createMu sync.Mutex
-	createQ  []*createRequest
-	draining bool
+	createMu  sync.Mutex
+	createQ   []*createRequest
+	draining  bool
+	writer    *refWriter  // the long-lived update-ref process, or nil
+	idleTimer *time.Timer // closes an idle writer
+
+	packState // when to pack loose refs (pack.go)
 }
 
 type handle struct {
@@ -56,6 +61,20 @@ func (r *Repo) giveBack(h *handle) {
 	case r.handles <- h:
 	default:
 		h.repo.Free()
+	}
+}
+
+// closeWriter ends the writer process, if any.
+func (r *Repo) closeWriter() {
+	r.createMu.Lock()
+	defer r.createMu.Unlock()
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+		r.idleTimer = nil
+	}
+	if r.writer != nil && !r.draining {
+		r.writer.close()
+		r.writer = nil
 	}
 }
 

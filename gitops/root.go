@@ -171,7 +171,9 @@ func (r *Root) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, repo := range r.repos {
+		repo.packs.Wait()
 		repo.freeHandles()
+		repo.closeWriter()
 	}
 	r.repos = nil
 }
