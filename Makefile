@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check fuzz soak bench bench-fetch clean
+.PHONY: deps build run test vet fmt-check fuzz soak bench gobench bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -51,6 +51,10 @@ soak: deps
 BENCH ?= full
 bench: deps
 	REFKEEPER_BENCH=$(BENCH) $(GO) test -count=1 -timeout 0 -run '^TestBench$$' -v ./cmd/refkeeper
+
+## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
+gobench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./gitops ./refs
 
 ## bench-fetch: time a runner's fetch of one ref with 100k refs against one ref.
 bench-fetch: deps
