@@ -63,6 +63,10 @@ func (w *refWriter) transact(updates []Update) error {
 		fmt.Fprintf(&in, "update %s %s %s\n", u.Ref, u.New, u.Old)
 	}
 	in.WriteString("prepare\ncommit\n")
+	// A hung git (a stalled file system) must not hold every create of the
+	// repository: past gitTimeout the process is ended and the read fails.
+	watchdog := time.AfterFunc(gitTimeout, func() { _ = w.cmd.Process.Signal(syscall.SIGTERM) })
+	defer watchdog.Stop()
 	// A failing prepare makes git exit: the write may then fail too, but the
 	// answer is read from git's output either way.
 	_, _ = w.stdin.Write(in.Bytes())
