@@ -17,6 +17,7 @@ USER refkeeper
 VOLUME /data
 ENV REFKEEPER_LISTEN=0.0.0.0:8080 REFKEEPER_REPOS=/data/repos
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+# bash (not dash) knows /dev/tcp; the slim image has no curl.
+HEALTHCHECK --interval=10s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
 ENTRYPOINT ["refkeeper"]
 CMD ["serve"]
