@@ -192,6 +192,9 @@ func (g *gitServer) serve(c echo.Context) error {
 	cgiReq := r.Clone(r.Context())
 	cgiReq.URL.Path = "/" + filepath.Base(repoPath) + rest
 	cgiReq.URL.RawPath = ""
+	// net/http/cgi hands every header to git as HTTP_*: the token has no
+	// business in git's environment.
+	cgiReq.Header.Del("Authorization")
 	env := []string{
 		"GIT_PROJECT_ROOT=" + filepath.Dir(repoPath),
 		"GIT_HTTP_EXPORT_ALL=1",
