@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,9 @@ type fixture struct {
 	c1, c2, merge string
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture serves group/app (testdata.NewMergeRequestProject) over the
+// API, with a real redis-server; configure changes the API's config.
+func newFixture(t *testing.T, configure ...func(*api.Config)) *fixture {
 	t.Helper()
 	root := t.TempDir()
 	g := testdata.NewMergeRequestProject(t, root)
@@ -40,7 +44,11 @@ func newFixture(t *testing.T) *fixture {
 		Policy: refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	h, err := api.New(api.Config{Pins: svc, Tokens: []string{token}, FetchURL: "http://" + srv.Listener.Addr().String()})
+	cfg := api.Config{Pins: svc, Tokens: []string{token}, FetchURL: "http://" + srv.Listener.Addr().String()}
+	for _, fn := range configure {
+		fn(&cfg)
+	}
+	h, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +258,14 @@ func TestBadInput(t *testing.T) {
 		{"malformed JSON", "PUT", p + "/pipelines/1/ref", `{"sha":`, nil, 400, "invalid_request"},
 		{"trailing data", "PUT", p + "/pipelines/1/ref", good + `{}`, nil, 400, "invalid_request"},
 		{"unknown field", "PUT", p + "/pipelines/1/ref", `{"sha":"` + f.c1 + `","force":true}`, nil, 400, "invalid_request"},
+		// Field names match exactly: encoding/json alone would take these for sha
+		// and merge_request_iid (it folds case, also Unicode's: ſ is s, K is k).
+		{"SHA in capitals", "PUT", p + "/pipelines/1/ref", `{"SHA":"` + f.c1 + `"}`, nil, 400, "invalid_request"},
+		{"Sha", "PUT", p + "/pipelines/1/ref", `{"Sha":"` + f.c1 + `"}`, nil, 400, "invalid_request"},
+		{"long s in sha", "PUT", p + "/pipelines/1/ref", `{"ſha":"` + f.c1 + `"}`, nil, 400, "invalid_request"},
+		{"iid in mixed case", "PUT", p + "/pipelines/1/ref", `{"Merge_Request_IID":12}`, nil, 400, "invalid_request"},
+		{"sha twice, once in capitals", "PUT", p + "/pipelines/1/ref", `{"sha":"` + f.c1 + `","SHA":"` + f.c2 + `"}`, nil, 400, "invalid_request"},
+		{"finish Status", "POST", p + "/pipelines/1/finish", `{"Status":"success"}`, nil, 400, "invalid_request"},
 		{"sha as number", "PUT", p + "/pipelines/1/ref", `{"sha":123}`, nil, 400, "invalid_request"},
 		{"iid as string", "PUT", p + "/pipelines/1/ref", `{"merge_request_iid":"12"}`, nil, 400, "invalid_request"},
 		{"iid float", "PUT", p + "/pipelines/1/ref", `{"merge_request_iid":1.5}`, nil, 400, "invalid_request"},
@@ -396,6 +412,109 @@ func TestGitSmartHTTP(t *testing.T) {
 	out, err = gitCLI(t, work, "-c", bearer, "fetch", "--depth=1", url, refspec)
 	if err == nil || !strings.Contains(out, "couldn't find remote ref refs/pipelines/7") {
 		t.Fatalf("fetch after delete: %v\n%s", err, out)
+	}
+}
+
+// TestGitMetricsLabels: the git mount's metrics are labelled only with
+// projects that exist; whatever name a client makes up counts as "invalid",
+// so clients cannot add time series.
+func TestGitMetricsLabels(t *testing.T) {
+	f := newFixture(t)
+	pin := f.do(t, "PUT", p+"/pipelines/7/ref", `{"merge_request_iid":12}`)
+	if pin.status != 201 {
+		t.Fatalf("pin = %d %s", pin.status, pin.raw)
+	}
+	scoped, _ := pin.body["fetch_token"].(string)
+	made := []struct {
+		name, method, path string
+		auth               string
+		status             int
+	}{
+		{"malformed name, push", "GET", "/git/made-up%201.git/info/refs?service=git-receive-pack", token, 403},
+		{"no such project, push", "POST", "/git/made-up-2/x.git/git-receive-pack", token, 403},
+		{"no such project, scoped token", "GET", "/git/made-up-3.git/info/refs?service=git-upload-pack", scoped, 401},
+	}
+	for _, m := range made {
+		if a := f.do(t, m.method, m.path, "", "Authorization: Bearer "+m.auth); a.status != m.status {
+			t.Fatalf("%s: %d, want %d: %s", m.name, a.status, m.status, a.raw)
+		}
+	}
+	work := t.TempDir()
+	if out, err := gitCLI(t, work, "init", "-q", "."); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := gitCLI(t, work, "-c", "http.extraHeader=Authorization: Bearer "+token, "fetch", "--depth=1",
+		f.srv.URL+"/git/group/app.git", "+refs/pipelines/7:refs/pipelines/7"); err != nil {
+		t.Fatalf("fetch: %v\n%s", err, out)
+	}
+
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var git []string
+	for line := range strings.Lines(string(raw)) {
+		if strings.HasPrefix(line, "refkeeper_git_") {
+			git = append(git, strings.TrimSpace(line))
+		}
+	}
+	for _, line := range git {
+		if strings.Contains(line, "made-up") {
+			t.Errorf("a made-up name became a label: %s", line)
+		}
+	}
+	// A fetch is one or two upload-pack requests, depending on the protocol.
+	for _, want := range []string{
+		`refkeeper_git_fetches_total{outcome="refused",project="invalid"} 3`,
+		`refkeeper_git_fetches_total{outcome="ok",project="group/app"} `,
+		`refkeeper_git_bytes_served_total{project="group/app"} `,
+	} {
+		if !slices.ContainsFunc(git, func(line string) bool { return strings.HasPrefix(line, want) }) {
+			t.Errorf("no %s in:\n%s", want, strings.Join(git, "\n"))
+		}
+	}
+}
+
+// TestGitBackendUnavailable: when git http-backend cannot be run (here its
+// binary is gone, as for a moment during an upgrade; in production more
+// often a fork failing for want of memory or processes), a fetch gets the
+// contract's 503 with Retry-After and a JSON body, not net/http/cgi's empty
+// 500; once git can run again the same fetch works.
+func TestGitBackendUnavailable(t *testing.T) {
+	real, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitBinary := filepath.Join(t.TempDir(), "git")
+	if err := os.Symlink(real, gitBinary); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *api.Config) { c.GitBinary = gitBinary })
+	work := t.TempDir()
+	if out, err := gitCLI(t, work, "init", "-q", "."); err != nil {
+		t.Fatal(out)
+	}
+	fetch := []string{"-c", "http.extraHeader=Authorization: Bearer " + token, "fetch", "--depth=1", f.srv.URL + "/git/group/app.git", "+refs/heads/main:refs/heads/main"}
+	if out, err := gitCLI(t, work, fetch...); err != nil {
+		t.Fatalf("fetch: %v\n%s", err, out)
+	}
+	if err := os.Remove(gitBinary); err != nil {
+		t.Fatal(err)
+	}
+	a := f.do(t, "GET", "/git/group/app.git/info/refs?service=git-upload-pack", "")
+	if a.status != 503 || a.errCode() != "unavailable" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("advertisement without git = %d %q, Retry-After %q: %s", a.status, a.errCode(), a.header.Get("Retry-After"), a.raw)
+	}
+	if out, err := gitCLI(t, work, fetch...); err == nil || !strings.Contains(out, "503") {
+		t.Fatalf("fetch without git: %v\n%s", err, out)
+	}
+	if err := os.Symlink(real, gitBinary); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := gitCLI(t, work, fetch...); err != nil {
+		t.Fatalf("fetch once git is back: %v\n%s", err, out)
 	}
 }
 

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -62,15 +65,18 @@ func decodeBody(c echo.Context, v any, optional bool) error {
 	return decodeStrict(body, v, optional)
 }
 
-// decodeStrict decodes one JSON object into v: unknown fields, trailing data
-// and wrong types are 400, with a message naming the problem. An empty body
-// leaves v as it is when optional.
+// decodeStrict decodes one JSON object into v, a pointer to a struct:
+// unknown fields, trailing data and wrong types are 400, with a message
+// naming the problem. An empty body leaves v as it is when optional.
 func decodeStrict(body []byte, v any, optional bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
 			return nil
 		}
 		return badRequest("request body is required")
+	}
+	if err := checkFieldNames(body, v); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -82,6 +88,60 @@ func decodeStrict(body []byte, v any, optional bool) error {
 		return badRequest("malformed JSON body: trailing data after the object")
 	}
 	return nil
+}
+
+// checkFieldNames rejects every key of a JSON object body that is not
+// exactly the name of one of v's fields. encoding/json matches names without
+// regard to case ("SHA", "Sha", even "ſha" fill sha), so DisallowUnknownFields
+// alone lets them through. A body that is not an object is left to the strict
+// decode, which says what is wrong with it.
+func checkFieldNames(body []byte, v any) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return nil
+	}
+	known := jsonFieldNames(reflect.TypeOf(v))
+	keys := slices.Sorted(maps.Keys(fields)) // the same message every time
+	for _, k := range keys {
+		if slices.Contains(known, k) {
+			continue
+		}
+		for _, name := range known {
+			if strings.EqualFold(k, name) {
+				return badRequest("malformed JSON body: unknown field %q (field names are case-sensitive: %q)", k, name)
+			}
+		}
+		return badRequest("malformed JSON body: unknown field %q", k)
+	}
+	return nil
+}
+
+// jsonFieldNames lists the names encoding/json decodes into a struct type
+// (or a pointer to one): the json tag's name, else the Go name.
+func jsonFieldNames(t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" || !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			names = append(names, jsonFieldNames(f.Type)...)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 func describeJSONError(err error) string {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +19,8 @@ func FuzzDecodePinBody(f *testing.F) {
 		`{"sha":"0123456789012345678901234567890123456789"}`, `{"merge_request_iid":12}`,
 		`{"sha":null,"merge_request_iid":1}`, `{"sha":1}`, `{"merge_request_iid":"12"}`, `{"merge_request_iid":1e3}`,
 		`{"x":1}`, `{} {}`, `[]`, `null`, ``, `{"sha":"HEAD"}`, `{"merge_request_iid":9223372036854775808}`,
+		`{"SHA":"0123456789012345678901234567890123456789"}`, `{"Merge_Request_IID":12}`, `{"\u017fha":"0123456789012345678901234567890123456789"}`,
+		`{"s\u0068a":"0123456789012345678901234567890123456789"}`,
 	} {
 		f.Add(s)
 	}
@@ -27,6 +31,7 @@ func FuzzDecodePinBody(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
+		requireExactFields(t, body, "sha", "merge_request_iid")
 		iid, err := parseIID(in.MergeRequestIID)
 		if err != nil {
 			requireBadRequest(t, err)
@@ -46,15 +51,33 @@ func FuzzDecodePinBody(f *testing.F) {
 // FuzzDecodeFinishBody: the optional finish body is a JSON object with a
 // string status, or a 400.
 func FuzzDecodeFinishBody(f *testing.F) {
-	for _, s := range []string{``, `{}`, `{"status":"success"}`, `{"status":1}`, `{"status":"x"} trailing`, `{"other":1}`} {
+	for _, s := range []string{``, `{}`, `{"status":"success"}`, `{"status":1}`, `{"status":"x"} trailing`, `{"other":1}`, `{"Status":"x"}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		var in finishBody
 		if err := decodeStrict([]byte(body), &in, true); err != nil {
 			requireBadRequest(t, err)
+			return
 		}
+		requireExactFields(t, body, "status")
 	})
+}
+
+// requireExactFields fails when an accepted body has a key that is not
+// exactly one of names (encoding/json would have matched it without regard
+// to case).
+func requireExactFields(t *testing.T, body string, names ...string) {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(body), &fields) != nil {
+		return
+	}
+	for k := range fields {
+		if !slices.Contains(names, k) {
+			t.Fatalf("accepted field %q in %q", k, body)
+		}
+	}
 }
 
 // FuzzSplitGitPath: whatever the path, the project part never escapes (it

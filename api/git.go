@@ -2,8 +2,10 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/cgi"
@@ -20,6 +22,10 @@ import (
 // negotiations chunked, which net/http/cgi refuses, so bodies are read whole
 // and passed on with a length; this keeps a client from filling memory.
 const maxGitRequestBody = 32 << 20
+
+// notAProjectLabel stands in the metrics for a name that is not a project:
+// malformed, or with no repository behind it.
+const notAProjectLabel = "invalid"
 
 // gitService is one smart-HTTP endpoint of a repository.
 type gitService int
@@ -161,28 +167,40 @@ func (g *gitServer) serve(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The project is resolved before any answer is chosen, so that metrics
+	// are labelled with real projects only: a name is the client's to make
+	// up, and each new label value would be a new time series kept forever.
+	// The answers still come in the order below, so a scoped token learns
+	// nothing about other projects.
+	p, nameErr := refs.ParseProject(name)
+	repoPath, repoErr := "", nameErr
+	if nameErr == nil {
+		repoPath, repoErr = g.pins.RepoPath(p)
+	}
+	label := string(p)
+	if repoErr != nil {
+		label = notAProjectLabel
+	}
 	if svc == receivePack {
-		g.metrics.fetch(name, "refused")
+		g.metrics.fetch(label, "refused")
 		return errPush
 	}
 	if (svc == uploadPackAdvert) != (r.Method == http.MethodGet || r.Method == http.MethodHead) ||
 		(svc == uploadPack) != (r.Method == http.MethodPost) {
 		return echo.ErrMethodNotAllowed
 	}
-	p, err := refs.ParseProject(name)
-	if err != nil {
-		return err
+	if nameErr != nil {
+		return nameErr
 	}
 	if scope != nil {
 		if err := g.checkScope(r, scope, p); err != nil {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, gitChallenge)
-			g.metrics.fetch(name, "refused")
+			g.metrics.fetch(label, "refused")
 			return err
 		}
 	}
-	repoPath, err := g.pins.RepoPath(p)
-	if err != nil {
-		return err
+	if repoErr != nil {
+		return repoErr
 	}
 	if err := bufferBody(r); err != nil {
 		return err
@@ -206,25 +224,37 @@ func (g *gitServer) serve(c echo.Context) error {
 	}
 	// Otherwise the Git-Protocol header reaches http-backend as
 	// HTTP_GIT_PROTOCOL, which it turns into GIT_PROTOCOL (v2).
+	hostErrors := &cgiLog{logger: g.logger, project: label}
 	handler := &cgi.Handler{
 		Path:   g.gitPath,
 		Args:   []string{"http-backend"},
 		Root:   "/",
 		Dir:    repoPath,
 		Env:    env,
-		Stderr: &logWriter{logger: g.logger, project: name},
+		Stderr: &logWriter{logger: g.logger, project: label},
+		Logger: log.New(hostErrors, "", 0),
 	}
 	counter := &countingWriter{ResponseWriter: c.Response().Writer}
 	handler.ServeHTTP(counter, cgiReq)
+	var failed error
+	if counter.held && hostErrors.first != "" {
+		// net/http/cgi answered for git with an empty 500: git http-backend
+		// could not be started (no memory or processes left, its binary
+		// replaced during an upgrade) or ended before it answered (killed).
+		// Nothing was served; the client may retry.
+		failed = &refs.UnavailableError{Op: "running git http-backend", Cause: errors.New(hostErrors.first)}
+	} else {
+		counter.release()
+	}
 	outcome := "ok"
-	if counter.status >= 400 {
+	if failed != nil || counter.status >= 400 {
 		outcome = "error"
 	}
 	if svc == uploadPack {
-		g.metrics.fetch(name, outcome)
+		g.metrics.fetch(label, outcome)
 	}
-	g.metrics.gitBytes(name, counter.bytes)
-	return nil
+	g.metrics.gitBytes(label, counter.bytes)
+	return failed
 }
 
 // bufferBody reads a request body whole (up to the limit) so that it has a
@@ -246,22 +276,38 @@ func bufferBody(r *http.Request) error {
 	return nil
 }
 
-// countingWriter counts the bytes and keeps the status of a response.
+// countingWriter counts the bytes and keeps the status of a response. A 500
+// is held back until a body follows or release is called, so that serve can
+// still answer net/http/cgi's own, empty, 500 in its place.
 type countingWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	held   bool // status is a 500 not yet passed on
 }
 
 func (w *countingWriter) WriteHeader(code int) {
 	w.status = code
+	if code == http.StatusInternalServerError {
+		w.held = true
+		return
+	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// release passes on a held status.
+func (w *countingWriter) release() {
+	if w.held {
+		w.held = false
+		w.ResponseWriter.WriteHeader(w.status)
+	}
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.release()
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
 	return n, err
@@ -269,9 +315,28 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 
 // Flush lets git's streamed pack reach the client as it is written.
 func (w *countingWriter) Flush() {
+	w.release()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// cgiLog takes net/http/cgi's own log lines (git could not be started, ended
+// before it answered, or a copy failed) into the structured log, instead of
+// the standard logger, and keeps the first for serve to decide on.
+type cgiLog struct {
+	logger  *slog.Logger
+	project string
+	first   string
+}
+
+func (w *cgiLog) Write(b []byte) (int, error) {
+	msg := strings.TrimSpace(string(b))
+	if w.first == "" {
+		w.first = msg
+	}
+	w.logger.Warn("serving git", "project", w.project, "err", msg)
+	return len(b), nil
 }
 
 // logWriter turns http-backend's stderr into log lines.

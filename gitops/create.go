@@ -12,8 +12,20 @@ type createRequest struct {
 	id      ObjectID
 	created bool
 	err     error
+	locked  string // the ref's lock file was held: the caller waits, then asks again
 	done    chan struct{}
 }
+
+// groupLockTimeout is how long the group commit's git waits for a ref's
+// lock. The writer is shared by every create of the repository, so it must
+// not wait on one ref (a sweep batch holds its refs' locks for a second or
+// more): a create whose ref is locked leaves the transaction, and its own
+// caller waits for the lock and queues again.
+const groupLockTimeout = 50 * time.Millisecond
+
+// lockedRetries bounds how often a create queues again after its ref's lock
+// went away.
+const lockedRetries = 3
 
 // Create makes ref point at id if the ref does not exist: an atomic
 // create-if-absent across goroutines and processes. It answers created=true
@@ -28,16 +40,34 @@ func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
 	if err := checkWritable(ref); err != nil {
 		return false, err
 	}
-	req := &createRequest{ref: ref, id: id, done: make(chan struct{})}
-	r.createMu.Lock()
-	r.createQ = append(r.createQ, req)
-	if !r.draining {
-		r.draining = true
-		go r.drainCreates()
+	for attempt := 0; ; attempt++ {
+		req := &createRequest{ref: ref, id: id, done: make(chan struct{})}
+		r.createMu.Lock()
+		r.createQ = append(r.createQ, req)
+		if !r.draining {
+			r.draining = true
+			go r.drainCreates()
+		}
+		r.createMu.Unlock()
+		<-req.done
+		if req.locked == "" {
+			return req.created, req.err
+		}
+		// Another writer holds the ref (a sweep deleting it, a racing
+		// replica creating it): wait here, not in the shared writer.
+		if err := r.awaitLock(ref, req.locked, attempt); err != nil {
+			return false, err
+		}
 	}
-	r.createMu.Unlock()
-	<-req.done
-	return req.created, req.err
+}
+
+// awaitLock waits for the lock another writer holds on ref, after a create's
+// attempt found it held; nil means try again.
+func (r *Repo) awaitLock(ref RefName, lock string, attempt int) error {
+	if r.waitUnlocked(ref) != "" || attempt+1 >= lockedRetries {
+		return &LockedError{Path: lock}
+	}
+	return nil
 }
 
 // drainCreates writes what is queued, a transaction at a time, until the
@@ -95,11 +125,13 @@ func (r *Repo) transactCreates(updates []Update) error {
 	r.createMu.Unlock()
 	if w == nil {
 		var err error
-		if w, err = r.startWriter(); err != nil {
+		if w, err = r.startWriter(groupLockTimeout); err != nil {
 			return err
 		}
 	}
+	start := time.Now()
 	err := w.transact(updates)
+	r.root.observe(updates, start, err)
 	r.createMu.Lock()
 	if err != nil {
 		r.writer = nil // the process is gone
@@ -125,12 +157,6 @@ func (r *Repo) createBatch(batch []*createRequest) {
 		first[q.ref] = q
 		unique = append(unique, q)
 	}
-	names := make([]RefName, len(unique))
-	for i, q := range unique {
-		names[i] = q.ref
-	}
-	r.clearStaleLocks(names, false)
-
 	pending := unique
 	for round := 0; len(pending) > 0; round++ {
 		updates := make([]Update, len(pending))
@@ -144,15 +170,26 @@ func (r *Repo) createBatch(batch []*createRequest) {
 			}
 			break
 		}
-		// git refused the whole transaction: learn from each ref's state
-		// which ones are settled, and retry the rest together.
+		// git refused the whole transaction. A crashed writer's lock file
+		// is one cause (git waits its lock timeout for it first): stale ones
+		// are removed here rather than looked for before every transaction,
+		// which would cost a system call per pin. Then learn from each ref's
+		// state which requests are settled, and retry the rest together.
+		names := make([]RefName, len(pending))
+		for i, q := range pending {
+			names[i] = q.ref
+		}
+		cleared := r.clearStaleLocks(names, false) > 0
 		var retry []*createRequest
 		for _, q := range pending {
 			if !r.settleFromState(q) {
 				retry = append(retry, q)
 			}
 		}
-		if len(retry) == len(pending) || round+1 >= maxBatchRounds {
+		// Nothing settled and no lock removed: the cause may still have
+		// gone (another replica removed the stale lock), so try once more
+		// before giving up.
+		if (len(retry) == len(pending) && !cleared && round > 0) || round+1 >= maxBatchRounds {
 			for _, q := range retry {
 				q.err = r.explain(terr)
 			}
@@ -165,6 +202,8 @@ func (r *Repo) createBatch(batch []*createRequest) {
 		f := first[q.ref]
 		var mismatch *MismatchingStateError
 		switch {
+		case f.locked != "":
+			q.locked = f.locked // its caller waits too
 		case f.err == nil && f.id == q.id:
 			// There at the same SHA: success, created by the other call.
 		case f.err == nil:
@@ -179,9 +218,19 @@ func (r *Repo) createBatch(batch []*createRequest) {
 }
 
 // settleFromState answers a request whose transaction failed from the ref's
-// state now: there at the same SHA (done), elsewhere (mismatch), or held by a
-// lock. It reports false when the state explains nothing: absent, unlocked.
+// state now: held by a lock (q.locked), there at the same SHA (done), or
+// elsewhere (mismatch). It reports false when the state explains nothing: absent,
+// unlocked.
 func (r *Repo) settleFromState(q *createRequest) bool {
+	// A lock first: the ref being there means nothing while another writer
+	// holds it, since that writer may be deleting it (a deleter checks its
+	// claim under the lock, then commits; a re-pin that waited for that lock
+	// must not answer before the delete it is meant to follow). The caller
+	// waits for the lock to go and asks again.
+	if lock := r.heldLock(q.ref, false); lock != "" {
+		q.locked = lock
+		return true
+	}
 	actual, err := r.ResolveRef(q.ref)
 	var notFound *RefNotFoundError
 	switch {
@@ -194,9 +243,45 @@ func (r *Repo) settleFromState(q *createRequest) bool {
 		q.err = err
 		return true
 	}
-	if lock := r.heldLock(q.ref, false); lock != "" {
-		q.err = &LockedError{Path: lock}
-		return true
-	}
 	return false
+}
+
+// CreateChecked creates ref at id if it is absent and allow, asked while git
+// holds the ref's lock, agrees: a create that must not race a delete decided
+// elsewhere (restoring the ref of a pin whose record could be deleted at any
+// moment). It answers created=false with a nil error when allow refused or
+// the ref already points at id, and MismatchingStateError when it points
+// elsewhere. It bypasses the group commit: it is rare, and its lock must be
+// held only for its own check.
+func (r *Repo) CreateChecked(ref RefName, id ObjectID, allow func() (bool, error)) (created bool, err error) {
+	if err := checkWritable(ref); err != nil {
+		return false, err
+	}
+	check := func([]Update) ([]bool, error) {
+		ok, err := allow()
+		return []bool{ok}, err
+	}
+	for round := 0; ; round++ {
+		declined, terr := r.transactChecked([]Update{{Ref: ref, New: id, Old: ZeroID}}, check)
+		if terr == nil {
+			return !declined[0], nil
+		}
+		var cerr *CheckError
+		if errors.As(terr, &cerr) {
+			return false, terr
+		}
+		if round == 0 && r.clearStaleLocks([]RefName{ref}, false) > 0 {
+			continue
+		}
+		q := &createRequest{ref: ref, id: id}
+		if !r.settleFromState(q) {
+			return false, r.explain(terr)
+		}
+		if q.locked == "" {
+			return false, q.err
+		}
+		if err := r.awaitLock(ref, q.locked, round); err != nil {
+			return false, err
+		}
+	}
 }

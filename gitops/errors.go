@@ -131,6 +131,21 @@ func (e *DiskFullError) Unwrap() error { return e.Err }
 // Transient marks the error as safe to retry.
 func (e *DiskFullError) Transient() bool { return true }
 
+// StorageError is a repository that could not be read for a reason other
+// than its absence: an I/O error, too many open files, a permission, a
+// damaged file. It is an operational failure, not a bad request, so it is
+// treated as transient: retried, and answered as "unavailable".
+type StorageError struct {
+	Op  string
+	Err error
+}
+
+func (e *StorageError) Error() string { return fmt.Sprintf("%s: %v", e.Op, e.Err) }
+func (e *StorageError) Unwrap() error { return e.Err }
+
+// Transient marks the error as safe to retry.
+func (e *StorageError) Transient() bool { return true }
+
 // IsTransient reports whether err is a failure that may pass by itself (a
 // held lock, a failed git process, an I/O error), as opposed to one that
 // retrying cannot fix.

@@ -4,44 +4,97 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// packThreshold is how many loose refs the creates of one process may add
-// before the repository's refs are packed. Loose refs are costly twice:
-// git reads the whole refs/pipelines/ directory on every create (to check
-// for name conflicts), so creates slow down as loose refs pile up; and a
-// fetch has to read every loose ref (0.5 to 0.75 s with 100k loose refs,
-// 20 to 40 ms packed). Gitaly packs at roughly 16 to 100 loose refs.
-const packThreshold = 100
+// Loose refs cost every fetch: upload-pack reads each loose ref under
+// refs/pipelines/ (about 12 µs apiece here: 10k loose refs add 120 ms to a
+// fetch; 100k loose refs take 0.5 to 0.75 s and 400 MB of disk, against 20
+// to 40 ms packed). Packing costs what packed-refs holds: `git pack-refs`
+// rewrites the whole file (about 55 ms of CPU at 100k refs). Packing every
+// packThreshold creates would spend most of a busy server's CPU on rewrites
+// of a large file, so the threshold grows with the file: a pack comes after
+// creates worth packFraction of the packed refs, and at least packThreshold.
+// That keeps the rewrite cost per create constant (about 0.1 ms) and the
+// loose refs a fetch reads below one in packFraction of all refs.
+const (
+	packThreshold = 100
+	packFraction  = 200
+	// packedRefBytes is the length of one packed-refs line for a pipeline
+	// ref: 40 hex digits, a space, refs/pipelines/ and an id, a newline.
+	packedRefBytes = 64
+)
+
+// packThresholdFor is how many creates may go loose before a pack, for a
+// packed-refs file of the given size.
+func packThresholdFor(packedBytes int64) int64 {
+	return max(packThreshold, packedBytes/packedRefBytes/packFraction)
+}
 
 // notePacking counts refs created loose and starts a pack in the background
-// when there are enough; one pack per repository runs at a time.
-func (r *Repo) notePacking(created int) {
-	if created == 0 || r.loose.Add(int64(created)) < packThreshold {
-		return
+// when there are enough; one pack per repository runs at a time, and none
+// once Close has begun. It reports whether it started one.
+func (r *Repo) notePacking(created int) bool {
+	if created == 0 {
+		return false
 	}
-	if !r.packing.CompareAndSwap(false, true) {
-		return
+	loose := r.loose.Add(int64(created))
+	if loose < packThreshold {
+		return false
 	}
-	r.loose.Store(0)
+	var packedBytes int64
+	if fi, err := os.Stat(filepath.Join(r.dir, "packed-refs")); err == nil {
+		packedBytes = fi.Size()
+	}
+	if loose < packThresholdFor(packedBytes) {
+		return false
+	}
+	// Add under the mutex that Close takes to set closed: an Add racing
+	// Close's Wait is a misuse of the WaitGroup, and a pack started after
+	// Close would outlive the Root.
+	r.packMu.Lock()
+	if r.packClosed || r.packing {
+		r.packMu.Unlock()
+		return false
+	}
+	r.packing = true
 	r.packs.Add(1)
+	r.packMu.Unlock()
+	r.loose.Store(0)
 	go func() {
 		defer r.packs.Done()
-		defer r.packing.Store(false)
-		r.packRefs()
+		ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
+		defer cancel()
+		r.packRefs(ctx)
+		r.packMu.Lock()
+		r.packing = false
+		r.packMu.Unlock()
 	}()
+	return true
+}
+
+// stopPacking keeps new packs from starting and waits for the running one.
+func (r *Repo) stopPacking() {
+	r.packMu.Lock()
+	r.packClosed = true
+	r.packMu.Unlock()
+	r.packs.Wait()
 }
 
 // packRefs runs `git pack-refs --all --prune`: every ref's value stays what
 // it is, only its storage moves into packed-refs. git takes the locks, so
-// creates and deletes running meanwhile stay correct.
-func (r *Repo) packRefs() {
-	ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
-	defer cancel()
+// creates and deletes running meanwhile stay correct. When ctx ends, git gets
+// SIGTERM, not exec's SIGKILL: on SIGTERM git removes its packed-refs.lock
+// and ref locks, where a killed git would leave them to block every delete
+// until they turn stale.
+func (r *Repo) packRefs(ctx context.Context) {
 	cmd := exec.CommandContext(ctx, r.root.git(), "--git-dir", r.dir, "pack-refs", "--all", "--prune")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second // then SIGKILL: a git ignoring SIGTERM must not hang Close
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -53,7 +106,10 @@ func (r *Repo) packRefs() {
 
 // packState is the pack bookkeeping of a repository.
 type packState struct {
-	loose   atomic.Int64   // refs created loose since the last pack began
-	packing atomic.Bool    // a pack is running
-	packs   sync.WaitGroup // running packs, waited for on Close
+	loose atomic.Int64 // refs created loose since the last pack began
+
+	packMu     sync.Mutex
+	packing    bool           // a pack is running
+	packClosed bool           // Close has begun: no new packs
+	packs      sync.WaitGroup // running packs; Add only under packMu, when !packClosed
 }

@@ -35,6 +35,26 @@ type Repo struct {
 
 type handle struct {
 	repo *git.Repository
+	odb  *git.Odb // opened on first use, kept with the handle
+}
+
+// objects returns the handle's object database, opening it once.
+func (h *handle) objects() (*git.Odb, error) {
+	if h.odb == nil {
+		odb, err := h.repo.Odb()
+		if err != nil {
+			return nil, err
+		}
+		h.odb = odb
+	}
+	return h.odb, nil
+}
+
+func (h *handle) free() {
+	if h.odb != nil {
+		h.odb.Free()
+	}
+	h.repo.Free()
 }
 
 // Name returns the project name.
@@ -51,7 +71,7 @@ func (r *Repo) borrow() (*handle, error) {
 	}
 	repo, err := git.OpenRepositoryExtended(r.dir, git.RepositoryOpenNoSearch|git.RepositoryOpenBare, "")
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", r.name, err)
+		return nil, &StorageError{Op: "opening " + string(r.name), Err: err}
 	}
 	return &handle{repo: repo}, nil
 }
@@ -60,7 +80,7 @@ func (r *Repo) giveBack(h *handle) {
 	select {
 	case r.handles <- h:
 	default:
-		h.repo.Free()
+		h.free()
 	}
 }
 
@@ -82,21 +102,26 @@ func (r *Repo) freeHandles() {
 	for {
 		select {
 		case h := <-r.handles:
-			h.repo.Free()
+			h.free()
 		default:
 			return
 		}
 	}
 }
 
-// with runs fn on a borrowed handle.
+// with runs fn on a borrowed handle's repository.
 func (r *Repo) with(fn func(*git.Repository) error) error {
+	return r.withHandle(func(h *handle) error { return fn(h.repo) })
+}
+
+// withHandle runs fn on a borrowed handle.
+func (r *Repo) withHandle(fn func(*handle) error) error {
 	h, err := r.borrow()
 	if err != nil {
 		return err
 	}
 	defer r.giveBack(h)
-	return fn(h.repo)
+	return fn(h)
 }
 
 // IsCommit checks that id names a commit in this repository. It answers
@@ -107,12 +132,11 @@ func (r *Repo) IsCommit(id ObjectID) error {
 	if err != nil {
 		return &InvalidNameError{Kind: "sha", Value: string(id), Reason: "must be 40 hex digits"}
 	}
-	return r.with(func(repo *git.Repository) error {
-		odb, err := repo.Odb()
+	return r.withHandle(func(h *handle) error {
+		odb, err := h.objects()
 		if err != nil {
-			return fmt.Errorf("opening object database of %s: %w", r.name, err)
+			return &StorageError{Op: "opening object database of " + string(r.name), Err: err}
 		}
-		defer odb.Free()
 		_, typ, err := odb.ReadHeader(oid)
 		if isCode(err, git.ErrorCodeNotFound) {
 			// Another process (a push, a fetch) may have added a pack since
@@ -125,7 +149,7 @@ func (r *Repo) IsCommit(id ObjectID) error {
 			return &ObjectNotFoundError{ID: id}
 		}
 		if err != nil {
-			return fmt.Errorf("reading object %s in %s: %w", id, r.name, err)
+			return &StorageError{Op: fmt.Sprintf("reading object %s in %s", id, r.name), Err: err}
 		}
 		if typ != git.ObjectCommit {
 			return &NotCommitError{ID: id, Type: typ.String()}
@@ -144,7 +168,7 @@ func (r *Repo) ResolveRef(name RefName) (ObjectID, error) {
 			return &RefNotFoundError{Ref: name}
 		}
 		if err != nil {
-			return fmt.Errorf("reading %s in %s: %w", name, r.name, err)
+			return &StorageError{Op: fmt.Sprintf("reading %s in %s", name, r.name), Err: err}
 		}
 		defer ref.Free()
 		resolved, err := ref.Resolve()
@@ -171,7 +195,7 @@ func (r *Repo) PipelineRefs() ([]RefState, error) {
 	err := r.with(func(repo *git.Repository) error {
 		it, err := repo.NewReferenceIteratorGlob(PipelineRefPrefix + "*")
 		if err != nil {
-			return fmt.Errorf("listing pipeline refs of %s: %w", r.name, err)
+			return &StorageError{Op: "listing pipeline refs of " + string(r.name), Err: err}
 		}
 		defer it.Free()
 		for {
@@ -180,7 +204,7 @@ func (r *Repo) PipelineRefs() ([]RefState, error) {
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("listing pipeline refs of %s: %w", r.name, err)
+				return &StorageError{Op: "listing pipeline refs of " + string(r.name), Err: err}
 			}
 			name := RefName(ref.Name())
 			if _, ok := ParsePipelineRef(name); ok && ref.Type() == git.ReferenceOid {

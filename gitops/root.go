@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -36,9 +37,48 @@ type Root struct {
 	Logger *slog.Logger
 	// GitBinary is the git executable. Empty: "git" from PATH.
 	GitBinary string
+	// Observer hears of every ref transaction, for metrics. Nil: nobody.
+	// Set it before the Root is used.
+	Observer TransactionObserver
 
 	mu    sync.Mutex
 	repos map[string]*Repo // by resolved path
+
+	resolved sync.Map // ProjectName -> resolvedPath: RepoPath's recent answers
+}
+
+// TransactionObserver is told about each git transaction that writes refs:
+// its kind ("create" or "delete"), how many refs it held, how long it took,
+// and whether git committed it. Creates arriving together share one
+// transaction (the group commit), so the sizes show how well that works.
+type TransactionObserver interface {
+	Transaction(kind string, refs int, took time.Duration, err error)
+}
+
+// observe reports a transaction of updates that began at start. Its kind
+// follows from the updates: gitops never mixes creates and deletes.
+func (r *Root) observe(updates []Update, start time.Time, err error) {
+	if r.Observer == nil || len(updates) == 0 {
+		return
+	}
+	kind := "create"
+	if updates[0].New == ZeroID {
+		kind = "delete"
+	}
+	r.Observer.Transaction(kind, len(updates), time.Since(start), err)
+}
+
+// resolveTTL is how long RepoPath trusts a path it resolved before it checks
+// again. Resolving costs a dozen system calls (every symlink on the way, the
+// files every bare repository has): a fifth of a pin's CPU when done on
+// every request. A repository removed or re-pointed is seen within this
+// time; a new one at once, as failures are not remembered.
+const resolveTTL = time.Second
+
+// resolvedPath is a project path found by RepoPath, and when.
+type resolvedPath struct {
+	path string
+	at   time.Time
 }
 
 func (r *Root) logger() *slog.Logger {
@@ -75,18 +115,55 @@ func (r *Root) RepoPath(name ProjectName) (string, error) {
 	if _, err := ParseProjectName(string(name)); err != nil {
 		return "", err
 	}
+	if v, ok := r.resolved.Load(name); ok {
+		if rp := v.(resolvedPath); time.Since(rp.at) < resolveTTL {
+			return rp.path, nil
+		}
+	}
+	path, err := r.resolve(name)
+	if err != nil {
+		r.resolved.Delete(name)
+		return "", err
+	}
+	r.resolved.Store(name, resolvedPath{path: path, at: time.Now()})
+	return path, nil
+}
+
+// resolve finds the project's bare repository on disk, symlinks followed,
+// and checks that it lies inside the root.
+func (r *Root) resolve(name ProjectName) (string, error) {
 	root, err := filepath.EvalSymlinks(r.Dir)
 	if err != nil {
-		return "", &ProjectNotFoundError{Project: name}
+		return "", &StorageError{Op: "resolving the repos root", Err: err}
 	}
 	path, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(string(name))+".git"))
-	if err != nil || !within(root, path) {
+	if err != nil {
+		if absent(err) {
+			return "", &ProjectNotFoundError{Project: name}
+		}
+		return "", &StorageError{Op: "resolving " + string(name), Err: err}
+	}
+	if !within(root, path) {
 		return "", &ProjectNotFoundError{Project: name}
 	}
-	if !isBareRepo(path) {
+	bare, err := isBareRepo(path)
+	if err != nil {
+		return "", &StorageError{Op: "reading " + string(name), Err: err}
+	}
+	if !bare {
 		return "", &ProjectNotFoundError{Project: name}
 	}
 	return path, nil
+}
+
+// absent reports whether a path error means there is nothing there (or
+// nothing that leads anywhere): a missing file, a file where a directory
+// should be, a symlink loop, a name too long to exist. Any other failure
+// (I/O, permissions, too many open files) says nothing about the project and
+// must not answer 404.
+func absent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) ||
+		errors.Is(err, syscall.ENAMETOOLONG)
 }
 
 // within reports whether path is strictly below dir; both are clean and
@@ -97,14 +174,18 @@ func within(dir, path string) bool {
 }
 
 // isBareRepo is a cheap check for the files every bare repository has, so a
-// plain directory named x.git is not taken for a project.
-func isBareRepo(path string) bool {
+// plain directory named x.git is not taken for a project. It fails only when
+// the files could not be looked at.
+func isBareRepo(path string) (bool, error) {
 	for _, name := range []string{"HEAD", "objects", "refs"} {
 		if _, err := os.Stat(filepath.Join(path, name)); err != nil {
-			return false
+			if absent(err) {
+				return false, nil
+			}
+			return false, err
 		}
 	}
-	return true
+	return true, nil
 }
 
 // Open returns the project's repository. It fails with ProjectNotFoundError
@@ -148,8 +229,11 @@ func (r *Root) Projects(ctx context.Context) ([]ProjectName, error) {
 		if strings.HasPrefix(d.Name(), ".") {
 			return filepath.SkipDir
 		}
-		if !strings.HasSuffix(d.Name(), ".git") || !isBareRepo(path) {
+		if !strings.HasSuffix(d.Name(), ".git") {
 			return nil
+		}
+		if bare, _ := isBareRepo(path); !bare {
+			return nil // unreadable: skipped like a plain directory
 		}
 		rel, relErr := filepath.Rel(r.Dir, path)
 		if relErr != nil {
@@ -166,12 +250,16 @@ func (r *Root) Projects(ctx context.Context) ([]ProjectName, error) {
 	return names, err
 }
 
-// Close frees every pooled libgit2 handle.
+// Close frees every pooled libgit2 handle. It first keeps every repository
+// from starting a pack and waits for the running ones, so no pack outlives
+// the Root.
 func (r *Root) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, repo := range r.repos {
-		repo.packs.Wait()
+		repo.stopPacking()
+	}
+	for _, repo := range r.repos {
 		repo.freeHandles()
 		repo.closeWriter()
 	}

@@ -33,30 +33,34 @@ const gitTimeout = 60 * time.Second
 // Legal use: validate every ref with checkWritable first; remove stale locks
 // with clearStaleLocks; then transact.
 func (r *Repo) transact(updates []Update) error {
-	var in bytes.Buffer
-	for _, u := range updates {
-		fmt.Fprintf(&in, "update %s %s %s\n", u.Ref, u.New, u.Old)
-	}
-	timeoutMS := strconv.FormatInt(r.root.lockTimeout().Milliseconds(), 10)
-	args := []string{
-		"-c", "core.filesRefLockTimeout=" + timeoutMS,
-		"-c", "core.packedRefsTimeout=" + timeoutMS,
-		"--git-dir", r.dir, "update-ref", "--stdin",
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.root.git(), args...)
+	cmd := exec.CommandContext(ctx, r.root.git(), r.updateRefArgs(r.root.lockTimeout())...)
 	// SIGTERM, not SIGKILL: git removes its lock files on SIGTERM.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
-	cmd.Stdin = &in
+	cmd.Stdin = bytes.NewReader(transactionText(updates, "prepare\ncommit\n"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return &CommandError{Args: []string{"update-ref", "--stdin"}, Stderr: strings.TrimSpace(stderr.String()), Err: err}
 	}
 	return nil
+}
+
+// updateRefArgs runs `git update-ref --stdin` on the repository: a ref's
+// lock file is waited for refLockTimeout, packed-refs' as long as the root
+// says, and a full SHA is taken for what it is (by default git first looks
+// for a ref of that name in six places, to warn that it would be ambiguous:
+// two thirds of the system calls of a create).
+func (r *Repo) updateRefArgs(refLockTimeout time.Duration) []string {
+	return []string{
+		"-c", "core.filesRefLockTimeout=" + strconv.FormatInt(refLockTimeout.Milliseconds(), 10),
+		"-c", "core.packedRefsTimeout=" + strconv.FormatInt(r.root.lockTimeout().Milliseconds(), 10),
+		"-c", "core.warnAmbiguousRefs=false",
+		"--git-dir", r.dir, "update-ref", "--stdin",
+	}
 }
 
 func checkWritable(ref RefName) error {
@@ -93,6 +97,9 @@ const (
 	// Failed: the ref could not be deleted now (a held lock, a git failure);
 	// Err says why and the ref is unchanged.
 	Failed
+	// Declined: the caller's check, asked while git held the ref's lock,
+	// refused the delete; the ref is unchanged.
+	Declined
 )
 
 func (o DeleteOutcome) String() string {
@@ -105,6 +112,8 @@ func (o DeleteOutcome) String() string {
 		return "moved"
 	case Failed:
 		return "failed"
+	case Declined:
+		return "declined"
 	}
 	return "unknown"
 }
@@ -121,12 +130,87 @@ type DeleteResult struct {
 // delete after taking out the ones that moved, vanished or are locked.
 const maxBatchRounds = 3
 
+// Check is asked, while git holds the lock of every ref of a transaction
+// (after prepare, before commit), which updates may go ahead: keep[i] false
+// leaves updates[i] out. No other writer can change those refs meanwhile, so
+// what the caller learns elsewhere (a record in Redis) holds for the ref at
+// the moment it changes. A check must be quick: writers of the same refs and
+// of packed-refs wait for it. An error aborts the transaction.
+type Check func(updates []Update) (keep []bool, err error)
+
+// CheckError is a Check that failed; the transaction was aborted and no ref
+// changed.
+type CheckError struct{ Err error }
+
+func (e *CheckError) Error() string { return "checking updates under lock: " + e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// transactChecked applies updates in one transaction, leaving out those check
+// refuses (declined[i]); with a nil check it is transact. After a refusal
+// git aborts and prepares the rest again, so what is committed was checked
+// under its own locks.
+func (r *Repo) transactChecked(updates []Update, check Check) (declined []bool, err error) {
+	defer func(start time.Time) { r.root.observe(updates, start, err) }(time.Now())
+	declined = make([]bool, len(updates))
+	if check == nil {
+		return declined, r.transact(updates)
+	}
+	w, err := r.startWriter(r.root.lockTimeout())
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	for {
+		var active []Update
+		var index []int
+		for i, u := range updates {
+			if !declined[i] {
+				active = append(active, u)
+				index = append(index, i)
+			}
+		}
+		if len(active) == 0 {
+			return declined, nil
+		}
+		if err := w.prepare(active); err != nil {
+			return nil, err
+		}
+		keep, err := check(active)
+		if err == nil && len(keep) != len(active) {
+			err = fmt.Errorf("check answered %d of %d updates", len(keep), len(active))
+		}
+		if err != nil {
+			_ = w.abort()
+			return nil, &CheckError{Err: err}
+		}
+		refused := false
+		for k, ok := range keep {
+			if !ok {
+				declined[index[k]] = true
+				refused = true
+			}
+		}
+		if !refused {
+			return declined, w.commit()
+		}
+		if err := w.abort(); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // DeleteBatch deletes every ref that still points at its expected object, in
 // as few transactions as possible: one packed-refs rewrite per transaction
 // instead of one per ref. Refs that moved are kept, refs already gone count
 // as done. It returns one result per input, in input order; it fails as a
 // whole only for a ref outside refs/pipelines/.
 func (r *Repo) DeleteBatch(refs []RefState) ([]DeleteResult, error) {
+	return r.DeleteBatchChecked(refs, nil)
+}
+
+// DeleteBatchChecked is DeleteBatch with a check asked under the refs' locks
+// right before the delete; refs it refuses are Declined and kept.
+func (r *Repo) DeleteBatchChecked(refs []RefState, check Check) ([]DeleteResult, error) {
 	results := make([]DeleteResult, len(refs))
 	names := make([]RefName, len(refs))
 	for i, rs := range refs {
@@ -147,10 +231,20 @@ func (r *Repo) DeleteBatch(refs []RefState) ([]DeleteResult, error) {
 		for k, i := range pending {
 			updates[k] = Update{Ref: refs[i].Ref, New: ZeroID, Old: refs[i].ID}
 		}
-		terr := r.transact(updates)
+		declined, terr := r.transactChecked(updates, check)
 		if terr == nil {
-			for _, i := range pending {
+			for k, i := range pending {
 				results[i].Outcome = Deleted
+				if declined[k] {
+					results[i].Outcome = Declined
+				}
+			}
+			return results, nil
+		}
+		var cerr *CheckError
+		if errors.As(terr, &cerr) {
+			for _, i := range pending {
+				results[i].Outcome, results[i].Err = Failed, terr
 			}
 			return results, nil
 		}

@@ -3,11 +3,14 @@ package jobs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -70,6 +73,7 @@ func TestWorkerRunsDueDeletionsAndStartupSweep(t *testing.T) {
 	life := &countingLifecycle{}
 	w, err := StartWorker(WorkerConfig{
 		Redis:        r.Client(t),
+		NewRedis:     func() redis.UniversalClient { return r.Client(t) },
 		Handlers:     &Handlers{Pins: life},
 		GCInterval:   time.Hour,
 		PollInterval: 100 * time.Millisecond,
@@ -92,6 +96,24 @@ func TestWorkerRunsDueDeletionsAndStartupSweep(t *testing.T) {
 			t.Fatalf("after 15s: %d deletions, %d sweeps; want 1 and at least 1", expired, sweeps)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSchedulerFailureClosesItsConnection: a sweep scheduler that cannot be
+// started leaves no Redis connection behind (asynq closes a scheduler's
+// connection only on Shutdown, and only once it has started).
+func TestSchedulerFailureClosesItsConnection(t *testing.T) {
+	r := testdata.StartRedis(t)
+	var conn *redis.Client
+	newRedis := func() redis.UniversalClient {
+		conn = r.Client(t)
+		return conn
+	}
+	if _, err := startScheduler(newRedis, "@every never", nil, slog.Default()); err == nil {
+		t.Fatal("a schedule that does not parse was accepted")
+	}
+	if err := conn.Ping(t.Context()).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Fatalf("ping on the failed scheduler's connection = %v, want %v", err, redis.ErrClosed)
 	}
 }
 

@@ -21,7 +21,9 @@ type WorkerConfig struct {
 	Redis redis.UniversalClient
 	// NewRedis makes a connection the sweep scheduler owns (asynq closes a
 	// scheduler's connection on shutdown, so it cannot be the shared one).
-	// Nil: a new client with Redis's options.
+	// Required. It must build the client from options of its own: copying
+	// the options of a client in use races with go-redis, which updates
+	// them while connections are set up.
 	NewRedis func() redis.UniversalClient
 	// Handlers does the work.
 	Handlers *Handlers
@@ -65,6 +67,9 @@ func retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
 func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.GCInterval <= 0 {
 		return nil, errors.New("starting worker: GC interval must be positive")
+	}
+	if cfg.NewRedis == nil {
+		return nil, errors.New("starting worker: NewRedis is required")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -112,11 +117,26 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		asynq.Timeout(cfg.GCInterval),
 		asynq.MaxRetry(3),
 	}
-	newRedis := cfg.NewRedis
-	if newRedis == nil {
-		newRedis = func() redis.UniversalClient { return cloneClient(cfg.Redis) }
+	scheduler, err := startScheduler(cfg.NewRedis, "@every "+cfg.GCInterval.String(), sweepOpts, logger)
+	if err != nil {
+		server.Shutdown()
+		return nil, err
 	}
-	scheduler := asynq.NewScheduler(ownedConn(newRedis), &asynq.SchedulerOpts{
+	client := asynq.NewClientFromRedisClient(cfg.Redis)
+	if _, err := client.Enqueue(newSweepTask(), sweepOpts...); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+		// Not fatal: the periodic sweep follows within one interval.
+		logger.Warn("could not enqueue start-up sweep", "err", err)
+	}
+	return &Worker{server: server, scheduler: scheduler, client: client}, nil
+}
+
+// startScheduler starts a scheduler that enqueues the sweep on spec, over a
+// Redis connection of its own. The scheduler closes that connection on
+// Shutdown, but only once it has started: on every failure before, it is
+// closed here.
+func startScheduler(newRedis func() redis.UniversalClient, spec string, opts []asynq.Option, logger *slog.Logger) (*asynq.Scheduler, error) {
+	conn := newRedis()
+	scheduler := asynq.NewScheduler(ownedConn{conn}, &asynq.SchedulerOpts{
 		Logger:   slogAdapter{logger.With("component", "asynq-scheduler")},
 		LogLevel: asynq.WarnLevel,
 		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
@@ -125,20 +145,18 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 			}
 		},
 	})
-	if _, err := scheduler.Register("@every "+cfg.GCInterval.String(), newSweepTask(), sweepOpts...); err != nil {
-		server.Shutdown()
+	if _, err := scheduler.Register(spec, newSweepTask(), opts...); err != nil {
+		_ = conn.Close()
 		return nil, fmt.Errorf("scheduling sweeps: %w", err)
 	}
 	if err := scheduler.Start(); err != nil {
-		server.Shutdown()
+		// Start fails only for a scheduler already running or stopped;
+		// Shutdown stops it if it runs, and does nothing otherwise.
+		scheduler.Shutdown()
+		_ = conn.Close()
 		return nil, fmt.Errorf("starting sweep scheduler: %w", err)
 	}
-	client := asynq.NewClientFromRedisClient(cfg.Redis)
-	if _, err := client.Enqueue(newSweepTask(), sweepOpts...); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-		// Not fatal: the periodic sweep follows within one interval.
-		logger.Warn("could not enqueue start-up sweep", "err", err)
-	}
-	return &Worker{server: server, scheduler: scheduler, client: client}, nil
+	return scheduler, nil
 }
 
 // Shutdown stops scheduling, stops taking tasks and waits for the running
@@ -151,20 +169,9 @@ func (w *Worker) Shutdown() {
 }
 
 // ownedConn hands asynq a connection it may close.
-type ownedConn func() redis.UniversalClient
+type ownedConn struct{ conn redis.UniversalClient }
 
-func (f ownedConn) MakeRedisClient() any { return f() }
-
-// cloneClient opens a new client with the options of c.
-func cloneClient(c redis.UniversalClient) redis.UniversalClient {
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		return redis.NewClusterClient(c.Options())
-	case *redis.Client:
-		return redis.NewClient(c.Options())
-	}
-	panic(fmt.Sprintf("jobs: cannot open another connection like a %T; set WorkerConfig.NewRedis", c))
-}
+func (o ownedConn) MakeRedisClient() any { return o.conn }
 
 // taskMetrics counts processed and failed tasks.
 type taskMetrics struct {

@@ -20,6 +20,8 @@ type Metrics struct {
 	sweepDuration prometheus.Histogram
 	sweepFailures prometheus.Counter
 	writeFailures *prometheus.CounterVec
+	txRefs        *prometheus.HistogramVec
+	txSeconds     *prometheus.HistogramVec
 }
 
 // NewMetrics registers the domain's metrics on reg, including gauges of pins
@@ -47,18 +49,38 @@ func NewMetrics(reg prometheus.Registerer, store *Store, clock Clock) *Metrics {
 		}),
 		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refkeeper_ref_write_failures_total",
-			Help: "Ref creates and deletes that failed and changed nothing, by reason (locked, disk_full, git).",
+			Help: "Ref creates and deletes that failed and changed nothing, by reason (locked, disk_full, redis, git).",
 		}, []string{"reason"}),
+		txRefs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "refkeeper_git_transaction_refs",
+			Help:    "Refs per git transaction, by kind (create: pins arriving together share one; delete: a sweep batch or one deletion).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 15),
+		}, []string{"kind"}),
+		txSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "refkeeper_git_transaction_seconds", Help: "Duration of git transactions that write refs, by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"kind"}),
 	}
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	for _, reason := range []string{"locked", "disk_full", "git"} {
+	for _, reason := range []string{"locked", "disk_full", "redis", "git"} {
 		m.writeFailures.WithLabelValues(reason) // present at 0 from the start
 	}
 	reg.MustRegister(m.created, m.deleted, m.adopted, m.restored, m.sweepDuration, m.sweepFailures, m.writeFailures,
+		m.txRefs, m.txSeconds,
 		&pinCollector{store: store, clock: clock})
 	return m
+}
+
+// Transaction observes one git transaction; it makes Metrics a
+// gitops.TransactionObserver.
+func (m *Metrics) Transaction(kind string, refs int, took time.Duration, _ error) {
+	if m == nil {
+		return
+	}
+	m.txRefs.WithLabelValues(kind).Observe(float64(refs))
+	m.txSeconds.WithLabelValues(kind).Observe(took.Seconds())
 }
 
 func (m *Metrics) refsCreated(n int) {
@@ -80,12 +102,15 @@ func (m *Metrics) writeFailed(err error) {
 	}
 	var locked *gitops.LockedError
 	var full *gitops.DiskFullError
+	var check *gitops.CheckError
 	reason := "git"
 	switch {
 	case errors.As(err, &locked):
 		reason = "locked"
 	case errors.As(err, &full):
 		reason = "disk_full"
+	case errors.As(err, &check):
+		reason = "redis" // the records could not be read under the ref locks
 	}
 	m.writeFailures.WithLabelValues(reason).Inc()
 }

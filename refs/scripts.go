@@ -1,6 +1,11 @@
 package refs
 
-import "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Every per-pin script gets the same KEYS and the first two ARGV, so the
 // shared Lua below can name them:
@@ -16,7 +21,10 @@ import "github.com/redis/go-redis/v9"
 //
 // The pin hash fields: sha, mr (merge request iid, "0" for none), state,
 // created, finished, expires, deleted (ms or ""), adopted and mrclosed
-// ("1"/"0") and del (the token of a pending deletion claim, or "").
+// ("1"/"0") and del: the token of a pending deletion claim; "!" and the
+// token once a re-pin called that deletion off while its deleter may still
+// be finishing (every re-pin then re-creates the ref, until the deleter's
+// commit or a new claim settles it); or "".
 const luaPrelude = `
 local pin, base, id = KEYS[1], ARGV[1], ARGV[2]
 local function idx(state)
@@ -32,18 +40,29 @@ local function member(created) return pad(created, 15) .. ':' .. pad(id, 19) end
 -- (or to '0' for the flags and the merge request iid).
 local zeroed = {mr = true, adopted = true, mrclosed = true}
 local function get(f) return redis.call('HGET', pin, f) or '' end
+-- One HSET and one HDEL for all the fields, not one call each.
 local function set(...)
-  local kv = {...}
+  local kv, puts, dels = {...}, {}, {}
   for i = 1, #kv, 2 do
     local f, v = kv[i], kv[i + 1]
     if v == '' or (zeroed[f] and v == '0') then
-      redis.call('HDEL', pin, f)
+      dels[#dels + 1] = f
     else
-      redis.call('HSET', pin, f, v)
+      puts[#puts + 1] = f
+      puts[#puts + 1] = v
     end
   end
+  if #dels > 0 then redis.call('HDEL', pin, unpack(dels)) end
+  if #puts > 0 then redis.call('HSET', pin, unpack(puts)) end
 end
 local function mrOf() local m = get('mr'); if m == '' then return '0' end; return m end
+-- A deletion claim called off by a re-pin keeps its token behind a "!":
+-- the deleter sees its claim gone, and later re-pins still know that a
+-- delete may be in flight.
+local function callOff(del)
+  if del == '' or del:sub(1, 1) == '!' then return del end
+  return '!' .. del
+end
 local function num(f) return tonumber(get(f)) or 0 end
 -- When the sweep must next look at this pin: deletion at expires_at, the
 -- max-age safety net, or purging a deleted record.
@@ -74,13 +93,13 @@ end
 // caller must then make sure the ref still exists.
 //
 // ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now  ARGV[6] max-age
-var pinScript = redis.NewScript(luaPrelude + `
+var pinScript = newPinScript(`
 local sha, mr, now, maxage = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local st = get('state')
 if st == 'pinned' or st == 'finished' then
   if get('sha') ~= sha then return reply('conflict', get('sha')) end
   local claimed = get('del') ~= ''
-  set('del', '')
+  set('del', callOff(get('del')))
   if st == 'finished' then
     move('finished', 'pinned')
     set('state', 'pinned', 'finished', '', 'expires', '')
@@ -95,14 +114,14 @@ if st == 'pinned' or st == 'finished' then
   if claimed then return reply(status, '1') end
   return reply(status, '0')
 end
-local was = '0'
+local was, del = '0', callOff(get('del'))
 if st == 'deleted' then
   was = '1'
   redis.call('ZREM', KEYS[4], member(get('created')))
   if mrOf() ~= '0' and mrOf() ~= mr then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', '')
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del)
 redis.call('ZADD', KEYS[2], 0, member(now))
 redis.call('ZADD', KEYS[5], due(maxage), id)
 if mr ~= '0' then redis.call('SADD', base .. 'mr:' .. mr, id) end
@@ -115,7 +134,7 @@ return reply('new', was)
 // there is no record.
 //
 // ARGV[3] now  ARGV[4] retention  ARGV[5] max-age
-var finishScript = redis.NewScript(luaPrelude + `
+var finishScript = newPinScript(`
 local now, retention, maxage = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = get('state')
 if st == '' then return {'none', ''} end
@@ -124,6 +143,9 @@ local expires = now + retention
 if get('mrclosed') == '1' then expires = now end
 move('pinned', 'finished')
 set('state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', expires))
+-- A called-off claim's deleter, if it still commits, finds no claim and
+-- re-creates the ref either way.
+if get('del'):sub(1, 1) == '!' then set('del', '') end
 redis.call('ZADD', KEYS[5], due(maxage), id)
 return reply('finished')
 `)
@@ -134,7 +156,7 @@ return reply('finished')
 // "deleted" (nothing to do) or "none".
 //
 // ARGV[3] now  ARGV[4] max-age  ARGV[5] token  ARGV[6] "1" to force
-var claimScript = redis.NewScript(luaPrelude + `
+var claimScript = newPinScript(`
 local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = get('state')
 if st == '' then
@@ -159,14 +181,26 @@ return reply('claimed')
 // when another deleter holds the claim now; "none" without a record.
 //
 // ARGV[3] now  ARGV[4] max-age  ARGV[5] token
-var commitDeleteScript = redis.NewScript(luaPrelude + `
+var commitDeleteScript = newPinScript(`
 local maxage = tonumber(ARGV[4])
 local st = get('state')
 if st == '' then return {'none', ''} end
-if st == 'deleted' then return reply('deleted') end
 local del = get('del')
+if st == 'deleted' then
+  -- A tombstone (see tombstoneScript) carries the claim of its deleter:
+  -- the deletion is done now, which is what a sweep's listing is compared
+  -- with.
+  if del == ARGV[5] then
+    set('del', '', 'deleted', ARGV[3])
+    redis.call('ZADD', KEYS[5], due(maxage), id)
+  end
+  return reply('deleted')
+end
 if del ~= ARGV[5] then
-  if del == '' then return reply('reclaimed') end
+  if del == '' or del == '!' .. ARGV[5] then
+    set('del', '')
+    return reply('reclaimed')
+  end
   return reply('superseded')
 end
 move(st, 'deleted')
@@ -179,7 +213,7 @@ return reply('deleted')
 // Answers "purged" or "kept".
 //
 // ARGV[3] now  ARGV[4] max-age
-var purgeScript = redis.NewScript(luaPrelude + `
+var purgeScript = newPinScript(`
 local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
 if get('state') ~= 'deleted' or due(maxage) > now then return {'kept', ''} end
 redis.call('ZREM', KEYS[4], member(get('created')))
@@ -195,13 +229,21 @@ return {'purged', ''}
 // the listing saw the ref before this deletion). Answers "adopted" or "known".
 //
 // ARGV[3] sha  ARGV[4] now  ARGV[5] max-age  ARGV[6] when the listing began
-var adoptScript = redis.NewScript(luaPrelude + `
+var adoptScript = newPinScript(`
+local tombstoneGrace = ` + tombstoneGraceMS + `
 local maxage = tonumber(ARGV[5])
 local st = get('state')
 if st ~= '' and st ~= 'deleted' then return {'known', ''} end
 if st == 'deleted' then
   if num('deleted') >= tonumber(ARGV[6]) then return {'known', ''} end
+  -- A tombstone whose deleter is still at work: the ref listed is the one
+  -- being deleted. (A deleter that died leaves it adoptable after a while.)
+  local del = get('del')
+  if del ~= '' and del:sub(1, 1) ~= '!' and num('deleted') + tombstoneGrace > tonumber(ARGV[4]) then
+    return {'known', ''}
+  end
   redis.call('ZREM', KEYS[4], member(get('created')))
+  if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
   'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '')
@@ -209,6 +251,98 @@ redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
 redis.call('ZADD', KEYS[5], due(maxage), id)
 return reply('adopted')
 `)
+
+// tombstoneGraceMS is how long a tombstone's claim keeps a sweep from
+// adopting the ref it is deleting: longer than a git transaction may take
+// (gitops' 60 s), short enough that a deleter that died does not hold the
+// ref out of sight for long.
+const tombstoneGraceMS = "120000"
+
+// tombstoneScript records that a ref without a live pin is about to be
+// deleted (DELETE of a ref made by hand, or whose record Redis lost): a
+// deleted record stamped now, claimed with the deleter's token. A pin made
+// meanwhile then finds a deleted record and re-creates its ref after the
+// delete, and a sweep that listed the ref before the delete does not adopt
+// it. Answers "claimed", or "live" when a live pin exists now (the caller
+// claims that one instead).
+//
+// ARGV[3] sha  ARGV[4] now  ARGV[5] max-age  ARGV[6] token
+var tombstoneScript = newPinScript(`
+local maxage = tonumber(ARGV[5])
+local st = get('state')
+if st == 'pinned' or st == 'finished' then return reply('live') end
+if st == 'deleted' then
+  redis.call('ZREM', KEYS[4], member(get('created')))
+else
+  set('created', ARGV[4])
+end
+set('sha', ARGV[3], 'state', 'deleted', 'deleted', ARGV[4], 'del', ARGV[6])
+redis.call('ZADD', KEYS[4], 0, member(get('created')))
+redis.call('ZADD', KEYS[5], due(maxage), id)
+return reply('claimed')
+`)
+
+// pinTransition is one per-pin transition, as a script for one pin (Run) and
+// one for many pins of a project in one call (RunMany's batches).
+type pinTransition struct {
+	one  *redis.Script
+	many *redis.Script
+}
+
+func newPinScript(body string) pinTransition {
+	return pinTransition{
+		one:  redis.NewScript(luaPrelude + body),
+		many: redis.NewScript(fmt.Sprintf(batchLua, luaPrelude+body)),
+	}
+}
+
+// batchLua runs a per-pin script over many pins of one project in one call,
+// which saves Redis a script invocation per pin (a sweep claims, deletes and
+// purges thousands at a time). The per-pin script runs as a function whose
+// KEYS and ARGV are laid out as above, so it reads the same either way.
+//
+//	KEYS[1..4] idx:pinned, idx:finished, idx:deleted, due; KEYS[4+i] pin i's hash
+//	ARGV[1] key base   ARGV[2] number of shared arguments (k)
+//	ARGV[3] number of arguments of each pin (m)   ARGV[4..3+k] the shared ones
+//	then per pin: its id and its m arguments
+//
+// Pin i's script sees ARGV = base, id, its own arguments, the shared ones.
+const batchLua = `
+local function one(KEYS, ARGV)
+%s
+end
+local base, k, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 1, #KEYS - 4 do
+  local at = 3 + k + (i - 1) * (m + 1)
+  local argv = {base, ARGV[at + 1]}
+  for j = 1, m do argv[#argv + 1] = ARGV[at + 1 + j] end
+  for j = 1, k do argv[#argv + 1] = ARGV[3 + j] end
+  out[i] = one({KEYS[4 + i], KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, argv)
+end
+return out
+`
+
+// batchArgs lays out KEYS and ARGV of a batch call (see batchLua).
+func batchArgs(s *Store, p Project, ids []PipelineID, perPin [][]any, shared []any) ([]string, []any) {
+	keys := make([]string, 0, 4+len(ids))
+	keys = append(keys, s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted), s.dueKey(p))
+	m := 0
+	if len(perPin) > 0 {
+		m = len(perPin[0])
+	}
+	argv := make([]any, 0, 3+len(shared)+len(ids)*(1+m))
+	argv = append(argv, s.base(p), strconv.Itoa(len(shared)), strconv.Itoa(m))
+	argv = append(argv, shared...)
+	for i, id := range ids {
+		keys = append(keys, s.pinKey(p, id))
+		argv = append(argv, id.String())
+		if m > 0 {
+			argv = append(argv, perPin[i]...)
+		}
+	}
+	return keys, argv
+}
 
 // closeScript marks every pin of a merge request closed: finished pins expire
 // now, pinned ones will expire as soon as they finish. It answers the ids of

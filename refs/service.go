@@ -75,8 +75,14 @@ func (s *Service) open(p Project) (*gitops.Repo, error) {
 // over git's HTTP protocol.
 func (s *Service) RepoPath(p Project) (string, error) {
 	path, err := s.Repos.RepoPath(p)
-	if err != nil {
+	var nf *gitops.ProjectNotFoundError
+	var invalid *gitops.InvalidNameError
+	switch {
+	case errors.As(err, &nf), errors.As(err, &invalid):
 		return "", &ProjectNotFoundError{Project: p}
+	case err != nil:
+		// The repos root could not be read: not an answer about the project.
+		return "", unavailable("finding project", err)
 	}
 	return path, nil
 }
@@ -274,6 +280,10 @@ func (s *Service) schedule(ctx context.Context, pin Pin) {
 	}
 }
 
+// deleteAttempts bounds how often Delete starts over because a pin was made
+// while it was deleting a ref that had none.
+const deleteAttempts = 3
+
 // Delete deletes a pipeline's ref now, whatever the state of its pin. A
 // pipeline with neither pin nor ref is PinNotFoundError; one already deleted
 // is done.
@@ -282,37 +292,44 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 	if err != nil {
 		return err
 	}
-	token := newToken()
-	out, err := s.Store.Claim(ctx, p, id, s.now(), s.Policy.MaxAge, token, true)
-	if err != nil {
-		return unavailable("claiming pin", err)
-	}
-	if out.Status == "claimed" {
-		_, err := s.deleteClaimed(ctx, repo, p, []Pin{out.Pin}, token)
+	for range deleteAttempts {
+		token := newToken()
+		out, err := s.Store.Claim(ctx, p, id, s.now(), s.Policy.MaxAge, token, true)
+		if err != nil {
+			return unavailable("claiming pin", err)
+		}
+		if out.Status == "claimed" {
+			_, err := s.deleteClaimed(ctx, repo, p, []Pin{out.Pin}, token)
+			return err
+		}
+		// No live pin: a ref may still exist without one (made by hand, or its
+		// record lost with Redis). Delete it too: "now, whatever the state".
+		sha, err := repo.ResolveRef(id.Ref())
+		var nf *gitops.RefNotFoundError
+		switch {
+		case errors.As(err, &nf):
+			if out.Status == "none" {
+				return &PinNotFoundError{Project: p, PipelineID: id}
+			}
+			return nil
+		case err != nil:
+			return unavailable("reading ref", err)
+		}
+		// Record the deletion first, claimed, so that a pin made meanwhile
+		// gets its ref back and a sweep listing refs now does not adopt it.
+		tomb, err := s.Store.Tombstone(ctx, p, id, sha, s.now(), s.Policy.MaxAge, token)
+		if err != nil {
+			return unavailable("recording deletion", err)
+		}
+		if tomb.Status == "live" {
+			continue // pinned in between: delete that pin instead
+		}
+		s.registerProject(ctx, p)
+		tomb.Pin.SHA = sha
+		_, err = s.deleteClaimed(ctx, repo, p, []Pin{tomb.Pin}, token)
 		return err
 	}
-	// No live pin: a ref may still exist without one (made by hand, or its
-	// record lost with Redis). Delete it too: "now, whatever the state".
-	sha, err := repo.ResolveRef(id.Ref())
-	var nf *gitops.RefNotFoundError
-	switch {
-	case errors.As(err, &nf):
-		if out.Status == "none" {
-			return &PinNotFoundError{Project: p, PipelineID: id}
-		}
-		return nil
-	case err != nil:
-		return unavailable("reading ref", err)
-	}
-	if _, err := repo.Delete(id.Ref(), sha); err != nil {
-		var moved *gitops.MismatchingStateError
-		if errors.As(err, &moved) {
-			return nil // re-created by a re-pin meanwhile: that one wins
-		}
-		return unavailable("deleting ref", err)
-	}
-	s.Metrics.refsDeleted(1)
-	return nil
+	return &UnavailableError{Op: "deleting ref", Cause: errors.New("the pipeline was pinned again during each attempt")}
 }
 
 // ExpireDue deletes a pin's ref if it is due now (re-reading the pin first,
@@ -372,15 +389,26 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 }
 
 // deleteClaimed deletes the refs of claimed pins in one batch and marks each
-// pin deleted if its claim still stands. A pin re-pinned meanwhile gets its
-// ref back. Refs that could not be deleted now keep their claim and stay due,
-// and the error says why.
+// pin deleted if its claim still stands. Whether it stands is asked while git
+// holds the refs' locks, right before they go: a re-pin that called the
+// deletion off before that keeps its ref untouched, and one after it waits
+// for the lock, so its own create follows the delete and it answers only once
+// its ref exists. Refs that could not be deleted now keep their claim and stay
+// due, and the error says why.
 func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) (int, error) {
 	states := make([]gitops.RefState, len(pins))
 	for i, pin := range pins {
 		states[i] = gitops.RefState{Ref: pin.Ref(), ID: pin.SHA}
 	}
-	results, err := repo.DeleteBatch(states)
+	stillClaimed := func(updates []gitops.Update) ([]bool, error) {
+		ids := make([]PipelineID, len(updates))
+		for i, u := range updates {
+			n, _ := gitops.ParsePipelineRef(u.Ref)
+			ids[i] = PipelineID(n)
+		}
+		return s.Store.ClaimsHeld(ctx, p, ids, token)
+	}
+	results, err := repo.DeleteBatchChecked(states, stillClaimed)
 	if err != nil {
 		return 0, err
 	}
@@ -397,6 +425,9 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 			// another SHA outside the service); the pin is over, the ref is
 			// left for the sweep to adopt.
 			done = append(done, pins[i])
+		case gitops.Declined:
+			// The claim is gone: re-pinned (the ref stays) or taken over by
+			// another deleter (which finishes the job).
 		case gitops.Failed:
 			s.Metrics.writeFailed(res.Err)
 			s.logger().Warn("could not delete ref; will retry", "project", p, "ref", res.Ref, "err", res.Err)

@@ -329,19 +329,11 @@ func TestRepinWinsAgainstDeletion(t *testing.T) {
 		t.Run(gap, func(t *testing.T) {
 			e := newEnv(t)
 			ctx := t.Context()
-			e.pin(t, 4, e.c1)
-			if _, err := e.svc.Finish(ctx, e.p, 4); err != nil {
-				t.Fatal(err)
-			}
-			e.clock.Advance(2 * testRetention)
+			token := "test-token"
+			claimed := e.expiredAndClaimed(t, 4, token)
 			repo, err := e.svc.Repos.Open(e.p)
 			if err != nil {
 				t.Fatal(err)
-			}
-			token := "test-token"
-			out, err := e.svc.Store.Claim(ctx, e.p, 4, e.clock.Now(), testMaxAge, token, false)
-			if err != nil || out.Status != "claimed" {
-				t.Fatalf("claim = %+v, %v", out, err)
 			}
 			if gap == "after claim" {
 				e.pin(t, 4, e.c1)
@@ -352,7 +344,7 @@ func TestRepinWinsAgainstDeletion(t *testing.T) {
 			if gap == "after ref deleted" {
 				e.pin(t, 4, e.c1)
 			}
-			if err := e.svc.commitDeletes(ctx, repo, e.p, []Pin{out.Pin}, token); err != nil {
+			if err := e.svc.commitDeletes(ctx, repo, e.p, []Pin{claimed}, token); err != nil {
 				t.Fatal(err)
 			}
 			if gap == "after commit" {

@@ -82,47 +82,84 @@ type outcome struct {
 	HasPin bool
 }
 
-func (s *Store) run(ctx context.Context, script *redis.Script, p Project, id PipelineID, args ...any) (outcome, error) {
+func (s *Store) run(ctx context.Context, script pinTransition, p Project, id PipelineID, args ...any) (outcome, error) {
 	argv := append([]any{s.base(p), id.String()}, args...)
-	res, err := script.Run(ctx, s.Client, s.pinKeys(p, id), argv...).StringSlice()
+	res, err := script.one.Run(ctx, s.Client, s.pinKeys(p, id), argv...).StringSlice()
 	if err != nil {
 		return outcome{}, &StoreError{Op: "script", Err: err}
 	}
 	return parseOutcome(p, id, res)
 }
 
+// manyChunk is how many pins one batch call handles: Redis runs one script
+// at a time, so a call over thousands would hold up every other client (a
+// pin waiting behind it); a few hundred take a few milliseconds.
+const manyChunk = 250
+
 // runMany runs a per-pin script for many pins of a project in one round
-// trip: the script is loaded first so the pipeline can call it by hash. The
-// answers are in the order of ids.
-func (s *Store) runMany(ctx context.Context, script *redis.Script, p Project, ids []PipelineID, args ...any) ([]outcome, error) {
+// trip, manyChunk pins per script call; perPin, when not nil, holds each
+// pin's own arguments (see batchLua). The answers are in the order of ids.
+func (s *Store) runMany(ctx context.Context, script pinTransition, p Project, ids []PipelineID, perPin [][]any, shared ...any) ([]outcome, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	if err := script.Load(ctx, s.Client).Err(); err != nil {
+	// Loaded first, so that the pipeline can call it by hash.
+	if err := script.many.Load(ctx, s.Client).Err(); err != nil {
 		return nil, &StoreError{Op: "load script", Err: err}
 	}
-	cmds := make([]*redis.Cmd, len(ids))
+	var cmds []*redis.Cmd
 	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, id := range ids {
-			argv := append([]any{s.base(p), id.String()}, args...)
-			cmds[i] = script.EvalSha(ctx, pipe, s.pinKeys(p, id), argv...)
+		for start := 0; start < len(ids); start += manyChunk {
+			end := min(start+manyChunk, len(ids))
+			var own [][]any
+			if perPin != nil {
+				own = perPin[start:end]
+			}
+			keys, argv := batchArgs(s, p, ids[start:end], own, shared)
+			cmds = append(cmds, script.many.EvalSha(ctx, pipe, keys, argv...))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, &StoreError{Op: "scripts", Err: err}
 	}
-	outs := make([]outcome, len(ids))
-	for i, c := range cmds {
-		res, err := c.StringSlice()
+	outs := make([]outcome, 0, len(ids))
+	for _, c := range cmds {
+		replies, err := c.Slice()
 		if err != nil {
 			return nil, &StoreError{Op: "script", Err: err}
 		}
-		if outs[i], err = parseOutcome(p, ids[i], res); err != nil {
-			return nil, err
+		for _, r := range replies {
+			res, ok := stringsOf(r)
+			if !ok || len(outs) == len(ids) {
+				return nil, &StoreError{Op: "script", Err: fmt.Errorf("malformed batch reply %v", r)}
+			}
+			out, err := parseOutcome(p, ids[len(outs)], res)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, out)
 		}
 	}
+	if len(outs) != len(ids) {
+		return nil, &StoreError{Op: "script", Err: fmt.Errorf("%d answers for %d pins", len(outs), len(ids))}
+	}
 	return outs, nil
+}
+
+// stringsOf reads one pin's answer out of a batch reply.
+func stringsOf(v any) ([]string, bool) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		if out[i], ok = it.(string); !ok {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
@@ -154,7 +191,7 @@ func pinFromHash(p Project, id PipelineID, h map[string]string) Pin {
 		DeletedAt:          msTime(h["deleted"]),
 		Adopted:            h["adopted"] == "1",
 		MergeRequestClosed: h["mrclosed"] == "1",
-		deletionClaimed:    h["del"] != "",
+		deletionClaimed:    h["del"] != "" && !strings.HasPrefix(h["del"], "!"),
 	}
 }
 
@@ -252,45 +289,78 @@ func (s *Store) Claim(ctx context.Context, p Project, id PipelineID, now time.Ti
 	return s.run(ctx, claimScript, p, id, ms(now), msDur(maxAge), token, f)
 }
 
+// Tombstone records a ref without a live pin as deleted, claimed with
+// token, before it is deleted; see tombstoneScript.
+func (s *Store) Tombstone(ctx context.Context, p Project, id PipelineID, sha ObjectID, now time.Time, maxAge time.Duration, token string) (outcome, error) {
+	return s.run(ctx, tombstoneScript, p, id, string(sha), ms(now), msDur(maxAge), token)
+}
+
+// ClaimsHeld reports for each pin whether its deletion claim is still token:
+// false when a re-pin called the deletion off or another deleter took over.
+// It only reads, in one round trip.
+func (s *Store) ClaimsHeld(ctx context.Context, p Project, ids []PipelineID, token string) ([]bool, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.HGet(ctx, s.pinKey(p, id), "del")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, &StoreError{Op: "read deletion claims", Err: err}
+	}
+	held := make([]bool, len(ids))
+	for i, c := range cmds {
+		held[i] = c.Val() == token
+	}
+	return held, nil
+}
+
+// RestoreAllowed reports whether the ref of a pin may be re-created at sha by
+// a sweep that listed the refs at listedAt: the pin is live at sha, nobody is
+// deleting it, and it is older than the listing (a younger pin's ref may
+// simply have been made after it).
+func (s *Store) RestoreAllowed(ctx context.Context, p Project, id PipelineID, sha ObjectID, listedAt time.Time) (bool, error) {
+	pin, ok, err := s.Get(ctx, p, id)
+	if err != nil {
+		return false, err
+	}
+	live := ok && (pin.State == StatePinned || pin.State == StateFinished)
+	return live && pin.SHA == sha && !pin.deletionClaimed && pin.CreatedAt.Before(listedAt), nil
+}
+
 // ClaimDue claims every due pin among ids for deletion in one round trip
 // (see claimScript); answers are in the order of ids.
 func (s *Store) ClaimDue(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration, token string) ([]outcome, error) {
-	return s.runMany(ctx, claimScript, p, ids, ms(now), msDur(maxAge), token, "0")
+	return s.runMany(ctx, claimScript, p, ids, nil, ms(now), msDur(maxAge), token, "0")
 }
 
 // CommitDeletes marks claimed pins deleted; see commitDeleteScript.
 func (s *Store) CommitDeletes(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration, token string) ([]outcome, error) {
-	return s.runMany(ctx, commitDeleteScript, p, ids, ms(now), msDur(maxAge), token)
+	return s.runMany(ctx, commitDeleteScript, p, ids, nil, ms(now), msDur(maxAge), token)
 }
 
 // Purge drops the records of pins deleted more than max-age ago.
 func (s *Store) Purge(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration) ([]outcome, error) {
-	return s.runMany(ctx, purgeScript, p, ids, ms(now), msDur(maxAge))
+	return s.runMany(ctx, purgeScript, p, ids, nil, ms(now), msDur(maxAge))
 }
 
-// AdoptMany adopts refs in one round trip (the script is loaded first, so
-// the pipeline can call it by hash) and answers how many were adopted.
+// AdoptMany adopts refs in one round trip and answers how many were
+// adopted; see adoptScript.
 func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]ObjectID, now, listedAt time.Time, maxAge time.Duration) (int, error) {
-	if len(refs) == 0 {
-		return 0, nil
+	ids := make([]PipelineID, 0, len(refs))
+	shas := make([][]any, 0, len(refs))
+	for id, sha := range refs {
+		ids = append(ids, id)
+		shas = append(shas, []any{string(sha)})
 	}
-	if err := adoptScript.Load(ctx, s.Client).Err(); err != nil {
-		return 0, &StoreError{Op: "load adopt script", Err: err}
-	}
-	cmds := make([]*redis.Cmd, 0, len(refs))
-	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for id, sha := range refs {
-			argv := []any{s.base(p), id.String(), string(sha), ms(now), msDur(maxAge), ms(listedAt)}
-			cmds = append(cmds, adoptScript.EvalSha(ctx, pipe, s.pinKeys(p, id), argv...))
-		}
-		return nil
-	})
+	outs, err := s.runMany(ctx, adoptScript, p, ids, shas, ms(now), msDur(maxAge), ms(listedAt))
 	if err != nil {
 		return 0, &StoreError{Op: "adopt refs", Err: err}
 	}
 	adopted := 0
-	for _, c := range cmds {
-		if res, err := c.StringSlice(); err == nil && len(res) > 0 && res[0] == "adopted" {
+	for _, out := range outs {
+		if out.Status == "adopted" {
 			adopted++
 		}
 	}

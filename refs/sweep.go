@@ -27,12 +27,20 @@ type SweepResult struct {
 }
 
 // sweepBatch is how many due pins are claimed and deleted together: one
-// packed-refs rewrite per batch, so bigger is cheaper (10k refs in 100k: 2
-// rewrites, about the floor of one transaction), but a batch's records are
-// held in memory at once (10k raised the server's peak RSS by 20 MB). Only
-// deletes take packed-refs.lock (pins write loose refs), so a long batch
-// holds up no pin; it holds the lock files of its own, expired, refs.
-const sweepBatch = 5000
+// git transaction and one packed-refs rewrite per batch, so bigger is
+// cheaper (10k expired refs in 100k: one rewrite, like a single transaction
+// of them all), while a batch's records are held in memory at once (about
+// 1 KB each). Only deletes take packed-refs.lock (pins write loose refs), so
+// a long batch holds up no pin but the re-pins of its own expired refs,
+// which wait for it (each in its own request: the shared writer of creates
+// does not wait on a lock).
+const sweepBatch = 10000
+
+// adoptChunk is how many refs found on disk are compared with their records
+// at a time. Adoption lists every ref of a repository at once (100k refs: the
+// largest allocation of the process), so its chunks stay smaller than a
+// delete batch to keep the peak memory down.
+const adoptChunk = 5000
 
 // maxDueRounds bounds the batches of one project in one sweep, so a pin that
 // keeps failing cannot hold the sweep; the next sweep carries on.
@@ -201,8 +209,8 @@ func (s *Service) reconcile(ctx context.Context, repo *gitops.Repo, p Project, r
 
 func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID, shas map[PipelineID]ObjectID, listedAt time.Time) (int, error) {
 	adopted := 0
-	for start := 0; start < len(ids); start += sweepBatch {
-		chunk := ids[start:min(start+sweepBatch, len(ids))]
+	for start := 0; start < len(ids); start += adoptChunk {
+		chunk := ids[start:min(start+adoptChunk, len(ids))]
 		pins, err := s.Store.getMany(ctx, p, chunk)
 		if err != nil {
 			return adopted, unavailable("reading pins", err)
@@ -265,7 +273,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 			s.logger().Warn("cannot restore ref of live pin: its commit is gone", "project", p, "ref", pin.Ref(), "sha", pin.SHA, "err", err)
 			continue
 		}
-		created, err := s.createRef(repo, pin.Ref(), pin.SHA)
+		created, err := s.restoreRef(ctx, repo, p, pin, listedAt)
 		if err != nil {
 			return restored, err
 		}
@@ -276,4 +284,30 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 	}
 	s.Metrics.refsRestored(restored)
 	return restored, nil
+}
+
+// restoreRef re-creates the ref of a live pin, if the pin is still live and
+// unclaimed while git holds the ref's lock: a deletion that began since the
+// pin was read must not be undone by a ref re-created behind it.
+func (s *Service) restoreRef(ctx context.Context, repo *gitops.Repo, p Project, pin Pin, listedAt time.Time) (bool, error) {
+	created, err := repo.CreateChecked(pin.Ref(), pin.SHA, func() (bool, error) {
+		return s.Store.RestoreAllowed(ctx, p, pin.PipelineID, pin.SHA, listedAt)
+	})
+	var mismatch *gitops.MismatchingStateError
+	switch {
+	case errors.As(err, &mismatch):
+		// Made again by hand at another commit since the listing: the
+		// record keeps its SHA (a PUT at that one is a conflict), the ref
+		// is left alone.
+		s.logger().Warn("ref of a live pin is at another commit; left alone", "project", p, "ref", pin.Ref(),
+			"pinned", pin.SHA, "actual", mismatch.Actual)
+		return false, nil
+	case err != nil:
+		s.Metrics.writeFailed(err)
+		return false, unavailable("restoring "+pin.Ref().String(), err)
+	}
+	if created {
+		s.Metrics.refsCreated(1)
+	}
+	return created, nil
 }

@@ -52,6 +52,9 @@ type serveConfig struct {
 	StaleLockAge time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
+	// DebugListen is the address of the profiling listener (Go's pprof
+	// handlers, no token); empty: none. Keep it on loopback.
+	DebugListen string
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
@@ -90,6 +93,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"log-level", "REFKEEPER_LOG_LEVEL"},
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
+	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -116,6 +120,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {
 		if v := getenv(fe.env); v != "" {
@@ -171,6 +176,11 @@ func (c serveConfig) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return &usageError{fmt.Sprintf("invalid value %q for --listen: %v", c.Listen, err)}
+	}
+	if c.DebugListen != "" {
+		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
+			return &usageError{fmt.Sprintf("invalid value %q for --debug-listen: %v", c.DebugListen, err)}
+		}
 	}
 	if c.Repos == "" {
 		return &usageError{"invalid value \"\" for --repos: must name a directory"}

@@ -58,7 +58,20 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"bad role", []string{"--role", "boss"}, nil, "role"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, "listen"},
 		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},
+		// A URL that does not parse must not show its user name or password
+		// (alice, s3cr3t), not even the part that ended up elsewhere.
+		{"redis password with a bad escape", []string{"--redis", "redis://alice:s3cr3t%zz@cache:6379/0"}, nil, "redis"},
+		{"redis password with a space", []string{"--redis", "redis://alice:s3cr3t s3cr3t@cache:6379/0"}, nil, "redis"},
+		{"redis password with a slash", []string{"--redis", "redis://alice:s3cr3t/s3cr3t@cache:6379/0"}, nil, "redis"},
+		{"redis password of digits and a slash", []string{"--redis", "redis://alice:6379/s3cr3t@cache"}, nil, "redis"},
+		{"redis password with a question mark", []string{"--redis", "redis://alice:s3cr3t?s3cr3t@cache:6379/0"}, nil, "redis"},
+		{"redis bad port and a user", []string{"--redis", "redis://alice:s3cr3t@cache:63x79/0"}, nil, "redis"},
+		{"sentinel password parameter", []string{"--redis", "redis+sentinel://s1:26x379?master_name=m&password=s3cr3t"}, nil, "redis"},
+		{"sentinel password parameter, bad timeout", []string{"--redis", "redis+sentinel://s1:26379?master_name=m&password=s3cr3t&dial_timeout=soon"}, nil, "redis"},
+		{"sentinel password parameter with an ampersand", []string{"--redis", "redis+sentinel://s1:26379?master_name=m&password=s3cr3t&s3cr3t"}, nil, "redis"},
+		{"redis password in env", nil, map[string]string{"REFKEEPER_REDIS_URL": "redis://alice:s3cr3t%zz@cache:6379/0"}, "redis"},
 		{"bad fetch url", []string{"--fetch-url", "ftp://x"}, nil, "fetch-url"},
+		{"bad debug listen", []string{"--debug-listen", "localhost"}, nil, "debug-listen"},
 		{"short token", []string{"--tokens", "abc"}, nil, "tokens"},
 		{"short fetch key", []string{"--fetch-token-keys", "abc"}, nil, "fetch-token-keys"},
 		{"bad env", nil, map[string]string{"REFKEEPER_GC_INTERVAL": "often"}, "REFKEEPER_GC_INTERVAL"},
@@ -75,6 +88,11 @@ func TestBadConfigExitsTwo(t *testing.T) {
 			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
 				t.Fatalf("stderr = %q, want one line naming %q", stderr.String(), tt.want)
 			}
+			for _, secret := range []string{"alice", "s3cr3t"} {
+				if strings.Contains(stderr.String()+stdout.String(), secret) {
+					t.Fatalf("the message shows a secret (%s): %q", secret, stderr.String())
+				}
+			}
 		})
 	}
 }
@@ -89,6 +107,8 @@ func TestRedisURLForms(t *testing.T) {
 	}{
 		{"redis://127.0.0.1:6379/2", 1, false, "", true},
 		{"rediss://user:pw@cache:6380/0", 1, false, "", true},
+		{"redis://alice:s3%2Fcr3t%40x@cache:6379/0", 1, false, "", true},
+		{"redis+sentinel://:pw@s1:26379?master_name=main&password=pw2", 1, false, "main", true},
 		{"redis+sentinel://s1:26379?addr=s2:26379&master_name=main", 2, false, "main", true},
 		{"redis+cluster://c1:6379?addr=c2:6379&addr=c3:6379", 3, true, "", true},
 		{"redis+sentinel://s1:26379", 0, false, "", false},

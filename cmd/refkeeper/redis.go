@@ -10,6 +10,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Redis timeouts: short, so that a Redis outage turns into a 503 within a few
@@ -27,7 +28,57 @@ const (
 //	redis+cluster://host:port?addr=host2:port              Cluster
 //
 // Query parameters are go-redis's own (dial_timeout, read_timeout, ...).
+//
+// Its errors never show the URL's user name or password: they go into the
+// one line a bad flag prints and into logs, and url.Parse's errors quote the
+// whole URL (go-redis's quote parts of it, where a password that was not
+// percent-encoded may have ended up).
 func redisOptions(raw string) (*redis.UniversalOptions, error) {
+	o, err := parseRedisURL(raw)
+	if err == nil {
+		return o, nil
+	}
+	safe := redactRedisURL(raw)
+	if safe == raw {
+		return nil, err // nothing secret in it
+	}
+	// Whatever is wrong with the URL without its secrets can be said (the
+	// error comes from the redacted text); otherwise they were the problem.
+	if _, serr := parseRedisURL(safe); serr != nil {
+		return nil, serr
+	}
+	return nil, errors.New("the part holding the user name or password (not shown) does not parse: percent-encode characters such as @ : / ? # % & in them")
+}
+
+// redacted replaces secrets in a URL shown to anyone.
+const redacted = "REDACTED"
+
+// redactRedisURL replaces what may be a user name or password in a Redis URL,
+// well formed or not: the values of username= and password= parameters (to
+// the end, since an unencoded & in the value would cut it short), then
+// everything between "://" and the last "@" (a password with an unencoded
+// / ? or # moves its "@" past where url.Parse ends the host).
+func redactRedisURL(raw string) string {
+	s := raw
+	for _, key := range []string{"password=", "username="} {
+		for _, sep := range []string{"?", "&"} {
+			if i := strings.Index(s, sep+key); i >= 0 {
+				s = s[:i+len(sep+key)] + redacted
+			}
+		}
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		start := 0
+		if i := strings.Index(s, "://"); i >= 0 && i < at {
+			start = i + len("://")
+		}
+		s = s[:start] + redacted + s[at:]
+	}
+	return s
+}
+
+// parseRedisURL is redisOptions without the care for secrets in errors.
+func parseRedisURL(raw string) (*redis.UniversalOptions, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("not a URL: %v", err)
@@ -79,6 +130,9 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 	o.WriteTimeout = pick(o.WriteTimeout, redisIOTimeout)
 	o.PoolTimeout = pick(o.PoolTimeout, redisPoolTimeout)
 	o.MaxRetries = 1
+	// Maintenance notifications are a Redis Enterprise handshake; against
+	// any other server "auto" costs a failed command on every new connection.
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o, nil
 }
 

@@ -77,7 +77,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		}
 	}
 
-	rdb, closeRedis, err := openRedis(cfg, logger)
+	rdb, newRedis, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -88,6 +88,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	store := &refs.Store{Client: rdb}
 	taskClient := asynq.NewClientFromRedisClient(rdb)
 	defer taskClient.Close()
+	metrics := refs.NewMetrics(registry, store, refs.SystemClock{})
+	root.Observer = metrics // before any request or task uses the root
 	svc := &refs.Service{
 		Repos:     root,
 		Store:     store,
@@ -95,7 +97,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		Clock:     refs.SystemClock{},
 		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
 		Logger:    logger,
-		Metrics:   refs.NewMetrics(registry, store, refs.SystemClock{}),
+		Metrics:   metrics,
 		// Never less often than the sweep itself.
 		ReconcileInterval: max(cfg.ReconcileInterval, cfg.GCInterval),
 	}
@@ -117,6 +119,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if cfg.runsWorker() {
 		worker, err = jobs.StartWorker(jobs.WorkerConfig{
 			Redis:      rdb,
+			NewRedis:   newRedis,
 			Handlers:   &jobs.Handlers{Pins: svc, Logger: logger},
 			GCInterval: cfg.GCInterval,
 			Logger:     logger,
@@ -136,6 +139,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if cfg.DebugListen != "" {
+		stopDebug, err := serveDebug(cfg.DebugListen, logger)
+		if err != nil {
+			ln.Close()
+			if worker != nil {
+				worker.Shutdown()
+			}
+			return err
+		}
+		defer stopDebug()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -280,20 +294,27 @@ func createDemo(root *gitops.Root, logger *slog.Logger) error {
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one.
-func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
-	if cfg.RedisURL == "" {
+// It answers the shared client, a function that opens another connection
+// like it (for the parts that must own theirs), and what closes both.
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func() redis.UniversalClient, func(), error) {
+	url, stopEmbedded := cfg.RedisURL, func() {}
+	if url == "" {
 		emb, err := startEmbeddedRedis(logger)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		opts, _ := redisOptions("redis://" + emb.Addr() + "/0")
-		rdb := redis.NewUniversalClient(opts)
-		return rdb, func() { rdb.Close(); emb.Close() }, nil
+		url, stopEmbedded = "redis://"+emb.Addr()+"/0", emb.Close
 	}
-	opts, err := redisOptions(cfg.RedisURL)
+	opts, err := redisOptions(url)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, nil, nil, fmt.Errorf("redis: %w", err)
 	}
-	rdb := redis.NewUniversalClient(opts)
-	return rdb, func() { rdb.Close() }, nil
+	// Every client gets a copy of its own: go-redis writes to its options
+	// while it sets up connections.
+	newClient := func() redis.UniversalClient {
+		o := *opts
+		return redis.NewUniversalClient(&o)
+	}
+	rdb := newClient()
+	return rdb, newClient, func() { rdb.Close(); stopEmbedded() }, nil
 }
