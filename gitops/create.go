@@ -58,6 +58,15 @@ func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
 		if err := r.awaitLock(ref, req.locked, attempt); err != nil {
 			return false, err
 		}
+		// That writer is done. A ref it left is the answer git would give
+		// now; queueing again would take the lock only to find it, and
+		// among many racing creators could find the lock held each time.
+		if actual, err := r.ResolveRef(ref); err == nil {
+			if actual == id {
+				return false, nil
+			}
+			return false, &MismatchingStateError{Ref: ref, Expected: ZeroID, Actual: actual}
+		}
 	}
 }
 
