@@ -49,9 +49,9 @@ func TestRepinBeforeDeleteKeepsRefUntouched(t *testing.T) {
 	}
 	e.pin(t, 4, e.c1) // the retried job: answered now
 	before := e.refFile(t, 4)
-	deleted, err := e.svc.deleteClaimed(ctx, repo, e.p, []Pin{claimed}, "deleter")
-	if err != nil || deleted != 0 {
-		t.Fatalf("deleteClaimed = %d, %v; want nothing deleted", deleted, err)
+	deleted, declined, err := e.svc.deleteClaimed(ctx, repo, e.p, []Pin{claimed}, "deleter")
+	if err != nil || deleted != 0 || len(declined) != 1 {
+		t.Fatalf("deleteClaimed = %d, %v, %v; want nothing deleted, the pin declined", deleted, declined, err)
 	}
 	if after := e.refFile(t, 4); !os.SameFile(before, after) {
 		t.Fatal("the ref was deleted and made again after the re-pin answered")
@@ -212,4 +212,81 @@ func TestTombstoneKeepsSweepFromAdopting(t *testing.T) {
 	if n, err := e.svc.Store.AdoptMany(ctx, e.p, map[PipelineID]ObjectID{9: e.c1}, later, later, testMaxAge); err != nil || n != 1 {
 		t.Fatalf("adopted %d, %v long after a dead deleter's claim; want 1", n, err)
 	}
+}
+
+// A DELETE answers only once the ref is gone. When another deleter takes its
+// claim over between the claim and git's lock (a sweep claiming the pin as
+// due, or a second DELETE's tombstone), the DELETE's own delete declines, and
+// the other deleter may not have deleted the ref yet: the DELETE is not done,
+// and starting over it takes the claim back and deletes the ref itself. A
+// re-pin that called the deletion off does settle it: the PUT came after.
+func TestDeleteSupersededIsNotDone(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	repo, err := e.svc.Repos.Open(e.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(id PipelineID, token string) Pin {
+		t.Helper()
+		out, err := e.svc.Store.Claim(ctx, e.p, id, e.clock.Now(), testMaxAge, token, true)
+		if err != nil || out.Status != "claimed" {
+			t.Fatalf("claim %d with %s = %+v, %v", id, token, out, err)
+		}
+		return out.Pin
+	}
+
+	t.Run("live pin claimed by a sweep", func(t *testing.T) {
+		e.pin(t, 5, e.c1)
+		mine := claim(5, "delete")
+		claim(5, "sweep")
+		settled, err := e.svc.deleteNow(ctx, repo, e.p, mine, "delete")
+		if err != nil || settled {
+			t.Fatalf("deleteNow = %v, %v; want not settled", settled, err)
+		}
+		if _, ok := e.refSHA(t, 5); !ok {
+			t.Fatal("the superseded delete removed the ref; the sweep owns it")
+		}
+		if err := e.svc.Delete(ctx, e.p, 5); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := e.refSHA(t, 5); ok {
+			t.Fatal("DELETE answered with the ref still there")
+		}
+	})
+
+	t.Run("tombstone taken over by a second DELETE", func(t *testing.T) {
+		e.git.Git(t, "update-ref", "refs/pipelines/9", string(e.c1))
+		first, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), testMaxAge, "first")
+		if err != nil || first.Status != "claimed" {
+			t.Fatalf("tombstone = %+v, %v", first, err)
+		}
+		if _, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), testMaxAge, "second"); err != nil {
+			t.Fatal(err)
+		}
+		first.Pin.SHA = e.c1
+		settled, err := e.svc.deleteNow(ctx, repo, e.p, first.Pin, "first")
+		if err != nil || settled {
+			t.Fatalf("deleteNow = %v, %v; want not settled", settled, err)
+		}
+		if err := e.svc.Delete(ctx, e.p, 9); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := e.refSHA(t, 9); ok {
+			t.Fatal("DELETE answered with the ref still there")
+		}
+	})
+
+	t.Run("re-pinned", func(t *testing.T) {
+		e.pin(t, 6, e.c1)
+		mine := claim(6, "delete")
+		e.pin(t, 6, e.c1) // calls the deletion off
+		settled, err := e.svc.deleteNow(ctx, repo, e.p, mine, "delete")
+		if err != nil || !settled {
+			t.Fatalf("deleteNow = %v, %v; want settled by the re-pin", settled, err)
+		}
+		if _, ok := e.refSHA(t, 6); !ok {
+			t.Fatal("the re-pinned ref was deleted")
+		}
+	})
 }

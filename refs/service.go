@@ -281,7 +281,8 @@ func (s *Service) schedule(ctx context.Context, pin Pin) {
 }
 
 // deleteAttempts bounds how often Delete starts over because a pin was made
-// while it was deleting a ref that had none.
+// while it was deleting a ref that had none, or another deleter took its
+// claim over.
 const deleteAttempts = 3
 
 // Delete deletes a pipeline's ref now, whatever the state of its pin. A
@@ -299,8 +300,11 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 			return unavailable("claiming pin", err)
 		}
 		if out.Status == "claimed" {
-			_, err := s.deleteClaimed(ctx, repo, p, []Pin{out.Pin}, token)
-			return err
+			settled, err := s.deleteNow(ctx, repo, p, out.Pin, token)
+			if err != nil || settled {
+				return err
+			}
+			continue
 		}
 		// No live pin: a ref may still exist without one (made by hand, or its
 		// record lost with Redis). Delete it too: "now, whatever the state".
@@ -326,10 +330,32 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		}
 		s.registerProject(ctx, p)
 		tomb.Pin.SHA = sha
-		_, err = s.deleteClaimed(ctx, repo, p, []Pin{tomb.Pin}, token)
-		return err
+		settled, err := s.deleteNow(ctx, repo, p, tomb.Pin, token)
+		if err != nil || settled {
+			return err
+		}
 	}
-	return &UnavailableError{Op: "deleting ref", Cause: errors.New("the pipeline was pinned again during each attempt")}
+	return &UnavailableError{Op: "deleting ref", Cause: errors.New("the pipeline was pinned again or claimed by another deleter during each attempt")}
+}
+
+// deleteNow deletes the ref of a pin Delete claimed with token. It answers
+// settled when the DELETE may answer: the ref is gone, or a re-pin called
+// the deletion off (the PUT came after the DELETE). When another deleter
+// took the claim over (a sweep claiming the same pin as due), that deleter
+// has not necessarily deleted the ref yet, so the DELETE is not settled and
+// starts over: an answer to DELETE means the ref is gone.
+func (s *Service) deleteNow(ctx context.Context, repo *gitops.Repo, p Project, pin Pin, token string) (settled bool, err error) {
+	_, declined, err := s.deleteClaimed(ctx, repo, p, []Pin{pin}, token)
+	if err != nil || len(declined) == 0 {
+		return err == nil, err
+	}
+	now, ok, err := s.Store.Get(ctx, p, pin.PipelineID)
+	if err != nil {
+		return false, unavailable("reading pin", err)
+	}
+	// A claim held now is another deleter's: a sweep's on a live pin, or a
+	// later DELETE's tombstone on a deleted one.
+	return !(ok && now.deletionClaimed), nil
 }
 
 // ExpireDue deletes a pin's ref if it is due now (re-reading the pin first,
@@ -384,7 +410,7 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 		// No repository, so no ref: the records just become deleted.
 		return 0, purged, s.commitDeletes(ctx, nil, p, claimed, token)
 	}
-	deleted, err = s.deleteClaimed(ctx, repo, p, claimed, token)
+	deleted, _, err = s.deleteClaimed(ctx, repo, p, claimed, token)
 	return deleted, purged, err
 }
 
@@ -394,8 +420,10 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 // deletion off before that keeps its ref untouched, and one after it waits
 // for the lock, so its own create follows the delete and it answers only once
 // its ref exists. Refs that could not be deleted now keep their claim and stay
-// due, and the error says why.
-func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) (int, error) {
+// due, and the error says why. It answers how many refs it deleted and the
+// pins whose claim was gone when asked (re-pinned, or taken over by another
+// deleter, which finishes the job).
+func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Project, pins []Pin, token string) (deleted int, declined []Pin, err error) {
 	states := make([]gitops.RefState, len(pins))
 	for i, pin := range pins {
 		states[i] = gitops.RefState{Ref: pin.Ref(), ID: pin.SHA}
@@ -410,11 +438,10 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 	}
 	results, err := repo.DeleteBatchChecked(states, stillClaimed)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var done []Pin
 	var firstErr error
-	deleted := 0
 	for i, res := range results {
 		switch res.Outcome {
 		case gitops.Deleted:
@@ -426,8 +453,7 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 			// left for the sweep to adopt.
 			done = append(done, pins[i])
 		case gitops.Declined:
-			// The claim is gone: re-pinned (the ref stays) or taken over by
-			// another deleter (which finishes the job).
+			declined = append(declined, pins[i])
 		case gitops.Failed:
 			s.Metrics.writeFailed(res.Err)
 			s.logger().Warn("could not delete ref; will retry", "project", p, "ref", res.Ref, "err", res.Err)
@@ -438,9 +464,9 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 	}
 	s.Metrics.refsDeleted(deleted)
 	if err := s.commitDeletes(ctx, repo, p, done, token); err != nil {
-		return deleted, err
+		return deleted, declined, err
 	}
-	return deleted, firstErr
+	return deleted, declined, firstErr
 }
 
 // commitDeletes marks pins deleted after their refs are gone, and gives the
