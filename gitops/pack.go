@@ -57,24 +57,50 @@ func (r *Repo) notePacking(created int) bool {
 	// Close's Wait is a misuse of the WaitGroup, and a pack started after
 	// Close would outlive the Root.
 	r.packMu.Lock()
-	if r.packClosed || r.packing {
+	if r.packClosed || r.packing || time.Now().Before(r.packRetryAt) {
 		r.packMu.Unlock()
 		return false
 	}
 	r.packing = true
 	r.packs.Add(1)
 	r.packMu.Unlock()
-	r.loose.Store(0)
+	counted := r.loose.Swap(0)
 	go func() {
 		defer r.packs.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
 		defer cancel()
-		r.packRefs(ctx)
+		err := r.packRefs(ctx)
+		if err != nil {
+			// A crashed git's packed-refs.lock would fail every pack (and
+			// every delete of a packed ref) until removed.
+			r.clearStaleLocks(nil, true)
+		}
 		r.packMu.Lock()
+		defer r.packMu.Unlock()
 		r.packing = false
-		r.packMu.Unlock()
+		if err == nil {
+			r.packFailures, r.packRetryAt = 0, time.Time{}
+			return
+		}
+		// The refs are still loose: count them again, so the next create
+		// after the pause packs, rather than another threshold of creates.
+		r.loose.Add(counted)
+		r.packFailures++
+		r.packRetryAt = time.Now().Add(packRetryDelay(r.packFailures))
 	}()
 	return true
+}
+
+// packRetryDelay is how long packing pauses after failures in a row: long
+// enough that a lock held by another replica's pack, or a full disk, is not
+// hammered by a git process per create; short enough that loose refs do not
+// pile up for long once the cause is gone.
+func packRetryDelay(failures int) time.Duration {
+	const first, most = 5 * time.Second, 5 * time.Minute
+	if failures > 6 {
+		return most
+	}
+	return min(first<<(failures-1), most)
 }
 
 // stopPacking keeps new packs from starting and waits for the running one.
@@ -91,7 +117,7 @@ func (r *Repo) stopPacking() {
 // SIGTERM, not exec's SIGKILL: on SIGTERM git removes its packed-refs.lock
 // and ref locks, where a killed git would leave them to block every delete
 // until they turn stale.
-func (r *Repo) packRefs(ctx context.Context) {
+func (r *Repo) packRefs(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, r.root.git(), "--git-dir", r.dir, "pack-refs", "--all", "--prune")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second // then SIGKILL: a git ignoring SIGTERM must not hang Close
@@ -99,17 +125,20 @@ func (r *Repo) packRefs(ctx context.Context) {
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		r.root.logger().Warn("packing refs failed; will try again", "project", r.name, "err", err, "output", string(out))
-		return
+		return err
 	}
 	r.root.logger().Debug("packed refs", "project", r.name, "duration_ms", time.Since(start).Milliseconds())
+	return nil
 }
 
 // packState is the pack bookkeeping of a repository.
 type packState struct {
 	loose atomic.Int64 // refs created loose since the last pack began
 
-	packMu     sync.Mutex
-	packing    bool           // a pack is running
-	packClosed bool           // Close has begun: no new packs
-	packs      sync.WaitGroup // running packs; Add only under packMu, when !packClosed
+	packMu       sync.Mutex
+	packing      bool           // a pack is running
+	packClosed   bool           // Close has begun: no new packs
+	packs        sync.WaitGroup // running packs; Add only under packMu, when !packClosed
+	packFailures int            // packs failed in a row
+	packRetryAt  time.Time      // no pack starts before this, after a failure
 }

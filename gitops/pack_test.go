@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fakeGit writes an executable shell script standing in for git and returns
@@ -168,6 +169,52 @@ func TestPackThresholdGrowsWithPackedRefs(t *testing.T) {
 	} {
 		if got := packThresholdFor(tc.packedRefs * packedRefBytes); got != tc.want {
 			t.Errorf("%d packed refs: pack after %d creates, want %d", tc.packedRefs, got, tc.want)
+		}
+	}
+}
+
+// TestFailedPackIsRetriedAfterPause: the refs a failed pack left loose still
+// count, so the first create after a pause packs them; during the pause no
+// create starts a git process.
+func TestFailedPackIsRetriedAfterPause(t *testing.T) {
+	f := newFixture(t)
+	f.root.GitBinary = fakeGit(t, "echo 'fatal: simulated' >&2; exit 1\n")
+	if !f.repo.notePacking(packThreshold) {
+		t.Fatal("no pack started at the threshold")
+	}
+	f.repo.packs.Wait()
+	if got := f.repo.loose.Load(); got != packThreshold {
+		t.Fatalf("loose count after a failed pack = %d, want %d (the refs are still loose)", got, packThreshold)
+	}
+	if f.repo.notePacking(1) {
+		t.Fatal("a pack started during the pause after a failure")
+	}
+	f.repo.packMu.Lock()
+	failures, retryAt := f.repo.packFailures, f.repo.packRetryAt
+	f.repo.packRetryAt = time.Now().Add(-time.Second) // the pause is over
+	f.repo.packMu.Unlock()
+	if failures != 1 || time.Until(retryAt) <= 0 {
+		t.Fatalf("after one failure: failures %d, retry in %v", failures, time.Until(retryAt))
+	}
+	f.root.GitBinary = "" // the cause is gone: real git
+	if !f.repo.notePacking(1) {
+		t.Fatal("the first create after the pause did not pack")
+	}
+	f.repo.packs.Wait()
+	f.repo.packMu.Lock()
+	defer f.repo.packMu.Unlock()
+	if f.repo.loose.Load() != 0 || f.repo.packFailures != 0 || !f.repo.packRetryAt.IsZero() {
+		t.Fatalf("after a good pack: loose %d, failures %d, retry at %v", f.repo.loose.Load(), f.repo.packFailures, f.repo.packRetryAt)
+	}
+}
+
+func TestPackRetryDelay(t *testing.T) {
+	for _, c := range []struct {
+		failures int
+		want     time.Duration
+	}{{1, 5 * time.Second}, {2, 10 * time.Second}, {6, 160 * time.Second}, {7, 5 * time.Minute}, {1000, 5 * time.Minute}} {
+		if got := packRetryDelay(c.failures); got != c.want {
+			t.Errorf("packRetryDelay(%d) = %v, want %v", c.failures, got, c.want)
 		}
 	}
 }
