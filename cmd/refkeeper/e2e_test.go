@@ -93,10 +93,12 @@ func TestEndToEnd(t *testing.T) {
 
 	// Finished for good: the deletion task removes the ref after retention.
 	srv.call(t, "POST", apiBase+"/pipelines/7/finish", "")
+	// The ref goes first, then the record is marked deleted (a moment later).
 	waitFor(t, "the deletion of refs/pipelines/7", 20*time.Second, func() bool { return !p.hasRef(t, 7) })
-	if code, gone := srv.call(t, "GET", apiBase+"/pipelines/7/ref", ""); code != 200 || gone["state"] != "deleted" {
-		t.Fatalf("pin after deletion = %d %v", code, gone)
-	}
+	waitFor(t, "pin 7 recorded as deleted", 5*time.Second, func() bool {
+		code, gone := srv.call(t, "GET", apiBase+"/pipelines/7/ref", "")
+		return code == 200 && gone["state"] == "deleted"
+	})
 	out, err := fetch(7)
 	if err == nil || !strings.Contains(out, "couldn't find remote ref refs/pipelines/7") {
 		t.Fatalf("fetch of a deleted ref: %v\n%s", err, out)
