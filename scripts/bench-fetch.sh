@@ -49,25 +49,29 @@ base=http://$addr
 pin() { curl -sf -H "Authorization: Bearer $token" -X PUT "$base/api/v1/projects/bench%2F$1/pipelines/$2/ref" -d "{\"sha\":\"$3\"}"; }
 ftok_many=$(pin many $((N + 1)) "$sha_many" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
 ftok_one=$(pin one 1 "$sha_one" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
-time_fetch() { # repo credential protocol what
-  local t0 t1 total=0
-  for _ in $(seq "$ROUNDS"); do
-    rm -rf "$work/run" && git init -q "$work/run"
-    t0=$(date +%s%N)
-    git -C "$work/run" -c http.extraHeader="Authorization: Bearer $2" -c protocol.version="$3" \
-      fetch -q --depth=1 --no-tags "$base/git/bench/$1.git" "$4"
-    t1=$(date +%s%N)
-    total=$((total + t1 - t0))
-  done
-  echo $((total / ROUNDS / 1000000))
+fetch_ms() { # repo credential protocol what: one fetch into an empty repository
+  local t0 t1
+  rm -rf "$work/run" && git init -q "$work/run"
+  t0=$(date +%s%N)
+  git -C "$work/run" -c http.extraHeader="Authorization: Bearer $2" -c protocol.version="$3" \
+    fetch -q --depth=1 --no-tags "$base/git/bench/$1.git" "$4"
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000))
 }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 ref_one="+refs/pipelines/1:refs/pipelines/1" ref_many="+refs/pipelines/$((N + 1)):refs/pipelines/$((N + 1))"
+# The two sizes alternate round by round and the median is kept, so that
+# what else the machine does at the moment weighs on both alike.
 row() { # label credential-one credential-many protocol what-one what-many
-  local one many
-  one=$(time_fetch one "$2" "$4" "$5"); many=$(time_fetch many "$3" "$4" "$6")
-  echo "| $1 | ${one} ms | ${many} ms | $(awk "BEGIN{printf \"%.2f\", $many/($one>0?$one:1)}") |"
+  local one=() many=() m1 mn
+  for _ in $(seq "$ROUNDS"); do
+    one+=("$(fetch_ms one "$2" "$4" "$5")")
+    many+=("$(fetch_ms many "$3" "$4" "$6")")
+  done
+  m1=$(printf '%s\n' "${one[@]}" | median); mn=$(printf '%s\n' "${many[@]}" | median)
+  echo "| $1 | ${m1} ms | ${mn} ms | $(awk "BEGIN{printf \"%.2f\", $mn/($m1>0?$m1:1)}") |"
 }
-echo "repositories in $(df --output=source,fstype "$work" | tail -1 | tr -s ' '), $ROUNDS rounds each"
+echo "repositories in $(df --output=source,fstype "$work" | tail -1 | tr -s ' '), median of $ROUNDS rounds"
 echo
 echo "| fetch of one pipeline ref | 1 ref | $N refs | ratio |"
 echo "|---|---|---|---|"
