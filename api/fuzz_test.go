@@ -131,6 +131,7 @@ func FuzzFetchScopeFilter(f *testing.F) {
 			enc("command=object-info\n", "0001", "oid "+other+"\n", "0000"),
 			enc("want "+pinned+" include-tag side-band-64k\n", "deepen 1\n", "0000", "have "+other+"\n", "done\n"),
 			enc("want "+pinned+"\n", "want "+other+"\n", "0000", "done\n"),
+			enc("want "+pinned+" no-progress\n", "want "+pinned+" include-tag\n", "0000", "done\n"),
 			enc("command=fetch\n", "0001", "want "+pinned+"\n", "0000") + enc("command=fetch\n", "0001", "want "+other+"\n", "0000"),
 			"0000", "", "0001", "00", "zzzz", "0005\x00",
 		} {
@@ -152,12 +153,12 @@ func FuzzFetchScopeFilter(f *testing.F) {
 			t.Fatalf("filter produced a malformed request %q: %v", out, err)
 		}
 		flushes := 0
-		for i, l := range lines {
+		for _, l := range lines {
 			if l.kind == pktFlush {
 				flushes++
 			}
 			key, value, _ := strings.Cut(l.text, " ")
-			if version != protocolV2 && i == 0 {
+			if version != protocolV2 && key == "want" {
 				value, _, _ = strings.Cut(value, " ")
 				if strings.Contains(l.text, "include-tag") || strings.Contains(l.text, "filter") {
 					t.Fatalf("capabilities passed on: %q", l.text)

@@ -231,9 +231,10 @@ func gzipped(t *testing.T, body string) string {
 	return b.String()
 }
 
-// TestScopedFetchV2Rules: with a fetch token, a v2 request is held to the
+// TestScopedFetchRules: with a fetch token, a request (v2 mostly, v0 where
+// it differs) is held to the
 // pin line by line: what is answered, what is refused, what is dropped.
-func TestScopedFetchV2Rules(t *testing.T) {
+func TestScopedFetchRules(t *testing.T) {
 	f := newScopedFixture(t)
 	v2 := [][2]string{{"Git-Protocol", "version=2"}}
 	fetched := func(t *testing.T, bearer string, headers [][2]string, body string) []string {
@@ -268,6 +269,14 @@ func TestScopedFetchV2Rules(t *testing.T) {
 		}
 		if objs := fetched(t, f.scoped, nil, v0Fetch("no-progress include-tag", []string{f.merge}, "done\n")); slices.Contains(objs, f.tag) || !slices.Contains(objs, f.merge) {
 			t.Fatal("v0 include-tag sent a hidden annotated tag, or no merge")
+		}
+		// upload-pack reads capabilities from every want line.
+		second := pkt("want "+f.merge+" no-progress\n", "want "+f.merge+" include-tag\n", "0000", "done\n")
+		if objs := fetched(t, token, nil, second); !slices.Contains(objs, f.tag) {
+			t.Fatal("include-tag on a second want line is ignored by git: the case proves nothing")
+		}
+		if objs := fetched(t, f.scoped, nil, second); slices.Contains(objs, f.tag) {
+			t.Fatal("include-tag on a second v0 want line sent a hidden annotated tag")
 		}
 	})
 	t.Run("have of a hidden commit", func(t *testing.T) {

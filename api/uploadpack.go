@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -275,24 +276,30 @@ var v0Capabilities = map[string]bool{
 	"deepen-since": true, "deepen-not": true, "deepen-relative": true, "no-progress": true,
 }
 
-// filterV0 holds a v0 (or v1) stateless request to the scope: want lines,
-// the first with capabilities, shallow and deepen lines, a flush, then
+// filterV0 holds a v0 (or v1) stateless request to the scope: want lines
+// (the first with capabilities), shallow and deepen lines, a flush, then
 // haves and done or a flush.
 func (s fetchScope) filterV0(lines []pktLine) ([]pktLine, error) {
-	if len(lines) > 0 && lines[0].kind == pktData {
-		first, caps, _ := strings.Cut(lines[0].text, " ")
-		if first != "want" {
-			return nil, s.refuse("a fetch request starts with want")
+	if len(lines) > 0 && lines[0].kind == pktData && !strings.HasPrefix(lines[0].text, "want ") {
+		return nil, s.refuse("a fetch request starts with want")
+	}
+	// upload-pack reads capabilities from every want line, not only the
+	// first: each is rebuilt from the ones allowed.
+	lines = slices.Clone(lines)
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l.text, "want ")
+		if l.kind != pktData || !ok {
+			continue
 		}
-		want, capList, _ := strings.Cut(caps, " ")
-		kept := []string{"want " + want}
-		for c := range strings.FieldsSeq(capList) {
+		fields := strings.Fields(rest)
+		kept := []string{"want"}
+		for j, c := range fields {
 			name, _, _ := strings.Cut(c, "=")
-			if v0Capabilities[c] || name == "agent" || name == "object-format" {
+			if j == 0 || v0Capabilities[c] || name == "agent" || name == "object-format" {
 				kept = append(kept, c)
 			}
 		}
-		lines = append([]pktLine{{text: strings.Join(kept, " ")}}, lines[1:]...)
+		lines[i].text = strings.Join(kept, " ")
 	}
 	// Wants, shallows and deepens come before the first flush; haves and
 	// done after it; nothing after done or a second flush.
