@@ -232,8 +232,8 @@ func gzipped(t *testing.T, body string) string {
 }
 
 // TestScopedFetchRules: with a fetch token, a request (v2 mostly, v0 where
-// it differs) is held to the
-// pin line by line: what is answered, what is refused, what is dropped.
+// it differs) is held to the pin line by line: what is answered, what is
+// refused, what is dropped.
 func TestScopedFetchRules(t *testing.T) {
 	f := newScopedFixture(t)
 	v2 := [][2]string{{"Git-Protocol", "version=2"}}
