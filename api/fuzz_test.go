@@ -108,7 +108,8 @@ func requireBadRequest(t *testing.T, err error) {
 
 // FuzzFetchScopeFilter: whatever body a fetch token sends, in either
 // protocol version, what git would be given is one well-formed request
-// that wants nothing but the pinned SHA or ref, asks no tag and measures
+// that wants nothing but the pinned SHA or ref, names no other object
+// (here the pinned commit reaches nothing), asks no tag and measures
 // against no other ref; anything else is refused with a 4xx.
 func FuzzFetchScopeFilter(f *testing.F) {
 	const pinned, other = "473270b47d048c09880c77666a88b57369fd51f0", "d66f52409a6899f48124783f52a721a1df97cb08"
@@ -165,7 +166,11 @@ func FuzzFetchScopeFilter(f *testing.F) {
 				}
 			}
 			switch key {
-			case "want", "have", "shallow":
+			case "have":
+				if value != pinned && value != noObject {
+					t.Fatalf("have %s passed on", value)
+				}
+			case "want", "shallow":
 				if value != pinned {
 					t.Fatalf("%s %s passed on", key, value)
 				}

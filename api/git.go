@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -161,18 +162,12 @@ func scopedConfig(ref string) [][2]string {
 	}
 }
 
-// backendEnv is the environment git http-backend gets on top of the CGI
-// variables net/http/cgi derives from the request it is handed (which
-// carries only allow-listed headers, see backendRequest). It is built
-// from nothing, never from os.Environ(): no secret of this process (its
-// tokens, keys, credentials) and no setting of its user's git config
-// reaches git. net/http/cgi itself adds PATH (overridden here) and the
-// dynamic loader's LD_LIBRARY_PATH when this process has one.
-func (g *gitServer) backendEnv(repoPath string, config [][2]string) []string {
+// gitEnv is the whole environment of a git process the server starts,
+// built from nothing, never from os.Environ(): no secret of this process
+// (its tokens, keys, credentials) and no setting of its user's or the
+// system's git config reaches git; config is passed as GIT_CONFIG_*.
+func (g *gitServer) gitEnv(config [][2]string) []string {
 	env := []string{
-		"GIT_PROJECT_ROOT=" + filepath.Dir(repoPath),
-		"GIT_HTTP_EXPORT_ALL=1",
-		fmt.Sprintf("GIT_HTTP_MAX_REQUEST_BUFFER=%d", maxGitRequestBody),
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=/dev/null",
 		"PATH=" + filepath.Dir(g.gitPath) + ":/usr/bin:/bin",
@@ -183,6 +178,42 @@ func (g *gitServer) backendEnv(repoPath string, config [][2]string) []string {
 		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, kv[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, kv[1]))
 	}
 	return env
+}
+
+// backendEnv is the environment git http-backend gets on top of the CGI
+// variables net/http/cgi derives from the request it is handed (which
+// carries only allow-listed headers, see backendRequest). net/http/cgi
+// itself adds PATH (overridden here) and the dynamic loader's
+// LD_LIBRARY_PATH when this process has one, nothing else.
+func (g *gitServer) backendEnv(repoPath string, config [][2]string) []string {
+	return append([]string{
+		"GIT_PROJECT_ROOT=" + filepath.Dir(repoPath),
+		"GIT_HTTP_EXPORT_ALL=1",
+		fmt.Sprintf("GIT_HTTP_MAX_REQUEST_BUFFER=%d", maxGitRequestBody),
+	}, g.gitEnv(config)...)
+}
+
+// haveWalk bounds how much of a pinned commit's history is read to check
+// a scoped fetch's haves: older haves are dropped, which makes a pack
+// bigger, never wrong, and keeps the check's cost fixed.
+const haveWalk = 10000
+
+// reachFrom lists the commits sha reaches, newest first, up to haveWalk.
+func (g *gitServer) reachFrom(ctx context.Context, repoPath, sha string) func() (map[string]bool, error) {
+	return func() (map[string]bool, error) {
+		cmd := exec.CommandContext(ctx, g.gitPath, "rev-list", fmt.Sprintf("--max-count=%d", haveWalk), sha, "--")
+		cmd.Env = append(g.gitEnv(backendConfig), "GIT_DIR="+repoPath)
+		cmd.Dir = repoPath
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, &refs.UnavailableError{Op: "listing the pinned commit's history", Cause: err}
+		}
+		reached := map[string]bool{}
+		for line := range strings.Lines(string(out)) {
+			reached[strings.TrimSpace(line)] = true
+		}
+		return reached, nil
+	}
 }
 
 // backendRequest is the request net/http/cgi turns into git's
@@ -267,6 +298,7 @@ func (g *gitServer) serve(c echo.Context) error {
 	if repoErr != nil {
 		return repoErr
 	}
+	allowed.reach = g.reachFrom(r.Context(), repoPath, allowed.sha)
 	version := protocolVersion(r.Header)
 	var body []byte
 	if svc == uploadPack {

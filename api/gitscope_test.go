@@ -288,6 +288,18 @@ func TestScopedFetchRules(t *testing.T) {
 			t.Fatalf("answer %d %q names the hidden commit", status, answer)
 		}
 	})
+	t.Run("have of a commit the pin reaches", func(t *testing.T) {
+		// Acknowledged: it tells only what the token may read anyway.
+		status, answer := f.uploadPack(t, f.scoped, v2, v2Fetch("want "+f.merge+"\n", "have "+f.c1+"\n"))
+		if status != 200 || !bytes.Contains(answer, []byte("ACK "+f.c1)) {
+			t.Fatalf("answer %d %q, want an ACK of %s", status, answer, f.c1)
+		}
+		// Not when a shallow line was dropped: the pack must then be whole.
+		status, answer = f.uploadPack(t, f.scoped, v2, v2Fetch("want "+f.merge+"\n", "shallow "+f.secret+"\n", "have "+f.c1+"\n"))
+		if status != 200 || bytes.Contains(answer, []byte("ACK ")) || bytes.Contains(answer, []byte(f.secret)) {
+			t.Fatalf("answer %d %q, want no ACK", status, answer)
+		}
+	})
 	t.Run("full access is unchanged", func(t *testing.T) {
 		if objs := fetched(t, token, v2, v2Fetch("want "+f.secret+"\n", "done\n")); !slices.Contains(objs, f.secret) {
 			t.Fatal("the API token cannot fetch by SHA over v2")
@@ -425,6 +437,54 @@ func TestGitBackendEnvironment(t *testing.T) {
 		if env["GIT_CONFIG_GLOBAL"] != "/dev/null" || env["GIT_CONFIG_NOSYSTEM"] != "1" ||
 			env["GIT_CONFIG_KEY_0"] != "core.hooksPath" || env["GIT_CONFIG_VALUE_0"] != "/dev/null" {
 			t.Errorf("git configuration not pinned down: %q", raw)
+		}
+	}
+}
+
+// TestScopedFetchWithHistory: a runner that keeps a clone between jobs
+// fetches new pins with their fetch tokens over v2. Its haves in the
+// pinned commit's history are passed on (the server acknowledges them and
+// sends only what is new); for a pin of unrelated history every have is
+// dropped, round after round (gzipped by git once they grow), and the
+// fetch still ends with the commit.
+func TestScopedFetchWithHistory(t *testing.T) {
+	f := newFixture(t)
+	for i := range 60 {
+		f.git.Commit(t, "main", map[string]string{"n.txt": strings.Repeat("x", i)}, "filler")
+	}
+	work := t.TempDir()
+	url := f.srv.URL + "/git/group/app.git"
+	if out, err := gitCLI(t, work, "-c", "http.extraHeader=Authorization: Bearer "+token, "clone", "-q", "--bare", url, "."); err != nil {
+		t.Fatalf("clone: %v\n%s", err, out)
+	}
+	related := f.git.Commit(t, "main", map[string]string{"late.txt": "late\n"}, "late")
+	unrelated := f.git.Commit(t, "orphan", map[string]string{"other.txt": "other\n"}, "a root of its own")
+	trace := []string{"GIT_TRACE_PACKET=1", "GIT_TRACE_CURL=1", "GIT_TRACE_CURL_NO_DATA=1"}
+	for i, c := range []struct {
+		sha, what string
+		acked     bool
+	}{
+		{related, "+refs/pipelines/10:refs/pipelines/10", true},
+		{unrelated, unrelated, false},
+	} {
+		pin := f.do(t, "PUT", p+"/pipelines/"+strconv.Itoa(10+i)+"/ref", `{"sha":"`+c.sha+`"}`)
+		if pin.status != 201 {
+			t.Fatalf("pin = %d %s", pin.status, pin.raw)
+		}
+		scoped, _ := pin.body["fetch_token"].(string)
+		out, err := gitCLIEnv(t, work, trace, "-c", "http.extraHeader=Authorization: Bearer "+scoped, "-c", "protocol.version=2",
+			"fetch", "--no-tags", url, c.what)
+		if err != nil {
+			t.Fatalf("scoped fetch of %s with history: %v\n%s", c.what, err, out)
+		}
+		if got, _ := gitCLI(t, work, "cat-file", "-t", c.sha); strings.TrimSpace(got) != "commit" {
+			t.Fatalf("fetch of %s did not bring %s", c.what, c.sha)
+		}
+		if acked := strings.Contains(out, "fetch< ACK "); acked != c.acked {
+			t.Fatalf("fetch of %s: server acknowledged a have: %v, want %v", c.what, acked, c.acked)
+		}
+		if !c.acked && !strings.Contains(out, "Content-Encoding: gzip") {
+			t.Fatalf("the negotiation was never gzipped; the test proves less than it says")
 		}
 	}
 }

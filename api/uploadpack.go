@@ -111,6 +111,10 @@ func encodePktLines(lines []pktLine) []byte {
 type fetchScope struct {
 	ref string // refs/pipelines/<id>
 	sha string // the pin's SHA, 40 lower-case hex
+	// reach answers commits the pinned one reaches (as far as it looks),
+	// asked at most once per request and only when a have or shallow line
+	// names another object; nil: none but the pinned commit.
+	reach func() (map[string]bool, error)
 }
 
 // filter checks a scoped upload-pack request and answers the request git
@@ -125,10 +129,12 @@ type fetchScope struct {
 //     against, the second is not served;
 //   - include-tag is dropped: pack-objects would add every annotated tag
 //     of a sent commit, hidden or not;
-//   - have and shallow lines are kept only when they name the pinned SHA:
-//     upload-pack acknowledges the haves it has, which would tell whether
-//     any object exists; without them the pack is the pinned commit's
-//     objects to the asked depth;
+//   - have and shallow lines are kept only when they name a commit the
+//     pinned one reaches (within haveWalk commits): upload-pack
+//     acknowledges the haves it has, which would tell whether any other
+//     object exists. A client's other haves are dropped (its pack is
+//     bigger, never wrong); if a shallow line is dropped, every have is,
+//     so that the pack is whole;
 //   - v2: ls-refs is asked for the pinned ref alone (hideRefs hides the
 //     rest too, this also bounds its cost), fetch as above, every other
 //     command (object-info, bundle-uri, ...) is refused; one command per
@@ -220,10 +226,30 @@ func (s fetchScope) lsRefsArgs(args []pktLine) []pktLine {
 	return append(out, pktLine{text: "ref-prefix " + s.ref})
 }
 
+// noObject stands in for haves that were all dropped from a v2 round that
+// is not done: with no have at all upload-pack would skip the
+// acknowledgments the client waits for and send a pack at once; a have it
+// does not find is answered NAK, as git answers any have it lacks.
+const noObject = "0000000000000000000000000000000000000000"
+
 // fetchArgs checks the arguments of a v2 fetch (v2) or the lines of a v0
-// request (wants already stripped of their capabilities).
+// request (v0).
 func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 	var out []pktLine
+	var reached map[string]bool
+	reaches := func(oid string) (bool, error) {
+		if oid == s.sha {
+			return true, nil
+		}
+		if reached == nil && s.reach != nil {
+			var err error
+			if reached, err = s.reach(); err != nil {
+				return false, err
+			}
+		}
+		return reached[oid], nil
+	}
+	sawHave, keptHave, droppedShallow, done := false, false, false, false
 	for _, a := range args {
 		if a.kind != pktData {
 			out = append(out, a)
@@ -232,7 +258,7 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 		key, value, _ := strings.Cut(a.text, " ")
 		switch key {
 		case "want":
-			if !v2 { // the first v0 want carries the capabilities
+			if !v2 { // v0 want lines carry capabilities
 				value, _, _ = strings.Cut(value, " ")
 			}
 			if value != s.sha {
@@ -243,7 +269,14 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 				return nil, s.refuse("want-ref %s refused", value)
 			}
 		case "have", "shallow":
-			if value != s.sha {
+			ok, err := reaches(value)
+			if err != nil {
+				return nil, err
+			}
+			sawHave = sawHave || key == "have"
+			keptHave = keptHave || ok && key == "have"
+			droppedShallow = droppedShallow || !ok && key == "shallow"
+			if !ok {
 				continue
 			}
 		case "include-tag":
@@ -252,7 +285,9 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 			if _, err := strconv.ParseUint(value, 10, 64); err != nil {
 				return nil, s.refuse("%s %q is not a number", key, value)
 			}
-		case "done", "deepen-relative":
+		case "done":
+			done = true
+		case "deepen-relative":
 		case "thin-pack", "no-progress", "ofs-delta", "sideband-all", "wait-for-done":
 			if !v2 {
 				return nil, s.refuse("%q is not a v0 request line", key)
@@ -264,6 +299,16 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 			return nil, s.refuse("%q is not served", key)
 		}
 		out = append(out, a)
+	}
+	if droppedShallow {
+		// upload-pack would take the client for having the history behind
+		// a shallow commit it was not told of, and leave objects out of
+		// the pack: without haves the pack is whole.
+		out = slices.DeleteFunc(out, func(l pktLine) bool { return strings.HasPrefix(l.text, "have ") })
+		keptHave = false
+	}
+	if v2 && sawHave && !keptHave && !done {
+		out = append(out, pktLine{text: "have " + noObject})
 	}
 	return out, nil
 }
