@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -323,7 +324,19 @@ func (g *gitServer) serve(c echo.Context) error {
 		Logger: log.New(hostErrors, "", 0),
 	}
 	counter := &countingWriter{ResponseWriter: c.Response().Writer}
-	handler.ServeHTTP(counter, backendRequest(r, repoPath, rest, version, body))
+	cgiReq := backendRequest(r, repoPath, rest, version, body)
+	if scope != nil && svc == uploadPackAdvert && version != protocolV2 {
+		// A v0 advertisement names HEAD's target in its capabilities
+		// (symref=HEAD:refs/heads/main) even with HEAD hidden: it is
+		// rewritten before it is sent. It is one ref long.
+		buf := &bufferedResponse{header: http.Header{}}
+		handler.ServeHTTP(buf, cgiReq)
+		if err := buf.replay(counter, stripSymrefs); err != nil {
+			return err
+		}
+	} else {
+		handler.ServeHTTP(counter, cgiReq)
+	}
 	var failed error
 	if counter.held && hostErrors.first != "" {
 		// net/http/cgi answered for git with an empty 500: git http-backend
@@ -375,6 +388,90 @@ func readGitBody(r *http.Request) ([]byte, error) {
 		return nil, &http.MaxBytesError{Limit: maxGitRequestBody}
 	}
 	return body, nil
+}
+
+// bufferedResponse keeps a whole answer of net/http/cgi, to be rewritten
+// before it is passed on.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// replay passes the answer on to w, its body through rewrite when it is
+// a 200.
+func (b *bufferedResponse) replay(w http.ResponseWriter, rewrite func([]byte) ([]byte, error)) error {
+	body := b.body.Bytes()
+	if b.status == http.StatusOK {
+		var err error
+		if body, err = rewrite(body); err != nil {
+			return err
+		}
+	}
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	if b.status != 0 {
+		w.WriteHeader(b.status)
+	}
+	if len(body) > 0 {
+		_, err := w.Write(body)
+		return err
+	}
+	return nil
+}
+
+var errBadAdvertisement = &httpError{Status: http.StatusBadGateway, Code: codeInternal,
+	Message: "git http-backend answered an advertisement that could not be read"}
+
+// stripSymrefs drops the symref=... capabilities from a v0 ref
+// advertisement: the capabilities follow a NUL on the first ref line.
+func stripSymrefs(advert []byte) ([]byte, error) {
+	var out bytes.Buffer
+	for len(advert) > 0 {
+		if len(advert) < 4 {
+			return nil, errBadAdvertisement
+		}
+		n, err := strconv.ParseUint(string(advert[:4]), 16, 16)
+		if err != nil || n != 0 && (n < 4 || int(n) > len(advert)) {
+			return nil, errBadAdvertisement
+		}
+		if n == 0 {
+			out.WriteString("0000")
+			advert = advert[4:]
+			continue
+		}
+		line := advert[4:n]
+		advert = advert[n:]
+		if refPart, caps, ok := bytes.Cut(line, []byte{0}); ok {
+			var kept [][]byte
+			for _, c := range bytes.Fields(caps) {
+				if !bytes.HasPrefix(c, []byte("symref=")) {
+					kept = append(kept, c)
+				}
+			}
+			line = append(append(slices.Clip(refPart), 0), append(bytes.Join(kept, []byte(" ")), '\n')...)
+		}
+		fmt.Fprintf(&out, "%04x", len(line)+4)
+		out.Write(line)
+	}
+	return out.Bytes(), nil
 }
 
 // countingWriter counts the bytes and keeps the status of a response. A 500

@@ -488,3 +488,36 @@ func TestScopedFetchWithHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestScopedAdvertisement: a v0 advertisement for a fetch token lists the
+// pinned ref alone and does not name HEAD's target either, whatever
+// protocol header spelling is sent.
+func TestScopedAdvertisement(t *testing.T) {
+	f := newScopedFixture(t)
+	get := func(bearer string, headers [][2]string) (int, string) {
+		req, _ := http.NewRequest("GET", f.srv.URL+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
+		req.Header = http.Header{"Authorization": {"Bearer " + bearer}}
+		for _, h := range headers {
+			req.Header[h[0]] = append(req.Header[h[0]], h[1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	if _, full := get(token, nil); !strings.Contains(full, "symref=HEAD:refs/heads/main") {
+		t.Fatalf("the API token's advertisement has no symref: the test proves nothing: %q", full)
+	}
+	for _, h := range headerSpellings {
+		status, advert := get(f.scoped, h.headers)
+		if status != 200 || strings.Contains(advert, "refs/heads/") || strings.Contains(advert, f.secret) || strings.Contains(advert, "refs/pipelines/8") {
+			t.Errorf("%s: %d %q", h.name, status, advert)
+		}
+		if v2 := strings.Contains(advert, "version 2"); !v2 && !strings.Contains(advert, f.merge+" refs/pipelines/7\x00") {
+			t.Errorf("%s: v0 advertisement without the pinned ref: %q", h.name, advert)
+		}
+	}
+}
