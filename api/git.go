@@ -222,13 +222,13 @@ func (g *gitServer) reachFrom(ctx context.Context, repoPath, sha string) func() 
 // reaches git but Content-Type and the protocol version the server
 // itself read (net/http/cgi makes every header an HTTP_* variable, and
 // Git_Protocol, GIT_PROTOCOL and Git-Protocol would all become
-// HTTP_GIT_PROTOCOL). PATH_INFO is "/<repo dir name>/<rest>" below
-// GIT_PROJECT_ROOT, the repository's resolved parent: git http-backend
-// serves nothing else.
+// HTTP_GIT_PROTOCOL); no query but the service. PATH_INFO is
+// "/<repo dir name>/<rest>" below GIT_PROJECT_ROOT, the repository's
+// resolved parent: git http-backend serves nothing else.
 func backendRequest(r *http.Request, repoPath, rest string, version int, body []byte) *http.Request {
 	req := (&http.Request{
 		Method:     r.Method,
-		URL:        &url.URL{Path: "/" + filepath.Base(repoPath) + rest, RawQuery: r.URL.RawQuery},
+		URL:        &url.URL{Path: "/" + filepath.Base(repoPath) + rest},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -237,6 +237,9 @@ func backendRequest(r *http.Request, repoPath, rest string, version int, body []
 		RemoteAddr: r.RemoteAddr,
 		Body:       http.NoBody,
 	}).WithContext(r.Context())
+	if rest == "/info/refs" { // the one query splitGitPath admits
+		req.URL.RawQuery = "service=git-upload-pack"
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
