@@ -42,7 +42,7 @@ token=bench-token-0123456789
 pid=$!
 addr=
 for _ in $(seq 100); do
-  addr=$(grep -o '"msg":"refkeeper serving","addr":"[^"]*"' "$work/log" | cut -d'"' -f8 || true)
+  addr=$(grep -so '"msg":"refkeeper serving","addr":"[^"]*"' "$work/log" | cut -d'"' -f8 || true)
   [ -n "$addr" ] && break
   sleep 0.1
 done
