@@ -389,7 +389,7 @@ func TestGitBackendEnvironment(t *testing.T) {
 		t.Fatalf("v2 fetch with the fetch token = %d %q", status, answer)
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
-	req.Header = http.Header{"Authorization": {"Bearer " + scoped}, "Git_Protocol": {"version=2"}}
+	req.Header = http.Header{"Authorization": {"Bearer " + scoped}, "Git_Protocol": {"version=2"}, "Cookie": {"session=" + apiSecret}}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -430,6 +430,9 @@ func TestGitBackendEnvironment(t *testing.T) {
 					t.Errorf("%s carries a secret", k)
 				}
 			}
+		}
+		if q := env["QUERY_STRING"]; q != "" && q != "service=git-upload-pack" {
+			t.Errorf("QUERY_STRING=%q", q)
 		}
 		if v, ok := env["HTTP_GIT_PROTOCOL"]; ok && v != "version=2" {
 			t.Errorf("HTTP_GIT_PROTOCOL=%q", v)

@@ -60,6 +60,8 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 		{"A behind two trusted proxies", [][2]string{xff("203.0.113.1, 10.1.2.3, 127.0.0.9")}, 429},
 		{"A's spoof in a header of its own", [][2]string{xff("198.51.100.8"), xff("203.0.113.1")}, 429},
 		{"garbage left of A", [][2]string{xff("not-an-address, 203.0.113.1")}, 429},
+		{"lower-case name is the same header", [][2]string{{"x-forwarded-for", "203.0.113.1"}}, 429},
+		{"X_Forwarded_For is another header", [][2]string{xff("203.0.113.1"), {"X_Forwarded_For", "198.51.100.9"}}, 429},
 		{"IPv6 client", [][2]string{xff("2001:db8:1:2::1")}, 0},
 		{"the same /64", [][2]string{xff("2001:db8:1:2::ffff")}, 0},
 		{"the same /64, over the burst", [][2]string{xff("2001:db8:1:2:abcd::1")}, 429},
