@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -58,6 +60,9 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client for rate limits and logs; empty: the connection's address.
+	TrustedProxies []netip.Prefix
 }
 
 // Roles of a serve process.
@@ -93,6 +98,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"log-level", "REFKEEPER_LOG_LEVEL"},
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
+	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
 }
 
@@ -120,6 +126,10 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none", func(v string) (err error) {
+		c.TrustedProxies, err = api.ParseTrustedProxies(v)
+		return err
+	})
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {

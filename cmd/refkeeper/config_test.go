@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,7 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"short token", []string{"--tokens", "abc"}, nil, "tokens"},
 		{"short fetch key", []string{"--fetch-token-keys", "abc"}, nil, "fetch-token-keys"},
 		{"bad env", nil, map[string]string{"REFKEEPER_GC_INTERVAL": "often"}, "REFKEEPER_GC_INTERVAL"},
+		{"bad trusted proxy", []string{"--trusted-proxies", "10.0.0.0/8,balancer"}, nil, "trusted-proxies"},
 		{"extra argument", []string{"now"}, nil, "now"},
 	}
 	for _, tt := range tests {
@@ -94,6 +96,16 @@ func TestBadConfigExitsTwo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTrustedProxiesConfig(t *testing.T) {
+	c, err := parseServeConfig(nil, env(map[string]string{"REFKEEPER_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32,192.0.2.1"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 2001:db8::/32 192.0.2.1/32]" {
+		t.Fatalf("trusted proxies = %v", c.TrustedProxies)
 	}
 }
 

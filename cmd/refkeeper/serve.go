@@ -204,6 +204,7 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 		FetchTokenKeys: keys,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
+		TrustedProxies: cfg.TrustedProxies,
 	})
 }
 
