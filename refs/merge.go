@@ -11,13 +11,16 @@ import (
 	"github.com/refkeeper/refkeeper/gitops"
 )
 
+// MergeMode is merge or squash; see gitops.MergeMode.
+type MergeMode = gitops.MergeMode
+
 // MergeInput asks for a pin of a merge the service computes.
 type MergeInput struct {
 	// Source and Target are each a 40-hex SHA, a full ref name or a branch
 	// name. An empty Source is the merge request's head ref.
 	Source, Target string
 	// Mode is gitops.MergeModeMerge or gitops.MergeModeSquash; empty: merge.
-	Mode gitops.MergeMode
+	Mode MergeMode
 }
 
 // Merge is what a computed pin was made of: the commit is a function of
