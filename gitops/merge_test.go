@@ -352,3 +352,20 @@ func runGitEnv(t *testing.T, dir string, env []string, args ...string) string {
 	}
 	return string(out)
 }
+
+// The demo project is a local project of host kind gitlab: its merge
+// request has a head ref, so a computed merge may leave the source out.
+func TestCreateDemoHasMergeRequestHead(t *testing.T) {
+	testdata.GitAvailable(t)
+	root := &Root{Dir: t.TempDir()}
+	defer root.Close()
+	if _, err := root.CreateDemo("demo/app"); err != nil {
+		t.Fatal(err)
+	}
+	g := &testdata.Repo{Dir: filepath.Join(root.Dir, "demo", "app.git")}
+	head, ok := g.RefSHA(t, string(MergeRequestHeadRef(DemoMergeRequestIID)))
+	feature, _ := g.RefSHA(t, "refs/heads/feature")
+	if !ok || head != feature {
+		t.Fatalf("refs/merge-requests/1/head = %q, %v; want the feature branch %s", head, ok, feature)
+	}
+}

@@ -55,6 +55,8 @@ type serveConfig struct {
 	// DebugListen is the address of the profiling listener (Go's pprof
 	// handlers, no token); empty: none. Keep it on loopback.
 	DebugListen string
+	// MergeIdentity is author and committer of computed merges.
+	MergeIdentity gitops.Identity
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
@@ -94,6 +96,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -120,6 +123,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {
