@@ -3,8 +3,10 @@ package refs
 import (
 	"errors"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,5 +223,66 @@ func TestSweepComputesVanishedMergeCommitAgain(t *testing.T) {
 	}
 	if _, ok := e.refSHA(t, 8); ok {
 		t.Error("a pin by SHA whose commit is gone got a ref")
+	}
+}
+
+// Many clients of two replicas pin the same computed merge at once: one
+// creates the ref, every other answers the same commit.
+func TestPinComputedMergeConcurrentReplicas(t *testing.T) {
+	e, head := newMergeEnv(t)
+	other := &Service{Repos: &gitops.Root{Dir: e.svc.Repos.Dir}, Store: &Store{Client: e.redis.Client(t)},
+		Policy: e.svc.Policy, Clock: e.clock}
+	t.Cleanup(other.Repos.Close)
+	const clients = 16
+	var wg sync.WaitGroup
+	results := make(chan error, clients)
+	created := make(chan bool, clients)
+	shas := make(chan ObjectID, clients)
+	for i := range clients {
+		svc := e.svc
+		if i%2 == 1 {
+			svc = other
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pin, c, err := svc.Pin(t.Context(), PinRequest{Project: e.p, PipelineID: 7, MergeRequestIID: 12, Merge: &MergeInput{Target: "main"}})
+			results <- err
+			created <- c
+			shas <- pin.SHA
+		}()
+	}
+	wg.Wait()
+	close(results)
+	close(created)
+	close(shas)
+	// Recomputed only now, so the commit was not there before the pins.
+	want := e.recompute(t, head, e.c2, "merge")
+	for sha := range shas {
+		if sha != "" && sha != want {
+			t.Errorf("pinned %s, want %s", sha, want)
+		}
+	}
+	for err := range results {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	n := 0
+	for c := range created {
+		if c {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d calls created the ref, want 1", n)
+	}
+	assertNoQuarantine(t, e.git.Dir)
+}
+
+func assertNoQuarantine(t *testing.T, dir string) {
+	t.Helper()
+	if left, _ := filepath.Glob(filepath.Join(dir, "objects", "tmp_objdir*")); len(left) > 0 {
+		t.Errorf("temporary object directories left behind: %v", left)
 	}
 }
