@@ -152,6 +152,8 @@ func (s *Service) writeMerge(ctx context.Context, repo *gitops.Repo, m *Merge) (
 	case errors.As(err, &notCommit):
 		return "", &CommitNotFoundError{SHA: notCommit.ID, Reason: "it is a " + notCommit.Type}
 	}
+	// A merge writes objects: a failure to is counted like a failed write.
+	s.Metrics.writeFailed(err)
 	return "", unavailable("computing merge", err)
 }
 

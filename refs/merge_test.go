@@ -286,3 +286,18 @@ func assertNoQuarantine(t *testing.T, dir string) {
 		t.Errorf("temporary object directories left behind: %v", left)
 	}
 }
+
+// A merge git could not run is transient: unavailable, nothing written.
+func TestPinComputedMergeGitFailureIsUnavailable(t *testing.T) {
+	e, _ := newMergeEnv(t)
+	broken := &Service{Repos: &gitops.Root{Dir: e.svc.Repos.Dir, GitBinary: filepath.Join(t.TempDir(), "no-git")},
+		Store: e.svc.Store, Policy: e.svc.Policy, Clock: e.clock}
+	t.Cleanup(broken.Repos.Close)
+	before := e.snapshot(t)
+	_, _, err := broken.Pin(t.Context(), PinRequest{Project: e.p, PipelineID: 7, MergeRequestIID: 12, Merge: &MergeInput{Target: "main"}})
+	if !IsUnavailable(err) {
+		t.Fatalf("Pin with git missing = %v, want unavailable", err)
+	}
+	e.assertUnchanged(t, before)
+	assertNoQuarantine(t, e.git.Dir)
+}
