@@ -318,8 +318,12 @@ func (r *Repo) migrateObjects(quarantine string) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return r.explain(&StorageError{Op: "moving merge objects of " + string(r.name), Err: err})
 		}
+		// A file system without hard links gets a rename, as git does it;
+		// one over an existing object replaces it with the same bytes.
 		if err := os.Link(path, dst); err != nil && !errors.Is(err, fs.ErrExist) {
-			return r.explain(&StorageError{Op: "moving merge objects of " + string(r.name), Err: err})
+			if err := os.Rename(path, dst); err != nil {
+				return r.explain(&StorageError{Op: "moving merge objects of " + string(r.name), Err: err})
+			}
 		}
 		return nil
 	})
