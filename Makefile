@@ -55,7 +55,7 @@ soak: deps
 ## (BENCH=smoke for small ones); prints a markdown table, also in bench-results/latest.md.
 BENCH ?= full
 bench: deps
-	REFKEEPER_BENCH=$(BENCH) $(GO) test -count=1 -timeout 0 -run '^TestBench$$' -v ./cmd/refkeeper
+	REFKEEPER_BENCH=$(BENCH) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge)?$$' -v ./cmd/refkeeper
 
 ## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
 gobench: deps

@@ -22,6 +22,8 @@ func FuzzDecodePinBody(f *testing.F) {
 		`{"x":1}`, `{} {}`, `[]`, `null`, ``, `{"sha":"HEAD"}`, `{"merge_request_iid":9223372036854775808}`,
 		`{"SHA":"0123456789012345678901234567890123456789"}`, `{"Merge_Request_IID":12}`, `{"\u017fha":"0123456789012345678901234567890123456789"}`,
 		`{"s\u0068a":"0123456789012345678901234567890123456789"}`,
+		`{"merge":{"target":"main"},"merge_request_iid":12}`, `{"merge":{"source":"","target":"main","mode":"squash"}}`,
+		`{"merge":{"Target":"main","x":1}}`, `{"merge":null}`, `{"merge":[]}`,
 	} {
 		f.Add(s)
 	}
@@ -32,7 +34,7 @@ func FuzzDecodePinBody(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
-		requireExactFields(t, body, "sha", "merge_request_iid")
+		requireExactFields(t, body, "sha", "merge_request_iid", "merge")
 		iid, err := parseIID(in.MergeRequestIID)
 		if err != nil {
 			requireBadRequest(t, err)
@@ -40,6 +42,14 @@ func FuzzDecodePinBody(f *testing.F) {
 		}
 		if iid < 0 {
 			t.Fatalf("negative iid %d from %q", iid, body)
+		}
+		merge, err := parseMerge(in.Merge, iid)
+		if err != nil {
+			requireBadRequest(t, err)
+			return
+		}
+		if merge != nil && (merge.Target == "" || merge.Source == "" && iid == 0 || merge.Mode != "merge" && merge.Mode != "squash") {
+			t.Fatalf("accepted merge %+v from %q", merge, body)
 		}
 		if in.SHA != nil {
 			if _, err := refs.ParseObjectID(*in.SHA); err == nil && len(*in.SHA) != 40 {

@@ -3,6 +3,7 @@ package gitops
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // errBadID is returned by ParseDecimalID; callers wrap it with what the id was.
@@ -59,6 +60,27 @@ type RefNotFoundError struct {
 
 func (e *RefNotFoundError) Error() string {
 	return fmt.Sprintf("%s does not exist", e.Ref)
+}
+
+// MergeConflictError is a computed merge whose source and target change the
+// same lines or paths; Paths are the conflicted paths, as git names them.
+type MergeConflictError struct {
+	Source, Target ObjectID
+	Paths          []string
+}
+
+func (e *MergeConflictError) Error() string {
+	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, strings.Join(e.Paths, ", "))
+}
+
+// UnrelatedHistoriesError is a computed merge of two commits with no common
+// ancestor, which git refuses to merge.
+type UnrelatedHistoriesError struct {
+	Source, Target ObjectID
+}
+
+func (e *UnrelatedHistoriesError) Error() string {
+	return fmt.Sprintf("%s and %s have no common ancestor", e.Source, e.Target)
 }
 
 // MismatchingStateError is a ref whose value under the lock was not the one

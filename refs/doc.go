@@ -8,6 +8,11 @@
 // and replicas see each transition whole; every ref write is git's own
 // compare-and-swap, so a pipeline ref never moves.
 //
+// A pin may name a merge the service computes (merge.go): source and target
+// are resolved to commits, gitops writes their merge commit, and the pin
+// goes on as a pin of that SHA. The record keeps the inputs, so a sweep can
+// make a vanished merge commit again before it restores the ref.
+//
 // Deleting a ref is a three-step protocol that a racing re-pin can always
 // win: claim the record for deletion (a token), delete the ref if it is still
 // at the pinned SHA, then mark the record deleted only if the claim still

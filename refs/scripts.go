@@ -21,7 +21,8 @@ import (
 //
 // The pin hash fields: sha, mr (merge request iid, "0" for none), state,
 // created, finished, expires, deleted (ms or ""), adopted and mrclosed
-// ("1"/"0") and del: the token of a pending deletion claim; "!" and the
+// ("1"/"0"), merge (a computed merge's mode, source, target and identity,
+// or absent) and del: the token of a pending deletion claim; "!" and the
 // token once a re-pin called that deletion off while its deleter may still
 // be finishing (every re-pin then re-creates the ref, until the deleter's
 // commit or a new claim settles it); or "".
@@ -93,6 +94,8 @@ end
 // caller must then make sure the ref still exists.
 //
 // ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now  ARGV[6] max-age
+// ARGV[7] the computed merge's inputs or "" (kept by a new pin only: an
+// existing one has the same SHA, so the same merge)
 var pinScript = newPinScript(`
 local sha, mr, now, maxage = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local st = get('state')
@@ -121,7 +124,7 @@ if st == 'deleted' then
   if mrOf() ~= '0' and mrOf() ~= mr then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del)
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del, 'merge', ARGV[7])
 redis.call('ZADD', KEYS[2], 0, member(now))
 redis.call('ZADD', KEYS[5], due(maxage), id)
 if mr ~= '0' then redis.call('SADD', base .. 'mr:' .. mr, id) end
@@ -246,7 +249,7 @@ if st == 'deleted' then
   if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '')
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '', 'merge', '')
 redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
 redis.call('ZADD', KEYS[5], due(maxage), id)
 return reply('adopted')

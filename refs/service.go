@@ -41,6 +41,10 @@ type Service struct {
 	// ones: the part of a sweep whose cost follows the number of refs rather
 	// than the number of due pins. Zero: every sweep. SweepAll always does.
 	ReconcileInterval time.Duration
+
+	// MergeIdentity is author and committer of computed merges; zero:
+	// gitops.DefaultIdentity.
+	MergeIdentity gitops.Identity
 }
 
 func (s *Service) now() time.Time {
@@ -94,6 +98,8 @@ type PinRequest struct {
 	PipelineID      PipelineID
 	SHA             ObjectID        // "": pin by merge request
 	MergeRequestIID MergeRequestIID // 0: none
+	// Merge, instead of SHA, pins a merge the service computes.
+	Merge *MergeInput
 }
 
 // Pin creates the pipeline ref at the requested SHA and records the pin.
@@ -112,7 +118,14 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	}
 	live := known && current.State != StateDeleted
 	sha := req.SHA
+	var merge *Merge
 	switch {
+	case req.Merge != nil && sha != "":
+		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
+	case req.Merge != nil:
+		if sha, merge, err = s.computeMerge(ctx, repo, req); err != nil {
+			return Pin{}, false, err
+		}
 	case sha == "" && req.MergeRequestIID == 0:
 		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
 	case sha == "" && live && current.MergeRequestIID == req.MergeRequestIID:
@@ -143,7 +156,7 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if err != nil {
 		return Pin{}, false, err
 	}
-	out, err := s.Store.Pin(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, s.now(), s.Policy.MaxAge)
+	out, err := s.Store.PinMerge(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, merge, s.now(), s.Policy.MaxAge)
 	if err != nil {
 		// The ref stays: the sweep adopts it, or the client's retry records it.
 		return Pin{}, false, unavailable("recording pin", err)

@@ -191,6 +191,7 @@ func pinFromHash(p Project, id PipelineID, h map[string]string) Pin {
 		DeletedAt:          msTime(h["deleted"]),
 		Adopted:            h["adopted"] == "1",
 		MergeRequestClosed: h["mrclosed"] == "1",
+		Merge:              decodeMerge(h["merge"]),
 		deletionClaimed:    h["del"] != "" && !strings.HasPrefix(h["del"], "!"),
 	}
 }
@@ -272,7 +273,7 @@ func (s *Store) Projects(ctx context.Context) ([]Project, error) {
 
 // Pin records a pin at sha after its ref exists; see pinScript.
 func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, now time.Time, maxAge time.Duration) (outcome, error) {
-	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), msDur(maxAge))
+	return s.PinMerge(ctx, p, id, sha, mr, nil, now, maxAge)
 }
 
 // Finish releases a pin; see finishScript.

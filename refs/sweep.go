@@ -269,7 +269,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 		if pin.State == StateDeleted || pin.deletionClaimed || !pin.CreatedAt.Before(listedAt) {
 			continue
 		}
-		if err := repo.IsCommit(pin.SHA); err != nil {
+		if err := s.ensureCommit(ctx, repo, pin); err != nil {
 			s.logger().Warn("cannot restore ref of live pin: its commit is gone", "project", p, "ref", pin.Ref(), "sha", pin.SHA, "err", err)
 			continue
 		}

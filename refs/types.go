@@ -99,6 +99,8 @@ type Pin struct {
 	// MergeRequestClosed is true once the merge request was closed: the pin
 	// then expires as soon as it is finished.
 	MergeRequestClosed bool
+	// Merge is what a computed merge was made of; nil for a pin by SHA.
+	Merge *Merge
 
 	// deletionClaimed is true while a deleter holds a claim on the pin.
 	deletionClaimed bool

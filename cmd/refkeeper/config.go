@@ -57,6 +57,8 @@ type serveConfig struct {
 	// DebugListen is the address of the profiling listener (Go's pprof
 	// handlers, no token); empty: none. Keep it on loopback.
 	DebugListen string
+	// MergeIdentity is author and committer of computed merges.
+	MergeIdentity gitops.Identity
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
@@ -100,6 +102,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -130,6 +133,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 		c.TrustedProxies, err = api.ParseTrustedProxies(v)
 		return err
 	})
+	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {

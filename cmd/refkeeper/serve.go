@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		Metrics:   metrics,
 		// Never less often than the sweep itself.
 		ReconcileInterval: max(cfg.ReconcileInterval, cfg.GCInterval),
+		MergeIdentity:     cfg.MergeIdentity,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
