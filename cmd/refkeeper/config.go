@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -29,6 +30,9 @@ type serveConfig struct {
 	// Tokens are the bearer tokens for /api/ and /git/; empty: one is
 	// generated at start-up.
 	Tokens []string
+	// TokensFile is where Tokens were read from (--tokens-file), read once
+	// at start; empty: they came from --tokens or were generated.
+	TokensFile string
 	// FetchTokenKeys sign the pins' scoped fetch tokens: the first signs,
 	// all verify. Empty: a random key per process.
 	FetchTokenKeys []string
@@ -41,7 +45,8 @@ type serveConfig struct {
 	// ReconcileInterval is how often a periodic sweep also lists each
 	// project's refs on disk (adoption, restoring vanished refs).
 	ReconcileInterval time.Duration
-	// FetchURL is the base URL runners fetch from; empty: http://<listen>.
+	// FetchURL is the base URL runners fetch from; empty: http://<listen>,
+	// with the machine's host name for an unspecified listen host.
 	FetchURL string
 	// Role is api, worker or all.
 	Role string
@@ -58,7 +63,25 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// ShutdownTimeout is the whole budget of a shutdown after SIGTERM:
+	// in-flight requests and tasks, then Redis and the git root, all
+	// within it; what is still running at its end is cut off.
+	ShutdownTimeout time.Duration
+	// WorkerConcurrency is how many tasks a worker runs at once.
+	WorkerConcurrency int
 }
+
+// Defaults of the flags that other code does not define.
+const (
+	// defaultShutdownTimeout fits inside Kubernetes' default grace period
+	// (30 s) with room for the kubelet's own SIGKILL bookkeeping.
+	defaultShutdownTimeout = 25 * time.Second
+	// defaultWorkerConcurrency is the task worker's concurrency when none
+	// was asked for.
+	defaultWorkerConcurrency = 4
+	// minSecretLen is the shortest API token or fetch-token key accepted.
+	minSecretLen = 16
+)
 
 // Roles of a serve process.
 const (
@@ -81,6 +104,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"repos", "REFKEEPER_REPOS"},
 	{"redis", "REFKEEPER_REDIS_URL"},
 	{"tokens", "REFKEEPER_API_TOKENS"},
+	{"tokens-file", "REFKEEPER_API_TOKENS_FILE"},
 	{"fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS"},
 	{"retention", "REFKEEPER_RETENTION"},
 	{"max-age", "REFKEEPER_MAX_AGE"},
@@ -94,6 +118,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
+	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -101,13 +127,14 @@ var flagEnv = []struct{ flag, env string }{
 // usage written to help.
 func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	c := serveConfig{}
-	var tokens, fetchKeys string
+	var tokens, tokensFile, fetchKeys string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
 	fs.StringVar(&c.Repos, "repos", "./data/repos", "root `directory` of the bare repositories")
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable")
 	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
+	fs.StringVar(&tokensFile, "tokens-file", "", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment")
 	fs.StringVar(&fetchKeys, "fetch-token-keys", "", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process")
 	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
 	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
@@ -121,6 +148,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git")
+	fs.IntVar(&c.WorkerConcurrency, "worker-concurrency", defaultWorkerConcurrency, "tasks a worker runs at once")
 
 	for _, fe := range flagEnv {
 		if v := getenv(fe.env); v != "" {
@@ -136,7 +165,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 			fs.PrintDefaults()
 			fmt.Fprintln(help, "\nEvery flag also reads an environment variable (the flag wins):")
 			for _, fe := range flagEnv {
-				fmt.Fprintf(help, "  --%-15s %s\n", fe.flag, fe.env)
+				fmt.Fprintf(help, "  --%-19s %s\n", fe.flag, fe.env)
 			}
 			return c, err
 		}
@@ -147,7 +176,55 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	}
 	c.Tokens = splitTokens(tokens)
 	c.FetchTokenKeys = splitTokens(fetchKeys)
+	if tokensFile != "" {
+		if tokens != "" {
+			return c, &usageError{"--tokens and --tokens-file (REFKEEPER_API_TOKENS, REFKEEPER_API_TOKENS_FILE) are both set: give one"}
+		}
+		t, err := readTokensFile(tokensFile)
+		if err != nil {
+			return c, &usageError{fmt.Sprintf("invalid value %q for --tokens-file: %v", tokensFile, err)}
+		}
+		c.Tokens, c.TokensFile = t, tokensFile
+	}
 	return c, c.validate()
+}
+
+// readTokensFile reads one token a line; blank lines and everything from a
+// # on are ignored. Its errors name lines, never their text: a line that is
+// wrong may still be someone's token.
+func readTokensFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, unwrapPathErr(err)
+	}
+	var tokens []string
+	for i, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case strings.ContainsAny(line, " \t,"):
+			return nil, fmt.Errorf("line %d holds more than one word: one token a line", i+1)
+		case len(line) < minSecretLen:
+			return nil, fmt.Errorf("line %d: every token must be at least %d characters", i+1, minSecretLen)
+		}
+		tokens = append(tokens, line)
+	}
+	if len(tokens) == 0 {
+		return nil, errors.New("no token in it")
+	}
+	return tokens, nil
+}
+
+// unwrapPathErr drops the path from an *os.PathError: the message that
+// carries it names the file already.
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // unwrapFlagErr keeps flag's message short: the value parser's own error.
@@ -189,10 +266,14 @@ func (c serveConfig) validate() error {
 		name string
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
-		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge}} {
+		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
+		{"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}
+	}
+	if c.WorkerConcurrency < 1 {
+		return &usageError{fmt.Sprintf("invalid value %d for --worker-concurrency: must be at least 1", c.WorkerConcurrency)}
 	}
 	if c.AddressRate < 0 || c.TokenRate < 0 {
 		return &usageError{"invalid value for --rate-limit-address or --rate-limit-token: must not be negative"}
@@ -212,22 +293,40 @@ func (c serveConfig) validate() error {
 		}
 	}
 	for _, t := range c.Tokens {
-		if len(t) < 16 {
-			return &usageError{"invalid value for --tokens: every token must be at least 16 characters"}
+		if len(t) < minSecretLen {
+			return &usageError{fmt.Sprintf("invalid value for --tokens: every token must be at least %d characters", minSecretLen)}
 		}
 	}
 	for _, k := range c.FetchTokenKeys {
-		if len(k) < 16 {
-			return &usageError{"invalid value for --fetch-token-keys: every key must be at least 16 characters"}
+		if len(k) < minSecretLen {
+			return &usageError{fmt.Sprintf("invalid value for --fetch-token-keys: every key must be at least %d characters", minSecretLen)}
 		}
 	}
 	return nil
 }
 
-// fetchBase is the base URL printed in fetch_url.
-func (c serveConfig) fetchBase() string {
+// fetchBase is the base URL printed in fetch_url: --fetch-url, or else
+// http:// and the listen address. A listen address with an unspecified host
+// (0.0.0.0, ::, none) says where to accept connections, not where runners
+// reach the process, so the machine's host name takes its place; guessed
+// reports that, for the caller to warn. Without a host name it is an error.
+func (c serveConfig) fetchBase(hostname func() (string, error)) (base string, guessed bool, err error) {
 	if c.FetchURL != "" {
-		return strings.TrimRight(c.FetchURL, "/")
+		return strings.TrimRight(c.FetchURL, "/"), false, nil
 	}
-	return "http://" + c.Listen
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "", false, &fetchURLError{Listen: c.Listen, Err: err}
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return "http://" + net.JoinHostPort(host, port), false, nil
+	}
+	name, err := hostname()
+	if err == nil && name == "" {
+		err = errors.New("the host name is empty")
+	}
+	if err != nil {
+		return "", false, &fetchURLError{Listen: c.Listen, Err: err}
+	}
+	return "http://" + net.JoinHostPort(name, port), true, nil
 }
