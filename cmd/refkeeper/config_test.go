@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refkeeper/refkeeper/testdata"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -244,5 +249,51 @@ func TestTokensFile(t *testing.T) {
 				t.Fatalf("the message shows a token: %q", stderr.String())
 			}
 		})
+	}
+}
+
+// A server listening on every address advertises the machine's host name
+// in fetch_url, never 0.0.0.0, and says which flag to set.
+func TestUnspecifiedListenAdvertisesHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("this machine has no host name (%v)", err)
+	}
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", "--listen", "0.0.0.0:0")
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.base = "http://127.0.0.1:" + port
+	code, pin := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`)
+	want := "http://" + net.JoinHostPort(host, port) + "/git/group/app.git"
+	if code != 201 || pin["fetch_url"] != want {
+		t.Fatalf("pin = %d, fetch_url %v; want %s", code, pin["fetch_url"], want)
+	}
+	if !strings.Contains(srv.logs.String(), `"level":"WARN","msg":"--listen has no host runners can reach`) ||
+		!strings.Contains(srv.logs.String(), "set --fetch-url") {
+		t.Fatalf("no warning naming --fetch-url:\n%s", srv.logs.String())
+	}
+}
+
+// --worker-concurrency reaches the task server (asynq's own record of it
+// in Redis).
+func TestWorkerConcurrencyFlag(t *testing.T) {
+	r := testdata.StartRedis(t)
+	startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--role", "worker", "--worker-concurrency", "7")
+	inspector := asynq.NewInspectorFromRedisClient(r.Client(t))
+	var seen []int
+	waitFor(t, "the worker's heartbeat", 20*time.Second, func() bool {
+		servers, err := inspector.Servers()
+		seen = seen[:0]
+		for _, s := range servers {
+			seen = append(seen, s.Concurrency)
+		}
+		return err == nil && len(servers) > 0
+	})
+	if len(seen) != 1 || seen[0] != 7 {
+		t.Fatalf("task servers run with concurrency %v, want [7]", seen)
 	}
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,5 +72,45 @@ func TestGeneratedToken(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), strings.TrimSpace(string(token))) {
 		t.Fatal("the token reached the log")
+	}
+}
+
+// TestTokensFile: tokens read from --tokens-file open the API, and they
+// appear neither in the process's argv nor in its environment.
+func TestTokensFileKeepsTokensOutOfArgv(t *testing.T) {
+	const first, second = "file-token-0123456789abcdef", "file-token-fedcba9876543210"
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte("# orchestrators\n"+first+"\n"+second+" # rotating out\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startProcessTokens(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", "--tokens-file", path)
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{first, 404}, {second, 404}, {testToken, 401}, {"file-token-0123456789abcdeX", 401}} {
+		req, _ := http.NewRequest("GET", srv.base+apiBase+"/pipelines/1/ref", nil)
+		req.Header.Set("Authorization", "Bearer "+tt.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("token %q: %d, want %d (404 pin_not_found: the token was taken)", tt.token, resp.StatusCode, tt.want)
+		}
+	}
+	for _, f := range []string{"cmdline", "environ"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", srv.cmd.Process.Pid, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), first) || strings.Contains(string(data), second) {
+			t.Fatalf("a token is in the process's %s", f)
+		}
+	}
+	if strings.Contains(srv.logs.String(), first) {
+		t.Fatal("a token reached the log")
 	}
 }
