@@ -36,6 +36,9 @@ type serveConfig struct {
 	// FetchTokenKeys sign the pins' scoped fetch tokens: the first signs,
 	// all verify. Empty: a random key per process.
 	FetchTokenKeys []string
+	// FetchTokenKeysFile is where FetchTokenKeys were read from, read once
+	// at start; empty: --fetch-token-keys or none.
+	FetchTokenKeysFile string
 	// Retention is how long a finished pin keeps its ref.
 	Retention time.Duration
 	// MaxAge is the oldest any pin or unknown pipeline ref may get.
@@ -106,6 +109,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"tokens", "REFKEEPER_API_TOKENS"},
 	{"tokens-file", "REFKEEPER_API_TOKENS_FILE"},
 	{"fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS"},
+	{"fetch-token-keys-file", "REFKEEPER_FETCH_TOKEN_KEYS_FILE"},
 	{"retention", "REFKEEPER_RETENTION"},
 	{"max-age", "REFKEEPER_MAX_AGE"},
 	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
@@ -127,7 +131,7 @@ var flagEnv = []struct{ flag, env string }{
 // usage written to help.
 func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	c := serveConfig{}
-	var tokens, tokensFile, fetchKeys string
+	var tokens, tokensFile, fetchKeys, fetchKeysFile string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
@@ -136,6 +140,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
 	fs.StringVar(&tokensFile, "tokens-file", "", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment")
 	fs.StringVar(&fetchKeys, "fetch-token-keys", "", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process")
+	fs.StringVar(&fetchKeysFile, "fetch-token-keys-file", "", "`file` of fetch-token keys, one a line, the signing one first (# starts a comment), read at start; instead of --fetch-token-keys")
 	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
 	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
@@ -165,7 +170,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 			fs.PrintDefaults()
 			fmt.Fprintln(help, "\nEvery flag also reads an environment variable (the flag wins):")
 			for _, fe := range flagEnv {
-				fmt.Fprintf(help, "  --%-19s %s\n", fe.flag, fe.env)
+				fmt.Fprintf(help, "  --%-22s %s\n", fe.flag, fe.env)
 			}
 			return c, err
 		}
@@ -176,28 +181,38 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	}
 	c.Tokens = splitTokens(tokens)
 	c.FetchTokenKeys = splitTokens(fetchKeys)
-	if tokensFile != "" {
-		if tokens != "" {
-			return c, &usageError{"--tokens and --tokens-file (REFKEEPER_API_TOKENS, REFKEEPER_API_TOKENS_FILE) are both set: give one"}
+	for _, f := range []struct {
+		inline, path, flag, env string
+		into                    *[]string
+		from                    *string
+	}{
+		{tokens, tokensFile, "tokens", "REFKEEPER_API_TOKENS", &c.Tokens, &c.TokensFile},
+		{fetchKeys, fetchKeysFile, "fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS", &c.FetchTokenKeys, &c.FetchTokenKeysFile},
+	} {
+		if f.path == "" {
+			continue
 		}
-		t, err := readTokensFile(tokensFile)
+		if f.inline != "" {
+			return c, &usageError{fmt.Sprintf("--%s and --%s-file (%s, %s_FILE) are both set: give one", f.flag, f.flag, f.env, f.env)}
+		}
+		secrets, err := readSecretsFile(f.path)
 		if err != nil {
-			return c, &usageError{fmt.Sprintf("invalid value %q for --tokens-file: %v", tokensFile, err)}
+			return c, &usageError{fmt.Sprintf("invalid value %q for --%s-file: %v", f.path, f.flag, err)}
 		}
-		c.Tokens, c.TokensFile = t, tokensFile
+		*f.into, *f.from = secrets, f.path
 	}
 	return c, c.validate()
 }
 
-// readTokensFile reads one token a line; blank lines and everything from a
-// # on are ignored. Its errors name lines, never their text: a line that is
-// wrong may still be someone's token.
-func readTokensFile(path string) ([]string, error) {
+// readSecretsFile reads one token or key a line, in order; blank lines and
+// everything from a # on are ignored. Its errors name lines, never their
+// text: a line that is wrong may still be someone's secret.
+func readSecretsFile(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, unwrapPathErr(err)
 	}
-	var tokens []string
+	var secrets []string
 	for i, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		line = strings.TrimSpace(line)
@@ -205,16 +220,16 @@ func readTokensFile(path string) ([]string, error) {
 		case line == "":
 			continue
 		case strings.ContainsAny(line, " \t,"):
-			return nil, fmt.Errorf("line %d holds more than one word: one token a line", i+1)
+			return nil, fmt.Errorf("line %d holds more than one word: one a line", i+1)
 		case len(line) < minSecretLen:
-			return nil, fmt.Errorf("line %d: every token must be at least %d characters", i+1, minSecretLen)
+			return nil, fmt.Errorf("line %d: each must be at least %d characters", i+1, minSecretLen)
 		}
-		tokens = append(tokens, line)
+		secrets = append(secrets, line)
 	}
-	if len(tokens) == 0 {
-		return nil, errors.New("no token in it")
+	if len(secrets) == 0 {
+		return nil, errors.New("nothing in it but comments and blank lines")
 	}
-	return tokens, nil
+	return secrets, nil
 }
 
 // unwrapPathErr drops the path from an *os.PathError: the message that

@@ -97,6 +97,8 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"tokens and tokens file", []string{"--tokens", "aaaaaaaaaaaaaaaa", "--tokens-file", "/nonexistent"}, nil, "--tokens-file"},
 		{"tokens env and tokens file flag", []string{"--tokens-file", "/nonexistent"}, map[string]string{"REFKEEPER_API_TOKENS": "aaaaaaaaaaaaaaaa"}, "--tokens-file"},
 		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, nil, "tokens-file"},
+		{"keys and keys file", []string{"--fetch-token-keys-file", "/nonexistent"}, map[string]string{"REFKEEPER_FETCH_TOKEN_KEYS": "aaaaaaaaaaaaaaaa"}, "--fetch-token-keys-file"},
+		{"missing keys file", []string{"--fetch-token-keys-file", "/nonexistent/keys"}, nil, "fetch-token-keys-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,12 +229,21 @@ func TestTokensFile(t *testing.T) {
 			if len(c.Tokens) != 2 || c.Tokens[0] != "aaaaaaaaaaaaaaaa" || c.Tokens[1] != "bbbbbbbbbbbbbbbb" || c.TokensFile != good {
 				t.Fatalf("tokens = %q from %q", c.Tokens, c.TokensFile)
 			}
+			if len(c.FetchTokenKeys) != 0 {
+				t.Fatalf("fetch-token keys = %q, want none", c.FetchTokenKeys)
+			}
 		})
+	}
+
+	// The keys file is read the same way, in order (the first signs).
+	c, err := parseServeConfig(nil, env(map[string]string{"REFKEEPER_FETCH_TOKEN_KEYS_FILE": good}), &bytes.Buffer{})
+	if err != nil || len(c.FetchTokenKeys) != 2 || c.FetchTokenKeys[0] != "aaaaaaaaaaaaaaaa" || len(c.Tokens) != 0 {
+		t.Fatalf("fetch-token keys = %q, tokens %q, err %v", c.FetchTokenKeys, c.Tokens, err)
 	}
 
 	// A bad file is a usage error that names the line, never its text.
 	for _, bad := range []struct{ name, text, want string }{
-		{"empty", "# nothing yet\n\n", "no token"},
+		{"empty", "# nothing yet\n\n", "nothing in it"},
 		{"short", "aaaaaaaaaaaaaaaa\ns3cr3t\n", "line 2"},
 		{"two on a line", "s3cr3t-s3cr3t-s3cr3t s3cr3t-s3cr3t-s3cr3u\n", "line 1"},
 		{"comma list", "s3cr3t-s3cr3t-s3cr3t,s3cr3t-s3cr3t-s3cr3u\n", "line 1"},

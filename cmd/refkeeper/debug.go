@@ -43,7 +43,7 @@ func flagShown(name string) bool {
 	switch name {
 	case "listen", "repos", "retention", "max-age", "gc-interval", "reconcile-interval",
 		"fetch-url", "role", "demo", "stale-lock-age", "log-level", "rate-limit-address",
-		"rate-limit-token", "debug-listen", "tokens-file", "shutdown-timeout", "worker-concurrency":
+		"rate-limit-token", "debug-listen", "tokens-file", "fetch-token-keys-file", "shutdown-timeout", "worker-concurrency":
 		return true
 	}
 	return false
