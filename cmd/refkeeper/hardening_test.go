@@ -121,6 +121,9 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatalf("a fetch token of replica a at replica b: %v\n%s", err, out)
 	}
 	for _, srv := range []*processServer{a, b} {
+		if !strings.Contains(srv.logs.String(), `"tokens_file":"`+tokens+`","fetch_token_keys_file":"`+keys+`"`) {
+			t.Errorf("the start-up log does not name the secret files:\n%s", srv.logs.String())
+		}
 		for _, f := range []string{"cmdline", "environ"} {
 			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", srv.cmd.Process.Pid, f))
 			if err != nil {

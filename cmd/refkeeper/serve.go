@@ -166,7 +166,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	logger.Info("refkeeper serving", "addr", ln.Addr().String(), "role", cfg.Role, "repos", reposDir,
 		"fetch_url", fetchBase, "retention", cfg.Retention.String(), "max_age", cfg.MaxAge.String(),
 		"gc_interval", cfg.GCInterval.String(), "worker_concurrency", cfg.WorkerConcurrency,
-		"shutdown_timeout", cfg.ShutdownTimeout.String(), "version", version)
+		"shutdown_timeout", cfg.ShutdownTimeout.String(), "tokens_file", cfg.TokensFile,
+		"fetch_token_keys_file", cfg.FetchTokenKeysFile, "version", version)
 
 	select {
 	case <-ctx.Done():
