@@ -125,3 +125,38 @@ func TestShutdownBudgetParts(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondSignalEndsAtOnce: a second SIGTERM during a graceful shutdown
+// ends the process without waiting for the rest of the budget.
+func TestSecondSignalEndsAtOnce(t *testing.T) {
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	srv := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", "--shutdown-timeout", "10m")
+	startSlowPin(t, srv.base, 1, p.c1) // never completes: the shutdown would wait for it
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the shutdown to begin", 10*time.Second, func() bool {
+		return strings.Contains(srv.logs.String(), "shutting down")
+	})
+	// The signal handler is given back right after the first signal's
+	// context ends; a second signal sent before that would be swallowed, so
+	// send one until the process goes.
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case code := <-srv.done:
+			srv.done <- -1
+			if code != -1 {
+				t.Fatalf("exit status %d, want death by the second signal", code)
+			}
+			return
+		case <-tick.C:
+			_ = srv.cmd.Process.Signal(syscall.SIGTERM)
+		case <-deadline:
+			t.Fatalf("a second SIGTERM did not end the process\n%s", srv.logs.String())
+		}
+	}
+}
