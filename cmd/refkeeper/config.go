@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -31,9 +32,15 @@ type serveConfig struct {
 	// Tokens are the bearer tokens for /api/ and /git/; empty: one is
 	// generated at start-up.
 	Tokens []string
+	// TokensFile is where Tokens were read from (--tokens-file), read once
+	// at start; empty: they came from --tokens or were generated.
+	TokensFile string
 	// FetchTokenKeys sign the pins' scoped fetch tokens: the first signs,
 	// all verify. Empty: a random key per process.
 	FetchTokenKeys []string
+	// FetchTokenKeysFile is where FetchTokenKeys were read from, read once
+	// at start; empty: --fetch-token-keys or none.
+	FetchTokenKeysFile string
 	// Retention is how long a finished pin keeps its ref.
 	Retention time.Duration
 	// MaxAge is the oldest any pin or unknown pipeline ref may get.
@@ -43,7 +50,8 @@ type serveConfig struct {
 	// ReconcileInterval is how often a periodic sweep also lists each
 	// project's refs on disk (adoption, restoring vanished refs).
 	ReconcileInterval time.Duration
-	// FetchURL is the base URL runners fetch from; empty: http://<listen>.
+	// FetchURL is the base URL runners fetch from; empty: http://<listen>,
+	// with the machine's host name for an unspecified listen host.
 	FetchURL string
 	// Role is api, worker or all.
 	Role string
@@ -65,7 +73,25 @@ type serveConfig struct {
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
+	// ShutdownTimeout is the whole budget of a shutdown after SIGTERM:
+	// in-flight requests and tasks, then Redis and the git root, all
+	// within it; what is still running at its end is cut off.
+	ShutdownTimeout time.Duration
+	// WorkerConcurrency is how many tasks a worker runs at once.
+	WorkerConcurrency int
 }
+
+// Defaults of the flags that other code does not define.
+const (
+	// defaultShutdownTimeout fits inside Kubernetes' default grace period
+	// (30 s) with room for the kubelet's own SIGKILL bookkeeping.
+	defaultShutdownTimeout = 25 * time.Second
+	// defaultWorkerConcurrency is the task worker's concurrency when none
+	// was asked for.
+	defaultWorkerConcurrency = 4
+	// minSecretLen is the shortest API token or fetch-token key accepted.
+	minSecretLen = 16
+)
 
 // Roles of a serve process.
 const (
@@ -88,7 +114,9 @@ var flagEnv = []struct{ flag, env string }{
 	{"repos", "REFKEEPER_REPOS"},
 	{"redis", "REFKEEPER_REDIS_URL"},
 	{"tokens", "REFKEEPER_API_TOKENS"},
+	{"tokens-file", "REFKEEPER_API_TOKENS_FILE"},
 	{"fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS"},
+	{"fetch-token-keys-file", "REFKEEPER_FETCH_TOKEN_KEYS_FILE"},
 	{"retention", "REFKEEPER_RETENTION"},
 	{"max-age", "REFKEEPER_MAX_AGE"},
 	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
@@ -103,6 +131,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
+	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
+	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -110,14 +140,16 @@ var flagEnv = []struct{ flag, env string }{
 // usage written to help.
 func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	c := serveConfig{}
-	var tokens, fetchKeys string
+	var tokens, tokensFile, fetchKeys, fetchKeysFile string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
 	fs.StringVar(&c.Repos, "repos", "./data/repos", "root `directory` of the bare repositories")
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable")
 	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
+	fs.StringVar(&tokensFile, "tokens-file", "", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment")
 	fs.StringVar(&fetchKeys, "fetch-token-keys", "", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process")
+	fs.StringVar(&fetchKeysFile, "fetch-token-keys-file", "", "`file` of fetch-token keys, one a line, the signing one first (# starts a comment), read at start; instead of --fetch-token-keys")
 	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
 	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
@@ -135,6 +167,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	})
 	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git")
+	fs.IntVar(&c.WorkerConcurrency, "worker-concurrency", defaultWorkerConcurrency, "tasks a worker runs at once")
 
 	for _, fe := range flagEnv {
 		if v := getenv(fe.env); v != "" {
@@ -150,7 +184,7 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 			fs.PrintDefaults()
 			fmt.Fprintln(help, "\nEvery flag also reads an environment variable (the flag wins):")
 			for _, fe := range flagEnv {
-				fmt.Fprintf(help, "  --%-15s %s\n", fe.flag, fe.env)
+				fmt.Fprintf(help, "  --%-22s %s\n", fe.flag, fe.env)
 			}
 			return c, err
 		}
@@ -161,7 +195,65 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	}
 	c.Tokens = splitTokens(tokens)
 	c.FetchTokenKeys = splitTokens(fetchKeys)
+	for _, f := range []struct {
+		inline, path, flag, env string
+		into                    *[]string
+		from                    *string
+	}{
+		{tokens, tokensFile, "tokens", "REFKEEPER_API_TOKENS", &c.Tokens, &c.TokensFile},
+		{fetchKeys, fetchKeysFile, "fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS", &c.FetchTokenKeys, &c.FetchTokenKeysFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if f.inline != "" {
+			return c, &usageError{fmt.Sprintf("--%s and --%s-file (%s, %s_FILE) are both set: give one", f.flag, f.flag, f.env, f.env)}
+		}
+		secrets, err := readSecretsFile(f.path)
+		if err != nil {
+			return c, &usageError{fmt.Sprintf("invalid value %q for --%s-file: %v", f.path, f.flag, err)}
+		}
+		*f.into, *f.from = secrets, f.path
+	}
 	return c, c.validate()
+}
+
+// readSecretsFile reads one token or key a line, in order; blank lines and
+// everything from a # on are ignored. Its errors name lines, never their
+// text: a line that is wrong may still be someone's secret.
+func readSecretsFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, unwrapPathErr(err)
+	}
+	var secrets []string
+	for i, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case strings.ContainsAny(line, " \t,"):
+			return nil, fmt.Errorf("line %d holds more than one word: one a line", i+1)
+		case len(line) < minSecretLen:
+			return nil, fmt.Errorf("line %d: each must be at least %d characters", i+1, minSecretLen)
+		}
+		secrets = append(secrets, line)
+	}
+	if len(secrets) == 0 {
+		return nil, errors.New("nothing in it but comments and blank lines")
+	}
+	return secrets, nil
+}
+
+// unwrapPathErr drops the path from an *os.PathError: the message that
+// carries it names the file already.
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // unwrapFlagErr keeps flag's message short: the value parser's own error.
@@ -203,10 +295,14 @@ func (c serveConfig) validate() error {
 		name string
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
-		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge}} {
+		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
+		{"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}
+	}
+	if c.WorkerConcurrency < 1 {
+		return &usageError{fmt.Sprintf("invalid value %d for --worker-concurrency: must be at least 1", c.WorkerConcurrency)}
 	}
 	if c.AddressRate < 0 || c.TokenRate < 0 {
 		return &usageError{"invalid value for --rate-limit-address or --rate-limit-token: must not be negative"}
@@ -226,22 +322,40 @@ func (c serveConfig) validate() error {
 		}
 	}
 	for _, t := range c.Tokens {
-		if len(t) < 16 {
-			return &usageError{"invalid value for --tokens: every token must be at least 16 characters"}
+		if len(t) < minSecretLen {
+			return &usageError{fmt.Sprintf("invalid value for --tokens: every token must be at least %d characters", minSecretLen)}
 		}
 	}
 	for _, k := range c.FetchTokenKeys {
-		if len(k) < 16 {
-			return &usageError{"invalid value for --fetch-token-keys: every key must be at least 16 characters"}
+		if len(k) < minSecretLen {
+			return &usageError{fmt.Sprintf("invalid value for --fetch-token-keys: every key must be at least %d characters", minSecretLen)}
 		}
 	}
 	return nil
 }
 
-// fetchBase is the base URL printed in fetch_url.
-func (c serveConfig) fetchBase() string {
+// fetchBase is the base URL printed in fetch_url: --fetch-url, or else
+// http:// and the listen address. A listen address with an unspecified host
+// (0.0.0.0, ::, none) says where to accept connections, not where runners
+// reach the process, so the machine's host name takes its place; guessed
+// reports that, for the caller to warn. Without a host name it is an error.
+func (c serveConfig) fetchBase(hostname func() (string, error)) (base string, guessed bool, err error) {
 	if c.FetchURL != "" {
-		return strings.TrimRight(c.FetchURL, "/")
+		return strings.TrimRight(c.FetchURL, "/"), false, nil
 	}
-	return "http://" + c.Listen
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "", false, &fetchURLError{Listen: c.Listen, Err: err}
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return "http://" + net.JoinHostPort(host, port), false, nil
+	}
+	name, err := hostname()
+	if err == nil && name == "" {
+		err = errors.New("the host name is empty")
+	}
+	if err != nil {
+		return "", false, &fetchURLError{Listen: c.Listen, Err: err}
+	}
+	return "http://" + net.JoinHostPort(name, port), true, nil
 }
