@@ -35,7 +35,7 @@ func TestGroupCommit(t *testing.T) {
 				if k%2 == 1 {
 					sha = f.c2
 				}
-				created, err := f.repo.Create(PipelineRef(int64(id+1)), sha)
+				created, err := f.repo.Create(t.Context(), PipelineRef(int64(id+1)), sha)
 				answers[id][k] = answer{sha, created, err}
 			}()
 		}
@@ -84,7 +84,7 @@ func TestLooseRefsGetPacked(t *testing.T) {
 	f := newFixture(t)
 	before := f.git.Refs(t, "refs/heads/")
 	for id := int64(1); id <= packThreshold+20; id++ {
-		if _, err := f.repo.Create(PipelineRef(id), f.c1); err != nil {
+		if _, err := f.repo.Create(t.Context(), PipelineRef(id), f.c1); err != nil {
 			t.Fatal(err)
 		}
 	}
