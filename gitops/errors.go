@@ -9,9 +9,6 @@ import (
 // errBadID is returned by ParseDecimalID; callers wrap it with what the id was.
 var errBadID = errors.New("must be a decimal integer from 1 to 9223372036854775807 without sign or leading zero")
 
-// IsBadID reports whether err came from ParseDecimalID.
-func IsBadID(err error) bool { return errors.Is(err, errBadID) }
-
 // InvalidNameError is a project name, object id or ref that is not well formed.
 type InvalidNameError struct {
 	Kind   string // "project name", "sha", "ref"

@@ -58,6 +58,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return exitOK
 }
 
+// newRoot is the repos root as the configuration says.
+func newRoot(cfg serveConfig, reposDir string, logger *slog.Logger) *gitops.Root {
+	return &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, LockTimeout: cfg.GitLockTimeout,
+		GitTimeout: cfg.GitTimeout, Logger: logger}
+}
+
 // serve wires the process together, runs until ctx is cancelled, and shuts
 // down in order: stop taking requests and let in-flight ones finish, then
 // let running tasks finish, then close Redis.
@@ -69,7 +75,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if err := os.MkdirAll(reposDir, 0o755); err != nil {
 		return fmt.Errorf("creating repos root: %w", err)
 	}
-	root := &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, Logger: logger}
+	root := newRoot(cfg, reposDir, logger)
 	defer root.Close()
 	if cfg.Demo {
 		if err := createDemo(root, logger); err != nil {
