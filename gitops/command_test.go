@@ -178,7 +178,7 @@ func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // TimeoutError, tries no second git, and leaves no process behind.
 func TestHungGitIsKilled(t *testing.T) {
 	f := newFixture(t)
-	f.root.GitTimeout = 200 * time.Millisecond
+	f.root.GitTimeout = time.Second // long enough for a loaded machine to start the script
 	f.root.killGrace = 100 * time.Millisecond
 	pids := filepath.Join(t.TempDir(), "pids")
 	f.root.GitBinary = hangingGit(t, pids, false, "")
