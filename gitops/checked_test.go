@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -171,5 +172,38 @@ func TestCreateWaitsForHeldLock(t *testing.T) {
 	}
 	if sha, ok := f.git.RefSHA(t, string(ref)); !ok || sha != string(f.c1) {
 		t.Fatalf("ref = %q, %v; want it at %s", sha, ok, f.c1)
+	}
+}
+
+// TestBegunTransactionOutlivesItsCaller: once git holds the refs' locks, a
+// caller whose context ends does not cut the transaction short (some refs
+// would be written and others not): what the check allowed is committed.
+// A batch asked for after its context ended starts no git at all.
+func TestBegunTransactionOutlivesItsCaller(t *testing.T) {
+	f := newFixture(t)
+	f.git.PipelineRefs(t, 1, 3, string(f.c1))
+	batch := []RefState{{Ref: PipelineRef(1), ID: f.c1}, {Ref: PipelineRef(2), ID: f.c1}}
+	ctx, cancel := context.WithCancel(t.Context())
+	results, err := f.repo.DeleteBatchChecked(ctx, batch, func(updates []Update) ([]bool, error) {
+		cancel() // the client goes away while git holds the locks
+		return []bool{true, true}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Outcome != Deleted {
+			t.Errorf("%s: %v %v, want deleted", r.Ref, r.Outcome, r.Err)
+		}
+	}
+	results, err = f.repo.DeleteBatch(ctx, []RefState{{Ref: PipelineRef(3), ID: f.c1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Outcome != Failed || !errors.Is(results[0].Err, context.Canceled) {
+		t.Errorf("delete after the context ended: %v %v, want failed with context.Canceled", results[0].Outcome, results[0].Err)
+	}
+	if left := f.git.Refs(t, "refs/pipelines/"); len(left) != 1 || left["refs/pipelines/3"] != string(f.c1) {
+		t.Fatalf("refs left = %v, want only refs/pipelines/3", left)
 	}
 }
