@@ -8,14 +8,9 @@ import (
 	"time"
 )
 
-// Defaults for Root's git process limits.
-const (
-	// DefaultGitTimeout is the longest one git process may run.
-	DefaultGitTimeout = 60 * time.Second
-	// defaultKillGrace is how long a git process has to exit after SIGTERM
-	// before it is killed.
-	defaultKillGrace = 5 * time.Second
-)
+// defaultKillGrace is how long a git process has to exit after SIGTERM
+// before it is killed.
+const defaultKillGrace = 5 * time.Second
 
 // gitHome is git's HOME: a path that cannot be a directory, so no
 // ~/.gitconfig, ~/.config/git or credential store of the service's user is

@@ -18,6 +18,8 @@ import (
 const (
 	DefaultStaleLockAge = 5 * time.Minute
 	DefaultLockTimeout  = time.Second
+	// DefaultGitTimeout is the longest one git process may run.
+	DefaultGitTimeout = 60 * time.Second
 )
 
 // Root is the directory that holds every bare repository. The zero values of
