@@ -199,8 +199,6 @@ func (r *Repo) Merge(ctx context.Context, spec MergeSpec) (ObjectID, error) {
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
-	defer cancel()
 	tree, quarantine, err := r.mergeTree(ctx, spec)
 	if quarantine != "" {
 		defer os.RemoveAll(quarantine)

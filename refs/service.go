@@ -152,7 +152,7 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if live && current.SHA != sha {
 		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: current.SHA, Requested: sha}
 	}
-	created, err = s.createRef(repo, ref, sha)
+	created, err = s.createRef(ctx, repo, ref, sha)
 	if err != nil {
 		return Pin{}, false, err
 	}
@@ -166,7 +166,7 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		// Another client pinned this pipeline at another SHA in between, after
 		// the ref was gone. Take back the ref this call created, if any.
 		if created {
-			if _, err := repo.Delete(ref, sha); err != nil {
+			if _, err := repo.Delete(ctx, ref, sha); err != nil {
 				s.logger().Warn("could not take back conflicting ref", "project", req.Project, "ref", ref, "err", err)
 			}
 		}
@@ -175,7 +175,7 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		// A deletion was pending or done: it may have removed the ref after
 		// this call saw it. The deleter re-creates it when it notices the
 		// re-pin, but the caller must get a ref now.
-		again, err := s.createRef(repo, ref, sha)
+		again, err := s.createRef(ctx, repo, ref, sha)
 		if err != nil {
 			return Pin{}, false, err
 		}
@@ -222,8 +222,8 @@ func (s *Service) checkCommit(repo *gitops.Repo, sha ObjectID) error {
 
 // createRef creates ref at sha if absent; created is false when it is there
 // already at sha.
-func (s *Service) createRef(repo *gitops.Repo, ref gitops.RefName, sha ObjectID) (bool, error) {
-	created, err := repo.Create(ref, sha)
+func (s *Service) createRef(ctx context.Context, repo *gitops.Repo, ref gitops.RefName, sha ObjectID) (bool, error) {
+	created, err := repo.Create(ctx, ref, sha)
 	var mismatch *gitops.MismatchingStateError
 	if errors.As(err, &mismatch) {
 		return false, &RefConflictError{Ref: ref, Pinned: mismatch.Actual, Requested: sha}
@@ -449,7 +449,7 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 		}
 		return s.Store.ClaimsHeld(ctx, p, ids, token)
 	}
-	results, err := repo.DeleteBatchChecked(states, stillClaimed)
+	results, err := repo.DeleteBatchChecked(ctx, states, stillClaimed)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -495,7 +495,7 @@ func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Projec
 	}
 	for i, out := range outs {
 		if out.Status == "reclaimed" && repo != nil {
-			if _, err := s.createRef(repo, pins[i].Ref(), out.Pin.SHA); err != nil {
+			if _, err := s.createRef(ctx, repo, pins[i].Ref(), out.Pin.SHA); err != nil {
 				return err
 			}
 		}

@@ -338,7 +338,7 @@ func TestRepinWinsAgainstDeletion(t *testing.T) {
 			if gap == "after claim" {
 				e.pin(t, 4, e.c1)
 			}
-			if _, err := repo.Delete(PipelineID(4).Ref(), e.c1); err != nil {
+			if _, err := repo.Delete(t.Context(), PipelineID(4).Ref(), e.c1); err != nil {
 				t.Fatal(err)
 			}
 			if gap == "after ref deleted" {

@@ -290,7 +290,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 // unclaimed while git holds the ref's lock: a deletion that began since the
 // pin was read must not be undone by a ref re-created behind it.
 func (s *Service) restoreRef(ctx context.Context, repo *gitops.Repo, p Project, pin Pin, listedAt time.Time) (bool, error) {
-	created, err := repo.CreateChecked(pin.Ref(), pin.SHA, func() (bool, error) {
+	created, err := repo.CreateChecked(ctx, pin.Ref(), pin.SHA, func() (bool, error) {
 		return s.Store.RestoreAllowed(ctx, p, pin.PipelineID, pin.SHA, listedAt)
 	})
 	var mismatch *gitops.MismatchingStateError

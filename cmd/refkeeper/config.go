@@ -60,6 +60,12 @@ type serveConfig struct {
 	// StaleLockAge is the age after which a ref lock file is taken for a
 	// crashed writer's and removed.
 	StaleLockAge time.Duration
+	// GitTimeout is the longest one git process may run before it is ended
+	// (SIGTERM, then SIGKILL after a grace period).
+	GitTimeout time.Duration
+	// GitLockTimeout is how long a ref write waits for a lock another
+	// writer holds before it answers unavailable.
+	GitLockTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
 	// DebugListen is the address of the profiling listener (Go's pprof
@@ -125,6 +131,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"role", "REFKEEPER_ROLE"},
 	{"demo", "REFKEEPER_DEMO"},
 	{"stale-lock-age", "REFKEEPER_STALE_LOCK_AGE"},
+	{"git-timeout", "REFKEEPER_GIT_TIMEOUT"},
+	{"git-lock-timeout", "REFKEEPER_GIT_LOCK_TIMEOUT"},
 	{"log-level", "REFKEEPER_LOG_LEVEL"},
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
@@ -158,6 +166,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.StringVar(&c.Role, "role", roleAll, "what this process runs: api, worker or all")
 	fs.BoolVar(&c.Demo, "demo", false, "create the demo/app repository when the repos root is empty")
 	fs.DurationVar(&c.StaleLockAge, "stale-lock-age", gitops.DefaultStaleLockAge, "age after which a leftover ref lock file is removed")
+	fs.DurationVar(&c.GitTimeout, "git-timeout", gitops.DefaultGitTimeout, "the longest one git process may run")
+	fs.DurationVar(&c.GitLockTimeout, "git-lock-timeout", gitops.DefaultLockTimeout, "how long a ref write waits for a lock another writer holds")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
@@ -296,7 +306,8 @@ func (c serveConfig) validate() error {
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
 		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
-		{"shutdown-timeout", c.ShutdownTimeout}} {
+		{"shutdown-timeout", c.ShutdownTimeout},
+		{"git-timeout", c.GitTimeout}, {"git-lock-timeout", c.GitLockTimeout}} {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}

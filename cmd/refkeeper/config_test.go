@@ -29,8 +29,22 @@ func TestServeConfigDefaults(t *testing.T) {
 	if c.Listen != "127.0.0.1:8080" || c.Repos != "./data/repos" || c.RedisURL != "" || len(c.Tokens) != 0 ||
 		c.Retention != 168*time.Hour || c.MaxAge != 720*time.Hour || c.GCInterval != 10*time.Minute ||
 		c.Role != "all" || c.StaleLockAge != 5*time.Minute || c.ShutdownTimeout != 25*time.Second ||
-		c.WorkerConcurrency != 4 {
+		c.WorkerConcurrency != 4 || c.GitTimeout != time.Minute || c.GitLockTimeout != time.Second {
 		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+// TestGitTimeoutsReachTheRoot: --git-timeout and --git-lock-timeout (and
+// their variables) are what the repos root runs git with.
+func TestGitTimeoutsReachTheRoot(t *testing.T) {
+	c, err := parseServeConfig([]string{"--git-lock-timeout", "250ms"},
+		env(map[string]string{"REFKEEPER_GIT_TIMEOUT": "2m", "REFKEEPER_GIT_LOCK_TIMEOUT": "3s"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRoot(c, t.TempDir(), nil)
+	if root.GitTimeout != 2*time.Minute || root.LockTimeout != 250*time.Millisecond {
+		t.Fatalf("root git timeout %v, lock timeout %v; want 2m and 250ms", root.GitTimeout, root.LockTimeout)
 	}
 }
 
@@ -70,6 +84,8 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"bad duration", []string{"--retention", "soon"}, nil, "retention"},
 		{"negative duration", []string{"--max-age", "-1h"}, nil, "max-age"},
 		{"zero interval", []string{"--gc-interval", "0s"}, nil, "gc-interval"},
+		{"zero git timeout", []string{"--git-timeout", "0s"}, nil, "git-timeout"},
+		{"negative git lock timeout", nil, map[string]string{"REFKEEPER_GIT_LOCK_TIMEOUT": "-1s"}, "git-lock-timeout"},
 		{"bad role", []string{"--role", "boss"}, nil, "role"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, "listen"},
 		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},

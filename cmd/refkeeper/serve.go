@@ -55,6 +55,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return exitOK
 }
 
+// newRoot is the repos root as the configuration says.
+func newRoot(cfg serveConfig, reposDir string, logger *slog.Logger) *gitops.Root {
+	return &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, LockTimeout: cfg.GitLockTimeout,
+		GitTimeout: cfg.GitTimeout, Logger: logger}
+}
+
 // serve wires the process together, runs until ctx is cancelled, and shuts
 // down within cfg.ShutdownTimeout (see stopWithin).
 func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.Writer) error {
@@ -69,7 +75,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	// deferred call when start-up fails, by stopWithin after a shutdown.
 	closers := &closeStack{}
 	defer closers.closeAll()
-	root := &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, Logger: logger}
+	root := newRoot(cfg, reposDir, logger)
 	closers.push(root.Close)
 	if cfg.Demo {
 		if err := createDemo(root, logger); err != nil {
