@@ -200,18 +200,15 @@ func (g *gitServer) backendEnv(repoPath string, config [][2]string) []string {
 const haveWalk = 10000
 
 // reachFrom lists the commits sha reaches, newest first, up to haveWalk.
-func (g *gitServer) reachFrom(ctx context.Context, repoPath, sha string) func() (map[string]bool, error) {
+func (g *gitServer) reachFrom(ctx context.Context, p refs.Project, sha string) func() (map[string]bool, error) {
 	return func() (map[string]bool, error) {
-		cmd := exec.CommandContext(ctx, g.gitPath, "rev-list", fmt.Sprintf("--max-count=%d", haveWalk), sha, "--")
-		cmd.Env = append(g.gitEnv(backendConfig), "GIT_DIR="+repoPath)
-		cmd.Dir = repoPath
-		out, err := cmd.Output()
+		ids, err := g.pins.Ancestors(ctx, p, refs.ObjectID(sha), haveWalk)
 		if err != nil {
-			return nil, &refs.UnavailableError{Op: "listing the pinned commit's history", Cause: err}
+			return nil, err
 		}
-		reached := map[string]bool{}
-		for line := range strings.Lines(string(out)) {
-			reached[strings.TrimSpace(line)] = true
+		reached := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			reached[string(id)] = true
 		}
 		return reached, nil
 	}
@@ -302,7 +299,7 @@ func (g *gitServer) serve(c echo.Context) error {
 	if repoErr != nil {
 		return repoErr
 	}
-	allowed.reach = g.reachFrom(r.Context(), repoPath, allowed.sha)
+	allowed.reach = g.reachFrom(r.Context(), p, allowed.sha)
 	version := protocolVersion(r.Header)
 	var body []byte
 	if svc == uploadPack {

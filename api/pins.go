@@ -24,6 +24,7 @@ type Pins interface {
 	Sweep(ctx context.Context) (refs.SweepResult, error)
 	SweepAll(ctx context.Context) (refs.SweepResult, error)
 	RepoPath(p refs.Project) (string, error)
+	Ancestors(ctx context.Context, p refs.Project, sha refs.ObjectID, limit int) ([]refs.ObjectID, error)
 	Ready(ctx context.Context) error
 }
 

@@ -561,3 +561,20 @@ func (s *Service) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ancestors lists the commits sha reaches in the project, sha first, at most
+// limit: what the git mount checks a scoped fetch's haves against.
+func (s *Service) Ancestors(ctx context.Context, p Project, sha ObjectID, limit int) ([]ObjectID, error) {
+	repo, err := s.open(p)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := repo.Ancestors(ctx, sha, limit)
+	if err != nil {
+		if cerr := s.checkCommit(repo, sha); cerr != nil {
+			return nil, cerr
+		}
+		return nil, unavailable("listing history", err)
+	}
+	return ids, nil
+}
