@@ -77,7 +77,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		}
 	}
 
-	rdb, newRedis, closeRedis, err := openRedis(cfg, logger)
+	rdb, _, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -88,14 +88,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	store := &refs.Store{Client: rdb}
 	taskClient := asynq.NewClientFromRedisClient(rdb)
 	defer taskClient.Close()
-	metrics := refs.NewMetrics(registry, store, refs.SystemClock{})
+	// Replicas stamp and compare records with one clock: Redis's.
+	clock := &refs.RedisClock{Client: rdb}
+	metrics := refs.NewMetrics(registry, store, clock)
 	root.Observer = metrics // before any request or task uses the root
+	expiry := &jobs.ExpiryScheduler{Client: taskClient}
 	svc := &refs.Service{
 		Repos:     root,
 		Store:     store,
 		Policy:    refs.Policy{Retention: cfg.Retention, MaxAge: cfg.MaxAge},
-		Clock:     refs.SystemClock{},
-		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
+		Clock:     clock,
+		Scheduler: expiry,
 		Logger:    logger,
 		Metrics:   metrics,
 		// Never less often than the sweep itself.
@@ -119,8 +122,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if cfg.runsWorker() {
 		worker, err = jobs.StartWorker(jobs.WorkerConfig{
 			Redis:      rdb,
-			NewRedis:   newRedis,
-			Handlers:   &jobs.Handlers{Pins: svc, Logger: logger},
+			Handlers:   &jobs.Handlers{Pins: svc, Scheduler: expiry, Logger: logger},
 			GCInterval: cfg.GCInterval,
 			Logger:     logger,
 			Registerer: registry,
