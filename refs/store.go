@@ -89,6 +89,7 @@ func (s *Store) pinKeys(p Project, id PipelineID) []string {
 // known or on no clock).
 type outcome struct {
 	Status   status
+	ID       PipelineID // the pin the script answered about
 	Pin      Pin
 	HasPin   bool
 	Recreate bool
@@ -101,7 +102,17 @@ func (s *Store) run(ctx context.Context, script pinTransition, p Project, id Pip
 	if err != nil {
 		return outcome{}, &StoreError{Op: "script", Err: err}
 	}
-	return parseOutcome(p, id, res)
+	return checkedOutcome(p, id, res)
+}
+
+// checkedOutcome decodes the answer to a question about pipeline id, and
+// refuses an answer about another one.
+func checkedOutcome(p Project, id PipelineID, res []string) (outcome, error) {
+	out, err := parseOutcome(p, res)
+	if err == nil && out.ID != id {
+		err = &StoreError{Op: "script", Err: fmt.Errorf("answer for pipeline %d, asked about %d", out.ID, id)}
+	}
+	return out, err
 }
 
 // manyChunk is how many pins one batch call handles: Redis runs one script
@@ -148,8 +159,7 @@ func (s *Store) runMany(ctx context.Context, script pinTransition, p Project, id
 			if !ok || len(outs) == len(ids) {
 				return nil, &StoreError{Op: "script", Err: fmt.Errorf("malformed batch reply %v", r)}
 			}
-			want := ids[len(outs)]
-			out, err := parseOutcome(p, want, res)
+			out, err := checkedOutcome(p, ids[len(outs)], res)
 			if err != nil {
 				return nil, err
 			}
@@ -177,9 +187,9 @@ func stringsOf(v any) ([]string, bool) {
 	return out, true
 }
 
-// parseOutcome decodes {status, id, flag, due, hash fields...}, the answer
-// of a script asked about pipeline id.
-func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
+// parseOutcome decodes {status, id, flag, due, hash fields...}, a script's
+// answer about one pin.
+func parseOutcome(p Project, res []string) (outcome, error) {
 	if len(res) < 4 || len(res)%2 != 0 {
 		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("malformed reply %q", res)}
 	}
@@ -187,10 +197,12 @@ func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
 	if err != nil {
 		return outcome{}, &StoreError{Op: "script", Err: err}
 	}
-	if res[1] != id.String() {
-		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("answer for pipeline %s, asked about %s", res[1], id)}
+	n, err := strconv.ParseInt(res[1], 10, 64)
+	if err != nil || n < 1 {
+		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("reply names pipeline %q", res[1])}
 	}
-	out := outcome{Status: st, Recreate: res[2] == "1", Due: msTime(res[3])}
+	id := PipelineID(n)
+	out := outcome{Status: st, ID: id, Recreate: res[2] == "1", Due: msTime(res[3])}
 	if len(res) > 4 {
 		fields := make(map[string]string, (len(res)-4)/2)
 		for i := 4; i+1 < len(res); i += 2 {

@@ -8,7 +8,8 @@ import (
 )
 
 // A batch spans several script calls (manyChunk pins each); every pin gets
-// its own answer, in the order asked, with its own arguments.
+// its own answer, in the order asked, with its own arguments. Each answer
+// names its pin as Redis knows it, so an answer out of order shows.
 func TestRunManyAnswersEveryPinInOrder(t *testing.T) {
 	s := &Store{Client: testdata.StartRedis(t).Client(t)}
 	ctx := t.Context()
@@ -33,7 +34,7 @@ func TestRunManyAnswersEveryPinInOrder(t *testing.T) {
 		t.Fatalf("ClaimDue = %d answers, %v; want %d", len(outs), err, n)
 	}
 	for i, out := range outs {
-		if out.Status != statusClaimed || out.Pin.PipelineID != ids[i] || out.Pin.SHA != refs[ids[i]] || !out.Pin.deletionClaimed {
+		if out.Status != statusClaimed || out.ID != ids[i] || out.Pin.PipelineID != ids[i] || out.Pin.SHA != refs[ids[i]] || !out.Pin.deletionClaimed {
 			t.Fatalf("answer %d = %+v; want pipeline %d claimed at %s", i, out, ids[i], refs[ids[i]])
 		}
 	}
