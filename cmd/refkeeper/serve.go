@@ -77,7 +77,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		}
 	}
 
-	rdb, _, closeRedis, err := openRedis(cfg, logger)
+	rdb, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -296,27 +296,20 @@ func createDemo(root *gitops.Root, logger *slog.Logger) error {
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one.
-// It answers the shared client, a function that opens another connection
-// like it (for the parts that must own theirs), and what closes both.
-func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func() redis.UniversalClient, func(), error) {
+// It answers the client and what closes it (and the embedded Redis).
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
 	url, stopEmbedded := cfg.RedisURL, func() {}
 	if url == "" {
 		emb, err := startEmbeddedRedis(logger)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		url, stopEmbedded = "redis://"+emb.Addr()+"/0", emb.Close
 	}
 	opts, err := redisOptions(url)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, nil, fmt.Errorf("redis: %w", err)
 	}
-	// Every client gets a copy of its own: go-redis writes to its options
-	// while it sets up connections.
-	newClient := func() redis.UniversalClient {
-		o := *opts
-		return redis.NewUniversalClient(&o)
-	}
-	rdb := newClient()
-	return rdb, newClient, func() { rdb.Close(); stopEmbedded() }, nil
+	rdb := redis.NewUniversalClient(opts)
+	return rdb, func() { rdb.Close(); stopEmbedded() }, nil
 }
