@@ -446,10 +446,9 @@ func (s *Store) NextDue(ctx context.Context, p Project, maxAge time.Duration) (t
 }
 
 // expiryLease is how long a deleter holds a project's due deletions without
-// renewing its lease: longer than one batch may take (a git transaction is
-// bounded at a minute), so a live holder never loses it, short enough that
-// one that died holds nothing up for long.
-const expiryLease = 3 * time.Minute
+// renewing its lease; its holder renews it every third of that while it
+// works, so one that died holds the project's deletions up this long at most.
+const expiryLease = 15 * time.Second
 
 func (s *Store) expiryLeaseKeys(p Project) []string {
 	return []string{s.base(p) + "expiring", s.base(p) + "expiring:again"}

@@ -186,8 +186,10 @@ func (s *Service) expireProject(ctx context.Context, p Project, res *SweepResult
 	if !held {
 		return nil // the holder goes round again for this request
 	}
+	work, stop := s.keepExpiryLease(ctx, p, token)
+	defer stop()
 	for {
-		err := s.expireAllDue(ctx, p, token, res)
+		err := s.expireAllDue(work, p, res)
 		final := err != nil
 		// Let go even if the caller has gone: a lease left behind would hold
 		// up the project's deletions until it runs out.
@@ -209,18 +211,50 @@ func (s *Service) expireProject(ctx context.Context, p Project, res *SweepResult
 	}
 }
 
-// expireAllDue works through what is due in a project, a batch at a time,
-// renewing the expiry lease held with token before each batch.
-func (s *Service) expireAllDue(ctx context.Context, p Project, token string, res *SweepResult) error {
+// keepExpiryLease renews the expiry lease held with token every third of
+// its time until stop is called, so that a holder that died holds the
+// project up for one lease time at most. The context it answers is
+// cancelled if the lease is lost (not renewed in time): another deleter may
+// hold it by then, and the work stops before its next batch.
+func (s *Service) keepExpiryLease(ctx context.Context, p Project, token string) (context.Context, func()) {
+	work, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(expiryLease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-work.Done():
+				return
+			case <-tick.C:
+			}
+			held, err := s.Store.RenewExpiry(work, p, token)
+			if err == nil && !held {
+				cancel(errExpiryLeaseLost)
+				return
+			}
+			// A failed renewal is tried again at the next tick, within the
+			// lease's time.
+		}
+	}()
+	return work, func() {
+		close(done)
+		<-stopped
+		cancel(nil)
+	}
+}
+
+var errExpiryLeaseLost = errors.New("the expiry lease ran out")
+
+// expireAllDue works through what is due in a project, a batch at a time.
+func (s *Service) expireAllDue(ctx context.Context, p Project, res *SweepResult) error {
 	for round := 0; round < maxDueRounds; round++ {
-		if round > 0 {
-			held, err := s.Store.RenewExpiry(ctx, p, token)
-			if err != nil {
-				return unavailable("renewing expiry lease", err)
-			}
-			if !held {
-				return &UnavailableError{Op: "expiring pins", Cause: errors.New("the expiry lease ran out")}
-			}
+		if err := context.Cause(ctx); errors.Is(err, errExpiryLeaseLost) {
+			return &UnavailableError{Op: "expiring pins", Cause: err}
 		}
 		ids, err := s.Store.Due(ctx, p, s.now(), s.Policy.MaxAge, sweepBatch)
 		if err != nil {

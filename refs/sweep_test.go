@@ -96,7 +96,7 @@ func TestExpiryLeaseLeavesTheWorkToItsHolder(t *testing.T) {
 		t.Fatalf("ExpireDue while the holder goes round again = %+v, %v", res, err)
 	}
 	var sweep SweepResult
-	if err := e.svc.expireAllDue(ctx, e.p, "holder", &sweep); err != nil || sweep.Deleted != 1 {
+	if err := e.svc.expireAllDue(ctx, e.p, &sweep); err != nil || sweep.Deleted != 1 {
 		t.Fatalf("holder's round = %+v, %v; want 1 deleted", sweep, err)
 	}
 	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || !again {
