@@ -1,6 +1,7 @@
 package refs
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -68,6 +69,29 @@ func BenchmarkClaimAndCommit1000(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := s.CommitDeletes(b.Context(), "bench/app", ids, time.Now(), "t"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPinMetricsRefresh is what a metrics refresh costs over 10,000
+// projects (at most one per snapshotAge per process; scrapes in between
+// cost nothing).
+func BenchmarkPinMetricsRefresh(b *testing.B) {
+	s := benchStore(b)
+	now := time.Now()
+	for i := range 10_000 {
+		p := Project(fmt.Sprintf("bench/app%d", i))
+		if _, err := s.Pin(b.Context(), p, 1, benchSHA, 0, now); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.AddProject(b.Context(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := &pinCollector{store: s, clock: SystemClock{}}
+	for b.Loop() {
+		if _, _, err := c.read(b.Context()); err != nil {
 			b.Fatal(err)
 		}
 	}
