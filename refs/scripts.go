@@ -395,11 +395,21 @@ func batchArgs(s *Store, p Project, ids []PipelineID, perPin [][]any, shared []a
 }
 
 // dueScript answers up to limit ids of records due now, over every clock.
+// On the way it moves up to 10,000 records of the sorted set of due times
+// that earlier versions kept onto the clocks, so records written before an
+// upgrade expire too.
 //
-// KEYS[1..3] the clocks age, expires, purge
-// ARGV[1] now  ARGV[2] max-age  ARGV[3] limit
+// KEYS[1..3] the clocks age, expires, purge  KEYS[4] the earlier due set
+// ARGV[1] now  ARGV[2] max-age  ARGV[3] limit  ARGV[4] key base
 var dueScript = redis.NewScript(luaDueRule + `
-local now, maxage, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, maxage, limit, base = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, 9999)) do
+  local f = redis.call('HMGET', base .. 'pin:' .. id, 'state', 'created', 'expires', 'deleted')
+  if (f[1] == 'pinned' or f[1] == 'finished') and f[2] then redis.call('ZADD', KEYS[1], f[2], id) end
+  if f[1] == 'finished' and f[3] then redis.call('ZADD', KEYS[2], f[3], id) end
+  if f[1] == 'deleted' and f[4] then redis.call('ZADD', KEYS[3], f[4], id) end
+  redis.call('ZREM', KEYS[4], id)
+end
 local out, seen = {}, {}
 for _, c in ipairs(clocks(KEYS[1], KEYS[2], KEYS[3], maxage)) do
   if #out >= limit then break end

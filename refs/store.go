@@ -422,10 +422,15 @@ func parseIDs(ss []string) []PipelineID {
 	return ids
 }
 
+// legacyDueKey is the sorted set of due times that versions before the
+// clocks kept; dueScript empties it.
+func (s *Store) legacyDueKey(p Project) string { return s.base(p) + "due" }
+
 // Due answers up to limit pipeline ids of records due at now under max-age;
 // see dueScript.
 func (s *Store) Due(ctx context.Context, p Project, now time.Time, maxAge time.Duration, limit int) ([]PipelineID, error) {
-	res, err := dueScript.Run(ctx, s.Client, s.clockKeys(p), ms(now), msDur(maxAge), strconv.Itoa(limit)).StringSlice()
+	keys := append(s.clockKeys(p), s.legacyDueKey(p))
+	res, err := dueScript.Run(ctx, s.Client, keys, ms(now), msDur(maxAge), strconv.Itoa(limit), s.base(p)).StringSlice()
 	if err != nil {
 		return nil, &StoreError{Op: "list due pins", Err: err}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/refkeeper/refkeeper/gitops"
 )
 
@@ -153,5 +155,40 @@ func TestGoneProjectIsDropped(t *testing.T) {
 	var nf *ProjectNotFoundError
 	if _, err := e.svc.Get(ctx, e.p, 1); !errors.As(err, &nf) {
 		t.Fatalf("Get = %v, want ProjectNotFoundError", err)
+	}
+}
+
+// Records written by a version that kept due times in one sorted set, and
+// no clocks, are moved onto the clocks by the next sweep and expire by the
+// rule in force.
+func TestRecordsFromBeforeTheClocksExpire(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.pin(t, 1, e.c1)
+	e.pin(t, 2, e.c1)
+	if _, err := e.svc.Finish(ctx, e.p, 2); err != nil {
+		t.Fatal(err)
+	}
+	// What such a version left: no clocks, a due set scored with due times.
+	rdb, st := e.redis.Client(t), e.svc.Store
+	if err := rdb.Del(ctx, st.clockKeys(e.p)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZAdd(ctx, st.legacyDueKey(e.p), redis.Z{Score: 1, Member: "1"}, redis.Z{Score: 1, Member: "2"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 0 {
+		t.Fatalf("sweep before anything is due = %+v, %v", res, err)
+	}
+	e.clock.Advance(2 * testRetention)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
+		t.Fatalf("sweep after retention = %+v, %v; want the finished pin deleted", res, err)
+	}
+	e.clock.Advance(testMaxAge)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
+		t.Fatalf("sweep after max-age = %+v, %v; want the pinned pin deleted", res, err)
+	}
+	if n := rdb.Exists(ctx, st.legacyDueKey(e.p)).Val(); n != 0 {
+		t.Fatal("the earlier due set is still there")
 	}
 }
