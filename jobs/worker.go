@@ -29,8 +29,8 @@ type WorkerConfig struct {
 	// GCInterval is how often the sweep runs, once per interval across every
 	// replica sharing the Redis. Required.
 	GCInterval time.Duration
-	// PollInterval bounds how late a deletion at its due time can run
-	// (asynq's TaskCheckInterval and DelayedTaskCheckInterval). Zero: 1s.
+	// PollInterval is asynq's TaskCheckInterval and DelayedTaskCheckInterval:
+	// a deletion runs at most one bucket (expireBucket) plus this late. Zero: 1s.
 	PollInterval time.Duration
 	// ShutdownTimeout is how long Shutdown waits for running tasks. Zero: 30s.
 	ShutdownTimeout time.Duration
