@@ -19,6 +19,7 @@ type countingLifecycle struct {
 	mu      sync.Mutex
 	expired []refs.Project
 	sweeps  []time.Time
+	nextDue time.Time // what ExpireDue answers
 	err     error
 }
 
@@ -26,7 +27,7 @@ func (c *countingLifecycle) ExpireDue(_ context.Context, p refs.Project) (refs.E
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expired = append(c.expired, p)
-	return refs.ExpireResult{}, c.err
+	return refs.ExpireResult{NextDue: c.nextDue}, c.err
 }
 
 func (c *countingLifecycle) Sweep(context.Context) (refs.SweepResult, error) {
@@ -149,5 +150,40 @@ func TestRetryDelayBacksOff(t *testing.T) {
 			t.Fatalf("retry %d: delay %v shrank from %v", n, d, prev)
 		}
 		prev = d
+	}
+}
+
+// After a run the handler asks for the project's next one at its next due
+// time, and never in the run's own bucket (a run that came early, by this
+// machine's clock, would find its follow-up taken by itself).
+func TestExpireSchedulesTheNextRun(t *testing.T) {
+	at := bucketEnd(time.Now().Add(time.Hour))
+	for _, tt := range []struct {
+		name    string
+		nextDue time.Time
+		want    time.Time
+	}{
+		{"later", at.Add(90 * time.Minute), bucketEnd(at.Add(90 * time.Minute))},
+		{"within its own bucket", at.Add(-time.Millisecond), at.Add(expireBucket)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := testdata.StartRedis(t)
+			client := asynq.NewClientFromRedisClient(r.Client(t))
+			h := &Handlers{Pins: &countingLifecycle{nextDue: tt.nextDue}, Scheduler: &ExpiryScheduler{Client: client}}
+			task, err := newExpireTask("group/app", at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.expire(t.Context(), task); err != nil {
+				t.Fatal(err)
+			}
+			tasks, err := asynq.NewInspectorFromRedisClient(r.Client(t)).ListScheduledTasks(DefaultQueue)
+			if err != nil || len(tasks) != 1 {
+				t.Fatalf("scheduled tasks = %v, %v; want 1", tasks, err)
+			}
+			if _, next, _ := parseExpirePayload(tasks[0].Payload); !next.Equal(tt.want) {
+				t.Fatalf("next run at %v, want %v", next, tt.want)
+			}
+		})
 	}
 }
