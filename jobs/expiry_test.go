@@ -13,33 +13,33 @@ import (
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
-// deleteTransactions reads how many delete transactions git ran, and how
-// many refs they held, from the domain's metrics.
-func deleteTransactions(t *testing.T, reg *prometheus.Registry) (transactions, refCount uint64) {
+// sample reads one metric of a family, the one with the given label value:
+// a histogram's count and sum, or a counter's value.
+func sample(t *testing.T, reg *prometheus.Registry, family, label, value string) (count uint64, sum, counter float64) {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "refkeeper_git_transaction_refs" {
+		if f.GetName() != family {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == "delete" {
-					return m.GetHistogram().GetSampleCount(), uint64(m.GetHistogram().GetSampleSum())
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	return 0, 0
+	return 0, 0, 0
 }
 
 // Many pins finished together in a repository whose refs are packed: the
 // worker deletes every ref at expires_at through the tasks alone (the
-// periodic sweep is an hour away), in a few shared transactions rather than
-// one per pin.
+// periodic sweep runs once a day, and at start-up, when nothing is due), in a
+// few shared transactions rather than one per pin.
 func TestExpiriesShareTransactions(t *testing.T) {
 	const pins = 1000
 	dir := t.TempDir()
@@ -100,7 +100,8 @@ func TestExpiriesShareTransactions(t *testing.T) {
 	w, err := StartWorker(WorkerConfig{
 		Redis:        rdb,
 		Handlers:     &Handlers{Pins: svc, Scheduler: expiry},
-		GCInterval:   time.Hour,
+		GCInterval:   24 * time.Hour,
+		Registerer:   reg,
 		PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -128,10 +129,17 @@ func TestExpiriesShareTransactions(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	transactions, deleted := deleteTransactions(t, reg)
+	transactions, sum, _ := sample(t, reg, "refkeeper_git_transaction_refs", "kind", "delete")
+	deleted := uint64(sum)
 	t.Logf("%d refs deleted in %d transactions", deleted, transactions)
 	if deleted != pins || transactions == 0 || transactions > pins/50 {
 		t.Fatalf("%d refs deleted in %d transactions; want %d in at most %d", deleted, transactions, pins, pins/50)
+	}
+	_, _, runs := sample(t, reg, "refkeeper_tasks_processed_total", "type", TypeExpireDue)
+	_, _, sweeps := sample(t, reg, "refkeeper_tasks_processed_total", "type", TypeSweep)
+	t.Logf("%v runs of the due deletions, %v sweeps", runs, sweeps)
+	if runs < 1 || sweeps > 1 {
+		t.Fatalf("%v runs of the due deletions and %v sweeps; want the runs to have done it", runs, sweeps)
 	}
 	counts, err := store.Count(ctx, "group/app")
 	if err != nil || counts[refs.StateDeleted] != pins || counts[refs.StateFinished] != 0 {
