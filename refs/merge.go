@@ -63,8 +63,8 @@ func decodeMerge(s string) *Merge {
 
 // PinMerge is Pin that also records the inputs of the pin's computed merge
 // (nil: none); see pinScript.
-func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time, maxAge time.Duration) (outcome, error) {
-	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), msDur(maxAge), merge.encode())
+func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time) (outcome, error) {
+	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), merge.encode())
 }
 
 func (s *Service) mergeIdentity() gitops.Identity {

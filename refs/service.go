@@ -10,11 +10,13 @@ import (
 	"github.com/refkeeper/refkeeper/gitops"
 )
 
-// ExpiryScheduler runs a pin's deletion at its due time. The task queue
-// implements it (package jobs); the domain only says when. A failure to
-// schedule is logged, not fatal: the GC sweep deletes whatever is due anyway.
+// ExpiryScheduler runs a project's due deletions (Service.ExpireDue) at a
+// given time: every pin of the project due by then goes in the same batch.
+// The task queue implements it (package jobs); the domain only says when. A
+// failure to schedule is logged, not fatal: the GC sweep deletes whatever is
+// due anyway.
 type ExpiryScheduler interface {
-	ScheduleExpiry(ctx context.Context, p Project, id PipelineID, at time.Time) error
+	ScheduleExpiry(ctx context.Context, p Project, at time.Time) error
 }
 
 // Service is the pin lifecycle: pin, finish, delete, close a merge request,
@@ -24,7 +26,8 @@ type Service struct {
 	Repos  *gitops.Root
 	Store  *Store
 	Policy Policy
-	// Clock tells the time; nil: SystemClock.
+	// Clock tells the time every record is stamped with and compared with;
+	// nil: SystemClock. Replicas share one clock: RedisClock.
 	Clock Clock
 	// Scheduler runs deletions at their due time; nil: only sweeps delete.
 	Scheduler ExpiryScheduler
@@ -152,17 +155,22 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if live && current.SHA != sha {
 		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: current.SHA, Requested: sha}
 	}
+	// From here the pin runs to its end whether or not the caller waits:
+	// once git may have the ref, its record must follow (a caller that
+	// stopped waiting for the create could not tell whether it happened).
+	ctx, cancel := settling(ctx)
+	defer cancel()
 	created, err = s.createRef(ctx, repo, ref, sha)
 	if err != nil {
 		return Pin{}, false, err
 	}
-	out, err := s.Store.PinMerge(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, merge, s.now(), s.Policy.MaxAge)
+	out, err := s.Store.PinMerge(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, merge, s.now())
 	if err != nil {
 		// The ref stays: the sweep adopts it, or the client's retry records it.
 		return Pin{}, false, unavailable("recording pin", err)
 	}
 	switch {
-	case out.Status == "conflict":
+	case out.Status == statusConflict:
 		// Another client pinned this pipeline at another SHA in between, after
 		// the ref was gone. Take back the ref this call created, if any.
 		if created {
@@ -170,8 +178,8 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 				s.logger().Warn("could not take back conflicting ref", "project", req.Project, "ref", ref, "err", err)
 			}
 		}
-		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: ObjectID(out.Extra), Requested: sha}
-	case out.Extra == "1":
+		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: out.Pin.SHA, Requested: sha}
+	case out.Recreate:
 		// A deletion was pending or done: it may have removed the ref after
 		// this call saw it. The deleter re-creates it when it notices the
 		// re-pin, but the caller must get a ref now.
@@ -181,10 +189,21 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		}
 		created = created || again
 	}
-	if out.Status == "new" {
+	if out.Status == statusNew {
 		s.registerProject(ctx, req.Project)
 	}
 	return out.Pin, created, nil
+}
+
+// settleTimeout bounds the record updates that follow a git commit.
+const settleTimeout = 30 * time.Second
+
+// settling is the context of what follows a git commit: the record update
+// runs to its end even if the caller has gone (a DELETE whose client hung
+// up must not leave its pin pinned and claimed, with a fetch token that
+// still works), within settleTimeout.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
 // projectRegisterEvery bounds how stale this process's belief that a project
@@ -267,29 +286,19 @@ func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, er
 	if !out.HasPin {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
-	if out.Pin.State == StateFinished {
-		s.schedule(ctx, out.Pin)
+	if out.Pin.State == StateFinished && !out.Due.IsZero() {
+		s.schedule(ctx, p, out.Due)
 	}
 	return out.Pin, nil
 }
 
-// dueAt is when a live pin must be deleted: at expires_at once finished, and
-// at the latest max-age after it was created.
-func (s *Service) dueAt(pin Pin) time.Time {
-	limit := pin.CreatedAt.Add(s.Policy.MaxAge)
-	if pin.State == StateFinished && pin.ExpiresAt.Before(limit) {
-		return pin.ExpiresAt
-	}
-	return limit
-}
-
-func (s *Service) schedule(ctx context.Context, pin Pin) {
+// schedule asks for the project's due deletions to run at `at`.
+func (s *Service) schedule(ctx context.Context, p Project, at time.Time) {
 	if s.Scheduler == nil {
 		return
 	}
-	if err := s.Scheduler.ScheduleExpiry(ctx, pin.Project, pin.PipelineID, s.dueAt(pin)); err != nil {
-		s.logger().Warn("could not schedule deletion; the GC sweep will do it",
-			"project", pin.Project, "pipeline_id", pin.PipelineID, "err", err)
+	if err := s.Scheduler.ScheduleExpiry(ctx, p, at); err != nil {
+		s.logger().Warn("could not schedule deletion; the GC sweep will do it", "project", p, "at", at, "err", err)
 	}
 }
 
@@ -312,7 +321,7 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		if err != nil {
 			return unavailable("claiming pin", err)
 		}
-		if out.Status == "claimed" {
+		if out.Status == statusClaimed {
 			settled, err := s.deleteNow(ctx, repo, p, out.Pin, token)
 			if err != nil || settled {
 				return err
@@ -325,7 +334,7 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		var nf *gitops.RefNotFoundError
 		switch {
 		case errors.As(err, &nf):
-			if out.Status == "none" {
+			if out.Status == statusNone {
 				return &PinNotFoundError{Project: p, PipelineID: id}
 			}
 			return nil
@@ -334,11 +343,11 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		}
 		// Record the deletion first, claimed, so that a pin made meanwhile
 		// gets its ref back and a sweep listing refs now does not adopt it.
-		tomb, err := s.Store.Tombstone(ctx, p, id, sha, s.now(), s.Policy.MaxAge, token)
+		tomb, err := s.Store.Tombstone(ctx, p, id, sha, s.now(), token)
 		if err != nil {
 			return unavailable("recording deletion", err)
 		}
-		if tomb.Status == "live" {
+		if tomb.Status == statusLive {
 			continue // pinned in between: delete that pin instead
 		}
 		s.registerProject(ctx, p)
@@ -371,13 +380,35 @@ func (s *Service) deleteNow(ctx context.Context, repo *gitops.Repo, p Project, p
 	return !(ok && now.deletionClaimed), nil
 }
 
-// ExpireDue deletes a pin's ref if it is due now (re-reading the pin first,
-// so a pin re-opened since the task was scheduled is kept), and purges its
-// record once it has been deleted for max-age. Safe to run any number of
-// times.
-func (s *Service) ExpireDue(ctx context.Context, p Project, id PipelineID) error {
-	_, _, err := s.expire(ctx, p, []PipelineID{id})
-	return err
+// ExpireResult is what one run of a project's due deletions did.
+type ExpireResult struct {
+	Deleted int // refs deleted
+	Purged  int // records of pins deleted more than max-age ago, dropped
+	// NextDue is when a record of the project is next due under the policy
+	// in force; zero: none is.
+	NextDue time.Time
+}
+
+// ExpireDue deletes the refs of every pin of the project that is due now,
+// in batches of one git transaction each, and purges records deleted for
+// max-age; see expireProject. Safe to run any number of times, from any
+// number of processes: only one deletes at a time, and the others' requests
+// become its next round.
+func (s *Service) ExpireDue(ctx context.Context, p Project) (ExpireResult, error) {
+	var res SweepResult
+	err := s.expireProject(ctx, p, &res)
+	out := ExpireResult{Deleted: res.Deleted, Purged: res.Purged}
+	if err != nil {
+		return out, err
+	}
+	next, ok, err := s.Store.NextDue(ctx, p, s.Policy.MaxAge)
+	if err != nil {
+		return out, unavailable("reading next due time", err)
+	}
+	if ok {
+		out.NextDue = next
+	}
+	return out, nil
 }
 
 // expire processes pins the due index says are due: purge deleted records,
@@ -401,9 +432,9 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 	var gone []PipelineID
 	for i, out := range outs {
 		switch out.Status {
-		case "claimed":
+		case statusClaimed:
 			claimed = append(claimed, out.Pin)
-		case "deleted":
+		case statusDeleted:
 			gone = append(gone, ids[i])
 		}
 	}
@@ -412,7 +443,7 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 		return 0, 0, unavailable("purging pins", err)
 	}
 	for _, out := range pouts {
-		if out.Status == "purged" {
+		if out.Status == statusPurged {
 			purged++
 		}
 	}
@@ -453,6 +484,10 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 	if err != nil {
 		return 0, nil, err
 	}
+	// Git has deleted what it deleted: the records follow whether or not
+	// the caller waits.
+	ctx, cancel := settling(ctx)
+	defer cancel()
 	var done []Pin
 	var firstErr error
 	for i, res := range results {
@@ -489,12 +524,12 @@ func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Projec
 	for i, pin := range pins {
 		ids[i] = pin.PipelineID
 	}
-	outs, err := s.Store.CommitDeletes(ctx, p, ids, s.now(), s.Policy.MaxAge, token)
+	outs, err := s.Store.CommitDeletes(ctx, p, ids, s.now(), token)
 	if err != nil {
 		return unavailable("marking pins deleted", err)
 	}
 	for i, out := range outs {
-		if out.Status == "reclaimed" && repo != nil {
+		if out.Status == statusReclaimed && repo != nil {
 			if _, err := s.createRef(ctx, repo, pins[i].Ref(), out.Pin.SHA); err != nil {
 				return err
 			}
@@ -509,7 +544,8 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 	if _, err := s.RepoPath(p); err != nil {
 		return nil, err
 	}
-	ids, err := s.Store.CloseMergeRequest(ctx, p, iid, s.now(), s.Policy.MaxAge)
+	now := s.now()
+	ids, err := s.Store.CloseMergeRequest(ctx, p, iid, now)
 	if err != nil {
 		return nil, unavailable("closing merge request", err)
 	}
@@ -519,7 +555,8 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 	}
 	for _, pin := range pins {
 		if pin.State == StateFinished {
-			s.schedule(ctx, pin)
+			s.schedule(ctx, p, now) // one run deletes them all
+			break
 		}
 	}
 	return pins, nil

@@ -83,7 +83,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		}
 	}
 
-	rdb, newRedis, closeRedis, err := openRedis(cfg, logger)
+	rdb, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -94,14 +94,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	store := &refs.Store{Client: rdb}
 	taskClient := asynq.NewClientFromRedisClient(rdb)
 	closers.push(func() { _ = taskClient.Close() })
-	metrics := refs.NewMetrics(registry, store, refs.SystemClock{})
+	// Replicas stamp and compare records with one clock: Redis's.
+	clock := &refs.RedisClock{Client: rdb}
+	metrics := refs.NewMetrics(registry, store, clock)
 	root.Observer = metrics // before any request or task uses the root
+	expiry := &jobs.ExpiryScheduler{Client: taskClient}
 	svc := &refs.Service{
 		Repos:     root,
 		Store:     store,
 		Policy:    refs.Policy{Retention: cfg.Retention, MaxAge: cfg.MaxAge},
-		Clock:     refs.SystemClock{},
-		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
+		Clock:     clock,
+		Scheduler: expiry,
 		Logger:    logger,
 		Metrics:   metrics,
 		// Never less often than the sweep itself.
@@ -134,8 +137,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if cfg.runsWorker() {
 		worker, err = jobs.StartWorker(jobs.WorkerConfig{
 			Redis:       rdb,
-			NewRedis:    newRedis,
-			Handlers:    &jobs.Handlers{Pins: svc, Logger: logger},
+			Handlers:    &jobs.Handlers{Pins: svc, Scheduler: expiry, Logger: logger},
 			Concurrency: cfg.WorkerConcurrency,
 			GCInterval:  cfg.GCInterval,
 			// Tasks drain while the HTTP server does, in the same part of
@@ -307,27 +309,20 @@ func createDemo(root *gitops.Root, logger *slog.Logger) error {
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one.
-// It answers the shared client, a function that opens another connection
-// like it (for the parts that must own theirs), and what closes both.
-func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func() redis.UniversalClient, func(), error) {
+// It answers the client and what closes it (and the embedded Redis).
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
 	url, stopEmbedded := cfg.RedisURL, func() {}
 	if url == "" {
 		emb, err := startEmbeddedRedis(logger)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		url, stopEmbedded = "redis://"+emb.Addr()+"/0", emb.Close
 	}
 	opts, err := redisOptions(url)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, nil, fmt.Errorf("redis: %w", err)
 	}
-	// Every client gets a copy of its own: go-redis writes to its options
-	// while it sets up connections.
-	newClient := func() redis.UniversalClient {
-		o := *opts
-		return redis.NewUniversalClient(&o)
-	}
-	rdb := newClient()
-	return rdb, newClient, func() { rdb.Close(); stopEmbedded() }, nil
+	rdb := redis.NewUniversalClient(opts)
+	return rdb, func() { rdb.Close(); stopEmbedded() }, nil
 }
