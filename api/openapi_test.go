@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	gotoken "go/token"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -572,4 +576,102 @@ func TestOpenAPIChecksCatchDrift(t *testing.T) {
 	if m := routeMismatches(e, extra); !slices.Equal(m, []string{"GET /api/v1/extra is documented but not routed"}) {
 		t.Errorf("an operation with no route: %v", m)
 	}
+}
+
+// TestOpenAPIErrorCodes: every error code the package defines (its code*
+// constants) is in the document's ErrorCode enum, and every answer's
+// narrowed list of codes is drawn from that enum.
+func TestOpenAPIErrorCodes(t *testing.T) {
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var enum []string
+	for _, c := range at(doc, "components", "schemas", "ErrorCode")["enum"].([]any) {
+		enum = append(enum, c.(string))
+	}
+
+	fset := gotoken.NewFileSet()
+	defined := 0
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			spec, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, id := range spec.Names {
+				if !strings.HasPrefix(id.Name, "code") || i >= len(spec.Values) {
+					continue
+				}
+				lit, ok := spec.Values[i].(*ast.BasicLit)
+				if !ok {
+					continue
+				}
+				code, _ := strconv.Unquote(lit.Value)
+				defined++
+				if !slices.Contains(enum, code) {
+					t.Errorf("%s: error code %q (%s) is not in the ErrorCode enum of openapi.json", name, code, id.Name)
+				}
+			}
+			return true
+		})
+	}
+	if defined < 10 {
+		t.Fatalf("found %d code constants: the check proves nothing", defined)
+	}
+
+	for path, item := range at(doc, "paths") {
+		for method, op := range item.(map[string]any) {
+			o, ok := op.(map[string]any) // not the path's "parameters"
+			if !ok {
+				continue
+			}
+			responses, ok := o["responses"].(map[string]any)
+			if !ok {
+				continue
+			}
+			for status, r := range responses {
+				for _, code := range narrowedCodes(doc, r.(map[string]any)) {
+					if !slices.Contains(enum, code) {
+						t.Errorf("%s %s %s lists code %q, which is not in ErrorCode", method, path, status, code)
+					}
+				}
+			}
+		}
+	}
+}
+
+// narrowedCodes are the codes an error answer's allOf allows (following a
+// $ref to components.responses).
+func narrowedCodes(doc map[string]any, r map[string]any) []string {
+	if ref, ok := r["$ref"].(string); ok {
+		r = at(doc, "components", "responses", strings.TrimPrefix(ref, "#/components/responses/"))
+	}
+	content, _ := r["content"].(map[string]any)
+	media, _ := content["application/json"].(map[string]any)
+	schema, _ := media["schema"].(map[string]any)
+	allOf, _ := schema["allOf"].([]any)
+	if len(allOf) < 2 {
+		return nil
+	}
+	var out []string
+	for _, c := range at(allOf[1], "properties", "error", "properties", "code")["enum"].([]any) {
+		out = append(out, c.(string))
+	}
+	return out
 }
