@@ -77,6 +77,14 @@ func loadContract(t *testing.T, raw []byte) *contract {
 	if err := doc.Validate(t.Context()); err != nil {
 		t.Fatalf("the document is not valid OpenAPI 3.1: %v", err)
 	}
+	// Validate does not hold the schemas' own examples to them.
+	for name, s := range doc.Components.Schemas {
+		for i, ex := range s.Value.Examples {
+			if err := s.Value.VisitJSON(ex, openapi3.EnableJSONSchema2020()); err != nil {
+				t.Fatalf("example %d of schema %s does not match it: %v", i, name, err)
+			}
+		}
+	}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -446,6 +454,9 @@ func TestOpenAPIAnswers(t *testing.T) {
 	var validated, documented []string
 	for key, op := range k.docOperations() {
 		for status := range op.Responses.Map() {
+			if n, err := strconv.Atoi(status); err != nil || n < 100 || n > 599 {
+				t.Errorf("%s: response %q is not a status code", key, status)
+			}
 			answer := key + " " + status
 			reason, listed := onlyDocumented[answer]
 			switch {
