@@ -37,6 +37,9 @@ type Config struct {
 	// AddressLimit bounds requests per client address (the connection's,
 	// never X-Forwarded-For); TokenLimit per presented token. Zero: off.
 	AddressLimit, TokenLimit RateLimit
+	// Hooks receives the git hosts' webhooks on /hooks/<host>, for each host
+	// it has a secret for; nil: no webhook routes.
+	Hooks Webhooks
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -104,6 +107,8 @@ func New(cfg Config) (http.Handler, error) {
 	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
 	e.POST(v1+"/gc", h.gc, auth)
+
+	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
 
 	e.Any("/git/*", git.serve) // authorizes itself: API or scoped fetch token
 	return e, nil

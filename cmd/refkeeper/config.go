@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -60,6 +61,9 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// Hooks are the webhook secrets of the git hosts; an empty one turns
+	// that host's /hooks/ route off.
+	Hooks hooks.Secrets
 }
 
 // Roles of a serve process.
@@ -97,6 +101,9 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
+	{"gitlab-hook-token", "REFKEEPER_GITLAB_HOOK_TOKEN"},
+	{"github-hook-secret", "REFKEEPER_GITHUB_HOOK_SECRET"},
+	{"gitea-hook-secret", "REFKEEPER_GITEA_HOOK_SECRET"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -124,6 +131,9 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
 	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
+	fs.StringVar(&c.Hooks.GitLabToken, "gitlab-hook-token", "", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off")
+	fs.StringVar(&c.Hooks.GitHubSecret, "github-hook-secret", "", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off")
+	fs.StringVar(&c.Hooks.GiteaSecret, "gitea-hook-secret", "", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {

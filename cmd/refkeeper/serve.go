@@ -23,6 +23,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -205,6 +206,12 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 		FetchTokenKeys: keys,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
+		Hooks: &hooks.Receiver{
+			Domain:  svc,
+			Secrets: cfg.Hooks,
+			Metrics: hooks.NewMetrics(registry),
+			Logger:  logger,
+		},
 	})
 }
 
