@@ -21,7 +21,8 @@
 // for GitLab, a finishing status's object_attributes.finished_at, and for a
 // running (or created, pending, ...) status the latest created_at,
 // started_at or finished_at of its builds; for GitHub, workflow_run's
-// updated_at. A pipeline that is running again after it finished (a
+// updated_at. A pin finished through the API has no such time; its
+// finished_at stands in. A pipeline that is running again after it finished (a
 // retried job) is told from a late delivery by that time alone:
 //
 //   - a running delivery for a finished pin re-opens it only when its time

@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +57,7 @@ func newEnv(t *testing.T) *env {
 		Domain:  svc,
 		Secrets: Secrets{GitLabToken: gitlabToken, GitHubSecret: githubSecret, GiteaSecret: giteaSecret},
 		Metrics: NewMetrics(reg),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	return &env{t: t, svc: svc, rcv: rcv, proj: proj, redis: r, head: head, reg: reg,
 		vars: map[string]string{"SHA": proj.Merge, "HEAD_SHA": head, "BASE_SHA": proj.Second}}
@@ -464,5 +469,29 @@ func TestTransientFailureIsNotRemembered(t *testing.T) {
 	}
 	if got := e.count("gitlab", "pipeline", "unavailable"); got != 1 {
 		t.Fatalf("unavailable counted %v", got)
+	}
+}
+
+// A transient failure with Redis up (a ref lock another writer holds): the
+// answer is not remembered, so the host's redelivery pins.
+func TestTransientGitFailureIsNotRemembered(t *testing.T) {
+	e := newEnv(t)
+	body := gitlabStatus(t, e.payload("gitlab-pipeline-success.json"), "running")
+	lock := filepath.Join(e.proj.Dir, "refs", "pipelines", "31.lock")
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.deliver(GitLab, "Pipeline Hook", "t2", body); !refs.IsUnavailable(err) {
+		t.Fatalf("with the ref locked: %v, want a transient error", err)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	e.mustDeliver(GitLab, "Pipeline Hook", "t2", body, Pinned)
+	if _, ok := e.ref(31); !ok {
+		t.Fatal("the redelivery did not pin")
 	}
 }
