@@ -30,7 +30,7 @@ func (h *handlers) mountHooks(e *echo.Echo, wh Webhooks) {
 	if wh == nil {
 		return
 	}
-	for _, host := range hooks.Hosts {
+	for _, host := range hooks.Hosts() {
 		if !wh.Enabled(host) {
 			continue
 		}

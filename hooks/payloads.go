@@ -76,8 +76,6 @@ func parse(h Host, header http.Header, body []byte) (event, error) {
 // RFC 3339 elsewhere; null or an unknown form is zero (no time).
 type gitlabTime struct{ time.Time }
 
-var gitlabLayouts = []string{"2006-01-02 15:04:05 MST", "2006-01-02 15:04:05 -0700", time.RFC3339Nano}
-
 func (t *gitlabTime) UnmarshalJSON(b []byte) error {
 	var s *string
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -87,7 +85,7 @@ func (t *gitlabTime) UnmarshalJSON(b []byte) error {
 	if s == nil {
 		return nil
 	}
-	for _, layout := range gitlabLayouts {
+	for _, layout := range []string{"2006-01-02 15:04:05 MST", "2006-01-02 15:04:05 -0700", time.RFC3339Nano} {
 		if v, err := time.Parse(layout, *s); err == nil {
 			t.Time = v.UTC()
 			return nil

@@ -20,7 +20,7 @@ const (
 )
 
 // Hosts lists every Host.
-var Hosts = []Host{GitLab, GitHub, Gitea}
+func Hosts() []Host { return []Host{GitLab, GitHub, Gitea} }
 
 // Secrets are the shared secrets of each host's webhooks; an empty one
 // turns that host's webhooks off.
