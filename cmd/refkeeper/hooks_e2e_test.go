@@ -108,6 +108,13 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		if _, ok := p.git.RefSHA(t, "refs/pipelines/31"); ok {
 			t.Fatal("a redelivery re-created the ref")
 		}
+		// The same running, late, under its own id: the pipeline finished
+		// after everything in it, so the deleted ref stays deleted.
+		code, body = srv.deliver(t, "gitlab", running, gitlab("Pipeline Hook", "gl-4"))
+		wantAction(t, "late running", code, body, "ignored")
+		if _, ok := p.git.RefSHA(t, "refs/pipelines/31"); ok || !strings.Contains(body["reason"].(string), "late delivery") {
+			t.Fatalf("a late delivery after the deletion: %v, ref re-created %v", body["reason"], ok)
+		}
 	})
 
 	t.Run("github", func(t *testing.T) {
