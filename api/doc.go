@@ -1,6 +1,7 @@
 // Package api is refkeeper's HTTP surface: the REST API of the contract
 // (pins, finish, delete, list, merge-request close, GC), health and metrics
-// endpoints, and the read-only git smart-HTTP mount runners fetch from.
+// endpoints, the read-only git smart-HTTP mount runners fetch from, and the
+// git hosts' webhook routes /hooks/<host> (handled by package hooks).
 //
 // It owns HTTP concerns only: routing (echo), bearer and basic auth, strict
 // JSON decoding, and the one mapping from the domain's typed errors to status
@@ -13,5 +14,5 @@
 // address, read from X-Forwarded-For only behind trusted proxies, and per
 // valid token, in buckets of bounded number (ratelimit.go).
 //
-// api imports refs; only cmd imports api. echo appears only here and in cmd.
+// api imports hooks and refs; only cmd imports api. echo appears only here and in cmd.
 package api

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -83,6 +84,8 @@ func toHTTPError(err error) *httpError {
 		mergeFailed *refs.MergeConflictError
 		unavailable *refs.UnavailableError
 		tooLarge    *http.MaxBytesError
+		hookAuth    *hooks.UnauthorizedError
+		hookBody    *hooks.MalformedError
 	)
 	switch {
 	case errors.As(err, &he):
@@ -107,6 +110,10 @@ func toHTTPError(err error) *httpError {
 	case errors.As(err, &unavailable):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}
+	case errors.As(err, &hookAuth):
+		return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or wrong webhook signature", Err: err}
+	case errors.As(err, &hookBody):
+		return &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: hookBody.Error()}
 	case errors.As(err, &tooLarge):
 		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: codePayloadTooLarge,
 			Message: fmt.Sprintf("request body is over %d bytes", tooLarge.Limit)}

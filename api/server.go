@@ -45,6 +45,9 @@ type Config struct {
 	// one of them. Empty: the connection's address, whatever the header
 	// says.
 	TrustedProxies []netip.Prefix
+	// Hooks receives the git hosts' webhooks on /hooks/<host>, for each host
+	// it has a secret for; nil: no webhook routes.
+	Hooks Webhooks
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -113,6 +116,8 @@ func New(cfg Config) (http.Handler, error) {
 	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
 	e.POST(v1+"/gc", h.gc, auth)
+
+	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
 
 	e.Any("/git/*", git.serve) // authorizes itself: API or scoped fetch token
 	return e, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -85,6 +86,9 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration
 	// WorkerConcurrency is how many tasks a worker runs at once.
 	WorkerConcurrency int
+	// Hooks are the webhook secrets of the git hosts; an empty one turns
+	// that host's /hooks/ route off.
+	Hooks hooks.Secrets
 }
 
 // Defaults of the flags that other code does not define.
@@ -141,6 +145,9 @@ var flagEnv = []struct{ flag, env string }{
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
 	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
+	{"gitlab-hook-token", "REFKEEPER_GITLAB_HOOK_TOKEN"},
+	{"github-hook-secret", "REFKEEPER_GITHUB_HOOK_SECRET"},
+	{"gitea-hook-secret", "REFKEEPER_GITEA_HOOK_SECRET"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -176,6 +183,9 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 		return err
 	})
 	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
+	fs.StringVar(&c.Hooks.GitLabToken, "gitlab-hook-token", "", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off")
+	fs.StringVar(&c.Hooks.GitHubSecret, "github-hook-secret", "", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off")
+	fs.StringVar(&c.Hooks.GiteaSecret, "gitea-hook-secret", "", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git")
 	fs.IntVar(&c.WorkerConcurrency, "worker-concurrency", defaultWorkerConcurrency, "tasks a worker runs at once")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -219,6 +220,12 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, registry 
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
+		Hooks: &hooks.Receiver{
+			Domain:  svc,
+			Secrets: cfg.Hooks,
+			Metrics: hooks.NewMetrics(registry),
+			Logger:  logger,
+		},
 	})
 }
 
