@@ -51,6 +51,7 @@ type Upstream struct {
 	fetches  int           // authorized ref advertisements for upload-pack
 	posts    int           // authorized POSTs to git-upload-pack
 	refused  int           // requests answered 401
+	stalled  int           // requests waiting for Release now
 }
 
 // StartUpstream starts an Upstream on a free loopback port; it is stopped
@@ -130,6 +131,13 @@ func (u *Upstream) Refused() int {
 	return u.refused
 }
 
+// Stalled counts the requests waiting for Release now.
+func (u *Upstream) Stalled() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stalled
+}
+
 // SetPassword changes the password the upstream accepts from now on.
 func (u *Upstream) SetPassword(p string) {
 	u.mu.Lock()
@@ -177,6 +185,8 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	stall := u.stall
 	u.mu.Unlock()
 	if stall != nil {
+		u.count(func() { u.stalled++ })
+		defer u.count(func() { u.stalled-- })
 		select {
 		case <-stall:
 		case <-r.Context().Done():
