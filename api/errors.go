@@ -28,6 +28,10 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
 	codeRateLimited      = "rate_limited"
+	codeProjectConflict  = "project_conflict"
+	codeUpstreamDown     = "upstream_unavailable"
+	codeUpstreamRejected = "upstream_rejected"
+	codeRefNotFound      = "ref_not_found"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -76,6 +80,10 @@ func toHTTPError(err error) *httpError {
 		noMergeRef  *refs.MergeRefNotFoundError
 		unavailable *refs.UnavailableError
 		tooLarge    *http.MaxBytesError
+		projConfl   *refs.ProjectConflictError
+		upDown      *refs.UpstreamUnavailableError
+		upRejected  *refs.UpstreamRejectedError
+		upNoRef     *refs.UpstreamRefNotFoundError
 	)
 	switch {
 	case errors.As(err, &he):
@@ -92,6 +100,14 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeCommitNotFound, Message: noCommit.Error()}
 	case errors.As(err, &noMergeRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
+	case errors.As(err, &projConfl):
+		return &httpError{Status: http.StatusConflict, Code: codeProjectConflict, Message: projConfl.Error()}
+	case errors.As(err, &upDown):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUpstreamDown, Message: upDown.Error(), Err: err}
+	case errors.As(err, &upRejected):
+		return &httpError{Status: http.StatusBadGateway, Code: codeUpstreamRejected, Message: upRejected.Error(), Err: err}
+	case errors.As(err, &upNoRef):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: upNoRef.Error()}
 	case errors.As(err, &unavailable):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}

@@ -355,3 +355,13 @@ func (f *Fetcher) FetchMirror(ctx context.Context, name ProjectName, up Upstream
 	}
 	return f.Fetch(ctx, path, up, refspecs)
 }
+
+// IsStaged reports whether name is a mirror whose first clone has not
+// succeeded yet (running or failed).
+func (r *Root) IsStaged(name ProjectName) bool {
+	if _, err := ParseProjectName(string(name)); err != nil {
+		return false
+	}
+	bare, _ := isBareRepo(r.stagingPath(name))
+	return bare
+}

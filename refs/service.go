@@ -62,6 +62,9 @@ func (s *Service) logger() *slog.Logger {
 func (s *Service) open(p Project) (*gitops.Repo, error) {
 	repo, err := s.Repos.Open(p)
 	var nf *gitops.ProjectNotFoundError
+	if errors.As(err, &nf) && s.Repos.IsStaged(p) {
+		return nil, &UnavailableError{Op: "opening project", Cause: errMirrorCloning}
+	}
 	if errors.As(err, &nf) {
 		return nil, &ProjectNotFoundError{Project: p}
 	}

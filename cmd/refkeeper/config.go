@@ -58,6 +58,11 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// Credentials is the JSON file of named upstream credentials for
+	// mirrors; empty: none.
+	Credentials string
+	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
+	UpstreamTimeout time.Duration
 }
 
 // Roles of a serve process.
@@ -94,6 +99,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"credentials", "REFKEEPER_CREDENTIALS"},
+	{"upstream-timeout", "REFKEEPER_UPSTREAM_TIMEOUT"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -120,6 +127,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.StringVar(&c.Credentials, "credentials", "", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …}}, read again when it changes")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", gitops.DefaultUpstreamTimeout, "the longest one upstream fetch may take")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 
 	for _, fe := range flagEnv {
@@ -189,7 +198,8 @@ func (c serveConfig) validate() error {
 		name string
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
-		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge}} {
+		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
+		{"upstream-timeout", c.UpstreamTimeout}} {
 		if d.v <= 0 {
 			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
 		}
@@ -209,6 +219,11 @@ func (c serveConfig) validate() error {
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL); err != nil {
 			return &usageError{fmt.Sprintf("invalid value for --redis: %v", err)}
+		}
+	}
+	if c.Credentials != "" {
+		if err := (&refs.CredentialFile{Path: c.Credentials}).Load(); err != nil {
+			return &usageError{fmt.Sprintf("invalid value for --credentials: %v", err)}
 		}
 	}
 	for _, t := range c.Tokens {

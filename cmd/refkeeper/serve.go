@@ -102,6 +102,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		ReconcileInterval: max(cfg.ReconcileInterval, cfg.GCInterval),
 	}
 
+	projects := &refs.Projects{
+		Repos:           root,
+		Fetcher:         &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout},
+		Store:           store,
+		Credentials:     &refs.CredentialFile{Path: cfg.Credentials},
+		UpstreamTimeout: cfg.UpstreamTimeout,
+		Logger:          logger,
+	}
+	defer projects.Close() // after the HTTP server: no request starts a clone then
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -109,7 +119,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if cfg.FetchURL == "" {
 		cfg.Listen = ln.Addr().String() // a :0 port is known only now
 	}
-	handler, err := httpHandler(cfg, svc, registry, logger, stdout, reposDir)
+	handler, err := httpHandler(cfg, svc, projects, registry, logger, stdout, reposDir)
 	if err != nil {
 		ln.Close()
 		return err
@@ -179,7 +189,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+func httpHandler(cfg serveConfig, svc *refs.Service, projects *refs.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -197,6 +207,7 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 	}
 	return api.New(api.Config{
 		Pins:           svc,
+		Projects:       projects,
 		Tokens:         tokens,
 		FetchURL:       cfg.fetchBase(),
 		Logger:         logger,
