@@ -313,8 +313,9 @@ func (f *Fetcher) runBatch(dir string, b *fetchBatch) {
 	}
 }
 
-// waiting counts the callers queued for the next fetch of dir.
-func (f *Fetcher) waiting(dir string) int {
+// Queued counts the callers waiting for the next fetch into the repository
+// at dir (not those of the fetch running): what coalescing saves.
+func (f *Fetcher) Queued(dir string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g := f.groups[dir]; g != nil && g.next != nil {

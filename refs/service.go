@@ -30,6 +30,9 @@ type Service struct {
 	Scheduler ExpiryScheduler
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+	// Mirrors fetches what a pin on a mirror names first; nil: nothing is
+	// fetched, and merge refs are GitLab's.
+	Mirrors PinFetcher
 	// Metrics counts ref writes; nil: not counted.
 	Metrics *Metrics
 	// knownProjects remembers when this process last registered a project
@@ -109,6 +112,12 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if err != nil {
 		return Pin{}, false, err
 	}
+	mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
+	if s.Mirrors != nil && (req.SHA != "" || req.MergeRequestIID != 0) {
+		if mergeRef, err = s.Mirrors.FetchForPin(ctx, repo, req); err != nil {
+			return Pin{}, false, err
+		}
+	}
 	current, known, err := s.Store.Get(ctx, req.Project, req.PipelineID)
 	if err != nil {
 		return Pin{}, false, unavailable("reading pin", err)
@@ -123,7 +132,6 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		// already has, wherever the merge ref has moved since.
 		sha = current.SHA
 	case sha == "":
-		mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
 		sha, err = repo.ResolveRef(mergeRef)
 		var nf *gitops.RefNotFoundError
 		if errors.As(err, &nf) {

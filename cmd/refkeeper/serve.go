@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		Logger:          logger,
 	}
 	defer projects.Close() // after the HTTP server: no request starts a clone then
+	svc.Mirrors = projects
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
