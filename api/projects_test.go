@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -41,7 +42,17 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixtur
 	u := testdata.StartUpstream(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
 	writeCredentials(t, creds, testdata.UpstreamPassword)
-	reposRoot := &gitops.Root{Dir: root}
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Registered first, so it runs last: after every clone has ended.
+	t.Cleanup(func() {
+		for _, secret := range []string{testdata.UpstreamPassword, "wrong-password", "rotated"} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a log line shows a password (%s):\n%s", secret, logs.String())
+			}
+		}
+	})
+	reposRoot := &gitops.Root{Dir: root, Logger: logger}
 	t.Cleanup(reposRoot.Close)
 	store := &refs.Store{Client: r.Client(t)}
 	projects := &refs.Projects{
@@ -50,6 +61,7 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixtur
 		Store:           store,
 		Credentials:     &refs.CredentialFile{Path: creds},
 		UpstreamTimeout: upstreamTimeout,
+		Logger:          logger,
 	}
 	t.Cleanup(projects.Close)
 	svc := &refs.Service{
@@ -57,9 +69,10 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixtur
 		Store:   store,
 		Policy:  refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
 		Mirrors: projects,
+		Logger:  logger,
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	h, err := api.New(api.Config{Pins: svc, Projects: projects, Tokens: []string{token},
+	h, err := api.New(api.Config{Pins: svc, Projects: projects, Tokens: []string{token}, Logger: logger,
 		FetchURL: "http://" + srv.Listener.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +87,24 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixtur
 		creds:    creds,
 		projects: projects,
 	}
+}
+
+// lockedBuffer is a log sink for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func writeCredentials(t *testing.T, path, password string) {
@@ -302,8 +333,8 @@ func TestMirrorCloneFailsThenRetries(t *testing.T) {
 	}
 	a := f.awaitState(t, mirrorPath)
 	msg, _ := a.body["last_error"].(string)
-	if a.body["state"] != "failed" || !strings.Contains(msg, "credentials refused") {
-		t.Fatalf("clone with a wrong password: %s, want failed, credentials refused", a.raw)
+	if a.body["state"] != "failed" || !strings.Contains(msg, "credentials refused") || a.body["fetched_at"] != nil {
+		t.Fatalf("clone with a wrong password: %s, want failed, credentials refused, never fetched", a.raw)
 	}
 	if strings.Contains(a.raw, "wrong-password") || strings.Contains(a.raw, testdata.UpstreamPassword) {
 		t.Errorf("the answer shows a password: %s", a.raw)

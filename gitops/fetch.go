@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -41,6 +42,10 @@ type Upstream struct {
 // inherits, and which is read once. The helper before it is reset, so no
 // configured helper hears of the upstream either.
 const credentialHelper = `!f() { test "$1" = get && cat <&3; }; f`
+
+// fetchedMarker is the file in a mirror whose modification time is when the
+// last fetch into it succeeded.
+const fetchedMarker = "refkeeper-fetched"
 
 // fetchConfig are the settings of every upstream fetch: protocol v2 (its
 // ref-prefix filter keeps the listing to the refs asked for), no automatic
@@ -108,7 +113,7 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 		}
 		args = append(args, "-c", "credential.helper="+credentialHelper)
 	}
-	args = append(args, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", up.URL)
+	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
 	args = append(args, refspecs...)
 	cmd := r.command(ctx, dir, args...)
 	if pipeR != nil {
@@ -119,6 +124,11 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	start := time.Now()
 	err := cmd.Run()
 	if err == nil {
+		// Its time is the last good fetch (git's own FETCH_HEAD is
+		// rewritten by failed fetches too).
+		if merr := os.WriteFile(filepath.Join(dir, fetchedMarker), nil, 0o644); merr != nil {
+			r.logger().Warn("recording the fetch time", "dir", dir, "err", merr)
+		}
 		return nil
 	}
 	return classifyFetch(ctx, up.URL, strings.TrimSpace(stderr.String()), err, time.Since(start))

@@ -123,29 +123,55 @@ func readRecord(dir string) (cfg MirrorConfig, state StagedState, lastError stri
 }
 
 // writeRecord sets the mirror's record in its config; an empty credential,
-// state or error removes the key. libgit2 writes the file through a lock
-// file and a rename, so a reader sees the old record or the new one.
+// state or error removes the key. The keys are written into a copy of the
+// config that then replaces it in one rename, so a reader sees the old
+// record or the new one, never a state without its error.
 func writeRecord(dir string, cfg MirrorConfig, state StagedState, lastError string) error {
-	c, err := git.OpenOndisk(filepath.Join(dir, "config"))
+	path := filepath.Join(dir, "config")
+	old, err := os.ReadFile(path)
 	if err != nil {
-		return &StorageError{Op: "opening the config of " + dir, Err: err}
+		return &StorageError{Op: "reading the config of " + dir, Err: err}
+	}
+	tmp, err := os.CreateTemp(dir, "config.refkeeper-*")
+	if err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	defer os.Remove(tmp.Name()) // gone after the rename; the leftover otherwise
+	_, werr := tmp.Write(old)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: werr}
+	}
+	if err := setRecordKeys(tmp.Name(), cfg, state, lastError); err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	return nil
+}
+
+// setRecordKeys writes the record's keys into the config file at path.
+func setRecordKeys(path string, cfg MirrorConfig, state StagedState, lastError string) error {
+	c, err := git.OpenOndisk(path)
+	if err != nil {
+		return err
 	}
 	defer c.Free()
-	set := func(key, value string) error {
-		if value == "" {
-			err := c.Delete(key)
-			var gerr *git.GitError
-			if err != nil && errors.As(err, &gerr) && gerr.Code == git.ErrorCodeNotFound {
-				return nil
-			}
-			return err
-		}
-		return c.SetString(key, value)
-	}
 	for _, kv := range [][2]string{{keyUpstream, cfg.Upstream}, {keyHost, cfg.Host}, {keyCredential, cfg.Credential},
 		{keyState, string(state)}, {keyLastError, lastError}} {
-		if err := set(kv[0], kv[1]); err != nil {
-			return &StorageError{Op: "writing the config of " + dir, Err: err}
+		if kv[1] != "" {
+			if err := c.SetString(kv[0], kv[1]); err != nil {
+				return err
+			}
+			continue
+		}
+		err := c.Delete(kv[0])
+		var gerr *git.GitError
+		if err != nil && !(errors.As(err, &gerr) && gerr.Code == git.ErrorCodeNotFound) {
+			return err
 		}
 	}
 	return nil
@@ -167,9 +193,7 @@ func info(name ProjectName, dir string, staged bool) (ProjectInfo, error) {
 			pi.Since = st.ModTime()
 		}
 	}
-	// git writes FETCH_HEAD at the end of every fetch that got its refs:
-	// its time is the last good fetch, at no extra cost per fetch.
-	if st, err := os.Stat(filepath.Join(dir, "FETCH_HEAD")); err == nil {
+	if st, err := os.Stat(filepath.Join(dir, fetchedMarker)); err == nil {
 		pi.FetchedAt = st.ModTime()
 	}
 	return pi, nil
