@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 )
@@ -26,7 +27,7 @@ type PinFetcher interface {
 // project fetches nothing, and its merge ref is GitLab's.
 func (s *Projects) FetchForPin(ctx context.Context, repo *gitops.Repo, req PinRequest) (gitops.RefName, error) {
 	gitlabRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
-	pi, err := s.Repos.Project(req.Project)
+	pi, err := s.record(req.Project)
 	if err != nil {
 		return "", unavailable("reading project", err)
 	}
@@ -58,6 +59,34 @@ func (s *Projects) FetchForPin(ctx context.Context, repo *gitops.Repo, req PinRe
 		return "", &MergeRefNotFoundError{Ref: mergeRef}
 	}
 	return mergeRef, err
+}
+
+// recordTTL is how long a pin trusts what it read of a project's record:
+// reading a repository's config costs a file read and a parse on every pin,
+// of local projects too, while a record changes only by a PUT or DELETE
+// (seen at once in this process, within this time in others).
+const recordTTL = time.Second
+
+type cachedRecord struct {
+	info gitops.ProjectInfo
+	at   time.Time
+}
+
+// record is what the repos root says about p, read at most once per
+// recordTTL.
+func (s *Projects) record(p Project) (gitops.ProjectInfo, error) {
+	if v, ok := s.records.Load(p); ok {
+		if c := v.(cachedRecord); time.Since(c.at) < recordTTL {
+			return c.info, nil
+		}
+	}
+	pi, err := s.Repos.Project(p)
+	if err != nil {
+		s.records.Delete(p)
+		return gitops.ProjectInfo{}, err
+	}
+	s.records.Store(p, cachedRecord{info: pi, at: time.Now()})
+	return pi, nil
 }
 
 // fetch runs a shared fetch of refspecs into the mirror, its failures in

@@ -137,6 +137,7 @@ type Projects struct {
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 
+	records sync.Map // Project -> cachedRecord: what pins read of the record
 	mu      sync.Mutex
 	cloning map[Project]context.CancelFunc // clones this process runs
 	closed  bool
@@ -232,6 +233,7 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
+	defer s.records.Delete(req.Project)
 	for attempt := 0; attempt < 3; attempt++ {
 		pi, err := s.Repos.Project(req.Project)
 		var nf *gitops.ProjectNotFoundError
@@ -346,6 +348,7 @@ func (s *Projects) startClone(p Project, cfg gitops.MirrorConfig) {
 		if perr != nil || !pi.Staged {
 			return // deleted meanwhile, or in place after all
 		}
+		defer s.records.Delete(p)
 		if werr := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(err)); werr != nil {
 			log.Error("recording the failed clone", "err", werr)
 		}
@@ -360,6 +363,7 @@ func (s *Projects) clone(ctx context.Context, p Project, cfg gitops.MirrorConfig
 	if err := s.Repos.FetchStaged(ctx, p, up, HostKind(cfg.Host).cloneRefspecs()); err != nil {
 		return err
 	}
+	defer s.records.Delete(p)
 	return s.Repos.Publish(p)
 }
 
@@ -459,6 +463,7 @@ func (s *Projects) Delete(ctx context.Context, p Project) error {
 	if !pi.Mirror {
 		return &ProjectConflictError{Project: p, Reason: "is a local project: the service deletes only mirrors"}
 	}
+	defer s.records.Delete(p)
 	s.mu.Lock()
 	if cancel, ok := s.cloning[p]; ok {
 		cancel()
