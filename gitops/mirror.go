@@ -292,15 +292,15 @@ func (r *Root) FetchStaged(ctx context.Context, name ProjectName, up Upstream, r
 // *ProjectExistsError, and the staged mirror stays.
 func (r *Root) Publish(name ProjectName) error {
 	from, to := r.stagingPath(name), r.livePath(name)
+	// rename(2) replaces an empty directory: refuse to take even that.
+	if _, err := os.Lstat(to); err == nil {
+		return &ProjectExistsError{Project: name, Local: true}
+	}
 	if err := writeRecord(from, r.mustRecord(from), "", ""); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return &StorageError{Op: "publishing " + string(name), Err: err}
-	}
-	// rename(2) replaces an empty directory: refuse to take even that.
-	if _, err := os.Lstat(to); err == nil {
-		return &ProjectExistsError{Project: name, Local: true}
 	}
 	if err := os.Rename(from, to); err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {

@@ -99,6 +99,11 @@ func (s *Projects) fetch(ctx context.Context, p Project, cfg gitops.MirrorConfig
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	err = s.Fetcher.FetchMirror(ctx, p, up, refspecs)
+	var gone *gitops.ProjectNotFoundError
+	if errors.As(err, &gone) { // deleted since its record was read
+		s.records.Delete(p)
+		return &ProjectNotFoundError{Project: p}
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &UpstreamUnavailableError{Project: p, Reason: "no answer within " + s.timeout().String(), Cause: err}
 	}
