@@ -479,7 +479,7 @@ func TestMirrorConcurrentPinsShareFetches(t *testing.T) {
 	}
 	// Every other pin waits for the next fetch: release the first.
 	dir := filepath.Join(f.root, "mirrors", "gh.git")
-	waitUntil(t, func() bool { return f.projects.Fetcher.Queued(dir) == pins-1 })
+	waitUntil(t, func() bool { n, _ := f.projects.Fetcher.Queued(dir); return n == pins-1 })
 	f.upstream.Release()
 	wg.Wait()
 	for i, a := range answers {

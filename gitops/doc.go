@@ -19,7 +19,7 @@
 // (fetch.go) run protocol v2 with no tags, hand credentials to git through
 // an inherited pipe read by a credential helper, classify failures
 // (unavailable, rejected, ref missing), and are shared by concurrent
-// callers (Fetcher). They start git through Root.command (command.go): an
+// callers (Fetcher; across processes too, given a FetchLease). They start git through Root.command (command.go): an
 // allow-listed environment, hooks off, the process group ended on cancel.
 //
 // Only package refs imports gitops; git2go appears nowhere else, so it can be

@@ -185,6 +185,13 @@ type Fetcher struct {
 	Root *Root
 	// Timeout bounds one fetch. Zero: DefaultUpstreamTimeout.
 	Timeout time.Duration
+	// Lease, when set, makes the processes sharing the repos root take
+	// turns fetching into a mirror and share what they fetched (see
+	// FetchLease). Nil: fetches are shared within this process only.
+	Lease FetchLease
+	// LeasePoll is how often a process waiting for another's fetch asks
+	// again. Zero: DefaultLeasePoll.
+	LeasePoll time.Duration
 
 	mu     sync.Mutex
 	groups map[string]*fetchGroup // by repository directory
@@ -196,6 +203,7 @@ const DefaultUpstreamTimeout = 60 * time.Second
 // fetchGroup is one repository's flight: whether a fetch runs, and the batch
 // gathering the callers for the next one.
 type fetchGroup struct {
+	name    ProjectName // "" for a repository that is no mirror in place
 	running bool
 	next    *fetchBatch
 }
@@ -206,7 +214,11 @@ type fetchBatch struct {
 	refspecs []string
 	seen     map[string]bool
 	callers  int
-	done     chan struct{}
+	// With a lease: any fetch numbered above need began after the first
+	// covered callers joined (see await).
+	need    int64
+	covered int
+	done    chan struct{}
 	// after done: the outcome. A ref missing upstream fails only the
 	// callers who asked for it (missing); err fails everyone else.
 	missing map[string]error
@@ -225,6 +237,12 @@ func (f *Fetcher) timeout() time.Duration {
 // directory and bounded by the Fetcher's Timeout, not by ctx: a caller that
 // gives up returns ctx's error, and the others still get their fetch.
 func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
+	return f.fetchShared(ctx, "", dir, up, refspecs)
+}
+
+// fetchShared is Fetch for the mirror name at dir ("" for none: then no
+// lease is taken).
+func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) error {
 	for _, spec := range refspecs {
 		if err := checkRefspec(spec); err != nil {
 			return err
@@ -236,7 +254,7 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs [
 	}
 	g := f.groups[dir]
 	if g == nil {
-		g = &fetchGroup{}
+		g = &fetchGroup{name: name}
 		f.groups[dir] = g
 	}
 	if g.next == nil {
@@ -253,7 +271,9 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs [
 	}
 	if !g.running {
 		g.running = true
-		g.next = nil
+		if !f.leased(g) {
+			g.next = nil
+		} // else it stays open while the lease is waited for
 		go f.run(dir, g, b)
 	}
 	f.mu.Unlock()
@@ -272,9 +292,28 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs [
 }
 
 // run fetches batch after batch for one repository until no caller waits.
+// With a lease, a batch stays open (callers keep joining it) until this
+// process has the lease or another's fetch made it unnecessary.
 func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 	for {
-		f.runBatch(dir, b)
+		ctx, cancel := context.WithTimeout(context.Background(), f.timeout())
+		var release func(ok bool)
+		skip := false
+		if f.leased(g) {
+			skip, release, b.err = f.await(ctx, g, b)
+			f.mu.Lock()
+			if g.next == b {
+				g.next = nil
+			}
+			f.mu.Unlock()
+		}
+		if !skip && b.err == nil {
+			f.runBatch(ctx, dir, b)
+		}
+		if release != nil {
+			release(b.err == nil && len(b.missing) == 0)
+		}
+		cancel()
 		close(b.done)
 		f.mu.Lock()
 		if g.next == nil {
@@ -284,7 +323,9 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 			return
 		}
 		b = g.next
-		g.next = nil
+		if !f.leased(g) {
+			g.next = nil
+		}
 		f.mu.Unlock()
 	}
 }
@@ -293,9 +334,7 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 // whole git fetch; it is then set aside for the callers who asked for it,
 // and the rest is fetched again at once, so one caller's missing ref does
 // not fail the others.
-func (f *Fetcher) runBatch(dir string, b *fetchBatch) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.timeout())
-	defer cancel()
+func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	specs := b.refspecs
 	for len(specs) > 0 {
 		err := f.Root.fetch(ctx, dir, b.up, specs)
@@ -324,14 +363,16 @@ func (f *Fetcher) runBatch(dir string, b *fetchBatch) {
 }
 
 // Queued counts the callers waiting for the next fetch into the repository
-// at dir (not those of the fetch running): what coalescing saves.
-func (f *Fetcher) Queued(dir string) int {
+// at dir (not those of the fetch running): what coalescing saves. settled
+// is false while, with a lease, some of them joined after it was last
+// asked (so a fetch of another process could not count for them yet).
+func (f *Fetcher) Queued(dir string) (callers int, settled bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g := f.groups[dir]; g != nil && g.next != nil {
-		return g.next.callers
+		return g.next.callers, !f.leased(g) || g.next.covered == g.next.callers
 	}
-	return 0
+	return 0, true
 }
 
 // refspecSource is what a refspec fetches: its source ref, or the SHA.

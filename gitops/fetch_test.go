@@ -204,7 +204,7 @@ func TestFetcherCoalescesConcurrentCallers(t *testing.T) {
 		}
 		go call(spec)
 	}
-	waitFor(t, "every caller to queue", func() bool { return f.Queued(dir) == callers-1 })
+	waitFor(t, "every caller to queue", func() bool { n, _ := f.Queued(dir); return n == callers-1 })
 	u.Release()
 	wg.Wait()
 	close(errs)
@@ -240,7 +240,7 @@ func TestFetcherFailsOnlyTheCallerOfAMissingRef(t *testing.T) {
 	go func() {
 		present <- f.Fetch(context.Background(), dir, up, []string{"+refs/pull/1/merge:refs/pull/1/merge"})
 	}()
-	waitFor(t, "both callers to queue", func() bool { return f.Queued(dir) == 2 })
+	waitFor(t, "both callers to queue", func() bool { n, _ := f.Queued(dir); return n == 2 })
 	u.Release()
 	if err := <-first; err != nil {
 		t.Fatalf("first: %v", err)

@@ -377,7 +377,7 @@ func (f *Fetcher) FetchMirror(ctx context.Context, name ProjectName, up Upstream
 	if err != nil {
 		return err
 	}
-	return f.Fetch(ctx, path, up, refspecs)
+	return f.fetchShared(ctx, name, path, up, refspecs)
 }
 
 // IsStaged reports whether name is a mirror whose first clone has not

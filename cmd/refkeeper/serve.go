@@ -103,8 +103,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	}
 
 	projects := &refs.Projects{
-		Repos:           root,
-		Fetcher:         &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout},
+		Repos: root,
+		Fetcher: &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout,
+			// Replicas take turns and share fetches; a lease outlives
+			// a fetch only by a margin.
+			Lease: &refs.FetchLeases{Store: store, TTL: cfg.UpstreamTimeout + 10*time.Second, Logger: logger}},
 		Store:           store,
 		Credentials:     &refs.CredentialFile{Path: cfg.Credentials},
 		UpstreamTimeout: cfg.UpstreamTimeout,
