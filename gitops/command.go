@@ -8,60 +8,68 @@ import (
 	"time"
 )
 
-// commandGrace is how long a git process may take to end after SIGTERM
-// before it is killed: git removes its lock files on SIGTERM, so it gets
-// the chance first.
-const commandGrace = 5 * time.Second
+// defaultKillGrace is how long a git process has to exit after SIGTERM
+// before it is killed.
+const defaultKillGrace = 5 * time.Second
 
-// inheritedEnv is the part of the service's environment a git process may
-// see: where programs are, where temporary files go, which CA certificates
-// an https upstream is checked against, and how to reach it through a proxy.
-// Everything else (tokens, keys, the operator's GIT_* variables) stays out.
-var inheritedEnv = []string{
-	"PATH", "TMPDIR",
-	"SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
-	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-}
+// gitHome is git's HOME: a path that cannot be a directory, so no
+// ~/.gitconfig, ~/.config/git or credential store of the service's user is
+// ever read, whoever runs the service.
+const gitHome = os.DevNull
 
-// gitEnv is the environment of every git process: the allow-listed part of
-// the service's own, no system or user config (a ~/.gitconfig with a
-// credential helper or url.insteadOf must not change what the service
-// does), no prompt, and English messages (errors are classified by them).
+// gitEnv is the whole environment of every git process: nothing is
+// inherited but PATH (git finds its own helpers through it). The service's
+// environment holds its secrets (the API tokens, the fetch token keys); a
+// git process and any program it might start see none of them.
 func gitEnv() []string {
-	env := []string{
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + gitHome,
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=" + os.DevNull,
 		"GIT_TERMINAL_PROMPT=0",
-		"GIT_ASKPASS=",
-		"SSH_ASKPASS=",
 		"LC_ALL=C",
 	}
-	for _, k := range inheritedEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
 }
 
-// command prepares git on the repository at gitDir (none when empty): hooks
-// off, the allow-listed environment, and SIGTERM to its process group when
-// ctx ends, SIGKILL to git commandGrace later. Callers add stdin, stdout and extra files, then run
-// it. It is the one place that starts git.
+// command builds every git command gitops runs, on the repository gitDir:
+// the environment of gitEnv, no hooks (update-ref runs a repository's
+// reference-transaction hook while it holds ref locks, so a slow or hostile
+// hook would hold every writer of the ref; refkeeper runs no repository
+// code), and an end. When ctx ends, or GitTimeout after the process starts,
+// git gets SIGTERM, on which it removes its lock files; if it has not
+// exited after the kill grace it gets SIGKILL and the command's pipes are
+// closed, so Wait returns in any case.
+//
+// The timeout's timer is not released when the process exits early: it
+// lapses by itself at GitTimeout, holding no goroutine.
 func (r *Root) command(ctx context.Context, gitDir string, args ...string) *exec.Cmd {
-	full := make([]string, 0, len(args)+4)
-	full = append(full, "-c", "core.hooksPath="+os.DevNull)
-	if gitDir != "" {
-		full = append(full, "--git-dir", gitDir)
-	}
-	full = append(full, args...)
+	ctx, cancel := context.WithTimeout(ctx, r.gitTimeout())
+	full := append([]string{"-c", "core.hooksPath=" + os.DevNull, "--git-dir", gitDir}, args...)
 	cmd := exec.CommandContext(ctx, r.git(), full...)
 	cmd.Env = gitEnv()
 	// Its own process group, signalled whole: git fetch runs a remote
 	// helper (git-remote-http) that would otherwise outlive it, holding the
-	// connection and the output pipe.
+	// upstream's connection and the output pipe.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = commandGrace
+	cmd.Cancel = func() error {
+		defer cancel()
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+	cmd.WaitDelay = r.grace()
 	return cmd
+}
+
+func (r *Root) gitTimeout() time.Duration {
+	if r.GitTimeout > 0 {
+		return r.GitTimeout
+	}
+	return DefaultGitTimeout
+}
+
+func (r *Root) grace() time.Duration {
+	if r.killGrace > 0 {
+		return r.killGrace
+	}
+	return defaultKillGrace
 }

@@ -250,7 +250,8 @@ func (r *Root) Stage(ctx context.Context, name ProjectName, cfg MirrorConfig) (c
 	}
 	defer os.RemoveAll(tmp) // gone after the rename; the leftover otherwise
 	repoDir := filepath.Join(tmp, "repo.git")
-	cmd := r.command(ctx, "", "init", "--quiet", "--bare", "--initial-branch=main", repoDir)
+	// `git --git-dir X init --bare` makes the repository at X.
+	cmd := r.command(ctx, repoDir, "init", "--quiet", "--bare", "--initial-branch=main")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return false, &CommandError{Args: []string{"init", "--bare"}, Stderr: strings.TrimSpace(string(out)), Err: err}
 	}
