@@ -1,5 +1,6 @@
 // Package api is refkeeper's HTTP surface: the REST API of the contract
-// (pins, finish, delete, list, merge-request close, GC), health and metrics
+// (pins, finish, delete, list, merge-request close, GC, and projects:
+// registering, listing and deleting mirrors), health and metrics
 // endpoints, the read-only git smart-HTTP mount runners fetch from, and the
 // git hosts' webhook routes /hooks/<host> (handled by package hooks).
 //

@@ -31,6 +31,9 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
 	codeRateLimited      = "rate_limited"
+	codeProjectConflict  = "project_conflict"
+	codeUpstreamDown     = "upstream_unavailable"
+	codeUpstreamRejected = "upstream_rejected"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -86,6 +89,10 @@ func toHTTPError(err error) *httpError {
 		tooLarge    *http.MaxBytesError
 		hookAuth    *hooks.UnauthorizedError
 		hookBody    *hooks.MalformedError
+		projConfl   *refs.ProjectConflictError
+		upDown      *refs.UpstreamUnavailableError
+		upRejected  *refs.UpstreamRejectedError
+		upNoRef     *refs.UpstreamRefNotFoundError
 	)
 	switch {
 	case errors.As(err, &he):
@@ -102,6 +109,14 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeCommitNotFound, Message: noCommit.Error()}
 	case errors.As(err, &noMergeRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
+	case errors.As(err, &projConfl):
+		return &httpError{Status: http.StatusConflict, Code: codeProjectConflict, Message: projConfl.Error()}
+	case errors.As(err, &upDown):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUpstreamDown, Message: upDown.Error(), Err: err}
+	case errors.As(err, &upRejected):
+		return &httpError{Status: http.StatusBadGateway, Code: codeUpstreamRejected, Message: upRejected.Error(), Err: err}
+	case errors.As(err, &upNoRef):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: upNoRef.Error()}
 	case errors.As(err, &noRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: noRef.Error()}
 	case errors.As(err, &mergeFailed):

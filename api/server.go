@@ -20,6 +20,8 @@ import (
 type Config struct {
 	// Pins is the domain; *refs.Service.
 	Pins Pins
+	// Projects keeps mirrors; *refs.Projects. Nil: no /api/v1/projects routes.
+	Projects Projects
 	// Tokens are the bearer tokens accepted on /api/ and /git/. Required.
 	Tokens []string
 	// FetchURL is the base URL runners fetch from, e.g. http://host:8080;
@@ -116,6 +118,13 @@ func New(cfg Config) (http.Handler, error) {
 	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
 	e.POST(v1+"/gc", h.gc, auth)
+	if cfg.Projects != nil {
+		ph := &projectHandlers{projects: cfg.Projects}
+		e.GET(v1+"/projects", ph.list, auth)
+		e.PUT(v1+"/projects/:project", ph.put, auth)
+		e.GET(v1+"/projects/:project", ph.get, auth)
+		e.DELETE(v1+"/projects/:project", ph.delete, auth)
+	}
 
 	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
 

@@ -77,6 +77,11 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// Credentials is the JSON file of named upstream credentials for
+	// mirrors; empty: none.
+	Credentials string
+	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
+	UpstreamTimeout time.Duration
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
@@ -142,6 +147,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"credentials", "REFKEEPER_CREDENTIALS"},
+	{"upstream-timeout", "REFKEEPER_UPSTREAM_TIMEOUT"},
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
 	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
@@ -178,6 +185,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.StringVar(&c.Credentials, "credentials", "", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …}}, read again when it changes")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", gitops.DefaultUpstreamTimeout, "the longest one upstream fetch may take")
 	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none", func(v string) (err error) {
 		c.TrustedProxies, err = api.ParseTrustedProxies(v)
 		return err
@@ -316,6 +325,7 @@ func (c serveConfig) validate() error {
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
 		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
+		{"upstream-timeout", c.UpstreamTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"git-timeout", c.GitTimeout}, {"git-lock-timeout", c.GitLockTimeout}} {
 		if d.v <= 0 {
@@ -340,6 +350,11 @@ func (c serveConfig) validate() error {
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL); err != nil {
 			return &usageError{fmt.Sprintf("invalid value for --redis: %v", err)}
+		}
+	}
+	if c.Credentials != "" {
+		if err := (&refs.CredentialFile{Path: c.Credentials}).Load(); err != nil {
+			return &usageError{fmt.Sprintf("invalid value for --credentials: %v", err)}
 		}
 	}
 	for _, t := range c.Tokens {
