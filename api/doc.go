@@ -1,6 +1,8 @@
 // Package api is refkeeper's HTTP surface: the REST API of the contract
-// (pins, finish, delete, list, merge-request close, GC), health and metrics
-// endpoints, the read-only git smart-HTTP mount runners fetch from, and
+// (pins, finish, delete, list, merge-request close, GC, and projects:
+// registering, listing and deleting mirrors), health and metrics
+// endpoints, the read-only git smart-HTTP mount runners fetch from, the
+// git hosts' webhook routes /hooks/<host> (handled by package hooks), and
 // the OpenAPI 3.1 document of all of it but the git mount (openapi.json,
 // embedded and served at /api/v1/openapi.json; openapi_test.go validates
 // real answers against it and checks it lists exactly the routes served).
@@ -16,5 +18,5 @@
 // address, read from X-Forwarded-For only behind trusted proxies, and per
 // valid token, in buckets of bounded number (ratelimit.go).
 //
-// api imports refs; only cmd imports api. echo appears only here and in cmd.
+// api imports hooks and refs; only cmd imports api. echo appears only here and in cmd.
 package api

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -30,6 +31,9 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
 	codeRateLimited      = "rate_limited"
+	codeProjectConflict  = "project_conflict"
+	codeUpstreamDown     = "upstream_unavailable"
+	codeUpstreamRejected = "upstream_rejected"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -83,6 +87,12 @@ func toHTTPError(err error) *httpError {
 		mergeFailed *refs.MergeConflictError
 		unavailable *refs.UnavailableError
 		tooLarge    *http.MaxBytesError
+		hookAuth    *hooks.UnauthorizedError
+		hookBody    *hooks.MalformedError
+		projConfl   *refs.ProjectConflictError
+		upDown      *refs.UpstreamUnavailableError
+		upRejected  *refs.UpstreamRejectedError
+		upNoRef     *refs.UpstreamRefNotFoundError
 	)
 	switch {
 	case errors.As(err, &he):
@@ -99,6 +109,14 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeCommitNotFound, Message: noCommit.Error()}
 	case errors.As(err, &noMergeRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
+	case errors.As(err, &projConfl):
+		return &httpError{Status: http.StatusConflict, Code: codeProjectConflict, Message: projConfl.Error()}
+	case errors.As(err, &upDown):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUpstreamDown, Message: upDown.Error(), Err: err}
+	case errors.As(err, &upRejected):
+		return &httpError{Status: http.StatusBadGateway, Code: codeUpstreamRejected, Message: upRejected.Error(), Err: err}
+	case errors.As(err, &upNoRef):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: upNoRef.Error()}
 	case errors.As(err, &noRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: noRef.Error()}
 	case errors.As(err, &mergeFailed):
@@ -107,6 +125,10 @@ func toHTTPError(err error) *httpError {
 	case errors.As(err, &unavailable):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}
+	case errors.As(err, &hookAuth):
+		return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or wrong webhook signature", Err: err}
+	case errors.As(err, &hookBody):
+		return &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: hookBody.Error()}
 	case errors.As(err, &tooLarge):
 		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: codePayloadTooLarge,
 			Message: fmt.Sprintf("request body is over %d bytes", tooLarge.Limit)}

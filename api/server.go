@@ -20,6 +20,8 @@ import (
 type Config struct {
 	// Pins is the domain; *refs.Service.
 	Pins Pins
+	// Projects keeps mirrors; *refs.Projects. Nil: no /api/v1/projects routes.
+	Projects Projects
 	// Tokens are the bearer tokens accepted on /api/ and /git/. Required.
 	Tokens []string
 	// FetchURL is the base URL runners fetch from, e.g. http://host:8080;
@@ -45,6 +47,9 @@ type Config struct {
 	// one of them. Empty: the connection's address, whatever the header
 	// says.
 	TrustedProxies []netip.Prefix
+	// Hooks receives the git hosts' webhooks on /hooks/<host>, for each host
+	// it has a secret for; nil: no webhook routes.
+	Hooks Webhooks
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -114,6 +119,15 @@ func New(cfg Config) (http.Handler, error) {
 	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
 	e.POST(v1+"/gc", h.gc, auth)
+	if cfg.Projects != nil {
+		ph := &projectHandlers{projects: cfg.Projects}
+		e.GET(v1+"/projects", ph.list, auth)
+		e.PUT(v1+"/projects/:project", ph.put, auth)
+		e.GET(v1+"/projects/:project", ph.get, auth)
+		e.DELETE(v1+"/projects/:project", ph.delete, auth)
+	}
+
+	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
 
 	e.Any("/git/*", git.serve) // authorizes itself: API or scoped fetch token
 	return e, nil

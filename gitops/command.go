@@ -48,9 +48,13 @@ func (r *Root) command(ctx context.Context, gitDir string, args ...string) *exec
 	full := append([]string{"-c", "core.hooksPath=" + os.DevNull, "--git-dir", gitDir}, args...)
 	cmd := exec.CommandContext(ctx, r.git(), full...)
 	cmd.Env = gitEnv()
+	// Its own process group, signalled whole: git fetch runs a remote
+	// helper (git-remote-http) that would otherwise outlive it, holding the
+	// upstream's connection and the output pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		defer cancel()
-		return cmd.Process.Signal(syscall.SIGTERM)
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}
 	cmd.WaitDelay = r.grace()
 	return cmd

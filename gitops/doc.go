@@ -20,7 +20,8 @@
 //     builds on (refs asks Redis whether a deletion claim still stands).
 //   - DeleteBatch (one packed-refs rewrite per transaction) and Delete.
 //
-// Only refs under refs/pipelines/ are written; every write checks that.
+// Only refs under refs/pipelines/ are written by these; every write checks
+// that.
 // (CreateDemo, which builds a new demo repository from nothing, is the one
 // writer of other refs.)
 //
@@ -38,6 +39,17 @@
 // temporary object directory that joins the repository only when the merge
 // is clean, and a commit written straight to the object store with a fixed
 // identity and date, so the same inputs give the same commit everywhere.
+//
+// Mirrors (mirror.go) are the other repositories gitops writes to: made in
+// a staging area (<root>/.mirrors, a dot-name no listing shows) and renamed
+// into place after their first fetch, their git config recording upstream,
+// host kind and credential name. Only `git fetch` from the upstream writes
+// their own refs (branches, the host's merge request refs); every refspec is
+// checked never to point into refs/pipelines/. Fetches (fetch.go) run
+// protocol v2 with no tags, hand credentials to git through an inherited
+// pipe read by a credential helper, classify failures (unavailable,
+// rejected, ref missing), and are shared by concurrent callers (Fetcher;
+// across processes too, given a FetchLease, lease.go).
 //
 // Lock files older than the Root's StaleLockAge are a crashed writer's and
 // are removed, under a per-repository flock that every cleaner takes, so one

@@ -43,6 +43,14 @@
 // number of projects; a sweep drops a project whose repository is gone once
 // it has no live pin.
 //
+// Projects keeps mirrors: it registers one (a background first clone into a
+// staged repository, renamed into place once it succeeded), says what every
+// project is (local or mirror, cloning, ready or failed: read from the
+// repository's own git config, never from Redis), deletes mirrors with their
+// pins' records, and fetches what a pin on a mirror names before the pin is
+// made. Upstream credentials come from a file (CredentialFile) read again
+// when it changes.
+//
 // refs imports gitops (the only package that touches git) and go-redis. It is
 // imported by api, jobs and cmd. What it needs from the task queue, it
 // declares itself (ExpiryScheduler), so it never imports jobs.

@@ -33,6 +33,9 @@ type Service struct {
 	Scheduler ExpiryScheduler
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
+	// Mirrors fetches what a pin on a mirror names first; nil: nothing is
+	// fetched, and merge refs are GitLab's.
+	Mirrors PinFetcher
 	// Metrics counts ref writes; nil: not counted.
 	Metrics *Metrics
 	// knownProjects remembers when this process last registered a project
@@ -69,6 +72,9 @@ func (s *Service) logger() *slog.Logger {
 func (s *Service) open(p Project) (*gitops.Repo, error) {
 	repo, err := s.Repos.Open(p)
 	var nf *gitops.ProjectNotFoundError
+	if errors.As(err, &nf) && s.Repos.IsStaged(p) {
+		return nil, &UnavailableError{Op: "opening project", Cause: errMirrorCloning}
+	}
 	if errors.As(err, &nf) {
 		return nil, &ProjectNotFoundError{Project: p}
 	}
@@ -115,6 +121,14 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if err != nil {
 		return Pin{}, false, err
 	}
+	mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
+	// A computed merge's inputs are not fetched here (yet): it resolves
+	// them in the mirror as it is.
+	if s.Mirrors != nil && req.Merge == nil && (req.SHA != "" || req.MergeRequestIID != 0) {
+		if mergeRef, err = s.Mirrors.FetchForPin(ctx, repo, req); err != nil {
+			return Pin{}, false, err
+		}
+	}
 	current, known, err := s.Store.Get(ctx, req.Project, req.PipelineID)
 	if err != nil {
 		return Pin{}, false, unavailable("reading pin", err)
@@ -136,7 +150,6 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		// already has, wherever the merge ref has moved since.
 		sha = current.SHA
 	case sha == "":
-		mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
 		sha, err = repo.ResolveRef(mergeRef)
 		var nf *gitops.RefNotFoundError
 		if errors.As(err, &nf) {

@@ -1,6 +1,9 @@
 // Package testdata holds helpers that give tests real dependencies instead
 // of mocks: a redis-server process on a free port (StartRedis) and bare git
-// repositories built with the git CLI (NewBareRepo).
+// repositories built with the git CLI (NewBareRepo), and a git host to mirror
+// (StartUpstream: `git http-backend` behind basic auth, with GitHub- and
+// GitLab-shaped merge request refs, that can stop, stall and change its
+// password).
 //
 // The package lives in a directory named testdata so that `go test ./...`
 // and `go vet ./...` skip it: its own tests start processes and are run on

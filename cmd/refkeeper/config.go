@@ -15,6 +15,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -76,6 +77,11 @@ type serveConfig struct {
 	// AddressRate and TokenRate bound requests per second per client
 	// address and per token (bursts of twice as many); zero: no limit.
 	AddressRate, TokenRate float64
+	// Credentials is the JSON file of named upstream credentials for
+	// mirrors; empty: none.
+	Credentials string
+	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
+	UpstreamTimeout time.Duration
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
@@ -85,6 +91,9 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration
 	// WorkerConcurrency is how many tasks a worker runs at once.
 	WorkerConcurrency int
+	// Hooks are the webhook secrets of the git hosts; an empty one turns
+	// that host's /hooks/ route off.
+	Hooks hooks.Secrets
 }
 
 // Defaults of the flags that other code does not define.
@@ -138,9 +147,14 @@ var flagEnv = []struct{ flag, env string }{
 	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
 	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
+	{"credentials", "REFKEEPER_CREDENTIALS"},
+	{"upstream-timeout", "REFKEEPER_UPSTREAM_TIMEOUT"},
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
 	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
+	{"gitlab-hook-token", "REFKEEPER_GITLAB_HOOK_TOKEN"},
+	{"github-hook-secret", "REFKEEPER_GITHUB_HOOK_SECRET"},
+	{"gitea-hook-secret", "REFKEEPER_GITEA_HOOK_SECRET"},
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -171,11 +185,16 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
+	fs.StringVar(&c.Credentials, "credentials", "", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …}}, read again when it changes")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", gitops.DefaultUpstreamTimeout, "the longest one upstream fetch may take")
 	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none", func(v string) (err error) {
 		c.TrustedProxies, err = api.ParseTrustedProxies(v)
 		return err
 	})
 	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
+	fs.StringVar(&c.Hooks.GitLabToken, "gitlab-hook-token", "", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off")
+	fs.StringVar(&c.Hooks.GitHubSecret, "github-hook-secret", "", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off")
+	fs.StringVar(&c.Hooks.GiteaSecret, "gitea-hook-secret", "", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git")
 	fs.IntVar(&c.WorkerConcurrency, "worker-concurrency", defaultWorkerConcurrency, "tasks a worker runs at once")
@@ -306,6 +325,7 @@ func (c serveConfig) validate() error {
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
 		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
+		{"upstream-timeout", c.UpstreamTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"git-timeout", c.GitTimeout}, {"git-lock-timeout", c.GitLockTimeout}} {
 		if d.v <= 0 {
@@ -330,6 +350,11 @@ func (c serveConfig) validate() error {
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL); err != nil {
 			return &usageError{fmt.Sprintf("invalid value for --redis: %v", err)}
+		}
+	}
+	if c.Credentials != "" {
+		if err := (&refs.CredentialFile{Path: c.Credentials}).Load(); err != nil {
+			return &usageError{fmt.Sprintf("invalid value for --credentials: %v", err)}
 		}
 	}
 	for _, t := range c.Tokens {

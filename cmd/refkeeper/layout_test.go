@@ -12,13 +12,15 @@ import (
 const module = "github.com/refkeeper/refkeeper"
 
 // allowedInternal says which of the project's packages each package may
-// import: cmd -> api, jobs -> refs -> gitops, one way only.
+// import: cmd -> api, jobs -> refs -> gitops and api -> hooks -> refs, one
+// way only.
 var allowedInternal = map[string][]string{
 	"gitops":        {},
 	"refs":          {"gitops"},
-	"api":           {"refs"},
+	"api":           {"hooks", "refs"},
+	"hooks":         {"refs"},
 	"jobs":          {"refs"},
-	"cmd/refkeeper": {"api", "jobs", "refs", "gitops"},
+	"cmd/refkeeper": {"api", "hooks", "jobs", "refs", "gitops"},
 	"testdata":      {},
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -112,6 +113,20 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		MergeIdentity:     cfg.MergeIdentity,
 	}
 
+	projects := &refs.Projects{
+		Repos: root,
+		Fetcher: &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout,
+			// Replicas take turns and share fetches; a lease outlives
+			// a fetch only by a margin.
+			Lease: &refs.FetchLeases{Store: store, TTL: cfg.UpstreamTimeout + 10*time.Second, Logger: logger}},
+		Store:           store,
+		Credentials:     &refs.CredentialFile{Path: cfg.Credentials},
+		UpstreamTimeout: cfg.UpstreamTimeout,
+		Logger:          logger,
+	}
+	defer projects.Close() // after the HTTP server: no request starts a clone then
+	svc.Mirrors = projects
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -128,7 +143,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		logger.Warn("--listen has no host runners can reach: fetch_url uses this machine's host name; set --fetch-url (REFKEEPER_FETCH_URL) to the URL runners use",
 			"listen", cfg.Listen, "fetch_url", fetchBase)
 	}
-	handler, err := httpHandler(cfg, fetchBase, svc, registry, logger, stdout, reposDir)
+	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir)
 	if err != nil {
 		return err
 	}
@@ -193,7 +208,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *refs.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -211,6 +226,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, registry 
 	}
 	return api.New(api.Config{
 		Pins:           svc,
+		Projects:       projects,
 		Tokens:         tokens,
 		FetchURL:       fetchBase,
 		Logger:         logger,
@@ -219,6 +235,12 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, registry 
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
+		Hooks: &hooks.Receiver{
+			Domain:  svc,
+			Secrets: cfg.Hooks,
+			Metrics: hooks.NewMetrics(registry),
+			Logger:  logger,
+		},
 	})
 }
 

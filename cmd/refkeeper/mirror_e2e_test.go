@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// TestMirrorEndToEnd runs the binary's serve with --credentials: a mirror
+// of a real upstream is registered, cloned, pinned and fetched by a runner;
+// the server restarts on an emptied Redis and still knows it; it is deleted.
+func TestMirrorEndToEnd(t *testing.T) {
+	root := t.TempDir()
+	testdata.NewMergeRequestProject(t, root) // the local project group/app
+	u := testdata.StartUpstream(t)
+	r := testdata.StartRedis(t)
+	creds := filepath.Join(t.TempDir(), "credentials.json")
+	body, _ := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
+	if err := os.WriteFile(creds, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-timeout", "30s"}
+	srv := startServer(t, args...)
+	const api = "/api/v1/projects/mirrors%2Fgh"
+
+	code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL()))
+	if code != 202 || pj["kind"] != "mirror" {
+		t.Fatalf("register = %d %v, want 202", code, pj)
+	}
+	waitFor(t, "the clone", 30*time.Second, func() bool {
+		_, pj = srv.call(t, "GET", api, "")
+		return pj["state"] != "cloning"
+	})
+	if pj["state"] != "ready" {
+		t.Fatalf("mirror = %v, want ready", pj)
+	}
+	code, pin := srv.call(t, "PUT", api+"/pipelines/7/ref", `{"merge_request_iid": 1}`)
+	if code != 201 || pin["sha"] != u.Merge {
+		t.Fatalf("pin = %d %v, want 201 at %s", code, pin, u.Merge)
+	}
+	work := t.TempDir()
+	if out, err := runnerGit(t, work, "init", "-q"); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := runnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
+		"fetch", "--depth=1", pin["fetch_url"].(string), pin["refspec"].(string)); err != nil {
+		t.Fatalf("runner fetch: %v\n%s", err, out)
+	}
+	if out, _ := runnerGit(t, work, "rev-parse", "refs/pipelines/7"); strings.TrimSpace(out) != u.Merge {
+		t.Errorf("runner got %q, want %s", out, u.Merge)
+	}
+
+	// Redis loses everything and the server restarts: the mirror is known.
+	srv.stop(t)
+	firstLogs := srv.logs.String()
+	r.FlushAll(t)
+	srv = startServer(t, args...)
+	code, pj = srv.call(t, "GET", api, "")
+	if code != 200 || pj["kind"] != "mirror" || pj["upstream"] != u.URL() || pj["host"] != "github" || pj["credential"] != "gh" {
+		t.Fatalf("after restart on an empty Redis: %d %v", code, pj)
+	}
+	code, list := srv.call(t, "GET", "/api/v1/projects?limit=1", "")
+	projects, _ := list["projects"].([]any)
+	if code != 200 || len(projects) != 1 || list["next_cursor"] != "group/app" {
+		t.Fatalf("first page = %d %v, want group/app and a cursor", code, list)
+	}
+	code, list = srv.call(t, "GET", "/api/v1/projects?limit=1&cursor=group%2Fapp", "")
+	projects, _ = list["projects"].([]any)
+	if code != 200 || len(projects) != 1 || projects[0].(map[string]any)["project"] != "mirrors/gh" || list["next_cursor"] != nil {
+		t.Fatalf("second page = %d %v, want mirrors/gh and no cursor", code, list)
+	}
+	if code, _ := srv.call(t, "DELETE", api, ""); code != 204 {
+		t.Fatalf("DELETE = %d", code)
+	}
+	if code, _ := srv.call(t, "GET", api, ""); code != 404 {
+		t.Fatalf("GET after DELETE = %d", code)
+	}
+	if strings.Contains(firstLogs+srv.logs.String(), testdata.UpstreamPassword) {
+		t.Errorf("the server's log shows the upstream password")
+	}
+}

@@ -1,0 +1,382 @@
+package gitops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Credential is what an upstream asks for over HTTP basic auth: a user name
+// and a password or access token.
+type Credential struct {
+	Username string
+	Password string
+}
+
+// String never shows the password: a Credential that reaches a log line or
+// an error by mistake says only whose it is.
+func (c Credential) String() string { return "credential for " + c.Username }
+
+// GoString is String, for %#v.
+func (c Credential) GoString() string { return c.String() }
+
+// Upstream is where a mirror fetches from.
+type Upstream struct {
+	// URL is the repository's http, https or file URL, never with user info.
+	URL string
+	// Credential, when not nil, is handed to git when the upstream asks.
+	Credential *Credential
+}
+
+// credentialHelper answers git's `get` with what the service wrote into the
+// pipe git inherited as file descriptor 3, and ignores `store` and `erase`.
+// The secret never reaches an argument, an environment variable or a file:
+// only this pipe, which git's own remote helper (the process that asks)
+// inherits, and which is read once. The helper before it is reset, so no
+// configured helper hears of the upstream either.
+const credentialHelper = `!f() { test "$1" = get && cat <&3; }; f`
+
+// fetchedMarker is the file in a mirror whose modification time is when the
+// last fetch into it succeeded.
+const fetchedMarker = "refkeeper-fetched"
+
+// fetchConfig are the settings of every upstream fetch: protocol v2 (its
+// ref-prefix filter keeps the listing to the refs asked for), no automatic
+// maintenance (a fetch stays bounded; housekeeping runs on its own) and no
+// prompts or configured credential helpers.
+var fetchConfig = []string{
+	"-c", "protocol.version=2",
+	"-c", "maintenance.auto=false",
+	"-c", "gc.auto=0",
+	"-c", "fetch.writeCommitGraph=false",
+	"-c", "credential.helper=",
+	"-c", "core.askPass=",
+	"-c", "http.followRedirects=initial",
+}
+
+// checkRefspec accepts "<src>:<dst>" with an optional "+", where dst is not
+// under refs/pipelines/ (the service's own refs, which a fetch must never
+// touch), and a bare 40-hex SHA (fetch an object, write no ref).
+func checkRefspec(spec string) error {
+	if _, err := ParseObjectID(spec); err == nil {
+		return nil
+	}
+	s := strings.TrimPrefix(spec, "+")
+	src, dst, ok := strings.Cut(s, ":")
+	if !ok || !strings.HasPrefix(src, "refs/") || !strings.HasPrefix(dst, "refs/") {
+		return &InvalidRefspecError{Refspec: spec, Reason: "must be <refs/...>:<refs/...> or a 40-hex SHA"}
+	}
+	if strings.HasPrefix(dst, PipelineRefPrefix) || dst+"/" == PipelineRefPrefix {
+		return &InvalidRefspecError{Refspec: spec, Reason: "a fetch never writes under " + PipelineRefPrefix}
+	}
+	if strings.ContainsAny(s, " \t\n\\^~?[") || strings.HasPrefix(spec, "-") {
+		return &InvalidRefspecError{Refspec: spec, Reason: "has characters a ref cannot have"}
+	}
+	return nil
+}
+
+// fetch runs one `git fetch` from the upstream into the repository at dir,
+// of exactly refspecs, bounded by ctx. Its failures are classified:
+// *UpstreamUnavailableError (unreachable, too slow, a 5xx),
+// *UpstreamRejectedError (credentials refused, no such repository),
+// *UpstreamRefNotFoundError (a ref or SHA the upstream lacks).
+func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
+	if len(refspecs) == 0 {
+		return nil
+	}
+	for _, spec := range refspecs {
+		if err := checkRefspec(spec); err != nil {
+			return err
+		}
+	}
+	args := append([]string{}, fetchConfig...)
+	var pipeR, pipeW *os.File
+	if up.Credential != nil {
+		var err error
+		if pipeR, pipeW, err = os.Pipe(); err != nil {
+			return &StorageError{Op: "making the credential pipe", Err: err}
+		}
+		defer pipeR.Close()
+		// A few dozen bytes: the pipe's buffer holds them, so the write
+		// does not wait for a reader.
+		_, werr := fmt.Fprintf(pipeW, "username=%s\npassword=%s\n", up.Credential.Username, up.Credential.Password)
+		pipeW.Close()
+		if werr != nil {
+			return &StorageError{Op: "writing the credential pipe", Err: werr}
+		}
+		args = append(args, "-c", "credential.helper="+credentialHelper)
+	}
+	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
+	args = append(args, refspecs...)
+	cmd := r.command(ctx, dir, args...)
+	if pipeR != nil {
+		cmd.ExtraFiles = []*os.File{pipeR} // fd 3 in git and its children
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	if err == nil {
+		// Its time is the last good fetch (git's own FETCH_HEAD is
+		// rewritten by failed fetches too).
+		if merr := os.WriteFile(filepath.Join(dir, fetchedMarker), nil, 0o644); merr != nil {
+			r.logger().Warn("recording the fetch time", "dir", dir, "err", merr)
+		}
+		return nil
+	}
+	return classifyFetch(ctx, up.URL, strings.TrimSpace(stderr.String()), err, time.Since(start))
+}
+
+var (
+	missingRefRe = regexp.MustCompile(`couldn't find remote ref (\S+)`)
+	notOurRefRe  = regexp.MustCompile(`not our ref ([0-9a-f]{40})`)
+)
+
+// classifyFetch turns a failed fetch into one of the upstream errors, from
+// what git said (in the C locale).
+func classifyFetch(ctx context.Context, url, stderr string, err error, took time.Duration) error {
+	cause := fmt.Errorf("git fetch: %w: %s", err, stderr)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return &UpstreamUnavailableError{Upstream: url, Reason: fmt.Sprintf("no answer within %s", took.Round(time.Millisecond)),
+			Err: errors.Join(ctxErr, cause)}
+	}
+	if m := missingRefRe.FindStringSubmatch(stderr); m != nil {
+		return &UpstreamRefNotFoundError{Upstream: url, Ref: m[1]}
+	}
+	if m := notOurRefRe.FindStringSubmatch(stderr); m != nil {
+		return &UpstreamRefNotFoundError{Upstream: url, Ref: m[1]}
+	}
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(stderr, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("Authentication failed", "could not read Username", "could not read Password",
+		"returned error: 401", "returned error: 403"):
+		return &UpstreamRejectedError{Upstream: url, Reason: "credentials refused", Err: cause}
+	case has("not found", "returned error: 404", "does not appear to be a git repository", "not a git repository"):
+		return &UpstreamRejectedError{Upstream: url, Reason: "no such repository", Err: cause}
+	case has("Could not resolve", "Failed to connect", "Couldn't connect", "Connection refused", "timed out",
+		"returned error: 5", "Empty reply", "RPC failed", "early EOF", "hung up", "SSL", "Recv failure", "Send failure"):
+		return &UpstreamUnavailableError{Upstream: url, Reason: "unreachable", Err: cause}
+	}
+	// Anything else (a killed process, a disk full while writing the pack)
+	// is not the upstream's answer: retrying may help.
+	return &UpstreamUnavailableError{Upstream: url, Reason: "fetch failed", Err: cause}
+}
+
+// Fetcher fetches upstream refs into mirrors, one fetch in flight per
+// repository: callers arriving while one runs share the next one, which
+// fetches everything they asked for. So any number of concurrent callers
+// cause at most two fetches, and none of them waits for more than the one
+// running plus its own.
+type Fetcher struct {
+	Root *Root
+	// Timeout bounds one fetch. Zero: DefaultUpstreamTimeout.
+	Timeout time.Duration
+	// Lease, when set, makes the processes sharing the repos root take
+	// turns fetching into a mirror and share what they fetched (see
+	// FetchLease). Nil: fetches are shared within this process only.
+	Lease FetchLease
+	// LeasePoll is how often a process waiting for another's fetch asks
+	// again. Zero: DefaultLeasePoll.
+	LeasePoll time.Duration
+
+	mu     sync.Mutex
+	groups map[string]*fetchGroup // by repository directory
+}
+
+// DefaultUpstreamTimeout bounds one upstream fetch when nothing else says.
+const DefaultUpstreamTimeout = 60 * time.Second
+
+// fetchGroup is one repository's flight: whether a fetch runs, and the batch
+// gathering the callers for the next one.
+type fetchGroup struct {
+	name    ProjectName // "" for a repository that is no mirror in place
+	running bool
+	next    *fetchBatch
+}
+
+// fetchBatch is one fetch and the callers who share it.
+type fetchBatch struct {
+	up       Upstream
+	refspecs []string
+	seen     map[string]bool
+	callers  int
+	// With a lease: any fetch numbered above need began after the first
+	// covered callers joined (see await).
+	need    int64
+	covered int
+	done    chan struct{}
+	// after done: the outcome. A ref missing upstream fails only the
+	// callers who asked for it (missing); err fails everyone else.
+	missing map[string]error
+	err     error
+}
+
+func (f *Fetcher) timeout() time.Duration {
+	if f.Timeout > 0 {
+		return f.Timeout
+	}
+	return DefaultUpstreamTimeout
+}
+
+// Fetch fetches refspecs from up into the repository at dir (see fetch for
+// the errors). The fetch is shared with concurrent callers for the same
+// directory and bounded by the Fetcher's Timeout, not by ctx: a caller that
+// gives up returns ctx's error, and the others still get their fetch.
+func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
+	return f.fetchShared(ctx, "", dir, up, refspecs)
+}
+
+// fetchShared is Fetch for the mirror name at dir ("" for none: then no
+// lease is taken).
+func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) error {
+	for _, spec := range refspecs {
+		if err := checkRefspec(spec); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	if f.groups == nil {
+		f.groups = make(map[string]*fetchGroup)
+	}
+	g := f.groups[dir]
+	if g == nil {
+		g = &fetchGroup{name: name}
+		f.groups[dir] = g
+	}
+	if g.next == nil {
+		g.next = &fetchBatch{seen: make(map[string]bool), done: make(chan struct{})}
+	}
+	b := g.next
+	b.callers++
+	b.up = up // the latest word on the upstream (a rotated credential) wins
+	for _, spec := range refspecs {
+		if !b.seen[spec] {
+			b.seen[spec] = true
+			b.refspecs = append(b.refspecs, spec)
+		}
+	}
+	if !g.running {
+		g.running = true
+		if !f.leased(g) {
+			g.next = nil
+		} // else it stays open while the lease is waited for
+		go f.run(dir, g, b)
+	}
+	f.mu.Unlock()
+
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, spec := range refspecs {
+		if err, ok := b.missing[refspecSource(spec)]; ok {
+			return err
+		}
+	}
+	return b.err
+}
+
+// run fetches batch after batch for one repository until no caller waits.
+// With a lease, a batch stays open (callers keep joining it) until this
+// process has the lease or another's fetch made it unnecessary.
+func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), f.timeout())
+		var release func(ok bool)
+		skip := false
+		if f.leased(g) {
+			skip, release, b.err = f.await(ctx, g, b)
+			f.mu.Lock()
+			if g.next == b {
+				g.next = nil
+			}
+			f.mu.Unlock()
+		}
+		if !skip && b.err == nil {
+			f.runBatch(ctx, dir, b)
+		}
+		if release != nil {
+			release(b.err == nil && len(b.missing) == 0)
+		}
+		cancel()
+		close(b.done)
+		f.mu.Lock()
+		if g.next == nil {
+			g.running = false
+			delete(f.groups, dir)
+			f.mu.Unlock()
+			return
+		}
+		b = g.next
+		if !f.leased(g) {
+			g.next = nil
+		}
+		f.mu.Unlock()
+	}
+}
+
+// runBatch fetches a batch's refspecs. A ref the upstream lacks fails the
+// whole git fetch; it is then set aside for the callers who asked for it,
+// and the rest is fetched again at once, so one caller's missing ref does
+// not fail the others.
+func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
+	specs := b.refspecs
+	for len(specs) > 0 {
+		err := f.Root.fetch(ctx, dir, b.up, specs)
+		var missing *UpstreamRefNotFoundError
+		if !errors.As(err, &missing) {
+			b.err = err
+			return
+		}
+		rest := specs[:0:0]
+		for _, spec := range specs {
+			if refspecSource(spec) == missing.Ref {
+				if b.missing == nil {
+					b.missing = make(map[string]error)
+				}
+				b.missing[missing.Ref] = err
+				continue
+			}
+			rest = append(rest, spec)
+		}
+		if len(rest) == len(specs) { // git named a ref nobody asked for
+			b.err = err
+			return
+		}
+		specs = rest
+	}
+}
+
+// Queued counts the callers waiting for the next fetch into the repository
+// at dir (not those of the fetch running): what coalescing saves. settled
+// is false while, with a lease, some of them joined after it was last
+// asked (so a fetch of another process could not count for them yet).
+func (f *Fetcher) Queued(dir string) (callers int, settled bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g := f.groups[dir]; g != nil && g.next != nil {
+		return g.next.callers, !f.leased(g) || g.next.covered == g.next.callers
+	}
+	return 0, true
+}
+
+// refspecSource is what a refspec fetches: its source ref, or the SHA.
+func refspecSource(spec string) string {
+	src, _, _ := strings.Cut(strings.TrimPrefix(spec, "+"), ":")
+	return src
+}

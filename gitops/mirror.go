@@ -1,0 +1,392 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	git "github.com/libgit2/git2go/v34"
+)
+
+// A mirror is a bare repository the service made itself from an upstream.
+// Its own git config is its record (section refkeeper), so nothing about it
+// lives only in Redis:
+//
+//	[refkeeper]
+//		upstream = https://git.example.com/group/app.git
+//		host = gitlab
+//		credential = example   (a name in the credentials file, never a secret)
+//		state = cloning | failed   (only while staged, see below)
+//		lastError = ...            (why the last clone failed)
+//
+// A mirror is first made and cloned under <root>/.mirrors/<name>.git, the
+// staging area: a dot-name, which Projects and RepoPath never show, so a
+// half-made clone is never a project. Once its first fetch succeeded it is
+// renamed into place, <root>/<name>.git, in one step. A failed clone stays
+// staged (state failed) until a retry succeeds or it is deleted.
+const (
+	stagingDirName = ".mirrors"
+	configSection  = "refkeeper"
+	keyUpstream    = "refkeeper.upstream"
+	keyHost        = "refkeeper.host"
+	keyCredential  = "refkeeper.credential"
+	keyState       = "refkeeper.state"
+	keyLastError   = "refkeeper.lasterror"
+)
+
+// MirrorConfig is what a mirror records about its upstream.
+type MirrorConfig struct {
+	Upstream   string
+	Host       string
+	Credential string // a name, or empty
+}
+
+// StagedState is where a staged mirror is: its first clone runs or failed.
+type StagedState string
+
+// States of a staged mirror.
+const (
+	StagedCloning StagedState = "cloning"
+	StagedFailed  StagedState = "failed"
+)
+
+// ProjectInfo is what the repos root says about one project.
+type ProjectInfo struct {
+	Name ProjectName
+	// Mirror is false for a local project (Config is then empty).
+	Mirror bool
+	Config MirrorConfig
+	// Staged is true for a mirror whose first clone has not succeeded:
+	// State says whether it runs or failed, LastError why it failed, and
+	// Since when the state was last written.
+	Staged    bool
+	State     StagedState
+	LastError string
+	Since     time.Time
+	// FetchedAt is when the last fetch into it ended well (zero: never).
+	FetchedAt time.Time
+	// Dir is the repository's directory (staged or in place).
+	Dir string
+}
+
+// stagingPath is where the mirror name is made and cloned.
+func (r *Root) stagingPath(name ProjectName) string {
+	return filepath.Join(r.Dir, stagingDirName, filepath.FromSlash(string(name))+".git")
+}
+
+func (r *Root) livePath(name ProjectName) string {
+	return filepath.Join(r.Dir, filepath.FromSlash(string(name))+".git")
+}
+
+// readRecord reads the refkeeper section of a repository's config. ok is
+// false when it has none (a local project).
+func readRecord(dir string) (cfg MirrorConfig, state StagedState, lastError string, ok bool, err error) {
+	c, err := git.OpenOndisk(filepath.Join(dir, "config"))
+	if err != nil {
+		return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+	}
+	defer c.Free()
+	it, err := c.NewIteratorGlob(`^refkeeper\.`)
+	if err != nil {
+		return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+	}
+	defer it.Free()
+	for {
+		e, err := it.Next()
+		if err != nil {
+			var gerr *git.GitError
+			if errors.As(err, &gerr) && gerr.Code == git.ErrorCodeIterOver {
+				break
+			}
+			return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+		}
+		switch strings.ToLower(e.Name) {
+		case keyUpstream:
+			cfg.Upstream, ok = e.Value, true
+		case keyHost:
+			cfg.Host = e.Value
+		case keyCredential:
+			cfg.Credential = e.Value
+		case keyState:
+			state = StagedState(e.Value)
+		case keyLastError:
+			lastError = e.Value
+		}
+	}
+	return cfg, state, lastError, ok, nil
+}
+
+// writeRecord sets the mirror's record in its config; an empty credential,
+// state or error removes the key. The keys are written into a copy of the
+// config that then replaces it in one rename, so a reader sees the old
+// record or the new one, never a state without its error.
+func writeRecord(dir string, cfg MirrorConfig, state StagedState, lastError string) error {
+	path := filepath.Join(dir, "config")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return &StorageError{Op: "reading the config of " + dir, Err: err}
+	}
+	tmp, err := os.CreateTemp(dir, "config.refkeeper-*")
+	if err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	defer os.Remove(tmp.Name()) // gone after the rename; the leftover otherwise
+	_, werr := tmp.Write(old)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: werr}
+	}
+	if err := setRecordKeys(tmp.Name(), cfg, state, lastError); err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return &StorageError{Op: "writing the config of " + dir, Err: err}
+	}
+	return nil
+}
+
+// setRecordKeys writes the record's keys into the config file at path.
+func setRecordKeys(path string, cfg MirrorConfig, state StagedState, lastError string) error {
+	c, err := git.OpenOndisk(path)
+	if err != nil {
+		return err
+	}
+	defer c.Free()
+	for _, kv := range [][2]string{{keyUpstream, cfg.Upstream}, {keyHost, cfg.Host}, {keyCredential, cfg.Credential},
+		{keyState, string(state)}, {keyLastError, lastError}} {
+		if kv[1] != "" {
+			if err := c.SetString(kv[0], kv[1]); err != nil {
+				return err
+			}
+			continue
+		}
+		err := c.Delete(kv[0])
+		var gerr *git.GitError
+		if err != nil && !(errors.As(err, &gerr) && gerr.Code == git.ErrorCodeNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// info reads what is at dir into a ProjectInfo.
+func info(name ProjectName, dir string, staged bool) (ProjectInfo, error) {
+	cfg, state, lastError, mirror, err := readRecord(dir)
+	if err != nil {
+		return ProjectInfo{}, err
+	}
+	pi := ProjectInfo{Name: name, Mirror: mirror, Config: cfg, Dir: dir, Staged: staged}
+	if staged {
+		pi.State, pi.LastError = state, lastError
+		if pi.State == "" {
+			pi.State = StagedCloning
+		}
+		if st, err := os.Stat(filepath.Join(dir, "config")); err == nil {
+			pi.Since = st.ModTime()
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, fetchedMarker)); err == nil {
+		pi.FetchedAt = st.ModTime()
+	}
+	return pi, nil
+}
+
+// Project says what the name is: a local project, a mirror in place, or a
+// staged mirror. It fails with *ProjectNotFoundError when there is none.
+func (r *Root) Project(name ProjectName) (ProjectInfo, error) {
+	path, err := r.RepoPath(name)
+	if err == nil {
+		return info(name, path, false)
+	}
+	var nf *ProjectNotFoundError
+	if !errors.As(err, &nf) {
+		return ProjectInfo{}, err
+	}
+	staged := r.stagingPath(name)
+	bare, serr := isBareRepo(staged)
+	if serr != nil {
+		return ProjectInfo{}, &StorageError{Op: "reading " + string(name), Err: serr}
+	}
+	if !bare {
+		return ProjectInfo{}, err
+	}
+	return info(name, staged, true)
+}
+
+// StagedProjects lists the staged mirrors' names, in lexical order.
+func (r *Root) StagedProjects(ctx context.Context) ([]ProjectName, error) {
+	staging := &Root{Dir: filepath.Join(r.Dir, stagingDirName)}
+	return staging.Projects(ctx)
+}
+
+// Stage makes an empty bare repository for mirror name in the staging area,
+// recording cfg with state cloning. It is made under a temporary name and
+// renamed, so a concurrent Stage of the same name finds either nothing or a
+// whole repository: created is false when one was there already (then
+// nothing changed). A local project or mirror in place is
+// *ProjectExistsError.
+func (r *Root) Stage(ctx context.Context, name ProjectName, cfg MirrorConfig) (created bool, err error) {
+	if _, err := ParseProjectName(string(name)); err != nil {
+		return false, err
+	}
+	if pi, err := r.Project(name); err == nil && !pi.Staged {
+		return false, &ProjectExistsError{Project: name, Local: !pi.Mirror}
+	}
+	area := filepath.Join(r.Dir, stagingDirName)
+	if err := os.MkdirAll(area, 0o755); err != nil {
+		return false, &StorageError{Op: "making the staging area", Err: err}
+	}
+	tmp, err := os.MkdirTemp(area, ".new-")
+	if err != nil {
+		return false, &StorageError{Op: "making a staging directory", Err: err}
+	}
+	defer os.RemoveAll(tmp) // gone after the rename; the leftover otherwise
+	repoDir := filepath.Join(tmp, "repo.git")
+	// `git --git-dir X init --bare` makes the repository at X.
+	cmd := r.command(ctx, repoDir, "init", "--quiet", "--bare", "--initial-branch=main")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return false, &CommandError{Args: []string{"init", "--bare"}, Stderr: strings.TrimSpace(string(out)), Err: err}
+	}
+	if err := writeRecord(repoDir, cfg, StagedCloning, ""); err != nil {
+		return false, err
+	}
+	dest := r.stagingPath(name)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return false, &StorageError{Op: "making the staging area", Err: err}
+	}
+	if err := os.Rename(repoDir, dest); err != nil {
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return false, nil
+		}
+		return false, &StorageError{Op: "staging " + string(name), Err: err}
+	}
+	return true, nil
+}
+
+// SetRecord rewrites the record of the mirror at dir (a ProjectInfo's Dir).
+func (r *Root) SetRecord(dir string, cfg MirrorConfig, state StagedState, lastError string) error {
+	return writeRecord(dir, cfg, state, lastError)
+}
+
+// CloneRefspecs are what a mirror's first fetch takes: every branch, and
+// the merge request refs of its host kind (refspecs as MirrorRefspecs
+// answers them). Tags are left out, as in every fetch of a mirror.
+func CloneRefspecs(mrRefs ...string) []string {
+	return append([]string{"+refs/heads/*:refs/heads/*"}, mrRefs...)
+}
+
+// FetchStaged runs the first fetch of a staged mirror, bounded by ctx.
+func (r *Root) FetchStaged(ctx context.Context, name ProjectName, up Upstream, refspecs []string) error {
+	return r.fetch(ctx, r.stagingPath(name), up, refspecs)
+}
+
+// Publish renames a staged mirror into place: from now on it is a project.
+// A name taken meanwhile (a local project made by hand) is
+// *ProjectExistsError, and the staged mirror stays.
+func (r *Root) Publish(name ProjectName) error {
+	from, to := r.stagingPath(name), r.livePath(name)
+	// rename(2) replaces an empty directory: refuse to take even that.
+	if _, err := os.Lstat(to); err == nil {
+		return &ProjectExistsError{Project: name, Local: true}
+	}
+	if err := writeRecord(from, r.mustRecord(from), "", ""); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return &StorageError{Op: "publishing " + string(name), Err: err}
+	}
+	if err := os.Rename(from, to); err != nil {
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return &ProjectExistsError{Project: name, Local: true}
+		}
+		return &StorageError{Op: "publishing " + string(name), Err: err}
+	}
+	r.resolved.Delete(name)
+	return nil
+}
+
+// mustRecord is the mirror config at dir, or empty when unreadable (then
+// the write that follows fails and says why).
+func (r *Root) mustRecord(dir string) MirrorConfig {
+	cfg, _, _, _, _ := readRecord(dir)
+	return cfg
+}
+
+// RemoveMirror deletes a mirror, in place or staged, with all its refs and
+// objects: it is first renamed out of sight (one step: no reader sees it
+// half gone), then removed. A local project is *NotMirrorError and stays;
+// no such mirror is *ProjectNotFoundError.
+func (r *Root) RemoveMirror(name ProjectName) error {
+	pi, err := r.Project(name)
+	if err != nil {
+		return err
+	}
+	if !pi.Mirror {
+		return &NotMirrorError{Project: name}
+	}
+	area := filepath.Join(r.Dir, stagingDirName)
+	if err := os.MkdirAll(area, 0o755); err != nil {
+		return &StorageError{Op: "removing " + string(name), Err: err}
+	}
+	trash, err := os.MkdirTemp(area, ".removed-")
+	if err != nil {
+		return &StorageError{Op: "removing " + string(name), Err: err}
+	}
+	defer os.RemoveAll(trash)
+	if err := os.Rename(pi.Dir, filepath.Join(trash, "repo.git")); err != nil {
+		if absent(err) {
+			return &ProjectNotFoundError{Project: name}
+		}
+		return &StorageError{Op: "removing " + string(name), Err: err}
+	}
+	r.forget(name, pi.Dir)
+	if err := os.RemoveAll(trash); err != nil {
+		return &StorageError{Op: "removing " + string(name), Err: fmt.Errorf("the mirror is gone, its files not: %w", err)}
+	}
+	return nil
+}
+
+// forget drops what the Root keeps open for a repository that is gone:
+// pooled libgit2 handles, the writer process, the resolved path.
+func (r *Root) forget(name ProjectName, dir string) {
+	r.resolved.Delete(name)
+	r.mu.Lock()
+	repo, ok := r.repos[dir]
+	if ok {
+		delete(r.repos, dir)
+	}
+	r.mu.Unlock()
+	if ok {
+		repo.stopPacking()
+		repo.freeHandles()
+		repo.closeWriter()
+	}
+}
+
+// FetchMirror fetches refspecs from the mirror's upstream into the mirror
+// in place, shared with concurrent callers (see Fetcher).
+func (f *Fetcher) FetchMirror(ctx context.Context, name ProjectName, up Upstream, refspecs []string) error {
+	path, err := f.Root.RepoPath(name)
+	if err != nil {
+		return err
+	}
+	return f.fetchShared(ctx, name, path, up, refspecs)
+}
+
+// IsStaged reports whether name is a mirror whose first clone has not
+// succeeded yet (running or failed).
+func (r *Root) IsStaged(name ProjectName) bool {
+	if _, err := ParseProjectName(string(name)); err != nil {
+		return false
+	}
+	bare, _ := isBareRepo(r.stagingPath(name))
+	return bare
+}

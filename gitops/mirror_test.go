@@ -1,0 +1,100 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+func gitConfig(t *testing.T, dir, key string) string {
+	t.Helper()
+	out, _ := exec.Command("git", "--git-dir", dir, "config", "--get", key).Output()
+	return strings.TrimSpace(string(out))
+}
+
+func TestStagedMirrorIsNoProjectUntilPublished(t *testing.T) {
+	f := newFixture(t) // the local project group/app
+	ctx := context.Background()
+	name := ProjectName("mirrors/one")
+	cfg := MirrorConfig{Upstream: "https://git.example.com/one.git", Host: "gitlab", Credential: "bot"}
+	if created, err := f.root.Stage(ctx, name, cfg); err != nil || !created {
+		t.Fatalf("Stage: %v %v", created, err)
+	}
+	if created, err := f.root.Stage(ctx, name, MirrorConfig{Upstream: "https://other"}); err != nil || created {
+		t.Fatalf("Stage again: %v %v, want an untouched existing stage", created, err)
+	}
+	staged := f.root.stagingPath(name)
+	if got := gitConfig(t, staged, "refkeeper.upstream"); got != cfg.Upstream {
+		t.Errorf("staged refkeeper.upstream = %q, want %q (the second Stage must change nothing)", got, cfg.Upstream)
+	}
+	if got := gitConfig(t, staged, "refkeeper.state"); got != "cloning" {
+		t.Errorf("refkeeper.state = %q, want cloning", got)
+	}
+	names, err := f.root.Projects(ctx)
+	if err != nil || len(names) != 1 || names[0] != "group/app" {
+		t.Errorf("Projects = %v %v, want only the local project", names, err)
+	}
+	if _, err := f.root.RepoPath(name); err == nil {
+		t.Error("RepoPath finds a staged mirror")
+	}
+	pi, err := f.root.Project(name)
+	if err != nil || !pi.Staged || !pi.Mirror || pi.State != StagedCloning || pi.Config != cfg {
+		t.Fatalf("Project(staged) = %+v %v", pi, err)
+	}
+	if !f.root.IsStaged(name) || f.root.IsStaged("group/app") {
+		t.Error("IsStaged is wrong")
+	}
+	if err := f.root.Publish(name); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	pi, err = f.root.Project(name)
+	if err != nil || pi.Staged || !pi.Mirror || pi.Config != cfg {
+		t.Fatalf("Project(published) = %+v %v", pi, err)
+	}
+	if got := gitConfig(t, pi.Dir, "refkeeper.state"); got != "" {
+		t.Errorf("a published mirror still says state %q", got)
+	}
+	if _, err := f.root.Stage(ctx, name, cfg); !errors.As(err, new(*ProjectExistsError)) {
+		t.Errorf("Stage over a published mirror: %v, want ProjectExistsError", err)
+	}
+
+	if err := f.root.RemoveMirror("group/app"); !errors.As(err, new(*NotMirrorError)) {
+		t.Errorf("RemoveMirror(local) = %v, want NotMirrorError", err)
+	}
+	if err := f.root.RemoveMirror(name); err != nil {
+		t.Fatalf("RemoveMirror: %v", err)
+	}
+	if _, err := os.Stat(pi.Dir); !os.IsNotExist(err) {
+		t.Errorf("the mirror is still on disk (%v)", err)
+	}
+	if err := f.root.RemoveMirror(name); !errors.As(err, new(*ProjectNotFoundError)) {
+		t.Errorf("RemoveMirror twice = %v, want ProjectNotFoundError", err)
+	}
+	if _, err := f.root.Project("group/app"); err != nil {
+		t.Errorf("the local project after all this: %v", err)
+	}
+}
+
+func TestPublishNeverTakesALocalProjectsName(t *testing.T) {
+	f := newFixture(t)
+	name := ProjectName("mirrors/late")
+	if _, err := f.root.Stage(context.Background(), name, MirrorConfig{Upstream: "https://x/y.git", Host: "generic"}); err != nil {
+		t.Fatal(err)
+	}
+	// Something else makes a local project of that name meanwhile.
+	local := testdata.NewBareRepo(t, f.root.Dir, string(name))
+	if err := f.root.Publish(name); !errors.As(err, new(*ProjectExistsError)) {
+		t.Fatalf("Publish over a local project = %v, want ProjectExistsError", err)
+	}
+	if got := gitConfig(t, local.Dir, "refkeeper.upstream"); got != "" {
+		t.Errorf("the local project got a mirror's record: %q", got)
+	}
+	if !f.root.IsStaged(name) {
+		t.Error("the staged mirror is gone after a refused Publish")
+	}
+}

@@ -1,0 +1,41 @@
+// Package hooks turns the git hosts' own webhook deliveries into pins,
+// finishes and merge-request closes: GitLab's Pipeline and Merge Request
+// Hooks, GitHub's workflow_run and pull_request events, and Gitea's (also
+// Forgejo's) pull_request events.
+//
+// A delivery is verified by its host's scheme over the raw body, in constant
+// time (GitLab: X-Gitlab-Token is the secret; GitHub: X-Hub-Signature-256 is
+// "sha256=" and the lower-case hex HMAC-SHA256 of the body; Gitea: the bare
+// hex HMAC-SHA256 in X-Gitea-Signature or Forgejo's X-Forgejo-Signature),
+// then parsed, mapped to one domain call and answered with an Action.
+// What is ignored or failed for good is still an answer (hosts disable hooks
+// that keep failing); only a transient failure is an error, so that the host
+// delivers again.
+//
+// A delivery id seen within DeliveryTTL is answered with the stored answer
+// and changes nothing. Only answers are stored, never a transient failure,
+// so a redelivery after one is applied as new.
+//
+// Hosts do not promise order. Each pin keeps the time of the latest webhook
+// event applied to it, on the host's own clock as its payload states it:
+// for GitLab, a finishing status's object_attributes.finished_at, and for a
+// running (or created, pending, ...) status the latest created_at,
+// started_at or finished_at of its builds; for GitHub, workflow_run's
+// updated_at. A pin finished through the API has no such time; its
+// finished_at stands in. A pipeline that is running again after it finished (a
+// retried job) is told from a late delivery by that time alone:
+//
+//   - a running delivery for a finished pin re-opens it only when its time
+//     is after the recorded one (a build created or started after the
+//     pipeline finished); otherwise it is late and ignored;
+//   - a finishing delivery older than the recorded time (the pin was
+//     re-opened by a later event) is late and ignored;
+//   - a delivery without a usable time never re-opens a finished pin.
+//
+// Two deliveries of one pipeline racing each other are each applied whole
+// (pin and finish are idempotent), but which of them wins is not decided
+// by their times.
+//
+// hooks speaks to the domain (refs) only, never to git; api mounts it and
+// cmd builds it. Nothing else imports it.
+package hooks

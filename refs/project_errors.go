@@ -1,0 +1,83 @@
+package refs
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// errMirrorCloning is why a pin on a mirror whose first clone has not
+// succeeded is unavailable: the repository is not there yet.
+var errMirrorCloning = errors.New("the mirror's first clone has not succeeded yet")
+
+// ProjectConflictError is a mirror registered over a local project, or a
+// local project asked to be deleted. Nothing changed.
+type ProjectConflictError struct {
+	Project Project
+	Reason  string
+}
+
+func (e *ProjectConflictError) Error() string { return fmt.Sprintf("%s %s", e.Project, e.Reason) }
+
+// UpstreamUnavailableError is an upstream that could not be reached or did
+// not answer within the upstream timeout. Nothing was written; retrying
+// later is safe.
+type UpstreamUnavailableError struct {
+	Project Project
+	Reason  string
+	Cause   error
+}
+
+func (e *UpstreamUnavailableError) Error() string {
+	return fmt.Sprintf("the upstream of %s is unavailable: %s", e.Project, e.Reason)
+}
+
+func (e *UpstreamUnavailableError) Unwrap() error { return e.Cause }
+
+// UpstreamRejectedError is an upstream that refused the credentials or has
+// no such repository. Nothing was written; retrying will not help until the
+// credentials or the URL are fixed.
+type UpstreamRejectedError struct {
+	Project Project
+	Reason  string
+	Cause   error
+}
+
+func (e *UpstreamRejectedError) Error() string {
+	return fmt.Sprintf("the upstream of %s refused: %s", e.Project, e.Reason)
+}
+
+func (e *UpstreamRejectedError) Unwrap() error { return e.Cause }
+
+// UpstreamRefNotFoundError is a ref (or a SHA) that exists neither in the
+// mirror nor upstream.
+type UpstreamRefNotFoundError struct {
+	Project Project
+	Ref     string
+}
+
+func (e *UpstreamRefNotFoundError) Error() string {
+	return fmt.Sprintf("%s exists neither in %s nor upstream", e.Ref, e.Project)
+}
+
+// upstreamError turns gitops' fetch failures into the domain's; other
+// errors go through unavailable.
+func upstreamError(p Project, op string, err error) error {
+	var (
+		unavail  *gitops.UpstreamUnavailableError
+		rejected *gitops.UpstreamRejectedError
+		missing  *gitops.UpstreamRefNotFoundError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unavail):
+		return &UpstreamUnavailableError{Project: p, Reason: unavail.Reason, Cause: err}
+	case errors.As(err, &rejected):
+		return &UpstreamRejectedError{Project: p, Reason: rejected.Reason, Cause: err}
+	case errors.As(err, &missing):
+		return &UpstreamRefNotFoundError{Project: p, Ref: missing.Ref}
+	}
+	return unavailable(op, err)
+}

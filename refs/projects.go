@@ -1,0 +1,542 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// HostKind names where a mirror's host keeps a merge request's refs.
+type HostKind string
+
+// The host kinds of the contract. A local project is HostGitLab.
+const (
+	HostGitLab  HostKind = "gitlab"  // refs/merge-requests/<iid>/head and /merge
+	HostGitHub  HostKind = "github"  // refs/pull/<iid>/head and /merge
+	HostGitea   HostKind = "gitea"   // refs/pull/<iid>/head, no merge ref (also Forgejo)
+	HostGeneric HostKind = "generic" // none
+)
+
+// ParseHostKind validates a host kind; empty is HostGeneric.
+func ParseHostKind(s string) (HostKind, error) {
+	switch h := HostKind(s); h {
+	case "":
+		return HostGeneric, nil
+	case HostGitLab, HostGitHub, HostGitea, HostGeneric:
+		return h, nil
+	}
+	return "", &InvalidInputError{Field: "host", Reason: strconv.Quote(s) + " is not one of gitlab, github, gitea, generic"}
+}
+
+// mergeRequestNamespace is where the host keeps merge request refs, or "".
+func (h HostKind) mergeRequestNamespace() string {
+	switch h {
+	case HostGitLab:
+		return "refs/merge-requests/"
+	case HostGitHub, HostGitea:
+		return "refs/pull/"
+	}
+	return ""
+}
+
+// MergeRef is the host's merge ref of a merge request; ok is false for a
+// host kind that has none (gitea, generic).
+func (h HostKind) MergeRef(iid MergeRequestIID) (gitops.RefName, bool) {
+	switch h {
+	case HostGitLab:
+		return gitops.MergeRequestRef(int64(iid)), true
+	case HostGitHub:
+		return gitops.RefName("refs/pull/" + strconv.FormatInt(int64(iid), 10) + "/merge"), true
+	}
+	return "", false
+}
+
+// HeadRef is the host's head ref of a merge request; ok is false for
+// generic.
+func (h HostKind) HeadRef(iid MergeRequestIID) (gitops.RefName, bool) {
+	ns := h.mergeRequestNamespace()
+	if ns == "" {
+		return "", false
+	}
+	return gitops.RefName(ns + strconv.FormatInt(int64(iid), 10) + "/head"), true
+}
+
+// cloneRefspecs are what a mirror's first fetch takes: its branches and its
+// host's merge request refs, each at its own name.
+func (h HostKind) cloneRefspecs() []string {
+	if ns := h.mergeRequestNamespace(); ns != "" {
+		return gitops.CloneRefspecs("+" + ns + "*:" + ns + "*")
+	}
+	return gitops.CloneRefspecs()
+}
+
+// ProjectKind says who keeps a project's repository.
+type ProjectKind string
+
+// Project kinds.
+const (
+	KindLocal  ProjectKind = "local"  // something else keeps it; the service only pins
+	KindMirror ProjectKind = "mirror" // the service cloned it and fetches into it
+)
+
+// ProjectState is where a project is in its life.
+type ProjectState string
+
+// Project states. A local project is always ready.
+const (
+	ProjectCloning ProjectState = "cloning"
+	ProjectReady   ProjectState = "ready"
+	ProjectFailed  ProjectState = "failed"
+)
+
+// ProjectInfo is one project as the API shows it.
+type ProjectInfo struct {
+	Project    Project
+	Kind       ProjectKind
+	State      ProjectState
+	Upstream   string   // "" for a local project
+	Host       HostKind // "" for a local project
+	Credential string   // a name in the credentials file, or ""
+	FetchedAt  time.Time
+	LastError  string
+}
+
+// MirrorRequest registers a mirror.
+type MirrorRequest struct {
+	Project    Project
+	Upstream   string
+	Host       string // "": generic
+	Credential string // "": none
+}
+
+// Projects keeps the mirrors: registers and clones them, answers what every
+// project is, and deletes mirrors. What a mirror is lives in its own git
+// config (see gitops), so losing Redis loses nothing of it; Redis holds only
+// the pins' records, which a mirror's deletion removes too. It is safe for
+// concurrent use.
+type Projects struct {
+	Repos   *gitops.Root
+	Fetcher *gitops.Fetcher
+	Store   *Store
+	// Credentials are the named upstream credentials; nil: none.
+	Credentials *CredentialFile
+	// UpstreamTimeout bounds one upstream fetch, the first clone too.
+	// Zero: gitops.DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+
+	records sync.Map // Project -> cachedRecord: what pins read of the record
+	mu      sync.Mutex
+	cloning map[Project]context.CancelFunc // clones this process runs
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+func (s *Projects) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Projects) timeout() time.Duration {
+	if s.UpstreamTimeout > 0 {
+		return s.UpstreamTimeout
+	}
+	return gitops.DefaultUpstreamTimeout
+}
+
+// ParseUpstream validates an upstream URL: http, https or file, and no user
+// name or password in it (secrets belong in the credentials file).
+func ParseUpstream(raw string) (string, error) {
+	bad := func(reason string) error { return &InvalidInputError{Field: "upstream", Reason: reason} }
+	if raw == "" {
+		return "", bad("is required")
+	}
+	if len(raw) > 2048 {
+		return "", bad("is longer than 2048 characters")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url's error quotes the input, which may hold a secret.
+		return "", bad("is not a URL")
+	}
+	if u.User != nil {
+		return "", bad("must not hold a user name or password: name a credential instead")
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return "", bad("has no host")
+		}
+	case "file":
+		if u.Host != "" || !path.IsAbs(u.Path) {
+			return "", bad("a file URL must be file:///absolute/path")
+		}
+	default:
+		return "", bad("scheme must be http, https or file")
+	}
+	if strings.ContainsAny(raw, " \t\r\n") || strings.HasPrefix(raw, "-") {
+		return "", bad("must not contain white space")
+	}
+	return raw, nil
+}
+
+// upstream is how to reach the mirror's upstream now: its URL and the
+// credential its record names, read from the credentials file as it is now.
+func (s *Projects) upstream(cfg gitops.MirrorConfig) (gitops.Upstream, error) {
+	up := gitops.Upstream{URL: cfg.Upstream}
+	if cfg.Credential == "" {
+		return up, nil
+	}
+	cred, ok, err := s.Credentials.Lookup(cfg.Credential)
+	if err != nil {
+		s.logger().Warn("credentials file unreadable, using what was read before", "err", err)
+	}
+	if !ok {
+		return up, &UpstreamRejectedError{Project: "", Reason: "credential " + strconv.Quote(cfg.Credential) + " is not in the credentials file"}
+	}
+	up.Credential = &cred
+	return up, nil
+}
+
+// Register makes p a mirror of req.Upstream. created is true when a clone
+// was started now or runs already (the project is cloning); false when the
+// mirror existed (its record then takes over a changed upstream, host or
+// credential). A local project is *ProjectConflictError. A failed clone is
+// started again.
+func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info ProjectInfo, cloning bool, err error) {
+	up, err := ParseUpstream(req.Upstream)
+	if err != nil {
+		return ProjectInfo{}, false, err
+	}
+	host, err := ParseHostKind(req.Host)
+	if err != nil {
+		return ProjectInfo{}, false, err
+	}
+	if req.Credential != "" {
+		if _, ok, _ := s.Credentials.Lookup(req.Credential); !ok {
+			return ProjectInfo{}, false, &InvalidInputError{Field: "credential",
+				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
+		}
+	}
+	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
+	defer s.records.Delete(req.Project)
+	for attempt := 0; attempt < 3; attempt++ {
+		pi, err := s.Repos.Project(req.Project)
+		var nf *gitops.ProjectNotFoundError
+		switch {
+		case errors.As(err, &nf):
+			created, err := s.Repos.Stage(ctx, req.Project, cfg)
+			var exists *gitops.ProjectExistsError
+			if errors.As(err, &exists) {
+				continue // made meanwhile: look again
+			}
+			if err != nil {
+				return ProjectInfo{}, false, unavailable("staging mirror", err)
+			}
+			if created {
+				s.startClone(req.Project, cfg)
+			}
+			continue // answer what is there now
+		case err != nil:
+			return ProjectInfo{}, false, unavailable("reading project", err)
+		case !pi.Mirror:
+			return ProjectInfo{}, false, &ProjectConflictError{Project: req.Project, Reason: "is a local project, not a mirror"}
+		case !pi.Staged:
+			if pi.Config != cfg {
+				if err := s.Repos.SetRecord(pi.Dir, cfg, "", ""); err != nil {
+					return ProjectInfo{}, false, unavailable("updating mirror", err)
+				}
+				pi.Config = cfg
+			}
+			return s.describe(pi), false, nil
+		default: // staged
+			if s.describe(pi).State == ProjectFailed || pi.Config != cfg {
+				// Tried again (a failed clone, or a clone whose process
+				// died), or told of another upstream: start over.
+				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedCloning, ""); err != nil {
+					return ProjectInfo{}, false, unavailable("updating mirror", err)
+				}
+				s.startClone(req.Project, cfg)
+				continue
+			}
+			return s.describe(pi), true, nil
+		}
+	}
+	return ProjectInfo{}, false, &UnavailableError{Op: "registering mirror", Cause: errors.New("the project kept changing under the request")}
+}
+
+// describe turns what the repos root says into the API's view. A staged
+// clone that no process of this service runs and that has not been written
+// for twice the upstream timeout was interrupted (its process ended): it is
+// shown as failed, so that a PUT starts it again.
+func (s *Projects) describe(pi gitops.ProjectInfo) ProjectInfo {
+	out := ProjectInfo{Project: pi.Name, Kind: KindLocal, State: ProjectReady, FetchedAt: pi.FetchedAt}
+	if !pi.Mirror {
+		return out
+	}
+	out.Kind, out.Upstream, out.Host, out.Credential = KindMirror, pi.Config.Upstream, HostKind(pi.Config.Host), pi.Config.Credential
+	if out.Host == "" {
+		out.Host = HostGeneric
+	}
+	if !pi.Staged {
+		return out
+	}
+	out.State, out.LastError = ProjectCloning, pi.LastError
+	if pi.State == gitops.StagedFailed {
+		out.State = ProjectFailed
+	} else if !s.clonesHere(pi.Name) && time.Since(pi.Since) > 2*s.timeout() {
+		out.State, out.LastError = ProjectFailed, "the clone was interrupted (its process ended); register again to retry"
+	}
+	return out
+}
+
+func (s *Projects) clonesHere(p Project) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.cloning[p]
+	return ok
+}
+
+// startClone runs the first fetch of a staged mirror in the background,
+// bounded by the upstream timeout, then publishes it or records why not.
+// One clone per project runs in this process at a time.
+func (s *Projects) startClone(p Project, cfg gitops.MirrorConfig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if _, ok := s.cloning[p]; ok {
+		return
+	}
+	if s.cloning == nil {
+		s.cloning = make(map[Project]context.CancelFunc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout())
+	s.cloning[p] = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			cancel()
+			s.mu.Lock()
+			delete(s.cloning, p)
+			s.mu.Unlock()
+		}()
+		err := s.clone(ctx, p, cfg)
+		log := s.logger().With("project", string(p), "upstream", cfg.Upstream)
+		if err == nil {
+			log.Info("mirror cloned")
+			return
+		}
+		log.Warn("mirror clone failed", "err", err)
+		pi, perr := s.Repos.Project(p)
+		if perr != nil || !pi.Staged {
+			return // deleted meanwhile, or in place after all
+		}
+		defer s.records.Delete(p)
+		if werr := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(err)); werr != nil {
+			log.Error("recording the failed clone", "err", werr)
+		}
+	}()
+}
+
+func (s *Projects) clone(ctx context.Context, p Project, cfg gitops.MirrorConfig) error {
+	up, err := s.upstream(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Repos.FetchStaged(ctx, p, up, HostKind(cfg.Host).cloneRefspecs()); err != nil {
+		return err
+	}
+	defer s.records.Delete(p)
+	return s.Repos.Publish(p)
+}
+
+// publicError is what last_error says: the typed error's own message, which
+// names the upstream URL (never holding a secret) and the reason, but not
+// git's output.
+func publicError(err error) string {
+	var (
+		unavail  *gitops.UpstreamUnavailableError
+		rejected *gitops.UpstreamRejectedError
+		exists   *gitops.ProjectExistsError
+		own      *UpstreamRejectedError
+	)
+	switch {
+	case errors.As(err, &unavail):
+		return unavail.Error()
+	case errors.As(err, &rejected):
+		return rejected.Error()
+	case errors.As(err, &exists):
+		return "a local project took the name while the mirror was cloning"
+	case errors.As(err, &own):
+		return own.Reason
+	}
+	return "the clone failed; see the server log"
+}
+
+// Get answers one project, local or mirror.
+func (s *Projects) Get(ctx context.Context, p Project) (ProjectInfo, error) {
+	pi, err := s.Repos.Project(p)
+	var nf *gitops.ProjectNotFoundError
+	if errors.As(err, &nf) {
+		return ProjectInfo{}, &ProjectNotFoundError{Project: p}
+	}
+	if err != nil {
+		return ProjectInfo{}, unavailable("reading project", err)
+	}
+	return s.describe(pi), nil
+}
+
+// List answers the projects in name order, limit at a time after cursor (a
+// project name; "" for the first page), and the cursor of the next page
+// ("" when this is the last).
+func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]ProjectInfo, string, error) {
+	if limit < 1 || limit > MaxListLimit {
+		return nil, "", &InvalidInputError{Field: "limit", Reason: "must be from 1 to " + strconv.Itoa(MaxListLimit)}
+	}
+	if cursor != "" {
+		if _, err := ParseProject(cursor); err != nil {
+			return nil, "", &InvalidInputError{Field: "cursor", Reason: "is not a cursor this service gave"}
+		}
+	}
+	live, err := s.Repos.Projects(ctx)
+	if err != nil {
+		return nil, "", unavailable("listing projects", err)
+	}
+	staged, err := s.Repos.StagedProjects(ctx)
+	if err != nil {
+		return nil, "", unavailable("listing projects", err)
+	}
+	names := slices.Compact(slices.Sorted(slices.Values(append(live, staged...))))
+	start, _ := slices.BinarySearch(names, Project(cursor))
+	if cursor != "" && start < len(names) && names[start] == Project(cursor) {
+		start++
+	}
+	var out []ProjectInfo
+	next := ""
+	for _, name := range names[start:] {
+		if len(out) == limit {
+			next = string(out[len(out)-1].Project)
+			break
+		}
+		pi, err := s.Repos.Project(name)
+		var nf *gitops.ProjectNotFoundError
+		if errors.As(err, &nf) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, "", unavailable("reading project", err)
+		}
+		out = append(out, s.describe(pi))
+	}
+	return out, next, nil
+}
+
+// Delete removes a mirror: the records of its pins, then its repository
+// with every ref. A local project is *ProjectConflictError; no such
+// project *ProjectNotFoundError. A clone this process runs is stopped.
+func (s *Projects) Delete(ctx context.Context, p Project) error {
+	pi, err := s.Repos.Project(p)
+	var nf *gitops.ProjectNotFoundError
+	if errors.As(err, &nf) {
+		return &ProjectNotFoundError{Project: p}
+	}
+	if err != nil {
+		return unavailable("reading project", err)
+	}
+	if !pi.Mirror {
+		return &ProjectConflictError{Project: p, Reason: "is a local project: the service deletes only mirrors"}
+	}
+	defer s.records.Delete(p)
+	s.mu.Lock()
+	if cancel, ok := s.cloning[p]; ok {
+		cancel()
+	}
+	s.mu.Unlock()
+	// Records first: if Redis fails, nothing is gone and a retry works; the
+	// other way round, records of a vanished repository would stay.
+	if err := s.Store.PurgeProject(ctx, p); err != nil {
+		return unavailable("removing the pins' records", err)
+	}
+	err = s.Repos.RemoveMirror(p)
+	if errors.As(err, &nf) {
+		return nil // removed by a racing delete
+	}
+	if err != nil {
+		return unavailable("removing mirror", err)
+	}
+	s.logger().Info("mirror deleted", "project", string(p))
+	return nil
+}
+
+// Close stops the clones this process runs and waits for them; a stopped
+// clone stays staged and is shown as failed once its record is old.
+func (s *Projects) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, cancel := range s.cloning {
+		cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// PurgeProject removes every record of the project: its pins, indexes and
+// due set (every key under its hash tag), and its entry in the project set.
+func (s *Store) PurgeProject(ctx context.Context, p Project) error {
+	pattern := s.base(p) + "*"
+	purge := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := c.Unlink(ctx, batch...).Err()
+			batch = batch[:0]
+			return err
+		}
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	if cc, ok := s.Client.(*redis.ClusterClient); ok {
+		// Keys live on the master owning the project's slot; SCAN sees one
+		// node at a time.
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return purge(ctx, c) })
+	} else {
+		err = purge(ctx, s.Client)
+	}
+	if err != nil {
+		return &StoreError{Op: "purge project", Err: err}
+	}
+	if err := s.Client.SRem(ctx, s.projectsKey(), string(p)).Err(); err != nil {
+		return &StoreError{Op: "purge project", Err: err}
+	}
+	return nil
+}
