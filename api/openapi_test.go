@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -26,6 +27,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/refkeeper/refkeeper/api"
+	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // The document describes every route the server registers but one: the git
@@ -33,25 +38,16 @@ import (
 // description says so).
 const undocumentedRoute = "/git/*"
 
-// documentedNotRouted are operations of the contract this server does not
-// serve yet. Each is documented from API.md; the test fails once one of them
-// is routed, so that it is taken off this list and given rows in the table.
-var documentedNotRouted = []string{
-	"GET /api/v1/projects",
-	"PUT /api/v1/projects/{project}",
-	"GET /api/v1/projects/{project}",
-	"DELETE /api/v1/projects/{project}",
-	"POST /hooks/gitlab",
-	"POST /hooks/github",
-	"POST /hooks/gitea",
-}
-
 // onlyDocumented are documented answers of routed operations that the
 // table cannot produce here, with the reason. An entry the table does
 // produce fails the test (the list must not go stale).
 var onlyDocumented = map[string]string{
-	"PUT /api/v1/projects/{project}/pipelines/{id}/ref 502": "upstream_rejected needs a mirror",
+	"GET /api/v1/projects 503":           noRedis,
+	"GET /api/v1/projects/{project} 503": noRedis,
+	"PUT /api/v1/projects/{project} 503": noRedis,
 }
+
+const noRedis = "projects are read from and written to git config, so Redis down does not reach it; a held config lock would"
 
 // Every routed operation may answer 500 internal; nothing a client sends
 // causes one, so no row produces it.
@@ -219,11 +215,11 @@ func (k *contract) docOperations() map[string]*openapi3.Operation {
 
 var echoParam = regexp.MustCompile(`:([A-Za-z_]+)`)
 
-// TestOpenAPIRoutes: every route the server registers is in the document,
-// and every operation of the document is a route (or listed as not yet
-// served).
+// TestOpenAPIRoutes: every route the server registers, with projects and
+// every host's webhook on, is in the document, and every operation of the
+// document is a route.
 func TestOpenAPIRoutes(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, withProjects(t), withHooks(hooks.GitLab, hooks.GitHub, hooks.Gitea))
 	k := loadContract(t, fetchDocument(t, f.srv.URL))
 	e, ok := f.srv.Config.Handler.(*echo.Echo)
 	if !ok {
@@ -254,11 +250,7 @@ func routeMismatches(e *echo.Echo, k *contract) []string {
 		}
 	}
 	for key := range ops {
-		pending := slices.Contains(documentedNotRouted, key)
-		switch {
-		case routed[key] && pending:
-			out = append(out, fmt.Sprintf("%s is served now: take it off documentedNotRouted and give it rows in TestOpenAPIAnswers", key))
-		case !routed[key] && !pending:
+		if !routed[key] {
 			out = append(out, fmt.Sprintf("%s is documented but not routed", key))
 		}
 	}
@@ -303,7 +295,8 @@ func TestOpenAPIServedIsTheFile(t *testing.T) {
 // document. A documented answer no row produces fails the test unless
 // onlyDocumented says why.
 func TestOpenAPIAnswers(t *testing.T) {
-	f := newFixture(t)
+	allHooks := withHooks(hooks.GitLab, hooks.GitHub, hooks.Gitea)
+	f := newFixture(t, withProjects(t), allHooks)
 	k := loadContract(t, fetchDocument(t, f.srv.URL))
 	head := f.withHead(t)
 	f.git.Git(t, "branch", "conflict", f.c1)
@@ -326,6 +319,17 @@ func TestOpenAPIAnswers(t *testing.T) {
 		{method: "GET", path: p + "/pipelines"},
 		{method: "POST", path: p + "/merge_requests/12/close"},
 		{method: "POST", path: "/api/v1/gc"},
+		{method: "GET", path: "/api/v1/projects"},
+		{method: "PUT", path: "/api/v1/projects/mirrors%2Fx", body: `{"upstream":"file:///nowhere.git"}`},
+		{method: "GET", path: p},
+		{method: "DELETE", path: "/api/v1/projects/mirrors%2Fx"},
+	}
+	vars := map[string]string{"HEAD_SHA": head, "BASE_SHA": f.c2, "SHA": f.merge}
+	// One delivery per host, for the answers every hook can give.
+	everyHook := []call{
+		gitlabHook("Pipeline Hook", testdata.HookPayload(t, "gitlab-pipeline-success.json", vars), "Idempotency-Key: every-1"),
+		githubHook("workflow_run", testdata.HookPayload(t, "github-workflow_run-completed.json", vars), "X-GitHub-Delivery: every-1"),
+		giteaHook("pull_request", testdata.HookPayload(t, "gitea-pull_request-closed.json", vars), "X-Gitea-Delivery: every-1"),
 	}
 	rows := []call{
 		{name: "pin by sha", method: "PUT", path: p + "/pipelines/7/ref", body: `{"sha":"` + f.c1 + `","merge_request_iid":12}`, status: 201},
@@ -401,14 +405,22 @@ func TestOpenAPIAnswers(t *testing.T) {
 		c.headers = []string{"Authorization: Bearer wrong"}
 		c.name = "wrong token: " + c.method + " " + c.path
 		rows = append(rows, c)
-		if c.path != "/api/v1/gc" {
+		if strings.HasPrefix(c.path, p) {
 			c.path, c.headers, c.status, c.code = strings.Replace(c.path, p, bad, 1), nil, 400, "invalid_request"
 			c.name = "bad project name: " + c.method + " " + c.path
 			rows = append(rows, c)
 		}
 	}
+	rows = append(rows, projectRows(t, f)...)
+	rows = append(rows, hookRows(t, vars)...)
 	var pinned, deleted, merged answer
 	for _, c := range rows {
+		if c.method == "AWAIT" {
+			if a := (&mirrorFixture{fixture: f}).awaitState(t, c.path); a.body["state"] != "ready" {
+				t.Fatalf("mirror not ready: %d %s", a.status, a.raw)
+			}
+			continue
+		}
 		a := k.send(t, f.srv.URL, c)
 		switch c.name {
 		case "pin by sha":
@@ -433,19 +445,38 @@ func TestOpenAPIAnswers(t *testing.T) {
 	k.send(t, f.srv.URL, call{name: "openapi revalidated", method: "GET", path: "/api/v1/openapi.json",
 		headers: []string{"If-None-Match: " + etag}, status: 304})
 
+	mirrorUpstreamRows(t, k)
+
+	// A host whose secret is not set has no hook.
+	off := newFixture(t)
+	for _, c := range everyHook {
+		c.name, c.status, c.code = "hook off: "+c.path, 404, "not_found"
+		k.send(t, off.srv.URL, c)
+	}
+
 	// Past a tiny rate limit every operation but the probes answers 429.
-	limited := newFixture(t, func(c *api.Config) { c.AddressLimit = api.RateLimit{Rate: 0.001, Burst: 1} })
+	limited := newFixture(t, withProjects(t), allHooks,
+		func(c *api.Config) { c.AddressLimit = api.RateLimit{Rate: 0.001, Burst: 1} })
 	k.send(t, limited.srv.URL, call{name: "within the burst", method: "GET", path: p + "/pipelines/1/ref", status: 404, code: "pin_not_found"})
-	for _, c := range append(slices.Clone(every), call{method: "GET", path: "/api/v1/openapi.json"}) {
+	for _, c := range slices.Concat(every, everyHook, []call{{method: "GET", path: "/api/v1/openapi.json"}}) {
 		c.name, c.status, c.code = "rate limited: "+c.method+" "+c.path, 429, "rate_limited"
 		k.send(t, limited.srv.URL, c)
 	}
 
 	// With Redis stopped every operation that needs it answers 503.
-	down := newFixture(t)
+	down := newFixture(t, withProjects(t), allHooks)
 	down.redis.Stop(t)
-	for _, c := range append(slices.Clone(every), call{method: "GET", path: "/readyz", headers: noToken}) {
+	for _, c := range slices.Concat(every, everyHook, []call{{method: "GET", path: "/readyz", headers: noToken}}) {
 		c.name, c.status, c.code = "Redis down: "+c.method+" "+c.path, 503, "unavailable"
+		// Projects live in their repositories' git config, not in Redis:
+		// reading and registering them goes on; the PUT makes the mirror
+		// whose deletion (of its pins' records) needs Redis.
+		switch c.method + " " + c.path {
+		case "GET /api/v1/projects", "GET " + p:
+			c.status, c.code = 200, ""
+		case "PUT /api/v1/projects/mirrors%2Fx":
+			c.status, c.code = 202, ""
+		}
 		k.send(t, down.srv.URL, c)
 	}
 
@@ -464,8 +495,6 @@ func TestOpenAPIAnswers(t *testing.T) {
 				t.Errorf("%s is produced now: take it off onlyDocumented", answer)
 			case k.seen[answer]:
 				validated = append(validated, answer)
-			case slices.Contains(documentedNotRouted, key):
-				documented = append(documented, answer+" (not routed yet)")
 			case status == internalStatus:
 				documented = append(documented, answer+" (internal)")
 			case listed:
@@ -510,7 +539,7 @@ func at(v any, keys ...string) map[string]any {
 // answers. Each edit alone must make its answer fail, and the answer must
 // pass the untouched document.
 func TestOpenAPIChecksCatchDrift(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, withProjects(t), withHooks(hooks.GitLab, hooks.GitHub, hooks.Gitea))
 	raw := fetchDocument(t, f.srv.URL)
 	pinPath := "/api/v1/projects/{project}/pipelines/{id}/ref"
 	pin := call{name: "pin", method: "PUT", path: p + "/pipelines/7/ref", body: `{"sha":"` + f.c1 + `"}`, status: 201}
@@ -685,4 +714,128 @@ func narrowedCodes(doc map[string]any, r map[string]any) []string {
 		out = append(out, c.(string))
 	}
 	return out
+}
+
+// withProjects serves the projects routes, and pins on mirrors, over the
+// fixture's repos root and Redis.
+func withProjects(t *testing.T) func(*api.Config) {
+	return func(cfg *api.Config) {
+		svc := cfg.Pins.(*refs.Service)
+		projects := &refs.Projects{Repos: svc.Repos, Fetcher: &gitops.Fetcher{Root: svc.Repos}, Store: svc.Store}
+		t.Cleanup(projects.Close)
+		svc.Mirrors = projects
+		cfg.Projects = projects
+	}
+}
+
+// gitlabHook, githubHook and giteaHook are deliveries signed as each host
+// signs them, with no bearer token.
+func gitlabHook(event string, body []byte, headers ...string) call {
+	return call{name: "GitLab " + event, method: "POST", path: "/hooks/gitlab", body: string(body), status: 200,
+		headers: append([]string{"Authorization: ", "X-Gitlab-Token: " + hookSecret, "X-Gitlab-Event: " + event}, headers...)}
+}
+
+func githubHook(event string, body []byte, headers ...string) call {
+	return call{name: "GitHub " + event, method: "POST", path: "/hooks/github", body: string(body), status: 200,
+		headers: append([]string{"Authorization: ", "X-GitHub-Event: " + event,
+			"X-Hub-Signature-256: sha256=" + testdata.HMACHex(hookSecret, body)}, headers...)}
+}
+
+func giteaHook(event string, body []byte, headers ...string) call {
+	return call{name: "Gitea " + event, method: "POST", path: "/hooks/gitea", body: string(body), status: 200,
+		headers: append([]string{"Authorization: ", "X-Gitea-Event: " + event,
+			"X-Gitea-Signature: " + testdata.HMACHex(hookSecret, body)}, headers...)}
+}
+
+// hookRows are the webhook rows: real example deliveries of each host
+// (testdata/hooks), replayed, and refused ones.
+func hookRows(t *testing.T, vars map[string]string) []call {
+	requested := testdata.HookPayload(t, "github-workflow_run-requested.json", vars)
+	running := testdata.HookEdit(t, testdata.HookPayload(t, "gitlab-pipeline-success.json", vars), `"status": "success"`, `"status": "running"`)
+	rows := []call{
+		githubHook("workflow_run", requested, "X-GitHub-Delivery: d-1"),
+		githubHook("workflow_run", requested, "X-GitHub-Delivery: d-1"), // a redelivery
+		githubHook("workflow_run", testdata.HookPayload(t, "github-workflow_run-completed.json", vars), "X-GitHub-Delivery: d-2"),
+		githubHook("pull_request", testdata.HookPayload(t, "github-pull_request-closed.json", vars), "X-GitHub-Delivery: d-3"),
+		githubHook("push", []byte(`{}`), "X-GitHub-Delivery: d-4"),
+		gitlabHook("Pipeline Hook", running, "Idempotency-Key: d-1"),
+		gitlabHook("Pipeline Hook", testdata.HookPayload(t, "gitlab-pipeline-success.json", vars), "Idempotency-Key: d-2"),
+		gitlabHook("Merge Request Hook", testdata.HookPayload(t, "gitlab-merge_request.json", vars), "X-Gitlab-Webhook-UUID: d-3"),
+		giteaHook("pull_request", testdata.HookPayload(t, "gitea-pull_request-closed.json", vars), "X-Gitea-Delivery: d-1"),
+	}
+	big := []byte(`{"action":"` + strings.Repeat("x", 70<<10) + `"}`)
+	for _, sign := range []func(string, []byte, ...string) call{gitlabHook, githubHook, giteaHook} {
+		c := sign("pull_request", []byte(`{"action":`))
+		c.name, c.status, c.code = c.path+" malformed", 400, "invalid_request"
+		rows = append(rows, c)
+		c = sign("pull_request", big)
+		c.name, c.status, c.code = c.path+" too large", 413, "payload_too_large"
+		rows = append(rows, c)
+		c = sign("pull_request", []byte(`{}`), "Content-Type: text/plain")
+		c.name, c.status, c.code = c.path+" as text", 415, "unsupported_media_type"
+		rows = append(rows, c)
+		c = sign("pull_request", []byte(`{}`))
+		c.body = `{"action":"closed"}` // not what was signed
+		if c.path == "/hooks/gitlab" {
+			c.headers = append(c.headers, "X-Gitlab-Token: wrong") // GitLab signs nothing
+		}
+		c.name, c.status, c.code = c.path+" bad signature", 401, "unauthorized"
+		rows = append(rows, c)
+	}
+	return rows
+}
+
+// projectRows register a mirror of a file:// upstream, wait for its clone,
+// and go through every answer of the projects routes.
+func projectRows(t *testing.T, f *fixture) []call {
+	up := testdata.NewMergeRequestProject(t, t.TempDir())
+	const mirror = "/api/v1/projects/mirrors%2Fup"
+	register := `{"upstream":"file://` + up.Dir + `","host":"gitlab"}`
+	accepted := call{name: "register a mirror", method: "PUT", path: mirror, body: register, status: 202}
+	return []call{
+		accepted,
+		{name: "await the clone", method: "AWAIT", path: mirror},
+		{name: "register again", method: "PUT", path: mirror, body: register, status: 200},
+		{name: "register over a local project", method: "PUT", path: p, body: register, status: 409, code: "project_conflict"},
+		{name: "register with a password in the URL", method: "PUT", path: mirror, body: `{"upstream":"https://u:pw@git.example.com/x.git"}`, status: 400, code: "invalid_request"},
+		{name: "register without upstream", method: "PUT", path: mirror, body: `{"host":"gitlab"}`, status: 400, code: "invalid_request", docRejects: true},
+		{name: "register an unknown host kind", method: "PUT", path: mirror, body: `{"upstream":"file:///x.git","host":"bitbucket"}`, status: 400, code: "invalid_request", docRejects: true},
+		{name: "register with an unknown field", method: "PUT", path: mirror, body: `{"upstream":"file:///x.git","branch":"main"}`, status: 400, code: "invalid_request", docRejects: true},
+		{name: "register too large", method: "PUT", path: mirror, body: `{"upstream":"` + strings.Repeat("a", 70<<10) + `"}`, status: 413, code: "payload_too_large"},
+		{name: "register as text", method: "PUT", path: mirror, body: register, headers: []string{"Content-Type: text/plain"}, status: 415, code: "unsupported_media_type"},
+		{name: "register a bad name", method: "PUT", path: "/api/v1/projects/..%2Fetc", body: register, status: 400, code: "invalid_request"},
+		{name: "get the mirror", method: "GET", path: mirror, status: 200},
+		{name: "get the local project", method: "GET", path: p, status: 200},
+		{name: "get no project", method: "GET", path: "/api/v1/projects/nope", status: 404, code: "project_not_found"},
+		{name: "list projects", method: "GET", path: "/api/v1/projects", status: 200},
+		{name: "list a page of projects", method: "GET", path: "/api/v1/projects?limit=1", status: 200},
+		{name: "list projects, limit 0", method: "GET", path: "/api/v1/projects?limit=0", status: 400, code: "invalid_request", docRejects: true},
+		{name: "list projects, bad cursor", method: "GET", path: "/api/v1/projects?cursor=..%2Fx", status: 400, code: "invalid_request"},
+		{name: "pin on the mirror", method: "PUT", path: mirror + "/pipelines/1/ref", body: `{"merge_request_iid":12}`, status: 201},
+		{name: "delete the mirror", method: "DELETE", path: mirror, status: 204},
+		{name: "delete it again", method: "DELETE", path: mirror, status: 404, code: "project_not_found"},
+		{name: "delete a local project", method: "DELETE", path: p, status: 409, code: "project_conflict"},
+		{name: "delete a bad name", method: "DELETE", path: "/api/v1/projects/..%2Fetc", status: 400, code: "invalid_request"},
+	}
+}
+
+// mirrorUpstreamRows: a pin on a mirror whose upstream refuses the
+// credentials, then is gone.
+func mirrorUpstreamRows(t *testing.T, k *contract) {
+	m := newMirrorFixture(t, time.Minute)
+	m.readyMirror(t, "github")
+	pin := func(id int) call {
+		return call{method: "PUT", path: fmt.Sprintf("%s/pipelines/%d/ref", mirrorPath, id), body: `{"merge_request_iid":1}`}
+	}
+	c := pin(1)
+	c.name, c.status = "pin on an http mirror", 201
+	k.send(t, m.srv.URL, c)
+	m.upstream.SetPassword("rotated")
+	c = pin(2)
+	c.name, c.status, c.code = "upstream refuses the credentials", 502, "upstream_rejected"
+	k.send(t, m.srv.URL, c)
+	m.upstream.Stop()
+	c = pin(3)
+	c.name, c.status, c.code = "upstream gone", 503, "upstream_unavailable"
+	k.send(t, m.srv.URL, c)
 }
