@@ -94,6 +94,10 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 			return c.finish(usagef("--project and --pipeline go together"))
 		}
 		if target, err = lookUpTarget(ctx, c, &af, &cf); err != nil {
+			var gone *goneError
+			if errors.As(err, &gone) {
+				return c.gone(fmt.Sprintf("refs/pipelines/%d", cf.pipeline), err)
+			}
 			return c.finish(err)
 		}
 	} else {
@@ -121,14 +125,19 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 	}
 	var gone *goneError
 	if errors.As(err, &gone) || errors.Is(err, errFetchTokenRefused) {
-		fmt.Fprintf(c.stderr, "%s: %s is gone (%v): re-pin before retrying this job\n", c.name, target.localRef, err)
-		return exitGone
+		return c.gone(target.localRef, err)
 	}
 	if err != nil {
 		return c.finish(err)
 	}
 	fmt.Fprintf(c.stdout, "%s: HEAD is %s (%s from %s)\n", c.name, target.sha, target.localRef, target.fetchURL.Redacted())
 	return exitOK
+}
+
+// gone prints the one line of a gone pin and answers its exit status.
+func (c *cli) gone(ref string, why error) int {
+	fmt.Fprintf(c.stderr, "%s: %s is gone (%v): re-pin before retrying this job\n", c.name, ref, why)
+	return exitGone
 }
 
 // lookUpTarget reads the pin through the API; a deleted or absent pin is
@@ -191,10 +200,6 @@ func (e *gitFailure) Error() string {
 	return fmt.Sprintf("git %s: %v", e.args[0], e.err)
 }
 
-func (e *gitFailure) Is(target error) bool {
-	return target == errFetchTokenRefused && e.class == failureTokenRefused
-}
-
 type failureClass int
 
 const (
@@ -245,7 +250,7 @@ func (co *checkout) run(ctx context.Context) error {
 		case failureGone:
 			return &goneError{msg: gf.reason}
 		case failureTokenRefused:
-			return gf
+			return fmt.Errorf("%w: %v", errFetchTokenRefused, gf)
 		case failurePermanent:
 			return fmt.Errorf("%w\n%s", gf, indent(gf.output))
 		}
