@@ -69,6 +69,9 @@ type checkoutFlags struct {
 	project  string
 	pipeline int64
 	git      string
+	// waitForPin is how long a lookup waits for a pin that does not exist
+	// yet: a host's webhook may arrive after the job started. 0: not at all.
+	waitForPin time.Duration
 }
 
 func runCheckout(ctx context.Context, c *cli, args []string) int {
@@ -80,6 +83,7 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 	fs.StringVar(&cf.project, "project", "", "look the pin up: its project (needs --pipeline and an API token)")
 	fs.Int64Var(&cf.pipeline, "pipeline", 0, "look the pin up: its pipeline id")
 	fs.StringVar(&cf.git, "git", "git", "the git program")
+	fs.DurationVar(&cf.waitForPin, "wait-for-pin", 0, "with --project: wait this long for a pin that does not exist yet (the webhook that makes it may come after the job started)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return c.finish(err)
@@ -148,6 +152,19 @@ func lookUpTarget(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags) 
 		return nil, err
 	}
 	pin, err := cl.GetPin(ctx, cf.project, cf.pipeline)
+	deadline := time.Now().Add(cf.waitForPin)
+	for attempt := 1; errors.Is(err, client.CodePinNotFound) && time.Now().Before(deadline); attempt++ {
+		pause := min(backoff(af.retryDelay, af.maxDelay, attempt), time.Until(deadline))
+		fmt.Fprintf(c.stderr, "%s: no pin for pipeline %d yet; asking again in %v\n", c.name, cf.pipeline, pause.Round(time.Millisecond))
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pin, err = cl.GetPin(ctx, cf.project, cf.pipeline)
+	}
 	if errors.Is(err, client.CodePinNotFound) {
 		return nil, &goneError{msg: fmt.Sprintf("%s has no pin for pipeline %d", cf.project, cf.pipeline)}
 	}

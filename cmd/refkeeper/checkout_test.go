@@ -142,6 +142,19 @@ func TestCheckout(t *testing.T) {
 		t.Fatalf("checkout --project of a pipeline never pinned = %d %q", code, errOut)
 	}
 
+	// A pin that comes while the job waits for it (the webhook was late):
+	// made from the output hook, when the first wait is printed.
+	stderr := &hookWriter{match: "no pin for pipeline 9 yet", fire: func() {
+		if _, _, err := api.Pin(context.Background(), "group/app", 9, client.PinRequest{SHA: p.c2}); err != nil {
+			t.Error(err)
+		}
+	}}
+	dir = filepath.Join(t.TempDir(), "w")
+	code, _, errOut = cliRun(t, lookup, stderr, "checkout", dir, "--project", "group/app", "--pipeline", "9", "--wait-for-pin", "1m", "--retry-delay", "10ms")
+	if code != 0 || headOf(t, dir) != p.c2 {
+		t.Fatalf("checkout --wait-for-pin = %d %s", code, errOut)
+	}
+
 	for _, tc := range []struct {
 		env  map[string]string
 		args []string
