@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -60,7 +61,11 @@ func (e *Error) Error() string {
 	if code == "" {
 		code = "no error code"
 	}
-	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.Status, code, e.Message)
+	msg := fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.Status, code, e.Message)
+	if len(e.Conflicts) > 0 {
+		msg += " (conflicts: " + strings.Join(e.Conflicts, ", ") + ")"
+	}
+	return msg
 }
 
 // Is makes errors.Is(err, CodeX) true for an *Error with code X.
