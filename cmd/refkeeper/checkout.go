@@ -180,10 +180,13 @@ func lookUpTarget(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags) 
 // recheckPin asks the API about a pin whose fetch token git had refused:
 // gone if the pin is, else the refusal is the failure.
 func recheckPin(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags, refused error) error {
-	if _, err := lookUpTarget(ctx, c, af, cf); err != nil {
+	now := *cf
+	now.waitForPin = 0 // it existed a moment ago
+	if _, err := lookUpTarget(ctx, c, af, &now); err != nil {
 		return err
 	}
-	return fmt.Errorf("the fetch token was refused although the pin is live: %w", refused)
+	// Not %w: this is no gone pin, and must not exit as one.
+	return fmt.Errorf("%v, although the pin is live (does the fetch URL's server sign with another --fetch-token-keys?)", refused)
 }
 
 // checkout is one job's fetch and checkout, with its retries.

@@ -155,6 +155,19 @@ func TestCheckout(t *testing.T) {
 		t.Fatalf("checkout --wait-for-pin = %d %s", code, errOut)
 	}
 
+	// A live pin whose token the fetch URL's server refuses (a replica
+	// with other fetch token keys) is no gone pin: exit 1.
+	other := startServer(t, "--repos", p.root, "--redis", r.URL(), "--fetch-token-keys", "another-key-0123456789abcdef")
+	skewed := startServer(t, "--repos", p.root, "--redis", r.URL(), "--fetch-token-keys", "the-first-key-0123456789abcd", "--fetch-url", other.base)
+	if _, _, err := apiClient(t, skewed.base).Pin(t.Context(), "group/app", 10, client.PinRequest{SHA: p.c1}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = cliRun(t, map[string]string{"REFKEEPER_URL": skewed.base, "REFKEEPER_TOKEN": testToken}, nil,
+		"checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "10")
+	if code != exitError || !strings.Contains(errOut, "although the pin is live") {
+		t.Fatalf("checkout with a token the fetch server refuses = %d %s", code, errOut)
+	}
+
 	for _, tc := range []struct {
 		env  map[string]string
 		args []string
