@@ -15,8 +15,15 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgit2-1.5 git
 COPY --from=build /out/refkeeper /usr/local/bin/refkeeper
 USER refkeeper
 VOLUME /data
+# Listening on every address, the process cannot know where runners reach
+# it: set REFKEEPER_FETCH_URL (without it fetch_url names the container's
+# host name, and the log says so).
 ENV REFKEEPER_LISTEN=0.0.0.0:8080 REFKEEPER_REPOS=/data/repos
 EXPOSE 8080
+# SIGTERM starts a shutdown of at most REFKEEPER_SHUTDOWN_TIMEOUT (25s): give
+# the container at least that before SIGKILL (docker stop -t 30, compose's
+# stop_grace_period, Kubernetes' 30 s default).
+STOPSIGNAL SIGTERM
 # bash (not dash) knows /dev/tcp; the slim image has no curl.
 HEALTHCHECK --interval=10s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
 ENTRYPOINT ["refkeeper"]

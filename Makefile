@@ -37,7 +37,8 @@ test: deps fmt-check vet
 ## in Go 1.27); a count has no deadline to race. FUZZTIME=30s still works.
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := gitops:FuzzParseProjectName gitops:FuzzParseDecimalID gitops:FuzzParseObjectID \
-                api:FuzzDecodePinBody api:FuzzDecodeFinishBody api:FuzzSplitGitPath
+                api:FuzzDecodePinBody api:FuzzDecodeFinishBody api:FuzzSplitGitPath \
+                api:FuzzFetchScopeFilter
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -52,9 +53,12 @@ soak: deps
 
 ## bench: refkeeper side by side with the git paths it replaces, at the targets' sizes
 ## (BENCH=smoke for small ones); prints a markdown table, also in bench-results/latest.md.
+## BENCH_ONLY=api or BENCH_ONLY=expiry runs one part (expiry: deletions by tasks at
+## expires_at under `serve --role all`, on tmpfs and on disk).
 BENCH ?= full
+BENCH_ONLY ?=
 bench: deps
-	REFKEEPER_BENCH=$(BENCH) $(GO) test -count=1 -timeout 0 -run '^TestBench$$' -v ./cmd/refkeeper
+	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge)?$$' -v ./cmd/refkeeper
 
 ## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
 gobench: deps

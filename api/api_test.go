@@ -553,6 +553,22 @@ func TestScopedFetchToken(t *testing.T) {
 		if out, _ := gitCLI(t, work, "rev-parse", "refs/pipelines/7"); strings.TrimSpace(out) != f.merge {
 			t.Fatalf("scoped fetch got %q", out)
 		}
+		// By SHA, as runners that fetch the commit instead of the ref do,
+		// into an empty repository; the trace shows the protocol spoken.
+		bySHA := t.TempDir()
+		if out, err := gitCLI(t, bySHA, "init", "-q", "."); err != nil {
+			t.Fatal(out)
+		}
+		out, err = gitCLIEnv(t, bySHA, []string{"GIT_TRACE_PACKET=1"}, "-c", "protocol.version="+proto, "fetch", "--depth=1", url, f.merge)
+		if err != nil {
+			t.Fatalf("scoped fetch by SHA (protocol %s): %v\n%s", proto, err, out)
+		}
+		if spoke := strings.Contains(out, "fetch< version 2"); spoke != (proto == "2") {
+			t.Fatalf("protocol %s asked, v2 spoken: %v\n%s", proto, spoke, out)
+		}
+		if out, _ := gitCLI(t, bySHA, "cat-file", "-t", f.merge); strings.TrimSpace(out) != "commit" {
+			t.Fatalf("fetch by SHA (protocol %s) did not bring the commit: %s", proto, out)
+		}
 		for _, want := range []string{"+refs/pipelines/8:refs/x", "+refs/heads/main:refs/x", secret, f.c2} {
 			if out, err := gitCLI(t, work, "-c", "protocol.version="+proto, "fetch", "--depth=1", url, want); err == nil {
 				t.Fatalf("scoped token fetched %s (protocol %s):\n%s", want, proto, out)

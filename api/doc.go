@@ -6,5 +6,12 @@
 // JSON decoding, and the one mapping from the domain's typed errors to status
 // codes and the JSON error body. Everything else it asks of refs.
 //
+// The git mount runs `git http-backend` with a request and an environment
+// it builds from allow lists, and holds a scoped fetch token's upload-pack
+// requests (protocol v0 and v2) to its pin by reading their pkt-lines
+// before git does (uploadpack.go). Requests are rate limited per client
+// address, read from X-Forwarded-For only behind trusted proxies, and per
+// valid token, in buckets of bounded number (ratelimit.go).
+//
 // api imports refs; only cmd imports api. echo appears only here and in cmd.
 package api

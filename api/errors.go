@@ -21,6 +21,8 @@ const (
 	codeRefConflict      = "ref_conflict"
 	codeCommitNotFound   = "commit_not_found"
 	codeMergeRefNotFound = "merge_ref_not_found"
+	codeRefNotFound      = "ref_not_found"
+	codeMergeConflict    = "merge_conflict"
 	codePayloadTooLarge  = "payload_too_large"
 	codeUnsupportedMedia = "unsupported_media_type"
 	codeUnavailable      = "unavailable"
@@ -38,7 +40,9 @@ type httpError struct {
 	Status  int
 	Code    string
 	Message string
-	Err     error
+	// Conflicts are the paths of a merge_conflict (never nil for one).
+	Conflicts []string
+	Err       error
 }
 
 func (e *httpError) Error() string {
@@ -59,8 +63,9 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code      string    `json:"code"`
+	Message   string    `json:"message"`
+	Conflicts *[]string `json:"conflicts,omitempty"`
 }
 
 // toHTTPError is the one place where errors become status codes.
@@ -74,6 +79,8 @@ func toHTTPError(err error) *httpError {
 		conflict    *refs.RefConflictError
 		noCommit    *refs.CommitNotFoundError
 		noMergeRef  *refs.MergeRefNotFoundError
+		noRef       *refs.RefNotFoundError
+		mergeFailed *refs.MergeConflictError
 		unavailable *refs.UnavailableError
 		tooLarge    *http.MaxBytesError
 	)
@@ -92,6 +99,11 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeCommitNotFound, Message: noCommit.Error()}
 	case errors.As(err, &noMergeRef):
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
+	case errors.As(err, &noRef):
+		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: noRef.Error()}
+	case errors.As(err, &mergeFailed):
+		return &httpError{Status: http.StatusConflict, Code: codeMergeConflict, Message: mergeFailed.Error(),
+			Conflicts: append([]string{}, mergeFailed.Paths...)}
 	case errors.As(err, &unavailable):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}
@@ -140,6 +152,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			}
 		}
 		body := errorBody{Error: errorDetail{Code: he.Code, Message: he.Message}}
+		if he.Conflicts != nil {
+			body.Error.Conflicts = &he.Conflicts
+		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(he.Status)
 			return

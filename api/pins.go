@@ -24,6 +24,7 @@ type Pins interface {
 	Sweep(ctx context.Context) (refs.SweepResult, error)
 	SweepAll(ctx context.Context) (refs.SweepResult, error)
 	RepoPath(p refs.Project) (string, error)
+	Ancestors(ctx context.Context, p refs.Project, sha refs.ObjectID, limit int) ([]refs.ObjectID, error)
 	Ready(ctx context.Context) error
 }
 
@@ -41,6 +42,8 @@ type pinJSON struct {
 	CreatedAt       string  `json:"created_at"`
 	FinishedAt      *string `json:"finished_at"`
 	ExpiresAt       *string `json:"expires_at"`
+	// Merge is null unless the service computed the merge.
+	Merge *mergeJSON `json:"merge"`
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -66,6 +69,7 @@ func (h *handlers) pinJSON(p refs.Pin) pinJSON {
 		CreatedAt:  formatTime(p.CreatedAt),
 		FinishedAt: optionalTime(p.FinishedAt),
 		ExpiresAt:  optionalTime(p.ExpiresAt),
+		Merge:      mergeOf(p),
 	}
 	if p.MergeRequestIID != 0 {
 		iid := int64(p.MergeRequestIID)
@@ -121,6 +125,7 @@ func pipelineParams(c echo.Context) (refs.Project, refs.PipelineID, error) {
 type pinBody struct {
 	SHA             *string         `json:"sha"`
 	MergeRequestIID json.RawMessage `json:"merge_request_iid"`
+	Merge           json.RawMessage `json:"merge"` // see parseMerge
 }
 
 func parseIID(raw json.RawMessage) (refs.MergeRequestIID, error) {
@@ -147,12 +152,18 @@ func (h *handlers) putPin(c echo.Context) error {
 	if req.MergeRequestIID, err = parseIID(in.MergeRequestIID); err != nil {
 		return err
 	}
+	if req.Merge, err = parseMerge(in.Merge, req.MergeRequestIID); err != nil {
+		return err
+	}
+	if in.SHA != nil && req.Merge != nil {
+		return badRequest("give sha or merge, not both")
+	}
 	if in.SHA != nil {
 		if req.SHA, err = refs.ParseObjectID(*in.SHA); err != nil {
 			return err
 		}
 	}
-	if req.SHA == "" && req.MergeRequestIID == 0 {
+	if req.SHA == "" && req.MergeRequestIID == 0 && req.Merge == nil {
 		return badRequest("give sha, or merge_request_iid to pin what its merge ref points at")
 	}
 	pin, created, err := h.pins.Pin(c.Request().Context(), req)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,9 +36,15 @@ type Config struct {
 	// least 16 bytes each): the first signs, all verify, for rotation. Empty:
 	// a random key, so tokens die with the process and differ per replica.
 	FetchTokenKeys [][]byte
-	// AddressLimit bounds requests per client address (the connection's,
-	// never X-Forwarded-For); TokenLimit per presented token. Zero: off.
+	// AddressLimit bounds requests per client address (an IPv6 client by
+	// its /64); TokenLimit per valid token (an invalid one counts against
+	// its address only). Zero: off.
 	AddressLimit, TokenLimit RateLimit
+	// TrustedProxies are the load balancers whose X-Forwarded-For is
+	// believed: the client is the right-most address in it that is not
+	// one of them. Empty: the connection's address, whatever the header
+	// says.
+	TrustedProxies []netip.Prefix
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -76,9 +84,10 @@ func New(cfg Config) (http.Handler, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
-	// Client addresses come from the connection only: a spoofed
-	// X-Forwarded-For changes nothing.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Client addresses come from the connection, or from X-Forwarded-For
+	// as far as trusted proxies wrote it: a spoofed entry changes nothing.
+	trusted := slices.Clone(cfg.TrustedProxies)
+	e.IPExtractor = func(r *http.Request) string { return clientAddr(r, trusted) }
 	e.Use(middleware.RequestID())
 	e.Use(requestLogger(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -87,7 +96,7 @@ func New(cfg Config) (http.Handler, error) {
 	}}))
 	e.Use(metrics.middleware)
 	e.Use(rateLimiter(cfg.AddressLimit, addressKey))
-	e.Use(rateLimiter(cfg.TokenLimit, tokenKey))
+	e.Use(rateLimiter(cfg.TokenLimit, tokenKey(tokens, signer)))
 
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)

@@ -32,7 +32,7 @@ func BenchmarkCreate(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		next++
-		if _, err := repo.Create(PipelineRef(next), c); err != nil {
+		if _, err := repo.Create(b.Context(), PipelineRef(next), c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := repo.Create(PipelineRef(next.Add(1)), c); err != nil {
+			if _, err := repo.Create(b.Context(), PipelineRef(next.Add(1)), c); err != nil {
 				b.Error(err)
 				return
 			}
@@ -64,12 +64,12 @@ func BenchmarkCompareAndDelete(b *testing.B) {
 		id++
 		if id > 1000 {
 			b.StopTimer()
-			if _, err := repo.Create(PipelineRef(id), c); err != nil {
+			if _, err := repo.Create(b.Context(), PipelineRef(id), c); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
-		if _, err := repo.Delete(PipelineRef(id), c); err != nil {
+		if _, err := repo.Delete(b.Context(), PipelineRef(id), c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,7 +85,7 @@ func BenchmarkDeleteBatch1000(b *testing.B) {
 			batch[i] = RefState{Ref: PipelineRef(int64(i + 1)), ID: c}
 		}
 		b.StartTimer()
-		if _, err := repo.DeleteBatch(batch); err != nil {
+		if _, err := repo.DeleteBatch(b.Context(), batch); err != nil {
 			b.Fatal(err)
 		}
 	}

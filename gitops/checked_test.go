@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +33,7 @@ func TestDeleteBatchCheckedDecidesUnderLock(t *testing.T) {
 	f.git.PipelineRefs(t, 1, 3, string(f.c1))
 	batch := []RefState{{Ref: PipelineRef(1), ID: f.c1}, {Ref: PipelineRef(2), ID: f.c1}, {Ref: PipelineRef(3), ID: f.c1}}
 	calls := 0
-	results, err := f.repo.DeleteBatchChecked(batch, func(updates []Update) ([]bool, error) {
+	results, err := f.repo.DeleteBatchChecked(t.Context(), batch, func(updates []Update) ([]bool, error) {
 		calls++
 		keep := make([]bool, len(updates))
 		for i, u := range updates {
@@ -73,7 +74,7 @@ func TestDeleteBatchCheckErrorChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.git.PipelineRefs(t, 1, 2, string(f.c1))
 	boom := errors.New("redis down")
-	results, err := f.repo.DeleteBatchChecked([]RefState{{Ref: PipelineRef(1), ID: f.c1}, {Ref: PipelineRef(2), ID: f.c1}},
+	results, err := f.repo.DeleteBatchChecked(t.Context(), []RefState{{Ref: PipelineRef(1), ID: f.c1}, {Ref: PipelineRef(2), ID: f.c1}},
 		func([]Update) ([]bool, error) { return nil, boom })
 	if err != nil {
 		t.Fatal(err)
@@ -92,14 +93,14 @@ func TestDeleteBatchCheckErrorChangesNothing(t *testing.T) {
 func TestCreateChecked(t *testing.T) {
 	f := newFixture(t)
 	ref := PipelineRef(9)
-	created, err := f.repo.CreateChecked(ref, f.c1, func() (bool, error) { return false, nil })
+	created, err := f.repo.CreateChecked(t.Context(), ref, f.c1, func() (bool, error) { return false, nil })
 	if err != nil || created {
 		t.Fatalf("refused CreateChecked = %v, %v", created, err)
 	}
 	if _, ok := f.git.RefSHA(t, string(ref)); ok {
 		t.Fatal("a refused create made the ref")
 	}
-	created, err = f.repo.CreateChecked(ref, f.c1, func() (bool, error) {
+	created, err = f.repo.CreateChecked(t.Context(), ref, f.c1, func() (bool, error) {
 		if !lockHeld(t, f.repo, ref) {
 			t.Error("allow ran without the ref's lock")
 		}
@@ -112,11 +113,11 @@ func TestCreateChecked(t *testing.T) {
 		t.Fatalf("ref at %q, want %s", sha, f.c1)
 	}
 	// There already, at the same SHA: done; at another: a mismatch.
-	created, err = f.repo.CreateChecked(ref, f.c1, func() (bool, error) { return true, nil })
+	created, err = f.repo.CreateChecked(t.Context(), ref, f.c1, func() (bool, error) { return true, nil })
 	if err != nil || created {
 		t.Fatalf("CreateChecked of an existing ref = %v, %v", created, err)
 	}
-	_, err = f.repo.CreateChecked(ref, f.c2, func() (bool, error) { return true, nil })
+	_, err = f.repo.CreateChecked(t.Context(), ref, f.c2, func() (bool, error) { return true, nil })
 	var mismatch *MismatchingStateError
 	if !errors.As(err, &mismatch) || mismatch.Actual != f.c1 {
 		t.Fatalf("CreateChecked at another SHA = %v, want MismatchingStateError", err)
@@ -152,7 +153,7 @@ func TestCreateWaitsForHeldLock(t *testing.T) {
 	}
 	done := make(chan answer, 1)
 	go func() {
-		created, err := f.repo.Create(ref, f.c1)
+		created, err := f.repo.Create(t.Context(), ref, f.c1)
 		done <- answer{created, err}
 	}()
 	select {
@@ -161,7 +162,7 @@ func TestCreateWaitsForHeldLock(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	// Meanwhile the shared writer is not held up by that ref.
-	if created, err := f.repo.Create(PipelineRef(5), f.c1); err != nil || !created {
+	if created, err := f.repo.Create(t.Context(), PipelineRef(5), f.c1); err != nil || !created {
 		t.Fatalf("Create of another ref = %v, %v while one ref was locked", created, err)
 	}
 	fmt.Fprint(stdin, "commit\n")
@@ -171,5 +172,38 @@ func TestCreateWaitsForHeldLock(t *testing.T) {
 	}
 	if sha, ok := f.git.RefSHA(t, string(ref)); !ok || sha != string(f.c1) {
 		t.Fatalf("ref = %q, %v; want it at %s", sha, ok, f.c1)
+	}
+}
+
+// TestBegunTransactionOutlivesItsCaller: once git holds the refs' locks, a
+// caller whose context ends does not cut the transaction short (some refs
+// would be written and others not): what the check allowed is committed.
+// A batch asked for after its context ended starts no git at all.
+func TestBegunTransactionOutlivesItsCaller(t *testing.T) {
+	f := newFixture(t)
+	f.git.PipelineRefs(t, 1, 3, string(f.c1))
+	batch := []RefState{{Ref: PipelineRef(1), ID: f.c1}, {Ref: PipelineRef(2), ID: f.c1}}
+	ctx, cancel := context.WithCancel(t.Context())
+	results, err := f.repo.DeleteBatchChecked(ctx, batch, func(updates []Update) ([]bool, error) {
+		cancel() // the client goes away while git holds the locks
+		return []bool{true, true}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Outcome != Deleted {
+			t.Errorf("%s: %v %v, want deleted", r.Ref, r.Outcome, r.Err)
+		}
+	}
+	results, err = f.repo.DeleteBatch(ctx, []RefState{{Ref: PipelineRef(3), ID: f.c1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Outcome != Failed || !errors.Is(results[0].Err, context.Canceled) {
+		t.Errorf("delete after the context ended: %v %v, want failed with context.Canceled", results[0].Outcome, results[0].Err)
+	}
+	if left := f.git.Refs(t, "refs/pipelines/"); len(left) != 1 || left["refs/pipelines/3"] != string(f.c1) {
+		t.Fatalf("refs left = %v, want only refs/pipelines/3", left)
 	}
 }

@@ -1,13 +1,16 @@
 package gitops
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
 // createRequest is one Create call waiting for the transaction its ref goes
 // into.
 type createRequest struct {
+	ctx     context.Context // the caller's: once it ends, nobody waits
 	ref     RefName
 	id      ObjectID
 	created bool
@@ -23,25 +26,59 @@ type createRequest struct {
 // caller waits for the lock and queues again.
 const groupLockTimeout = 50 * time.Millisecond
 
-// lockedRetries bounds how often a create queues again after its ref's lock
-// went away.
+// lockedRetries bounds how often a create waits for its ref's lock and asks
+// again.
 const lockedRetries = 3
+
+// maxCreateBatch is the most refs one group-commit transaction holds: a
+// transaction's locks are all held until it commits, and one failing ref
+// sends the whole batch round again.
+const maxCreateBatch = 1000
+
+// writerIdle is how long an unused writer process is kept.
+const writerIdle = 10 * time.Second
 
 // Create makes ref point at id if the ref does not exist: an atomic
 // create-if-absent across goroutines and processes. It answers created=true
 // when this call created it, created=false with a nil error when the ref
 // already points at id, and MismatchingStateError when it points elsewhere.
 //
-// Creates arriving together are written together (group commit): while one
-// transaction runs, new calls queue, and the next transaction takes them all.
-// A git process costs milliseconds whether it writes one ref or a hundred, so
-// under load this is what keeps pins cheap; alone, a call waits for nothing.
-func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
+// A ref that is there already answers at once, from the ref (a repeated pin
+// of the same pipeline), and never goes to git: in a shared transaction it
+// would fail every other create with it. Creates of absent refs arriving
+// together are written together (group commit): while one transaction runs,
+// new calls queue, and the next transaction takes up to maxCreateBatch of
+// them. A git transaction costs about the same for one ref as for a hundred,
+// so under load this is what keeps pins cheap; alone, a call waits for
+// nothing.
+//
+// When ctx ends the call stops waiting and answers ctx's error; a
+// transaction git has begun with its ref runs to its end, so the ref may
+// then exist.
+func (r *Repo) Create(ctx context.Context, ref RefName, id ObjectID) (created bool, err error) {
 	if err := checkWritable(ref); err != nil {
 		return false, err
 	}
 	for attempt := 0; ; attempt++ {
-		req := &createRequest{ref: ref, id: id, done: make(chan struct{})}
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("creating %s: %w", ref, err)
+		}
+		// A lock first: the ref being there means nothing while another
+		// writer holds it, since that writer may be deleting it (a deleter
+		// checks its claim under the lock, then commits; a re-pin that
+		// waited for that lock must not answer before the delete it is
+		// meant to follow). git removes a ref before its lock, so once the
+		// lock is seen gone, what is read next is the ref that writer left.
+		if lock := r.heldLock(ref, false); lock != "" {
+			if err := r.awaitLock(ctx, ref, lock, attempt); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if settled, err := r.answerFromRef(ref, id); settled {
+			return false, err
+		}
+		req := &createRequest{ctx: ctx, ref: ref, id: id, done: make(chan struct{})}
 		r.createMu.Lock()
 		r.createQ = append(r.createQ, req)
 		if !r.draining {
@@ -49,32 +86,53 @@ func (r *Repo) Create(ref RefName, id ObjectID) (created bool, err error) {
 			go r.drainCreates()
 		}
 		r.createMu.Unlock()
-		<-req.done
+		select {
+		case <-req.done:
+		case <-ctx.Done():
+			return false, fmt.Errorf("creating %s: %w", ref, ctx.Err())
+		}
 		if req.locked == "" {
 			return req.created, req.err
 		}
 		// Another writer holds the ref (a sweep deleting it, a racing
-		// replica creating it): wait here, not in the shared writer.
-		if err := r.awaitLock(ref, req.locked, attempt); err != nil {
+		// replica creating it): wait here, not in the shared writer, then
+		// answer from what it left.
+		if err := r.awaitLock(ctx, ref, req.locked, attempt); err != nil {
 			return false, err
-		}
-		// That writer is done. A ref it left is the answer git would give
-		// now; queueing again would take the lock only to find it, and
-		// among many racing creators could find the lock held each time.
-		if actual, err := r.ResolveRef(ref); err == nil {
-			if actual == id {
-				return false, nil
-			}
-			return false, &MismatchingStateError{Ref: ref, Expected: ZeroID, Actual: actual}
 		}
 	}
 }
 
-// awaitLock waits for the lock another writer holds on ref, after a create's
-// attempt found it held; nil means try again.
-func (r *Repo) awaitLock(ref RefName, lock string, attempt int) error {
-	if r.waitUnlocked(ref) != "" || attempt+1 >= lockedRetries {
-		return &LockedError{Path: lock}
+// answerFromRef answers a create of ref at id from the ref as it is now:
+// settled when the ref exists (at id: done, nil; elsewhere: a mismatch) or
+// cannot be read.
+func (r *Repo) answerFromRef(ref RefName, id ObjectID) (settled bool, err error) {
+	actual, err := r.ResolveRef(ref)
+	var notFound *RefNotFoundError
+	switch {
+	case err == nil && actual == id:
+		return true, nil
+	case err == nil:
+		return true, &MismatchingStateError{Ref: ref, Expected: ZeroID, Actual: actual}
+	case errors.As(err, &notFound):
+		return false, nil
+	}
+	return true, err
+}
+
+// awaitLock waits for the lock another writer holds on ref, after a create
+// found it held; nil means ask again.
+func (r *Repo) awaitLock(ctx context.Context, ref RefName, lock string, attempt int) error {
+	if r.clearIfStale(lock) {
+		return nil // a crashed writer's
+	}
+	if attempt+1 >= lockedRetries {
+		return &LockedError{Ref: ref, Path: lock}
+	}
+	if held, err := r.waitUnlocked(ctx, ref); err != nil {
+		return fmt.Errorf("waiting for the lock of %s: %w", ref, err)
+	} else if held != "" {
+		return &LockedError{Ref: ref, Path: held}
 	}
 	return nil
 }
@@ -85,8 +143,12 @@ func (r *Repo) awaitLock(ref RefName, lock string, attempt int) error {
 func (r *Repo) drainCreates() {
 	for {
 		r.createMu.Lock()
-		batch := r.createQ
-		r.createQ = nil
+		n := min(len(r.createQ), maxCreateBatch)
+		batch := r.createQ[:n:n]
+		r.createQ = r.createQ[n:]
+		if len(r.createQ) == 0 {
+			r.createQ = nil // let the backing array go
+		}
 		if len(batch) == 0 {
 			r.draining = false
 			if r.writer != nil && r.idleTimer == nil {
@@ -112,53 +174,81 @@ func (r *Repo) drainCreates() {
 // writerIdle; a drainer at work keeps it.
 func (r *Repo) closeIdleWriter() {
 	r.createMu.Lock()
-	defer r.createMu.Unlock()
 	r.idleTimer = nil
-	if r.draining || r.writer == nil {
-		return
-	}
-	if time.Since(r.writer.used) < writerIdle {
+	w := r.writer
+	switch {
+	case r.draining || w == nil:
+		w = nil
+	case time.Since(w.used) < writerIdle:
 		r.idleTimer = time.AfterFunc(writerIdle, r.closeIdleWriter)
-		return
+		w = nil
+	default:
+		r.writer = nil
 	}
-	r.writer.close()
-	r.writer = nil
+	r.createMu.Unlock()
+	if w != nil {
+		_ = w.Close()
+	}
 }
 
-// transactCreates runs a create transaction in the repository's writer
-// process, starting one if there is none (or the last one failed). Only the
-// drainer calls it.
-func (r *Repo) transactCreates(updates []Update) error {
+// writerFor returns the repository's writer process, starting one if there
+// is none. A writer is retired once it has run half the git timeout, so the
+// timeout, which bounds the process and not one transaction, never ends a
+// writer that works. Only the drainer calls it.
+func (r *Repo) writerFor() (*Updater, error) {
 	r.createMu.Lock()
 	w := r.writer
+	r.writer = nil
 	r.createMu.Unlock()
-	if w == nil {
-		var err error
-		if w, err = r.startWriter(groupLockTimeout); err != nil {
-			return err
-		}
+	if w != nil && time.Since(w.born) < r.root.gitTimeout()/2 {
+		return w, nil
 	}
-	start := time.Now()
-	err := w.transact(updates)
-	r.root.observe(updates, start, err)
-	r.createMu.Lock()
+	if w != nil {
+		go w.Close()
+	}
+	// Not the caller's context: the writer is shared, and a transaction
+	// cut short in its commit would leave some refs written and others not.
+	return r.newUpdater(context.Background(), groupLockTimeout)
+}
+
+// transactCreates runs one create transaction in the repository's writer
+// process, and keeps the process for the next one unless git failed. Only
+// the drainer calls it.
+func (r *Repo) transactCreates(updates []Update) error {
+	w, err := r.writerFor()
 	if err != nil {
-		r.writer = nil // the process is gone
-	} else {
-		r.writer = w
+		return err
 	}
+	err = w.Start()
+	for i := 0; err == nil && i < len(updates); i++ {
+		err = w.Create(updates[i].Ref, updates[i].New)
+	}
+	if err == nil {
+		err = w.Commit()
+	}
+	if err != nil {
+		_ = w.Close() // after a refused transaction git has exited
+		return err
+	}
+	r.createMu.Lock()
+	r.writer = w
 	r.createMu.Unlock()
-	return err
+	return nil
 }
 
 // createBatch creates the refs of a batch in as few transactions as
 // possible and sets every request's answer. The first request for a ref goes
 // into the transaction; later ones for the same ref are answered from its
-// outcome, as if they had come just after it.
+// outcome, as if they had come just after it. A request whose caller has
+// gone is left out.
 func (r *Repo) createBatch(batch []*createRequest) {
 	first := make(map[RefName]*createRequest, len(batch))
 	var unique, dups []*createRequest
 	for _, q := range batch {
+		if err := q.ctx.Err(); err != nil {
+			q.err = err
+			continue
+		}
 		if _, seen := first[q.ref]; seen {
 			dups = append(dups, q)
 			continue
@@ -179,10 +269,19 @@ func (r *Repo) createBatch(batch []*createRequest) {
 			}
 			break
 		}
-		// git refused the whole transaction. A crashed writer's lock file
-		// is one cause (git waits its lock timeout for it first): stale ones
-		// are removed here rather than looked for before every transaction,
-		// which would cost a system call per pin. Then learn from each ref's
+		var timeout *TimeoutError
+		if errors.As(terr, &timeout) {
+			// A hung git: another round would hang as long again.
+			for _, q := range pending {
+				q.err = terr
+			}
+			break
+		}
+		// git refused the whole transaction: a ref created since its
+		// caller looked, a held lock, a crashed writer's lock file (git
+		// waits its lock timeout for it first). Stale locks are removed
+		// here rather than looked for before every transaction, which
+		// would cost a system call per pin. Then learn from each ref's
 		// state which requests are settled, and retry the rest together.
 		names := make([]RefName, len(pending))
 		for i, q := range pending {
@@ -228,69 +327,15 @@ func (r *Repo) createBatch(batch []*createRequest) {
 
 // settleFromState answers a request whose transaction failed from the ref's
 // state now: held by a lock (q.locked), there at the same SHA (done), or
-// elsewhere (mismatch). It reports false when the state explains nothing: absent,
-// unlocked.
+// elsewhere (mismatch). It reports false when the state explains nothing:
+// absent, unlocked.
 func (r *Repo) settleFromState(q *createRequest) bool {
-	// A lock first: the ref being there means nothing while another writer
-	// holds it, since that writer may be deleting it (a deleter checks its
-	// claim under the lock, then commits; a re-pin that waited for that lock
-	// must not answer before the delete it is meant to follow). The caller
-	// waits for the lock to go and asks again.
+	// A lock first, as in Create.
 	if lock := r.heldLock(q.ref, false); lock != "" {
 		q.locked = lock
 		return true
 	}
-	actual, err := r.ResolveRef(q.ref)
-	var notFound *RefNotFoundError
-	switch {
-	case err == nil && actual == q.id:
-		return true
-	case err == nil:
-		q.err = &MismatchingStateError{Ref: q.ref, Expected: ZeroID, Actual: actual}
-		return true
-	case !errors.As(err, &notFound):
-		q.err = err
-		return true
-	}
-	return false
-}
-
-// CreateChecked creates ref at id if it is absent and allow, asked while git
-// holds the ref's lock, agrees: a create that must not race a delete decided
-// elsewhere (restoring the ref of a pin whose record could be deleted at any
-// moment). It answers created=false with a nil error when allow refused or
-// the ref already points at id, and MismatchingStateError when it points
-// elsewhere. It bypasses the group commit: it is rare, and its lock must be
-// held only for its own check.
-func (r *Repo) CreateChecked(ref RefName, id ObjectID, allow func() (bool, error)) (created bool, err error) {
-	if err := checkWritable(ref); err != nil {
-		return false, err
-	}
-	check := func([]Update) ([]bool, error) {
-		ok, err := allow()
-		return []bool{ok}, err
-	}
-	for round := 0; ; round++ {
-		declined, terr := r.transactChecked([]Update{{Ref: ref, New: id, Old: ZeroID}}, check)
-		if terr == nil {
-			return !declined[0], nil
-		}
-		var cerr *CheckError
-		if errors.As(terr, &cerr) {
-			return false, terr
-		}
-		if round == 0 && r.clearStaleLocks([]RefName{ref}, false) > 0 {
-			continue
-		}
-		q := &createRequest{ref: ref, id: id}
-		if !r.settleFromState(q) {
-			return false, r.explain(terr)
-		}
-		if q.locked == "" {
-			return false, q.err
-		}
-		if err := r.awaitLock(ref, q.locked, round); err != nil {
-			return false, err
-		}
-	}
+	settled, err := r.answerFromRef(q.ref, q.id)
+	q.err = err
+	return settled
 }

@@ -18,8 +18,9 @@ const DemoMergeRequestIID = 1
 var demoTime = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 // CreateDemo creates a small bare repository for trying the service out: a
-// main branch, a feature branch, and refs/merge-requests/1/merge pointing at
-// their merge, as a git host would compute it. It does nothing and answers
+// main branch, a feature branch, refs/merge-requests/1/head at the feature
+// branch and refs/merge-requests/1/merge pointing at their merge, as a git
+// host would compute it. It does nothing and answers
 // created=false when the project already exists.
 func (r *Root) CreateDemo(name ProjectName) (created bool, err error) {
 	if _, err := r.RepoPath(name); err == nil {
@@ -51,6 +52,9 @@ func (r *Root) CreateDemo(name ProjectName) (created bool, err error) {
 	merge := d.merge(main, feature, "Merge branch 'feature' into 'main'")
 	if d.err == nil {
 		_, d.err = repo.References.Create(string(MergeRequestRef(DemoMergeRequestIID)), merge, true, "demo merge request")
+	}
+	if d.err == nil {
+		_, d.err = repo.References.Create(string(MergeRequestHeadRef(DemoMergeRequestIID)), feature, true, "demo merge request")
 	}
 	if d.err == nil {
 		_, d.err = repo.References.CreateSymbolic("HEAD", "refs/heads/main", true, "")

@@ -1,16 +1,49 @@
 // Package gitops is the only package that touches git.
 //
-// It opens bare repositories under one root directory by validated project
-// name (never outside the root, also not through a symlink), checks objects,
-// lists pipeline refs and writes them. Every write goes through git's own ref
-// transactions (`git update-ref --stdin`), which take git's lock files and
-// compare the old value under the lock, so writes are atomic across
-// goroutines and processes: a create is create-if-absent, a delete is
-// compare-and-delete, and a batch delete rewrites packed-refs once. Reads use
-// libgit2 (git2go), with one repository handle per goroutine at a time.
+// A Root is the directory of bare repositories. It opens one by validated
+// project name (never outside the root, also not through a symlink) and
+// lists them. Reads (IsCommit, ResolveRef, PipelineRefs) use libgit2
+// (git2go) through a small pool of handles per repository, one goroutine
+// per handle at a time.
 //
-// gitops writes only refs under refs/pipelines/; every write checks that.
+// Every ref write is a transaction of one primitive, Updater: a `git
+// update-ref --stdin` process that runs start, create / delete / update with
+// the expected old value, prepare, and commit or abort, the old values
+// compared under git's locks (its doc comment gives the legal call order).
+// The callers are thin:
 //
-// Only package refs imports gitops; git2go appears nowhere else, so it can be
-// replaced here alone.
+//   - Create: the group commit. A ref already there answers from the ref;
+//     absent ones queue, and one drainer per repository writes what is
+//     queued, up to 1000 refs a transaction, in a long-lived Updater.
+//   - CreateChecked and DeleteBatchChecked: a Check asked between Prepare
+//     and Commit, while git holds the refs' locks, is the fence a caller
+//     builds on (refs asks Redis whether a deletion claim still stands).
+//   - DeleteBatch (one packed-refs rewrite per transaction) and Delete.
+//
+// Only refs under refs/pipelines/ are written; every write checks that.
+// (CreateDemo, which builds a new demo repository from nothing, is the one
+// writer of other refs.)
+//
+// Every git process, writers and `git pack-refs` alike, is built by one
+// function (Root.command): an environment from an allow list (no secret of
+// the service reaches git or a program it starts), repository hooks off,
+// and an end: when the caller's context ends or the Root's GitTimeout
+// passes, SIGTERM (git removes its lock files), then SIGKILL after a grace.
+// Calls that run git or wait take a context: a caller whose context ends
+// stops waiting (for a lock, for its turn in the group commit), while a
+// transaction git has begun runs to its end, since one cut short in its
+// commit would leave some refs written and others not.
+//
+// Merges are computed here too (merge.go): git merge-tree's tree, made in a
+// temporary object directory that joins the repository only when the merge
+// is clean, and a commit written straight to the object store with a fixed
+// identity and date, so the same inputs give the same commit everywhere.
+//
+// Lock files older than the Root's StaleLockAge are a crashed writer's and
+// are removed, under a per-repository flock that every cleaner takes, so one
+// cannot remove a lock another writer has just taken. Loose refs are packed
+// in the background once enough were created.
+//
+// Only package refs imports gitops (and cmd, to build the Root); git2go
+// appears nowhere else, so it can be replaced here alone.
 package gitops

@@ -3,13 +3,12 @@ package gitops
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // errBadID is returned by ParseDecimalID; callers wrap it with what the id was.
 var errBadID = errors.New("must be a decimal integer from 1 to 9223372036854775807 without sign or leading zero")
-
-// IsBadID reports whether err came from ParseDecimalID.
-func IsBadID(err error) bool { return errors.Is(err, errBadID) }
 
 // InvalidNameError is a project name, object id or ref that is not well formed.
 type InvalidNameError struct {
@@ -61,6 +60,27 @@ func (e *RefNotFoundError) Error() string {
 	return fmt.Sprintf("%s does not exist", e.Ref)
 }
 
+// MergeConflictError is a computed merge whose source and target change the
+// same lines or paths; Paths are the conflicted paths, as git names them.
+type MergeConflictError struct {
+	Source, Target ObjectID
+	Paths          []string
+}
+
+func (e *MergeConflictError) Error() string {
+	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, strings.Join(e.Paths, ", "))
+}
+
+// UnrelatedHistoriesError is a computed merge of two commits with no common
+// ancestor, which git refuses to merge.
+type UnrelatedHistoriesError struct {
+	Source, Target ObjectID
+}
+
+func (e *UnrelatedHistoriesError) Error() string {
+	return fmt.Sprintf("%s and %s have no common ancestor", e.Source, e.Target)
+}
+
 // MismatchingStateError is a ref whose value under the lock was not the one
 // the caller expected: a create found the ref at another object, or a
 // compare-and-delete found it moved. Actual is empty when the ref is absent.
@@ -87,8 +107,10 @@ func (e *ForbiddenRefError) Error() string {
 }
 
 // LockedError is a lock file held by another writer for longer than the lock
-// timeout. It is transient: the caller may retry later.
+// timeout. It is transient: the caller may retry later. Ref is the ref whose
+// lock it is, empty for packed-refs.lock or when git did not say.
 type LockedError struct {
+	Ref  RefName
 	Path string
 }
 
@@ -114,6 +136,50 @@ func (e *CommandError) Unwrap() error { return e.Err }
 
 // Transient marks the error as safe to retry.
 func (e *CommandError) Transient() bool { return true }
+
+// TimeoutError is a git process that ran past the Root's GitTimeout and was
+// ended (SIGTERM, then SIGKILL). It is transient: git removes its lock files
+// on SIGTERM, and a killed one leaves them to turn stale.
+type TimeoutError struct {
+	Args  []string
+	Limit time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("git %v ran past its timeout of %s and was ended", e.Args, e.Limit)
+}
+
+// Transient marks the error as safe to retry.
+func (e *TimeoutError) Transient() bool { return true }
+
+// InvalidUpdateError is an update an Updater refuses before git sees it: a
+// ref twice in one transaction, or neither a new nor an old value.
+type InvalidUpdateError struct {
+	Ref    RefName
+	Reason string
+}
+
+func (e *InvalidUpdateError) Error() string {
+	return fmt.Sprintf("invalid update of %s: %s", e.Ref, e.Reason)
+}
+
+// UpdaterStateError is an Updater call out of its legal order (see
+// Updater), or any call after its process ended; Err is then why it ended.
+// Nothing was sent to git.
+type UpdaterStateError struct {
+	Call  string
+	State string
+	Err   error
+}
+
+func (e *UpdaterStateError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("updater %s after its git ended: %v", e.Call, e.Err)
+	}
+	return fmt.Sprintf("updater %s called while %s", e.Call, e.State)
+}
+
+func (e *UpdaterStateError) Unwrap() error { return e.Err }
 
 // DiskFullError is a git write that failed while the repository's file
 // system had no space left. Nothing was changed; it is transient.

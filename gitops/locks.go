@@ -1,6 +1,7 @@
 package gitops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -33,16 +34,21 @@ func (r *Repo) heldLock(ref RefName, packed bool) string {
 
 // waitUnlocked waits, up to the lock timeout, for ref's lock file to go, and
 // answers its path if it is still there. Like git's own wait for a lock, it
-// polls with a growing pause: a lock is held for milliseconds.
-func (r *Repo) waitUnlocked(ref RefName) string {
+// polls with a growing pause: a lock is held for milliseconds. It stops
+// early with ctx's error when ctx ends.
+func (r *Repo) waitUnlocked(ctx context.Context, ref RefName) (string, error) {
 	deadline := time.Now().Add(r.root.lockTimeout())
 	pause := time.Millisecond
 	for {
 		lock := r.heldLock(ref, false)
 		if lock == "" || time.Now().After(deadline) {
-			return lock
+			return lock, nil
 		}
-		time.Sleep(pause)
+		select {
+		case <-ctx.Done():
+			return lock, ctx.Err()
+		case <-time.After(pause):
+		}
 		pause = min(2*pause, 50*time.Millisecond)
 	}
 }

@@ -221,7 +221,7 @@ func TestCreateBehindStaleLockFromManyReplicas(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			created[i], errs[i] = repo.Create(ref, f.c1)
+			created[i], errs[i] = repo.Create(t.Context(), ref, f.c1)
 		}()
 	}
 	wg.Wait()

@@ -1,6 +1,7 @@
 package gitops
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -99,7 +100,7 @@ func TestParseDecimalID(t *testing.T) {
 			if (err == nil) != tt.ok || got != tt.want {
 				t.Fatalf("ParseDecimalID(%q) = %d, %v; want %d ok=%v", tt.in, got, err, tt.want, tt.ok)
 			}
-			if err != nil && !IsBadID(err) {
+			if err != nil && !errors.Is(err, errBadID) {
 				t.Fatalf("error %v is not a bad-id error", err)
 			}
 		})

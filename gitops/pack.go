@@ -3,11 +3,9 @@ package gitops
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -67,9 +65,8 @@ func (r *Repo) notePacking(created int) bool {
 	counted := r.loose.Swap(0)
 	go func() {
 		defer r.packs.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
-		defer cancel()
-		err := r.packRefs(ctx)
+		// The Root's GitTimeout bounds it; Close waits for it.
+		err := r.packRefs(context.Background())
 		if err != nil {
 			// A crashed git's packed-refs.lock would fail every pack (and
 			// every delete of a packed ref) until removed.
@@ -113,15 +110,12 @@ func (r *Repo) stopPacking() {
 
 // packRefs runs `git pack-refs --all --prune`: every ref's value stays what
 // it is, only its storage moves into packed-refs. git takes the locks, so
-// creates and deletes running meanwhile stay correct. When ctx ends, git gets
-// SIGTERM, not exec's SIGKILL: on SIGTERM git removes its packed-refs.lock
-// and ref locks, where a killed git would leave them to block every delete
-// until they turn stale.
+// creates and deletes running meanwhile stay correct. When ctx ends (or the
+// git timeout passes), git gets SIGTERM first: on SIGTERM git removes its
+// packed-refs.lock and ref locks, where a killed git would leave them to
+// block every delete until they turn stale.
 func (r *Repo) packRefs(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, r.root.git(), "--git-dir", r.dir, "pack-refs", "--all", "--prune")
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second // then SIGKILL: a git ignoring SIGTERM must not hang Close
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	cmd := r.root.command(ctx, r.dir, "pack-refs", "--all", "--prune")
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		r.root.logger().Warn("packing refs failed; will try again", "project", r.name, "err", err, "output", string(out))

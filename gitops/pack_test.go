@@ -42,9 +42,9 @@ func TestPackRefsTerminatesGit(t *testing.T) {
 	f := newFixture(t)
 	ready := fifo(t, "ready")
 	mark := filepath.Join(t.TempDir(), "signal")
-	// Like git pack-refs: take packed-refs.lock ($2 is the --git-dir), and
+	// Like git pack-refs: take packed-refs.lock ($4 is the --git-dir), and
 	// remove it on SIGTERM.
-	f.root.GitBinary = fakeGit(t, `lock="$2/packed-refs.lock"
+	f.root.GitBinary = fakeGit(t, `lock="$4/packed-refs.lock"
 : > "$lock"
 trap 'rm -f "$lock"; echo TERM > `+mark+`; kill $pid; exit 143' TERM
 sleep 600 >/dev/null 2>&1 &

@@ -27,7 +27,7 @@ type Repo struct {
 	createMu  sync.Mutex
 	createQ   []*createRequest
 	draining  bool
-	writer    *refWriter  // the long-lived update-ref process, or nil
+	writer    *Updater    // the long-lived update-ref process, or nil
 	idleTimer *time.Timer // closes an idle writer
 
 	packState // when to pack loose refs (pack.go)
@@ -93,7 +93,7 @@ func (r *Repo) closeWriter() {
 		r.idleTimer = nil
 	}
 	if r.writer != nil && !r.draining {
-		r.writer.close()
+		_ = r.writer.Close()
 		r.writer = nil
 	}
 }

@@ -123,15 +123,15 @@ func TestIsCommitSeesObjectsWrittenLater(t *testing.T) {
 func TestCreate(t *testing.T) {
 	f := newFixture(t)
 	ref := PipelineRef(7)
-	created, err := f.repo.Create(ref, f.c1)
+	created, err := f.repo.Create(t.Context(), ref, f.c1)
 	if err != nil || !created {
 		t.Fatalf("first Create = %v, %v; want created", created, err)
 	}
-	created, err = f.repo.Create(ref, f.c1)
+	created, err = f.repo.Create(t.Context(), ref, f.c1)
 	if err != nil || created {
 		t.Fatalf("Create of the same SHA = %v, %v; want not created, no error", created, err)
 	}
-	_, err = f.repo.Create(ref, f.c2)
+	_, err = f.repo.Create(t.Context(), ref, f.c2)
 	var mismatch *MismatchingStateError
 	if !errors.As(err, &mismatch) || mismatch.Actual != f.c1 {
 		t.Fatalf("Create of another SHA = %v, want MismatchingStateError at %s", err, f.c1)
@@ -141,7 +141,7 @@ func TestCreate(t *testing.T) {
 	}
 	for _, bad := range []RefName{"refs/heads/main", "refs/merge-requests/1/merge", "HEAD", "refs/pipelines/01"} {
 		var forbidden *ForbiddenRefError
-		if _, err := f.repo.Create(bad, f.c1); !errors.As(err, &forbidden) {
+		if _, err := f.repo.Create(t.Context(), bad, f.c1); !errors.As(err, &forbidden) {
 			t.Errorf("Create(%s) = %v, want ForbiddenRefError", bad, err)
 		}
 	}
@@ -176,7 +176,7 @@ func TestCreateRace(t *testing.T) {
 			if i%2 == 1 {
 				sha = f.c2
 			}
-			created[i], errs[i] = repo.Create(ref, sha)
+			created[i], errs[i] = repo.Create(t.Context(), ref, sha)
 		}()
 	}
 	wg.Wait()
@@ -204,10 +204,10 @@ func TestCreateRace(t *testing.T) {
 func TestDeleteIsCompareAndDelete(t *testing.T) {
 	f := newFixture(t)
 	ref := PipelineRef(3)
-	if _, err := f.repo.Create(ref, f.c1); err != nil {
+	if _, err := f.repo.Create(t.Context(), ref, f.c1); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.repo.Delete(ref, f.c2)
+	_, err := f.repo.Delete(t.Context(), ref, f.c2)
 	var mismatch *MismatchingStateError
 	if !errors.As(err, &mismatch) {
 		t.Fatalf("Delete with the wrong old SHA = %v, want MismatchingStateError", err)
@@ -215,11 +215,11 @@ func TestDeleteIsCompareAndDelete(t *testing.T) {
 	if _, ok := f.git.RefSHA(t, string(ref)); !ok {
 		t.Fatal("a mismatching delete removed the ref")
 	}
-	deleted, err := f.repo.Delete(ref, f.c1)
+	deleted, err := f.repo.Delete(t.Context(), ref, f.c1)
 	if err != nil || !deleted {
 		t.Fatalf("Delete = %v, %v", deleted, err)
 	}
-	deleted, err = f.repo.Delete(ref, f.c1)
+	deleted, err = f.repo.Delete(t.Context(), ref, f.c1)
 	if err != nil || deleted {
 		t.Fatalf("second Delete = %v, %v; want already gone, no error", deleted, err)
 	}
@@ -237,7 +237,7 @@ func TestDeleteBatch(t *testing.T) {
 	// Pipeline 5 moved (re-created at another SHA), 6 is already gone.
 	f.git.Git(t, "update-ref", "refs/pipelines/5", string(f.c2), string(f.c1))
 	f.git.Git(t, "update-ref", "-d", "refs/pipelines/6")
-	results, err := f.repo.DeleteBatch(batch)
+	results, err := f.repo.DeleteBatch(t.Context(), batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestStaleLockIsRemoved(t *testing.T) {
 	if err := os.Chtimes(lock, old, old); err != nil {
 		t.Fatal(err)
 	}
-	created, err := f.repo.Create(PipelineRef(8), f.c1)
+	created, err := f.repo.Create(t.Context(), PipelineRef(8), f.c1)
 	if err != nil || !created {
 		t.Fatalf("Create behind a stale lock = %v, %v", created, err)
 	}
@@ -290,7 +290,7 @@ func TestLiveLockIsTransient(t *testing.T) {
 	if err := os.WriteFile(lock, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.repo.Create(PipelineRef(9), f.c1)
+	_, err := f.repo.Create(t.Context(), PipelineRef(9), f.c1)
 	var locked *LockedError
 	if !errors.As(err, &locked) || !IsTransient(err) {
 		t.Fatalf("Create behind a live lock = %v, want transient LockedError", err)
@@ -301,7 +301,7 @@ func TestLiveLockIsTransient(t *testing.T) {
 	if err := os.Remove(lock); err != nil {
 		t.Fatal(err)
 	}
-	if created, err := f.repo.Create(PipelineRef(9), f.c1); err != nil || !created {
+	if created, err := f.repo.Create(t.Context(), PipelineRef(9), f.c1); err != nil || !created {
 		t.Fatalf("Create after the lock went = %v, %v", created, err)
 	}
 }

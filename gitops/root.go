@@ -18,6 +18,8 @@ import (
 const (
 	DefaultStaleLockAge = 5 * time.Minute
 	DefaultLockTimeout  = time.Second
+	// DefaultGitTimeout is the longest one git process may run.
+	DefaultGitTimeout = 60 * time.Second
 )
 
 // Root is the directory that holds every bare repository. The zero values of
@@ -29,10 +31,14 @@ type Root struct {
 	// StaleLockAge is how old a ref lock file must be before it is taken for
 	// the leftover of a crashed writer and removed. Zero: DefaultStaleLockAge.
 	StaleLockAge time.Duration
-	// LockTimeout is how long git waits for a live lock before giving up
-	// (core.filesRefLockTimeout and core.packedRefsTimeout). Zero:
+	// LockTimeout is how long a writer waits for a live lock before giving
+	// up: git's core.filesRefLockTimeout and core.packedRefsTimeout, and a
+	// create's own wait for a lock another writer holds. Zero:
 	// DefaultLockTimeout.
 	LockTimeout time.Duration
+	// GitTimeout is the longest one git process may run; past it git gets
+	// SIGTERM, and SIGKILL a grace period later. Zero: DefaultGitTimeout.
+	GitTimeout time.Duration
 	// Logger receives removed stale locks. Nil: slog.Default().
 	Logger *slog.Logger
 	// GitBinary is the git executable. Empty: "git" from PATH.
@@ -41,16 +47,22 @@ type Root struct {
 	// Set it before the Root is used.
 	Observer TransactionObserver
 
+	// killGrace is how long git has to exit after SIGTERM. Zero:
+	// defaultKillGrace; tests shorten it.
+	killGrace time.Duration
+
 	mu    sync.Mutex
 	repos map[string]*Repo // by resolved path
 
 	resolved sync.Map // ProjectName -> resolvedPath: RepoPath's recent answers
 }
 
-// TransactionObserver is told about each git transaction that writes refs:
-// its kind ("create" or "delete"), how many refs it held, how long it took,
-// and whether git committed it. Creates arriving together share one
-// transaction (the group commit), so the sizes show how well that works.
+// TransactionObserver is told about each git transaction that writes refs,
+// once it is committed or has failed (an aborted one wrote nothing and is
+// not reported): its kind ("create" or "delete"), how many refs it held, how
+// long it took from Start, and nil if git committed it. Creates arriving
+// together share one transaction (the group commit), so the sizes show how
+// well that works. It is called from the writing goroutine: keep it quick.
 type TransactionObserver interface {
 	Transaction(kind string, refs int, took time.Duration, err error)
 }

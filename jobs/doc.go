@@ -1,13 +1,22 @@
-// Package jobs runs refkeeper's background work on asynq: the deletion of a
-// pin's ref at its due time, and the periodic GC sweep.
+// Package jobs runs refkeeper's background work on asynq: the due
+// deletions of each project, and the periodic GC sweep.
 //
-// Delivery is at least once, so every handler is idempotent: it re-reads the
-// pin before acting (refs.Service.ExpireDue), and a sweep may run twice.
-// Transient failures (Redis blinking, a held git lock) are returned to asynq,
-// which retries them with backoff; permanent ones are wrapped in
-// asynq.SkipRetry. Deletion tasks carry a TaskID made of the pin and its due
-// time, so scheduling the same deletion twice enqueues it once; periodic
-// sweeps are de-duplicated across replicas with asynq.Unique.
+// A project's due deletions are one task per project and one-second bucket
+// (its TaskID), run at the bucket's end: every pin of the project that
+// expires within the bucket asks for the same task, and its one run
+// (refs.Service.ExpireDue) deletes everything due in the project in
+// batches, one git transaction each. After a run, the handler asks for the
+// project's next due time, never in the run's own bucket.
+//
+// The periodic sweep is one task per GC interval across every replica: the
+// intervals are numbered on Redis's clock (TIME) and the number is the
+// TaskID, kept for an interval after the sweep ran, so the replica that
+// comes first in an interval enqueues it and the others find it taken.
+//
+// Delivery is at least once, so every handler is idempotent: the domain
+// re-reads what is due before acting, and a sweep may run twice. Transient
+// failures (Redis blinking, a held git lock) are returned to asynq, which
+// retries them with backoff; permanent ones are wrapped in asynq.SkipRetry.
 //
 // jobs imports refs; only cmd imports jobs. asynq appears only here and in
 // cmd.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/refkeeper/refkeeper/refs"
@@ -11,13 +12,16 @@ import (
 
 // Lifecycle is what the handlers need from the domain; *refs.Service has it.
 type Lifecycle interface {
-	ExpireDue(ctx context.Context, p refs.Project, id refs.PipelineID) error
+	ExpireDue(ctx context.Context, p refs.Project) (refs.ExpireResult, error)
 	Sweep(ctx context.Context) (refs.SweepResult, error)
 }
 
 // Handlers turns tasks into domain calls.
 type Handlers struct {
 	Pins Lifecycle
+	// Scheduler schedules a project's next due deletions after a run; nil:
+	// only the requests of the domain and the sweeps do.
+	Scheduler *ExpiryScheduler
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -32,17 +36,34 @@ func (h *Handlers) logger() *slog.Logger {
 // Mux routes each task type to its handler.
 func (h *Handlers) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(TypeExpirePin, h.expire)
+	mux.HandleFunc(TypeExpireDue, h.expire)
 	mux.HandleFunc(TypeSweep, h.sweep)
 	return mux
 }
 
 func (h *Handlers) expire(ctx context.Context, t *asynq.Task) error {
-	p, id, err := parseExpirePayload(t.Payload())
+	p, at, err := parseExpirePayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	return retryIfTransient(h.Pins.ExpireDue(ctx, p, id))
+	res, err := h.Pins.ExpireDue(ctx, p)
+	if err != nil {
+		return retryIfTransient(err)
+	}
+	if res.NextDue.IsZero() || h.Scheduler == nil {
+		return nil
+	}
+	// The next run, never in this task's own bucket: one that came early
+	// (this machine's clock ahead of Redis's) would otherwise find its
+	// follow-up taken by itself.
+	next := res.NextDue
+	if !next.After(at) {
+		next = at.Add(time.Millisecond)
+	}
+	if err := h.Scheduler.ScheduleExpiry(ctx, p, next); err != nil {
+		h.logger().Warn("could not schedule the next deletions; the GC sweep will do them", "project", p, "err", err)
+	}
+	return nil
 }
 
 func (h *Handlers) sweep(ctx context.Context, _ *asynq.Task) error {

@@ -9,7 +9,7 @@ import (
 	"github.com/refkeeper/refkeeper/refs"
 )
 
-// ExpiryScheduler enqueues deletion tasks; it implements
+// ExpiryScheduler enqueues the due deletions of projects; it implements
 // refs.ExpiryScheduler.
 type ExpiryScheduler struct {
 	Client *asynq.Client
@@ -19,29 +19,31 @@ type ExpiryScheduler struct {
 
 var _ refs.ExpiryScheduler = (*ExpiryScheduler)(nil)
 
-// expireTimeout bounds one deletion task; a batch of one ref takes
-// milliseconds, so this only catches a hung git.
-const expireTimeout = 2 * time.Minute
+// expireTimeout bounds one run of a project's due deletions: batches of
+// 10,000 refs take seconds each, so this only catches a hung git.
+const expireTimeout = 5 * time.Minute
 
-// expireRetries is how often a failing deletion is retried with backoff
-// before asynq keeps it as archived; the GC sweep deletes the ref anyway.
+// expireRetries is how often a failing run is retried with backoff before
+// asynq keeps it as archived; the GC sweep deletes the refs anyway.
 const expireRetries = 10
 
-// ScheduleExpiry enqueues the deletion of a pin's ref at `at` (at once if at
-// is past). The same pin and time enqueued twice is one task.
-func (s *ExpiryScheduler) ScheduleExpiry(ctx context.Context, p refs.Project, id refs.PipelineID, at time.Time) error {
-	task, err := newExpireTask(p, id)
+// ScheduleExpiry enqueues a run of the project's due deletions at the end
+// of at's bucket (at once if that is past). Every request within one bucket
+// is the same task.
+func (s *ExpiryScheduler) ScheduleExpiry(ctx context.Context, p refs.Project, at time.Time) error {
+	end := bucketEnd(at)
+	task, err := newExpireTask(p, end)
 	if err != nil {
 		return err
 	}
 	_, err = s.Client.EnqueueContext(ctx, task,
 		asynq.Queue(queueOrDefault(s.Queue)),
-		asynq.TaskID(expireTaskID(p, id, at)),
-		asynq.ProcessAt(at),
+		asynq.TaskID(expireTaskID(p, end)),
+		asynq.ProcessAt(end),
 		asynq.MaxRetry(expireRetries),
 		asynq.Timeout(expireTimeout),
-		// No retention: a completed task leaves nothing in Redis. A duplicate
-		// enqueued after it ran just runs again, which ExpireDue tolerates.
+		// No retention: a completed task leaves nothing in Redis. A request
+		// for its bucket after it ran runs again, which ExpireDue tolerates.
 	)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil

@@ -17,25 +17,20 @@ import (
 // WorkerConfig configures the task workers and the sweep schedule. Zero
 // values mean the defaults given per field.
 type WorkerConfig struct {
-	// Redis is shared with the rest of the process; the worker does not close it.
+	// Redis is shared with the rest of the process; the worker does not close
+	// it. Its clock (TIME) numbers the sweep intervals of every replica.
 	Redis redis.UniversalClient
-	// NewRedis makes a connection the sweep scheduler owns (asynq closes a
-	// scheduler's connection on shutdown, so it cannot be the shared one).
-	// Required. It must build the client from options of its own: copying
-	// the options of a client in use races with go-redis, which updates
-	// them while connections are set up.
-	NewRedis func() redis.UniversalClient
 	// Handlers does the work.
 	Handlers *Handlers
 	// Queue: empty means DefaultQueue.
 	Queue string
 	// Concurrency is the number of tasks run at once. Zero: 4.
 	Concurrency int
-	// GCInterval is how often the sweep runs; it also bounds how long a
-	// sweep task may take. Required.
+	// GCInterval is how often the sweep runs, once per interval across every
+	// replica sharing the Redis. Required.
 	GCInterval time.Duration
-	// PollInterval bounds how late a deletion at its due time can run
-	// (asynq's TaskCheckInterval and DelayedTaskCheckInterval). Zero: 1s.
+	// PollInterval is asynq's TaskCheckInterval and DelayedTaskCheckInterval:
+	// a deletion runs at most one bucket (expireBucket) plus this late. Zero: 1s.
 	PollInterval time.Duration
 	// ShutdownTimeout is how long Shutdown waits for running tasks. Zero: 30s.
 	ShutdownTimeout time.Duration
@@ -46,9 +41,10 @@ type WorkerConfig struct {
 
 // Worker runs deletion tasks and sweeps, and schedules the periodic sweep.
 type Worker struct {
-	server    *asynq.Server
-	scheduler *asynq.Scheduler
-	client    *asynq.Client
+	server       *asynq.Server
+	client       *asynq.Client
+	stopSchedule context.CancelFunc
+	scheduleDone chan struct{}
 }
 
 // maxRetryDelay caps the backoff between retries of a failing task.
@@ -62,14 +58,12 @@ func retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// StartWorker starts processing tasks and registers the periodic sweep, and
-// enqueues one sweep now, so a restarted process catches up at once.
+// StartWorker starts processing tasks and scheduling the periodic sweep,
+// the first one for the interval under way, so a restarted process catches
+// up at once (unless another replica swept in this interval already).
 func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.GCInterval <= 0 {
 		return nil, errors.New("starting worker: GC interval must be positive")
-	}
-	if cfg.NewRedis == nil {
-		return nil, errors.New("starting worker: NewRedis is required")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -110,68 +104,80 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("starting task server: %w", err)
 	}
 
-	sweepOpts := []asynq.Option{
-		asynq.Queue(queue),
-		// Every replica's scheduler enqueues the sweep; Unique keeps one.
-		asynq.Unique(cfg.GCInterval),
-		asynq.Timeout(cfg.GCInterval),
-		asynq.MaxRetry(3),
-	}
-	scheduler, err := startScheduler(cfg.NewRedis, "@every "+cfg.GCInterval.String(), sweepOpts, logger)
-	if err != nil {
-		server.Shutdown()
-		return nil, err
-	}
 	client := asynq.NewClientFromRedisClient(cfg.Redis)
-	if _, err := client.Enqueue(newSweepTask(), sweepOpts...); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-		// Not fatal: the periodic sweep follows within one interval.
-		logger.Warn("could not enqueue start-up sweep", "err", err)
-	}
-	return &Worker{server: server, scheduler: scheduler, client: client}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	w := &Worker{server: server, client: client, stopSchedule: stop, scheduleDone: make(chan struct{})}
+	s := &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.GCInterval, logger: logger}
+	go func() {
+		defer close(w.scheduleDone)
+		s.run(ctx)
+	}()
+	return w, nil
 }
 
-// startScheduler starts a scheduler that enqueues the sweep on spec, over a
-// Redis connection of its own. The scheduler closes that connection on
-// Shutdown, but only once it has started: on every failure before, it is
-// closed here.
-func startScheduler(newRedis func() redis.UniversalClient, spec string, opts []asynq.Option, logger *slog.Logger) (*asynq.Scheduler, error) {
-	conn := newRedis()
-	scheduler := asynq.NewScheduler(ownedConn{conn}, &asynq.SchedulerOpts{
-		Logger:   slogAdapter{logger.With("component", "asynq-scheduler")},
-		LogLevel: asynq.WarnLevel,
-		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
-			if !errors.Is(err, asynq.ErrDuplicateTask) {
-				logger.Warn("could not enqueue periodic task", "type", t.Type(), "err", err)
-			}
-		},
-	})
-	if _, err := scheduler.Register(spec, newSweepTask(), opts...); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("scheduling sweeps: %w", err)
+// sweepTimeout is the least time a sweep task is given: a sweep of a large
+// repository outlasts a short interval (a test's, a benchmark's), and one cut
+// short by its timeout starts over in the next interval.
+const sweepTimeout = 10 * time.Minute
+
+// sweepSchedule enqueues one sweep per GC interval. The intervals are
+// numbered on Redis's clock, the same for every replica, and the number is
+// the sweep's TaskID, kept for an interval after the sweep ran: whichever
+// replica comes first in an interval enqueues it, the others find it taken.
+// (asynq's Unique would not do: its lock ends when the task ends, so
+// replicas out of step each run one.)
+type sweepSchedule struct {
+	redis    redis.UniversalClient
+	client   *asynq.Client
+	queue    string
+	interval time.Duration
+	logger   *slog.Logger
+}
+
+func (s *sweepSchedule) run(ctx context.Context) {
+	for {
+		wait := s.interval
+		now, err := s.redis.Time(ctx).Result()
+		if err == nil {
+			n := now.UnixMilli() / s.interval.Milliseconds()
+			s.enqueue(ctx, n)
+			wait = time.UnixMilli((n + 1) * s.interval.Milliseconds()).Sub(now)
+		} else if ctx.Err() == nil {
+			s.logger.Warn("could not read Redis's clock to schedule the sweep", "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	if err := scheduler.Start(); err != nil {
-		// Start fails only for a scheduler already running or stopped;
-		// Shutdown stops it if it runs, and does nothing otherwise.
-		scheduler.Shutdown()
-		_ = conn.Close()
-		return nil, fmt.Errorf("starting sweep scheduler: %w", err)
+}
+
+func (s *sweepSchedule) enqueue(ctx context.Context, n int64) {
+	_, err := s.client.EnqueueContext(ctx, newSweepTask(),
+		asynq.Queue(s.queue),
+		asynq.TaskID(sweepTaskID(s.interval, n)),
+		asynq.Retention(s.interval),
+		asynq.Timeout(max(s.interval, sweepTimeout)),
+		asynq.MaxRetry(3),
+	)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && ctx.Err() == nil {
+		// Not fatal: the next interval's sweep follows.
+		s.logger.Warn("could not enqueue the periodic sweep", "err", err)
 	}
-	return scheduler, nil
 }
 
 // Shutdown stops scheduling, stops taking tasks and waits for the running
 // ones to finish (up to the shutdown timeout; an unfinished task is
 // re-delivered later, which its handler tolerates).
 func (w *Worker) Shutdown() {
-	w.scheduler.Shutdown()
+	w.stopSchedule()
+	<-w.scheduleDone
 	w.server.Shutdown()
 	_ = w.client.Close()
 }
-
-// ownedConn hands asynq a connection it may close.
-type ownedConn struct{ conn redis.UniversalClient }
-
-func (o ownedConn) MakeRedisClient() any { return o.conn }
 
 // taskMetrics counts processed and failed tasks.
 type taskMetrics struct {

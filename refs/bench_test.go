@@ -1,6 +1,7 @@
 package refs
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func BenchmarkPinTransition(b *testing.B) {
 	id := PipelineID(0)
 	for b.Loop() {
 		id++
-		if _, err := s.Pin(b.Context(), "bench/app", id, benchSHA, 0, now, time.Hour); err != nil {
+		if _, err := s.Pin(b.Context(), "bench/app", id, benchSHA, 0, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -33,7 +34,7 @@ func BenchmarkFinishTransition(b *testing.B) {
 	s := benchStore(b)
 	now := time.Now()
 	for id := PipelineID(1); id <= 5000; id++ {
-		if _, err := s.Pin(b.Context(), "bench/app", id, benchSHA, 0, now, time.Hour); err != nil {
+		if _, err := s.Pin(b.Context(), "bench/app", id, benchSHA, 0, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,7 +60,7 @@ func BenchmarkClaimAndCommit1000(b *testing.B) {
 		for i := range ids {
 			next++
 			ids[i] = next
-			if _, err := s.Pin(b.Context(), "bench/app", next, benchSHA, 0, then, time.Hour); err != nil {
+			if _, err := s.Pin(b.Context(), "bench/app", next, benchSHA, 0, then); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -67,7 +68,30 @@ func BenchmarkClaimAndCommit1000(b *testing.B) {
 		if _, err := s.ClaimDue(b.Context(), "bench/app", ids, time.Now(), time.Hour, "t"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.CommitDeletes(b.Context(), "bench/app", ids, time.Now(), time.Hour, "t"); err != nil {
+		if _, err := s.CommitDeletes(b.Context(), "bench/app", ids, time.Now(), "t"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPinMetricsRefresh is what a metrics refresh costs over 10,000
+// projects (at most one per snapshotAge per process; scrapes in between
+// cost nothing).
+func BenchmarkPinMetricsRefresh(b *testing.B) {
+	s := benchStore(b)
+	now := time.Now()
+	for i := range 10_000 {
+		p := Project(fmt.Sprintf("bench/app%d", i))
+		if _, err := s.Pin(b.Context(), p, 1, benchSHA, 0, now); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.AddProject(b.Context(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := &pinCollector{store: s, clock: SystemClock{}}
+	for b.Loop() {
+		if _, _, err := c.read(b.Context()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package refs
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/refkeeper/refkeeper/gitops"
 )
@@ -58,6 +59,30 @@ type MergeRefNotFoundError struct {
 }
 
 func (e *MergeRefNotFoundError) Error() string { return fmt.Sprintf("%s does not exist", e.Ref) }
+
+// RefNotFoundError is a source or target ref of a computed merge that does
+// not exist.
+type RefNotFoundError struct {
+	Ref gitops.RefName
+}
+
+func (e *RefNotFoundError) Error() string { return fmt.Sprintf("%s does not exist", e.Ref) }
+
+// MergeConflictError is a computed merge git cannot make cleanly: Paths are
+// the conflicting paths; Reason says why when it is not about paths (no
+// common ancestor). Nothing was written.
+type MergeConflictError struct {
+	Source, Target ObjectID
+	Paths          []string
+	Reason         string
+}
+
+func (e *MergeConflictError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("cannot merge %s into %s: %s", e.Source, e.Target, e.Reason)
+	}
+	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, strings.Join(e.Paths, ", "))
+}
 
 // UnavailableError is a transient failure (Redis unreachable, a git lock held
 // too long, a git process that failed): nothing was changed, and retrying

@@ -3,6 +3,7 @@ package refs
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
@@ -134,19 +135,35 @@ func (m *Metrics) sweepDone(d time.Duration, failedProjects int) {
 	}
 }
 
-// pinCollector reads the pin counts from Redis at scrape time, so every
-// replica reports the same shared truth.
+// pinCollector answers the pin counts from Redis, so every replica reports
+// the same shared truth. A scrape costs no Redis call while its snapshot is
+// younger than snapshotAge; a refresh reads every project in one pipelined
+// round trip per snapshotChunk projects. So a scrape's cost does not grow
+// with the projects, and a refresh's round trips grow by one per thousand.
 type pinCollector struct {
 	store *Store
 	clock Clock
+
+	mu      sync.Mutex
+	taken   time.Time // local time of the snapshot; zero: none
+	totals  map[State]int64
+	oldest  time.Time
+	lastErr error
 }
+
+// snapshotAge is how old the pin counts a scrape shows may be. Scrapers
+// come every 15 to 60 s; the counts move with pipelines, over minutes.
+const snapshotAge = 15 * time.Second
+
+// snapshotChunk is how many projects one pipelined round trip reads.
+const snapshotChunk = 1000
 
 var (
 	pinsDesc   = prometheus.NewDesc("refkeeper_pins", "Pins by state, over all projects.", []string{"state"}, nil)
 	oldestDesc = prometheus.NewDesc("refkeeper_oldest_pinned_age_seconds",
 		"Age of the oldest pin in state pinned (0 when there is none).", nil, nil)
 	scrapeErrDesc = prometheus.NewDesc("refkeeper_pins_scrape_error",
-		"1 when the pin counts could not be read from Redis at this scrape.", nil, nil)
+		"1 when the pin counts could not be read from Redis for this scrape.", nil, nil)
 )
 
 func (c *pinCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -156,9 +173,18 @@ func (c *pinCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *pinCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	totals, oldest, err := c.read(ctx)
+	c.mu.Lock()
+	if c.taken.IsZero() || time.Since(c.taken) >= snapshotAge {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		totals, oldest, err := c.read(ctx)
+		cancel()
+		c.taken, c.lastErr = time.Now(), err
+		if err == nil {
+			c.totals, c.oldest = totals, oldest
+		}
+	}
+	totals, oldest, err := c.totals, c.oldest, c.lastErr
+	c.mu.Unlock()
 	failed := 0.0
 	if err != nil {
 		failed = 1
@@ -182,20 +208,18 @@ func (c *pinCollector) read(ctx context.Context) (map[State]int64, time.Time, er
 	}
 	totals := map[State]int64{}
 	var oldest time.Time
-	for _, p := range projects {
-		counts, err := c.store.Count(ctx, p)
+	for start := 0; start < len(projects); start += snapshotChunk {
+		stats, err := c.store.projectStats(ctx, projects[start:min(start+snapshotChunk, len(projects))])
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		for st, n := range counts {
-			totals[st] += n
-		}
-		t, ok, err := c.store.OldestPinned(ctx, p)
-		if err != nil {
-			return nil, time.Time{}, err
-		}
-		if ok && (oldest.IsZero() || t.Before(oldest)) {
-			oldest = t
+		for _, st := range stats {
+			for state, n := range st.counts {
+				totals[state] += n
+			}
+			if !st.oldest.IsZero() && (oldest.IsZero() || st.oldest.Before(oldest)) {
+				oldest = st.oldest
+			}
 		}
 	}
 	return totals, oldest, nil

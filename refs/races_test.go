@@ -29,7 +29,7 @@ func (e *env) expiredAndClaimed(t *testing.T, id PipelineID, token string) Pin {
 	}
 	e.clock.Advance(2 * testRetention)
 	out, err := e.svc.Store.Claim(t.Context(), e.p, id, e.clock.Now(), testMaxAge, token, false)
-	if err != nil || out.Status != "claimed" {
+	if err != nil || out.Status != statusClaimed {
 		t.Fatalf("claim = %+v, %v", out, err)
 	}
 	return out.Pin
@@ -84,13 +84,13 @@ func TestDeleteOfUnrecordedRefLeavesTombstone(t *testing.T) {
 		t.Fatalf("record after delete = %+v, %v; want deleted, claim released", pin, err)
 	}
 	// A sweep that listed refs before the delete.
-	adopted, err := e.svc.Store.AdoptMany(ctx, e.p, map[PipelineID]ObjectID{8: e.c1}, e.clock.Now(), listedAt, testMaxAge)
+	adopted, err := e.svc.Store.AdoptMany(ctx, e.p, map[PipelineID]ObjectID{8: e.c1}, e.clock.Now(), listedAt)
 	if err != nil || adopted != 0 {
 		t.Fatalf("adopted %d, %v; want the deleted ref left alone", adopted, err)
 	}
 	// The rest of the racing PUT: its record step tells it to create again.
-	out, err := e.svc.Store.Pin(ctx, e.p, 8, e.c1, 0, e.clock.Now(), testMaxAge)
-	if err != nil || out.Status != "new" || out.Extra != "1" {
+	out, err := e.svc.Store.Pin(ctx, e.p, 8, e.c1, 0, e.clock.Now())
+	if err != nil || out.Status != statusNew || !out.Recreate {
 		t.Fatalf("pin record after the delete = %+v, %v; want new, create again", out, err)
 	}
 }
@@ -136,7 +136,7 @@ func TestRestoreDoesNotUndoDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A deleter claims the pin before the sweep writes the ref.
-	if out, err := e.svc.Store.Claim(ctx, e.p, 6, e.clock.Now(), testMaxAge, "deleter", true); err != nil || out.Status != "claimed" {
+	if out, err := e.svc.Store.Claim(ctx, e.p, 6, e.clock.Now(), testMaxAge, "deleter", true); err != nil || out.Status != statusClaimed {
 		t.Fatalf("claim = %+v, %v", out, err)
 	}
 	created, err := e.svc.restoreRef(ctx, repo, e.p, pin, listedAt)
@@ -163,8 +163,8 @@ func TestEveryRepinSeesCalledOffDeletion(t *testing.T) {
 	ctx := t.Context()
 	e.expiredAndClaimed(t, 4, "deleter")
 	for _, who := range []string{"first", "second"} {
-		out, err := e.svc.Store.Pin(ctx, e.p, 4, e.c1, 0, e.clock.Now(), testMaxAge)
-		if err != nil || out.Extra != "1" {
+		out, err := e.svc.Store.Pin(ctx, e.p, 4, e.c1, 0, e.clock.Now())
+		if err != nil || !out.Recreate {
 			t.Fatalf("%s re-pin = %+v, %v; want told to make sure of its ref", who, out, err)
 		}
 	}
@@ -172,12 +172,12 @@ func TestEveryRepinSeesCalledOffDeletion(t *testing.T) {
 	if err != nil || held[0] {
 		t.Fatalf("deleter's claim held = %v, %v; want called off", held, err)
 	}
-	outs, err := e.svc.Store.CommitDeletes(ctx, e.p, []PipelineID{4}, e.clock.Now(), testMaxAge, "deleter")
-	if err != nil || outs[0].Status != "reclaimed" || outs[0].Pin.State != StatePinned {
+	outs, err := e.svc.Store.CommitDeletes(ctx, e.p, []PipelineID{4}, e.clock.Now(), "deleter")
+	if err != nil || outs[0].Status != statusReclaimed || outs[0].Pin.State != StatePinned {
 		t.Fatalf("deleter's commit = %+v, %v; want reclaimed, still pinned", outs, err)
 	}
 	// Settled: the next re-pin has nothing to fear.
-	if out, err := e.svc.Store.Pin(ctx, e.p, 4, e.c1, 0, e.clock.Now(), testMaxAge); err != nil || out.Extra != "0" {
+	if out, err := e.svc.Store.Pin(ctx, e.p, 4, e.c1, 0, e.clock.Now()); err != nil || out.Recreate {
 		t.Fatalf("re-pin after the commit = %+v, %v", out, err)
 	}
 }
@@ -190,26 +190,26 @@ func TestTombstoneKeepsSweepFromAdopting(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	start := e.clock.Now()
-	if out, err := e.svc.Store.Tombstone(ctx, e.p, 8, e.c1, start, testMaxAge, "deleter"); err != nil || out.Status != "claimed" {
+	if out, err := e.svc.Store.Tombstone(ctx, e.p, 8, e.c1, start, "deleter"); err != nil || out.Status != statusClaimed {
 		t.Fatalf("tombstone = %+v, %v", out, err)
 	}
 	listed := start.Add(time.Second)
 	ref := map[PipelineID]ObjectID{8: e.c1}
-	if n, err := e.svc.Store.AdoptMany(ctx, e.p, ref, listed, listed, testMaxAge); err != nil || n != 0 {
+	if n, err := e.svc.Store.AdoptMany(ctx, e.p, ref, listed, listed); err != nil || n != 0 {
 		t.Fatalf("adopted %d, %v during the delete; want 0", n, err)
 	}
-	if _, err := e.svc.Store.CommitDeletes(ctx, e.p, []PipelineID{8}, start.Add(2*time.Second), testMaxAge, "deleter"); err != nil {
+	if _, err := e.svc.Store.CommitDeletes(ctx, e.p, []PipelineID{8}, start.Add(2*time.Second), "deleter"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := e.svc.Store.AdoptMany(ctx, e.p, ref, start.Add(3*time.Second), listed, testMaxAge); err != nil || n != 0 {
+	if n, err := e.svc.Store.AdoptMany(ctx, e.p, ref, start.Add(3*time.Second), listed); err != nil || n != 0 {
 		t.Fatalf("adopted %d, %v from a listing made before the delete; want 0", n, err)
 	}
 	// Another tombstone whose deleter died.
-	if _, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, start, testMaxAge, "dead"); err != nil {
+	if _, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, start, "dead"); err != nil {
 		t.Fatal(err)
 	}
 	later := start.Add(10 * time.Minute)
-	if n, err := e.svc.Store.AdoptMany(ctx, e.p, map[PipelineID]ObjectID{9: e.c1}, later, later, testMaxAge); err != nil || n != 1 {
+	if n, err := e.svc.Store.AdoptMany(ctx, e.p, map[PipelineID]ObjectID{9: e.c1}, later, later); err != nil || n != 1 {
 		t.Fatalf("adopted %d, %v long after a dead deleter's claim; want 1", n, err)
 	}
 }
@@ -230,7 +230,7 @@ func TestDeleteSupersededIsNotDone(t *testing.T) {
 	claim := func(id PipelineID, token string) Pin {
 		t.Helper()
 		out, err := e.svc.Store.Claim(ctx, e.p, id, e.clock.Now(), testMaxAge, token, true)
-		if err != nil || out.Status != "claimed" {
+		if err != nil || out.Status != statusClaimed {
 			t.Fatalf("claim %d with %s = %+v, %v", id, token, out, err)
 		}
 		return out.Pin
@@ -257,11 +257,11 @@ func TestDeleteSupersededIsNotDone(t *testing.T) {
 
 	t.Run("tombstone taken over by a second DELETE", func(t *testing.T) {
 		e.git.Git(t, "update-ref", "refs/pipelines/9", string(e.c1))
-		first, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), testMaxAge, "first")
-		if err != nil || first.Status != "claimed" {
+		first, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), "first")
+		if err != nil || first.Status != statusClaimed {
 			t.Fatalf("tombstone = %+v, %v", first, err)
 		}
-		if _, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), testMaxAge, "second"); err != nil {
+		if _, err := e.svc.Store.Tombstone(ctx, e.p, 9, e.c1, e.clock.Now(), "second"); err != nil {
 			t.Fatal(err)
 		}
 		first.Pin.SHA = e.c1

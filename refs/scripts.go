@@ -7,11 +7,32 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// luaDueRule is the due-time rule, the only one: Go never computes a due
+// time, it asks these scripts.
+//
+// A record is due when one of its clocks has run for the length the policy
+// in force gives that clock. A clock is a sorted set of pipeline ids scored
+// by when it started (Unix ms):
+//
+//	age      every live pin (pinned or finished), from its creation or, for
+//	         an adopted ref, from when it was first seen: length max-age
+//	expires  every finished pin, from its expires_at: length 0 (the
+//	         retention in force when it finished made that time)
+//	purge    every deleted record, from its deletion: length max-age
+//
+// No score holds a policy, so a process started with another --max-age
+// applies it to every pin and record at its next sweep.
+const luaDueRule = `
+local function clocks(age, expires, purge, maxage)
+  return {{age, maxage}, {expires, 0}, {purge, maxage}}
+end
+`
+
 // Every per-pin script gets the same KEYS and the first two ARGV, so the
 // shared Lua below can name them:
 //
 //	KEYS[1] pin hash   KEYS[2] idx:pinned   KEYS[3] idx:finished
-//	KEYS[4] idx:deleted   KEYS[5] due (sorted set: id -> when to act, in ms)
+//	KEYS[4] idx:deleted   KEYS[5..7] the clocks age, expires, purge
 //	ARGV[1] key base "<prefix>:{<project>}:"   ARGV[2] pipeline id
 //
 // All keys of one project share the hash tag {<project>}, so a script stays
@@ -21,12 +42,18 @@ import (
 //
 // The pin hash fields: sha, mr (merge request iid, "0" for none), state,
 // created, finished, expires, deleted (ms or ""), adopted and mrclosed
-// ("1"/"0") and del: the token of a pending deletion claim; "!" and the
+// ("1"/"0"), merge (a computed merge's mode, source, target and identity,
+// or absent) and del: the token of a pending deletion claim; "!" and the
 // token once a re-pin called that deletion off while its deleter may still
 // be finishing (every re-pin then re-creates the ref, until the deleter's
 // commit or a new claim settles it); or "".
-const luaPrelude = `
+//
+// Every answer is {status, id, flag, due, hash fields...}: flag "1" from
+// pinScript means the caller must make sure the ref exists; due is the
+// pin's next due time under the policy in force, where the script knows it.
+const luaPrelude = luaDueRule + `
 local pin, base, id = KEYS[1], ARGV[1], ARGV[2]
+local AGE, EXPIRES, PURGE = KEYS[5], KEYS[6], KEYS[7]
 local function idx(state)
   if state == 'pinned' then return KEYS[2] elseif state == 'finished' then return KEYS[3] end
   return KEYS[4]
@@ -64,40 +91,62 @@ local function callOff(del)
   return '!' .. del
 end
 local function num(f) return tonumber(get(f)) or 0 end
--- When the sweep must next look at this pin: deletion at expires_at, the
--- max-age safety net, or purging a deleted record.
-local function due(maxage)
+-- The clocks a record is on follow from its state and stamps: every
+-- transition ends with track(), so they never disagree with the hash.
+local function track()
   local st = get('state')
-  if st == 'deleted' then return num('deleted') + maxage end
-  local limit = num('created') + maxage
-  if st == 'finished' and num('expires') < limit then return num('expires') end
-  return limit
+  if st == 'pinned' or st == 'finished' then redis.call('ZADD', AGE, get('created'), id) else redis.call('ZREM', AGE, id) end
+  if st == 'finished' then redis.call('ZADD', EXPIRES, get('expires'), id) else redis.call('ZREM', EXPIRES, id) end
+  if st == 'deleted' then redis.call('ZADD', PURGE, get('deleted'), id) else redis.call('ZREM', PURGE, id) end
+end
+local function untrack()
+  redis.call('ZREM', AGE, id)
+  redis.call('ZREM', EXPIRES, id)
+  redis.call('ZREM', PURGE, id)
+end
+-- When this record is next due (nil: on no clock).
+local function dueAt(maxage)
+  local at
+  for _, c in ipairs(clocks(AGE, EXPIRES, PURGE, maxage)) do
+    local s = redis.call('ZSCORE', c[1], id)
+    if s then
+      local t = tonumber(s) + c[2]
+      if not at or t < at then at = t end
+    end
+  end
+  return at
 end
 local function move(from, to)
   local m = member(get('created'))
   redis.call('ZREM', idx(from), m)
   redis.call('ZADD', idx(to), 0, m)
 end
-local function reply(status, extra)
-  local r = {status, extra or ''}
+local function reply(status, flag, due)
+  local d = ''
+  if due then d = string.format('%d', due) end
+  local r = {status, id, flag or '', d}
   local h = redis.call('HGETALL', pin)
   for i = 1, #h do r[#r + 1] = h[i] end
   return r
 end
+local function bare(status) return {status, id, '', ''} end
 `
 
-// pinScript records a pin after its ref exists at sha. It answers "new" (no
-// record, or a deleted one: a retried pipeline), "reopened" (finished ->
-// pinned), "exists" (already pinned), or "conflict" (the record holds
-// another SHA). Extra is "1" when a deletion was pending or had happened: the
-// caller must then make sure the ref still exists.
+// pinScript records a pin after its ref exists at sha. It answers
+// statusNew (no record, or a deleted one: a retried pipeline),
+// statusReopened (finished -> pinned), statusExists (already pinned), or
+// statusConflict (the record holds another SHA, the answer's pin shows it).
+// The flag is "1" when a deletion was pending or had happened: the caller
+// must then make sure the ref still exists.
 //
-// ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now  ARGV[6] max-age
+// ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now
+// ARGV[6] the computed merge's inputs or "" (kept by a new pin only: an
+// existing one has the same SHA, so the same merge)
 var pinScript = newPinScript(`
-local sha, mr, now, maxage = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local sha, mr, now = ARGV[3], ARGV[4], ARGV[5]
 local st = get('state')
 if st == 'pinned' or st == 'finished' then
-  if get('sha') ~= sha then return reply('conflict', get('sha')) end
+  if get('sha') ~= sha then return reply('conflict') end
   local claimed = get('del') ~= ''
   set('del', callOff(get('del')))
   if st == 'finished' then
@@ -108,37 +157,38 @@ if st == 'pinned' or st == 'finished' then
     set('mr', mr)
     redis.call('SADD', base .. 'mr:' .. mr, id)
   end
-  redis.call('ZADD', KEYS[5], due(maxage), id)
+  track()
   local status = 'exists'
   if st == 'finished' then status = 'reopened' end
   if claimed then return reply(status, '1') end
-  return reply(status, '0')
+  return reply(status)
 end
-local was, del = '0', callOff(get('del'))
+local was, del = '', callOff(get('del'))
 if st == 'deleted' then
   was = '1'
   redis.call('ZREM', KEYS[4], member(get('created')))
   if mrOf() ~= '0' and mrOf() ~= mr then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del)
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del, 'merge', ARGV[6])
 redis.call('ZADD', KEYS[2], 0, member(now))
-redis.call('ZADD', KEYS[5], due(maxage), id)
+track()
 if mr ~= '0' then redis.call('SADD', base .. 'mr:' .. mr, id) end
 return reply('new', was)
 `)
 
 // finishScript releases a pinned pin: finished, expiring after retention, or
 // at once if its merge request was closed. A finished or deleted pin is left
-// as it is (finishing twice keeps the first finished_at). Answers "none" when
-// there is no record.
+// as it is (finishing twice keeps the first finished_at). Answers
+// statusFinished, statusUnchanged, or statusNone when there is no record;
+// the due time is when the pin must go under the policy in force.
 //
 // ARGV[3] now  ARGV[4] retention  ARGV[5] max-age
 var finishScript = newPinScript(`
 local now, retention, maxage = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = get('state')
-if st == '' then return {'none', ''} end
-if st ~= 'pinned' then return reply(st) end
+if st == '' then return bare('none') end
+if st ~= 'pinned' then return reply('unchanged', '', dueAt(maxage)) end
 local expires = now + retention
 if get('mrclosed') == '1' then expires = now end
 move('pinned', 'finished')
@@ -146,58 +196,55 @@ set('state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', exp
 -- A called-off claim's deleter, if it still commits, finds no claim and
 -- re-creates the ref either way.
 if get('del'):sub(1, 1) == '!' then set('del', '') end
-redis.call('ZADD', KEYS[5], due(maxage), id)
-return reply('finished')
+track()
+return reply('finished', '', dueAt(maxage))
 `)
 
 // claimScript claims a pin for deletion with a token. Unless forced, only a
-// due pin is claimed (finished past expires_at, or older than max-age); a pin
-// that is not due gets its due time corrected. Answers "claimed", "notdue",
-// "deleted" (nothing to do) or "none".
+// due pin is claimed. Answers statusClaimed, statusNotDue, statusDeleted
+// (nothing to delete: the caller may purge it) or statusNone (an id left on
+// a clock without its record is taken off).
 //
 // ARGV[3] now  ARGV[4] max-age  ARGV[5] token  ARGV[6] "1" to force
 var claimScript = newPinScript(`
 local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = get('state')
 if st == '' then
-  redis.call('ZREM', KEYS[5], id)
-  return {'none', ''}
+  untrack()
+  return bare('none')
 end
 if st == 'deleted' then return reply('deleted') end
 if ARGV[6] ~= '1' then
-  local d = due(maxage)
-  if d > now then
-    redis.call('ZADD', KEYS[5], d, id)
-    return reply('notdue')
-  end
+  local d = dueAt(maxage)
+  if not d or d > now then return reply('notdue', '', d) end
 end
 set('del', ARGV[5])
 return reply('claimed')
 `)
 
 // commitDeleteScript marks a claimed pin deleted after its ref was deleted,
-// if the claim still stands. Answers "deleted"; "reclaimed" when a re-pin
-// called the deletion off (the caller must re-create the ref); "superseded"
-// when another deleter holds the claim now; "none" without a record.
+// if the claim still stands. Answers statusDeleted; statusReclaimed when a
+// re-pin called the deletion off (the caller must re-create the ref);
+// statusSuperseded when another deleter holds the claim now; statusNone
+// without a record.
 //
-// ARGV[3] now  ARGV[4] max-age  ARGV[5] token
+// ARGV[3] now  ARGV[4] token
 var commitDeleteScript = newPinScript(`
-local maxage = tonumber(ARGV[4])
 local st = get('state')
-if st == '' then return {'none', ''} end
+if st == '' then return bare('none') end
 local del = get('del')
 if st == 'deleted' then
   -- A tombstone (see tombstoneScript) carries the claim of its deleter:
   -- the deletion is done now, which is what a sweep's listing is compared
   -- with.
-  if del == ARGV[5] then
+  if del == ARGV[4] then
     set('del', '', 'deleted', ARGV[3])
-    redis.call('ZADD', KEYS[5], due(maxage), id)
+    track()
   end
   return reply('deleted')
 end
-if del ~= ARGV[5] then
-  if del == '' or del == '!' .. ARGV[5] then
+if del ~= ARGV[4] then
+  if del == '' or del == '!' .. ARGV[4] then
     set('del', '')
     return reply('reclaimed')
   end
@@ -205,51 +252,53 @@ if del ~= ARGV[5] then
 end
 move(st, 'deleted')
 set('state', 'deleted', 'deleted', ARGV[3], 'del', '')
-redis.call('ZADD', KEYS[5], due(maxage), id)
+track()
 return reply('deleted')
 `)
 
 // purgeScript removes the record of a pin deleted longer than max-age ago.
-// Answers "purged" or "kept".
+// Answers statusPurged or statusKept.
 //
 // ARGV[3] now  ARGV[4] max-age
 var purgeScript = newPinScript(`
 local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
-if get('state') ~= 'deleted' or due(maxage) > now then return {'kept', ''} end
+if get('state') ~= 'deleted' then return bare('kept') end
+local d = dueAt(maxage)
+if not d or d > now then return bare('kept') end
 redis.call('ZREM', KEYS[4], member(get('created')))
-redis.call('ZREM', KEYS[5], id)
+untrack()
 if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 redis.call('DEL', pin)
-return {'purged', ''}
+return bare('purged')
 `)
 
 // adoptScript starts tracking a pipeline ref found on disk with no live
-// record: a pinned pin that max-age will delete. A deleted record counts as
-// no record only if it was deleted before the ref listing began (otherwise
-// the listing saw the ref before this deletion). Answers "adopted" or "known".
+// record: a pinned pin, first seen now, that max-age will delete. A deleted
+// record counts as no record only if it was deleted before the ref listing
+// began (otherwise the listing saw the ref before this deletion). Answers
+// statusAdopted or statusKnown.
 //
-// ARGV[3] sha  ARGV[4] now  ARGV[5] max-age  ARGV[6] when the listing began
+// ARGV[3] sha  ARGV[4] now  ARGV[5] when the listing began
 var adoptScript = newPinScript(`
 local tombstoneGrace = ` + tombstoneGraceMS + `
-local maxage = tonumber(ARGV[5])
 local st = get('state')
-if st ~= '' and st ~= 'deleted' then return {'known', ''} end
+if st ~= '' and st ~= 'deleted' then return bare('known') end
 if st == 'deleted' then
-  if num('deleted') >= tonumber(ARGV[6]) then return {'known', ''} end
+  if num('deleted') >= tonumber(ARGV[5]) then return bare('known') end
   -- A tombstone whose deleter is still at work: the ref listed is the one
   -- being deleted. (A deleter that died leaves it adoptable after a while.)
   local del = get('del')
   if del ~= '' and del:sub(1, 1) ~= '!' and num('deleted') + tombstoneGrace > tonumber(ARGV[4]) then
-    return {'known', ''}
+    return bare('known')
   end
   redis.call('ZREM', KEYS[4], member(get('created')))
   if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
 end
 set('sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '')
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '', 'merge', '')
 redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
-redis.call('ZADD', KEYS[5], due(maxage), id)
-return reply('adopted')
+track()
+return bare('adopted')
 `)
 
 // tombstoneGraceMS is how long a tombstone's claim keeps a sweep from
@@ -263,12 +312,11 @@ const tombstoneGraceMS = "120000"
 // deleted record stamped now, claimed with the deleter's token. A pin made
 // meanwhile then finds a deleted record and re-creates its ref after the
 // delete, and a sweep that listed the ref before the delete does not adopt
-// it. Answers "claimed", or "live" when a live pin exists now (the caller
-// claims that one instead).
+// it. Answers statusClaimed, or statusLive when a live pin exists now (the
+// caller claims that one instead).
 //
-// ARGV[3] sha  ARGV[4] now  ARGV[5] max-age  ARGV[6] token
+// ARGV[3] sha  ARGV[4] now  ARGV[5] token
 var tombstoneScript = newPinScript(`
-local maxage = tonumber(ARGV[5])
 local st = get('state')
 if st == 'pinned' or st == 'finished' then return reply('live') end
 if st == 'deleted' then
@@ -276,9 +324,9 @@ if st == 'deleted' then
 else
   set('created', ARGV[4])
 end
-set('sha', ARGV[3], 'state', 'deleted', 'deleted', ARGV[4], 'del', ARGV[6])
+set('sha', ARGV[3], 'state', 'deleted', 'deleted', ARGV[4], 'del', ARGV[5])
 redis.call('ZADD', KEYS[4], 0, member(get('created')))
-redis.call('ZADD', KEYS[5], due(maxage), id)
+track()
 return reply('claimed')
 `)
 
@@ -296,12 +344,17 @@ func newPinScript(body string) pinTransition {
 	}
 }
 
+// projectKeyCount is how many of a per-pin script's KEYS are the project's
+// (all but the pin hash).
+const projectKeyCount = 6
+
 // batchLua runs a per-pin script over many pins of one project in one call,
 // which saves Redis a script invocation per pin (a sweep claims, deletes and
 // purges thousands at a time). The per-pin script runs as a function whose
 // KEYS and ARGV are laid out as above, so it reads the same either way.
 //
-//	KEYS[1..4] idx:pinned, idx:finished, idx:deleted, due; KEYS[4+i] pin i's hash
+//	KEYS[1..6] idx:pinned, idx:finished, idx:deleted, age, expires, purge
+//	KEYS[6+i] pin i's hash
 //	ARGV[1] key base   ARGV[2] number of shared arguments (k)
 //	ARGV[3] number of arguments of each pin (m)   ARGV[4..3+k] the shared ones
 //	then per pin: its id and its m arguments
@@ -313,20 +366,20 @@ local function one(KEYS, ARGV)
 end
 local base, k, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-for i = 1, #KEYS - 4 do
+for i = 1, #KEYS - 6 do
   local at = 3 + k + (i - 1) * (m + 1)
   local argv = {base, ARGV[at + 1]}
   for j = 1, m do argv[#argv + 1] = ARGV[at + 1 + j] end
   for j = 1, k do argv[#argv + 1] = ARGV[3 + j] end
-  out[i] = one({KEYS[4 + i], KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, argv)
+  out[i] = one({KEYS[6 + i], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, argv)
 end
 return out
 `
 
 // batchArgs lays out KEYS and ARGV of a batch call (see batchLua).
 func batchArgs(s *Store, p Project, ids []PipelineID, perPin [][]any, shared []any) ([]string, []any) {
-	keys := make([]string, 0, 4+len(ids))
-	keys = append(keys, s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted), s.dueKey(p))
+	keys := make([]string, 0, projectKeyCount+len(ids))
+	keys = append(keys, s.projectKeys(p)...)
 	m := 0
 	if len(perPin) > 0 {
 		m = len(perPin[0])
@@ -344,14 +397,62 @@ func batchArgs(s *Store, p Project, ids []PipelineID, perPin [][]any, shared []a
 	return keys, argv
 }
 
+// dueScript answers up to limit ids of records due now, over every clock.
+// On the way it moves up to 10,000 records of the sorted set of due times
+// that earlier versions kept onto the clocks, so records written before an
+// upgrade expire too.
+//
+// KEYS[1..3] the clocks age, expires, purge  KEYS[4] the earlier due set
+// ARGV[1] now  ARGV[2] max-age  ARGV[3] limit  ARGV[4] key base
+var dueScript = redis.NewScript(luaDueRule + `
+local now, maxage, limit, base = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, 9999)) do
+  local f = redis.call('HMGET', base .. 'pin:' .. id, 'state', 'created', 'expires', 'deleted')
+  if (f[1] == 'pinned' or f[1] == 'finished') and f[2] then redis.call('ZADD', KEYS[1], f[2], id) end
+  if f[1] == 'finished' and f[3] then redis.call('ZADD', KEYS[2], f[3], id) end
+  if f[1] == 'deleted' and f[4] then redis.call('ZADD', KEYS[3], f[4], id) end
+  redis.call('ZREM', KEYS[4], id)
+end
+local out, seen = {}, {}
+for _, c in ipairs(clocks(KEYS[1], KEYS[2], KEYS[3], maxage)) do
+  if #out >= limit then break end
+  local upTo = string.format('%d', now - c[2])
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', c[1], '-inf', upTo, 'LIMIT', 0, limit - #out)) do
+    if not seen[id] then
+      seen[id] = true
+      out[#out + 1] = id
+    end
+  end
+end
+return out
+`)
+
+// nextDueScript answers when the project next has a record due (Unix ms),
+// or "" when none is on any clock.
+//
+// KEYS[1..3] the clocks age, expires, purge
+// ARGV[1] max-age
+var nextDueScript = redis.NewScript(luaDueRule + `
+local at
+for _, c in ipairs(clocks(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]))) do
+  local first = redis.call('ZRANGE', c[1], 0, 0, 'WITHSCORES')
+  if #first == 2 then
+    local t = tonumber(first[2]) + c[2]
+    if not at or t < at then at = t end
+  end
+end
+if not at then return '' end
+return string.format('%d', at)
+`)
+
 // closeScript marks every pin of a merge request closed: finished pins expire
 // now, pinned ones will expire as soon as they finish. It answers the ids of
 // the pins it marked.
 //
-// KEYS[1] the merge request's set of pipeline ids  KEYS[2] due
-// ARGV[1] key base  ARGV[2] now  ARGV[3] max-age
+// KEYS[1] the merge request's set of pipeline ids  KEYS[2] the expires clock
+// ARGV[1] key base  ARGV[2] now
 var closeScript = redis.NewScript(`
-local base, now, maxage = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local base, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local pin = base .. 'pin:' .. id
@@ -361,16 +462,77 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     out[#out + 1] = id
   elseif st == 'finished' then
     redis.call('HSET', pin, 'mrclosed', '1')
-    local expires = tonumber(redis.call('HGET', pin, 'expires'))
-    if expires > now then
-      expires = now
+    if tonumber(redis.call('HGET', pin, 'expires')) > now then
       redis.call('HSET', pin, 'expires', ARGV[2])
+      redis.call('ZADD', KEYS[2], ARGV[2], id)
     end
-    local limit = tonumber(redis.call('HGET', pin, 'created')) + maxage
-    if limit < expires then expires = limit end
-    redis.call('ZADD', KEYS[2], expires, id)
     out[#out + 1] = id
   end
 end
 return out
+`)
+
+// dropProjectScript removes what is left of a project that is gone (its
+// repository absent): if it has no live pin, up to ARGV[2] deleted records
+// go per call. Answers 1 while records are left, 0 once every key of the
+// project is gone, -1 when a live pin keeps it.
+//
+// KEYS[1..6] idx:pinned, idx:finished, idx:deleted, age, expires, purge
+// KEYS[7] the reconcile marker
+// ARGV[1] key base  ARGV[2] how many records at most
+var dropProjectScript = redis.NewScript(`
+local base = ARGV[1]
+if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) > 0 then return -1 end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)) do
+  local id = string.match(m, ':0*(%d+)$')
+  local pin = base .. 'pin:' .. id
+  local mr = redis.call('HGET', pin, 'mr')
+  if mr then redis.call('SREM', base .. 'mr:' .. mr, id) end
+  redis.call('DEL', pin)
+  redis.call('ZREM', KEYS[3], m)
+end
+if redis.call('ZCARD', KEYS[3]) > 0 then return 1 end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+return 0
+`)
+
+// Leases on a project's due deletions: one deleter at a time per project,
+// so that two never take each other's claims or fight over packed-refs.lock.
+// A deleter that finds the lease held leaves a note instead ("again"), and
+// the holder goes round once more before it lets go: whatever became due
+// while it worked is deleted by it, in its next batch.
+//
+// KEYS[1] the lease  KEYS[2] the note
+// ARGV[1] token  ARGV[2] lease time in ms
+
+// acquireExpiryScript answers 1 with the lease taken, 0 with the note left.
+var acquireExpiryScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+`)
+
+// renewExpiryScript extends a held lease; 0 when it is not held any more.
+var renewExpiryScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// releaseExpiryScript lets a held lease go, unless a note was left: then it
+// keeps it and answers 1 (go round again). With ARGV[3] "1" it lets go
+// either way and answers 1 when a note was left (someone must come back).
+// It answers 0 when nothing more is asked, -1 for a lease not held.
+var releaseExpiryScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local again = redis.call('DEL', KEYS[2])
+if again == 1 and ARGV[3] ~= '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return again
 `)

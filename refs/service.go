@@ -10,11 +10,13 @@ import (
 	"github.com/refkeeper/refkeeper/gitops"
 )
 
-// ExpiryScheduler runs a pin's deletion at its due time. The task queue
-// implements it (package jobs); the domain only says when. A failure to
-// schedule is logged, not fatal: the GC sweep deletes whatever is due anyway.
+// ExpiryScheduler runs a project's due deletions (Service.ExpireDue) at a
+// given time: every pin of the project due by then goes in the same batch.
+// The task queue implements it (package jobs); the domain only says when. A
+// failure to schedule is logged, not fatal: the GC sweep deletes whatever is
+// due anyway.
 type ExpiryScheduler interface {
-	ScheduleExpiry(ctx context.Context, p Project, id PipelineID, at time.Time) error
+	ScheduleExpiry(ctx context.Context, p Project, at time.Time) error
 }
 
 // Service is the pin lifecycle: pin, finish, delete, close a merge request,
@@ -24,7 +26,8 @@ type Service struct {
 	Repos  *gitops.Root
 	Store  *Store
 	Policy Policy
-	// Clock tells the time; nil: SystemClock.
+	// Clock tells the time every record is stamped with and compared with;
+	// nil: SystemClock. Replicas share one clock: RedisClock.
 	Clock Clock
 	// Scheduler runs deletions at their due time; nil: only sweeps delete.
 	Scheduler ExpiryScheduler
@@ -41,6 +44,10 @@ type Service struct {
 	// ones: the part of a sweep whose cost follows the number of refs rather
 	// than the number of due pins. Zero: every sweep. SweepAll always does.
 	ReconcileInterval time.Duration
+
+	// MergeIdentity is author and committer of computed merges; zero:
+	// gitops.DefaultIdentity.
+	MergeIdentity gitops.Identity
 }
 
 func (s *Service) now() time.Time {
@@ -94,6 +101,8 @@ type PinRequest struct {
 	PipelineID      PipelineID
 	SHA             ObjectID        // "": pin by merge request
 	MergeRequestIID MergeRequestIID // 0: none
+	// Merge, instead of SHA, pins a merge the service computes.
+	Merge *MergeInput
 }
 
 // Pin creates the pipeline ref at the requested SHA and records the pin.
@@ -112,7 +121,14 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	}
 	live := known && current.State != StateDeleted
 	sha := req.SHA
+	var merge *Merge
 	switch {
+	case req.Merge != nil && sha != "":
+		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
+	case req.Merge != nil:
+		if sha, merge, err = s.computeMerge(ctx, repo, req); err != nil {
+			return Pin{}, false, err
+		}
 	case sha == "" && req.MergeRequestIID == 0:
 		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
 	case sha == "" && live && current.MergeRequestIID == req.MergeRequestIID:
@@ -139,39 +155,55 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if live && current.SHA != sha {
 		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: current.SHA, Requested: sha}
 	}
-	created, err = s.createRef(repo, ref, sha)
+	// From here the pin runs to its end whether or not the caller waits:
+	// once git may have the ref, its record must follow (a caller that
+	// stopped waiting for the create could not tell whether it happened).
+	ctx, cancel := settling(ctx)
+	defer cancel()
+	created, err = s.createRef(ctx, repo, ref, sha)
 	if err != nil {
 		return Pin{}, false, err
 	}
-	out, err := s.Store.Pin(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, s.now(), s.Policy.MaxAge)
+	out, err := s.Store.PinMerge(ctx, req.Project, req.PipelineID, sha, req.MergeRequestIID, merge, s.now())
 	if err != nil {
 		// The ref stays: the sweep adopts it, or the client's retry records it.
 		return Pin{}, false, unavailable("recording pin", err)
 	}
 	switch {
-	case out.Status == "conflict":
+	case out.Status == statusConflict:
 		// Another client pinned this pipeline at another SHA in between, after
 		// the ref was gone. Take back the ref this call created, if any.
 		if created {
-			if _, err := repo.Delete(ref, sha); err != nil {
+			if _, err := repo.Delete(ctx, ref, sha); err != nil {
 				s.logger().Warn("could not take back conflicting ref", "project", req.Project, "ref", ref, "err", err)
 			}
 		}
-		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: ObjectID(out.Extra), Requested: sha}
-	case out.Extra == "1":
+		return Pin{}, false, &RefConflictError{Ref: ref, Pinned: out.Pin.SHA, Requested: sha}
+	case out.Recreate:
 		// A deletion was pending or done: it may have removed the ref after
 		// this call saw it. The deleter re-creates it when it notices the
 		// re-pin, but the caller must get a ref now.
-		again, err := s.createRef(repo, ref, sha)
+		again, err := s.createRef(ctx, repo, ref, sha)
 		if err != nil {
 			return Pin{}, false, err
 		}
 		created = created || again
 	}
-	if out.Status == "new" {
+	if out.Status == statusNew {
 		s.registerProject(ctx, req.Project)
 	}
 	return out.Pin, created, nil
+}
+
+// settleTimeout bounds the record updates that follow a git commit.
+const settleTimeout = 30 * time.Second
+
+// settling is the context of what follows a git commit: the record update
+// runs to its end even if the caller has gone (a DELETE whose client hung
+// up must not leave its pin pinned and claimed, with a fetch token that
+// still works), within settleTimeout.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
 // projectRegisterEvery bounds how stale this process's belief that a project
@@ -209,8 +241,8 @@ func (s *Service) checkCommit(repo *gitops.Repo, sha ObjectID) error {
 
 // createRef creates ref at sha if absent; created is false when it is there
 // already at sha.
-func (s *Service) createRef(repo *gitops.Repo, ref gitops.RefName, sha ObjectID) (bool, error) {
-	created, err := repo.Create(ref, sha)
+func (s *Service) createRef(ctx context.Context, repo *gitops.Repo, ref gitops.RefName, sha ObjectID) (bool, error) {
+	created, err := repo.Create(ctx, ref, sha)
 	var mismatch *gitops.MismatchingStateError
 	if errors.As(err, &mismatch) {
 		return false, &RefConflictError{Ref: ref, Pinned: mismatch.Actual, Requested: sha}
@@ -254,29 +286,19 @@ func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, er
 	if !out.HasPin {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
-	if out.Pin.State == StateFinished {
-		s.schedule(ctx, out.Pin)
+	if out.Pin.State == StateFinished && !out.Due.IsZero() {
+		s.schedule(ctx, p, out.Due)
 	}
 	return out.Pin, nil
 }
 
-// dueAt is when a live pin must be deleted: at expires_at once finished, and
-// at the latest max-age after it was created.
-func (s *Service) dueAt(pin Pin) time.Time {
-	limit := pin.CreatedAt.Add(s.Policy.MaxAge)
-	if pin.State == StateFinished && pin.ExpiresAt.Before(limit) {
-		return pin.ExpiresAt
-	}
-	return limit
-}
-
-func (s *Service) schedule(ctx context.Context, pin Pin) {
+// schedule asks for the project's due deletions to run at `at`.
+func (s *Service) schedule(ctx context.Context, p Project, at time.Time) {
 	if s.Scheduler == nil {
 		return
 	}
-	if err := s.Scheduler.ScheduleExpiry(ctx, pin.Project, pin.PipelineID, s.dueAt(pin)); err != nil {
-		s.logger().Warn("could not schedule deletion; the GC sweep will do it",
-			"project", pin.Project, "pipeline_id", pin.PipelineID, "err", err)
+	if err := s.Scheduler.ScheduleExpiry(ctx, p, at); err != nil {
+		s.logger().Warn("could not schedule deletion; the GC sweep will do it", "project", p, "at", at, "err", err)
 	}
 }
 
@@ -299,7 +321,7 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		if err != nil {
 			return unavailable("claiming pin", err)
 		}
-		if out.Status == "claimed" {
+		if out.Status == statusClaimed {
 			settled, err := s.deleteNow(ctx, repo, p, out.Pin, token)
 			if err != nil || settled {
 				return err
@@ -312,7 +334,7 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		var nf *gitops.RefNotFoundError
 		switch {
 		case errors.As(err, &nf):
-			if out.Status == "none" {
+			if out.Status == statusNone {
 				return &PinNotFoundError{Project: p, PipelineID: id}
 			}
 			return nil
@@ -321,11 +343,11 @@ func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
 		}
 		// Record the deletion first, claimed, so that a pin made meanwhile
 		// gets its ref back and a sweep listing refs now does not adopt it.
-		tomb, err := s.Store.Tombstone(ctx, p, id, sha, s.now(), s.Policy.MaxAge, token)
+		tomb, err := s.Store.Tombstone(ctx, p, id, sha, s.now(), token)
 		if err != nil {
 			return unavailable("recording deletion", err)
 		}
-		if tomb.Status == "live" {
+		if tomb.Status == statusLive {
 			continue // pinned in between: delete that pin instead
 		}
 		s.registerProject(ctx, p)
@@ -358,13 +380,35 @@ func (s *Service) deleteNow(ctx context.Context, repo *gitops.Repo, p Project, p
 	return !(ok && now.deletionClaimed), nil
 }
 
-// ExpireDue deletes a pin's ref if it is due now (re-reading the pin first,
-// so a pin re-opened since the task was scheduled is kept), and purges its
-// record once it has been deleted for max-age. Safe to run any number of
-// times.
-func (s *Service) ExpireDue(ctx context.Context, p Project, id PipelineID) error {
-	_, _, err := s.expire(ctx, p, []PipelineID{id})
-	return err
+// ExpireResult is what one run of a project's due deletions did.
+type ExpireResult struct {
+	Deleted int // refs deleted
+	Purged  int // records of pins deleted more than max-age ago, dropped
+	// NextDue is when a record of the project is next due under the policy
+	// in force; zero: none is.
+	NextDue time.Time
+}
+
+// ExpireDue deletes the refs of every pin of the project that is due now,
+// in batches of one git transaction each, and purges records deleted for
+// max-age; see expireProject. Safe to run any number of times, from any
+// number of processes: only one deletes at a time, and the others' requests
+// become its next round.
+func (s *Service) ExpireDue(ctx context.Context, p Project) (ExpireResult, error) {
+	var res SweepResult
+	err := s.expireProject(ctx, p, &res)
+	out := ExpireResult{Deleted: res.Deleted, Purged: res.Purged}
+	if err != nil {
+		return out, err
+	}
+	next, ok, err := s.Store.NextDue(ctx, p, s.Policy.MaxAge)
+	if err != nil {
+		return out, unavailable("reading next due time", err)
+	}
+	if ok {
+		out.NextDue = next
+	}
+	return out, nil
 }
 
 // expire processes pins the due index says are due: purge deleted records,
@@ -388,9 +432,9 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 	var gone []PipelineID
 	for i, out := range outs {
 		switch out.Status {
-		case "claimed":
+		case statusClaimed:
 			claimed = append(claimed, out.Pin)
-		case "deleted":
+		case statusDeleted:
 			gone = append(gone, ids[i])
 		}
 	}
@@ -399,7 +443,7 @@ func (s *Service) expire(ctx context.Context, p Project, ids []PipelineID) (dele
 		return 0, 0, unavailable("purging pins", err)
 	}
 	for _, out := range pouts {
-		if out.Status == "purged" {
+		if out.Status == statusPurged {
 			purged++
 		}
 	}
@@ -436,10 +480,14 @@ func (s *Service) deleteClaimed(ctx context.Context, repo *gitops.Repo, p Projec
 		}
 		return s.Store.ClaimsHeld(ctx, p, ids, token)
 	}
-	results, err := repo.DeleteBatchChecked(states, stillClaimed)
+	results, err := repo.DeleteBatchChecked(ctx, states, stillClaimed)
 	if err != nil {
 		return 0, nil, err
 	}
+	// Git has deleted what it deleted: the records follow whether or not
+	// the caller waits.
+	ctx, cancel := settling(ctx)
+	defer cancel()
 	var done []Pin
 	var firstErr error
 	for i, res := range results {
@@ -476,13 +524,13 @@ func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Projec
 	for i, pin := range pins {
 		ids[i] = pin.PipelineID
 	}
-	outs, err := s.Store.CommitDeletes(ctx, p, ids, s.now(), s.Policy.MaxAge, token)
+	outs, err := s.Store.CommitDeletes(ctx, p, ids, s.now(), token)
 	if err != nil {
 		return unavailable("marking pins deleted", err)
 	}
 	for i, out := range outs {
-		if out.Status == "reclaimed" && repo != nil {
-			if _, err := s.createRef(repo, pins[i].Ref(), out.Pin.SHA); err != nil {
+		if out.Status == statusReclaimed && repo != nil {
+			if _, err := s.createRef(ctx, repo, pins[i].Ref(), out.Pin.SHA); err != nil {
 				return err
 			}
 		}
@@ -496,7 +544,8 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 	if _, err := s.RepoPath(p); err != nil {
 		return nil, err
 	}
-	ids, err := s.Store.CloseMergeRequest(ctx, p, iid, s.now(), s.Policy.MaxAge)
+	now := s.now()
+	ids, err := s.Store.CloseMergeRequest(ctx, p, iid, now)
 	if err != nil {
 		return nil, unavailable("closing merge request", err)
 	}
@@ -506,7 +555,8 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 	}
 	for _, pin := range pins {
 		if pin.State == StateFinished {
-			s.schedule(ctx, pin)
+			s.schedule(ctx, p, now) // one run deletes them all
+			break
 		}
 	}
 	return pins, nil
@@ -547,4 +597,21 @@ func (s *Service) Ready(ctx context.Context) error {
 		return &UnavailableError{Op: "reading repos root", Cause: err}
 	}
 	return nil
+}
+
+// Ancestors lists the commits sha reaches in the project, sha first, at most
+// limit: what the git mount checks a scoped fetch's haves against.
+func (s *Service) Ancestors(ctx context.Context, p Project, sha ObjectID, limit int) ([]ObjectID, error) {
+	repo, err := s.open(p)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := repo.Ancestors(ctx, sha, limit)
+	if err != nil {
+		if cerr := s.checkCommit(repo, sha); cerr != nil {
+			return nil, cerr
+		}
+		return nil, unavailable("listing history", err)
+	}
+	return ids, nil
 }

@@ -31,18 +31,24 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // recordingScheduler remembers what the service asked to schedule.
 type recordingScheduler struct {
-	mu  sync.Mutex
-	due map[PipelineID]time.Time
+	mu sync.Mutex
+	at []time.Time
 }
 
-func (r *recordingScheduler) ScheduleExpiry(_ context.Context, _ Project, id PipelineID, at time.Time) error {
+func (r *recordingScheduler) ScheduleExpiry(_ context.Context, _ Project, at time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.due == nil {
-		r.due = map[PipelineID]time.Time{}
-	}
-	r.due[id] = at
+	r.at = append(r.at, at)
 	return nil
+}
+
+func (r *recordingScheduler) last() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.at) == 0 {
+		return time.Time{}
+	}
+	return r.at[len(r.at)-1]
 }
 
 type env struct {
@@ -63,12 +69,18 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newObservedEnv(t, nil)
+}
+
+// newObservedEnv is newEnv with obs told of every git transaction.
+func newObservedEnv(t *testing.T, obs gitops.TransactionObserver) *env {
+	t.Helper()
 	dir := t.TempDir()
 	g := testdata.NewMergeRequestProject(t, dir)
 	r := testdata.StartRedis(t)
 	clock := &fakeClock{now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
 	sched := &recordingScheduler{}
-	root := &gitops.Root{Dir: dir}
+	root := &gitops.Root{Dir: dir, Observer: obs}
 	t.Cleanup(root.Close)
 	svc := &Service{
 		Repos:     root,
@@ -124,8 +136,8 @@ func TestPinLifecycle(t *testing.T) {
 	if want := finished.FinishedAt.Add(testRetention); !finished.ExpiresAt.Equal(want) {
 		t.Fatalf("expires_at = %v, want %v", finished.ExpiresAt, want)
 	}
-	if e.sched.due[7] != finished.ExpiresAt {
-		t.Fatalf("scheduled at %v, want %v", e.sched.due[7], finished.ExpiresAt)
+	if at := e.sched.last(); !at.Equal(finished.ExpiresAt) {
+		t.Fatalf("scheduled at %v, want %v", at, finished.ExpiresAt)
 	}
 	e.clock.Advance(time.Minute)
 	again, _ := e.svc.Finish(ctx, e.p, 7)
@@ -134,7 +146,7 @@ func TestPinLifecycle(t *testing.T) {
 	}
 
 	// Within retention the deletion task finds nothing due.
-	if err := e.svc.ExpireDue(ctx, e.p, 7); err != nil {
+	if _, err := e.svc.ExpireDue(ctx, e.p); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.refSHA(t, 7); !ok {
@@ -147,7 +159,7 @@ func TestPinLifecycle(t *testing.T) {
 		t.Fatalf("re-pin of a finished pin = %+v, created=%v", reopened, created)
 	}
 	e.clock.Advance(2 * testRetention)
-	if err := e.svc.ExpireDue(ctx, e.p, 7); err != nil {
+	if _, err := e.svc.ExpireDue(ctx, e.p); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.refSHA(t, 7); !ok {
@@ -159,7 +171,7 @@ func TestPinLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(testRetention)
-	if err := e.svc.ExpireDue(ctx, e.p, 7); err != nil {
+	if _, err := e.svc.ExpireDue(ctx, e.p); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.refSHA(t, 7); ok {
@@ -170,7 +182,7 @@ func TestPinLifecycle(t *testing.T) {
 		t.Fatalf("Get after deletion = %+v, %v", gone, err)
 	}
 	// Running the task again changes nothing.
-	if err := e.svc.ExpireDue(ctx, e.p, 7); err != nil {
+	if _, err := e.svc.ExpireDue(ctx, e.p); err != nil {
 		t.Fatal(err)
 	}
 
@@ -272,7 +284,7 @@ func TestCloseMergeRequest(t *testing.T) {
 			t.Fatalf("finished pin expires at %v, want now", pin.ExpiresAt)
 		}
 	}
-	if err := e.svc.ExpireDue(ctx, e.p, 1); err != nil {
+	if _, err := e.svc.ExpireDue(ctx, e.p); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.refSHA(t, 1); ok {
@@ -338,7 +350,7 @@ func TestRepinWinsAgainstDeletion(t *testing.T) {
 			if gap == "after claim" {
 				e.pin(t, 4, e.c1)
 			}
-			if _, err := repo.Delete(PipelineID(4).Ref(), e.c1); err != nil {
+			if _, err := repo.Delete(t.Context(), PipelineID(4).Ref(), e.c1); err != nil {
 				t.Fatal(err)
 			}
 			if gap == "after ref deleted" {
@@ -529,5 +541,70 @@ func TestReconcileInterval(t *testing.T) {
 	e.redis.FlushAll(t)
 	if res, _ := e.svc.Sweep(ctx); res.Adopted != 2 {
 		t.Fatalf("sweep after Redis lost everything = %+v; want both adopted again", res)
+	}
+}
+
+// cancelOnCommit cancels a context the moment git commits a transaction of
+// its kind: a client that hangs up right after git did its part.
+type cancelOnCommit struct {
+	kind   string
+	mu     sync.Mutex
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnCommit) arm(ctx context.Context) context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, c.cancel = context.WithCancel(ctx)
+	return ctx
+}
+
+func (c *cancelOnCommit) Transaction(kind string, _ int, _ time.Duration, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if kind == c.kind && err == nil && c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// A DELETE whose client hangs up once git deleted the ref still marks the
+// pin deleted and lets go of its claim: a pin left pinned would keep its
+// fetch token working for a ref that is gone.
+func TestDeleteSettlesAfterGitCommitted(t *testing.T) {
+	obs := &cancelOnCommit{kind: "delete"}
+	e := newObservedEnv(t, obs)
+	e.pin(t, 5, e.c1)
+	ctx := obs.arm(t.Context())
+	if err := e.svc.Delete(ctx, e.p, 5); err != nil {
+		t.Fatalf("Delete with the client gone after git committed = %v", err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the context was not cancelled at the commit")
+	}
+	if _, ok := e.refSHA(t, 5); ok {
+		t.Fatal("ref still there")
+	}
+	pin, err := e.svc.Get(t.Context(), e.p, 5)
+	if err != nil || pin.State != StateDeleted || pin.deletionClaimed {
+		t.Fatalf("record = %+v, %v; want deleted, no claim", pin, err)
+	}
+}
+
+// A PUT whose client hangs up once git created the ref still records the
+// pin.
+func TestPinSettlesAfterGitCommitted(t *testing.T) {
+	obs := &cancelOnCommit{kind: "create"}
+	e := newObservedEnv(t, obs)
+	ctx := obs.arm(t.Context())
+	pin, created, err := e.svc.Pin(ctx, PinRequest{Project: e.p, PipelineID: 6, SHA: e.c1})
+	if err != nil || !created || pin.State != StatePinned {
+		t.Fatalf("Pin with the client gone after git committed = %+v, %v, %v", pin, created, err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the context was not cancelled at the commit")
+	}
+	got, err := e.svc.Get(t.Context(), e.p, 6)
+	if err != nil || got.State != StatePinned || got.SHA != e.c1 {
+		t.Fatalf("record = %+v, %v; want pinned at %s", got, err, e.c1)
 	}
 }

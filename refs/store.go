@@ -56,7 +56,14 @@ func (s *Store) pinKey(p Project, id PipelineID) string {
 
 func (s *Store) indexKey(p Project, st State) string { return s.base(p) + "idx:" + string(st) }
 
-func (s *Store) dueKey(p Project) string { return s.base(p) + "due" }
+// The clocks of the due rule (see luaDueRule).
+func (s *Store) ageKey(p Project) string     { return s.base(p) + "age" }
+func (s *Store) expiresKey(p Project) string { return s.base(p) + "expires" }
+func (s *Store) purgeKey(p Project) string   { return s.base(p) + "purge" }
+
+func (s *Store) clockKeys(p Project) []string {
+	return []string{s.ageKey(p), s.expiresKey(p), s.purgeKey(p)}
+}
 
 func (s *Store) mergeRequestKey(p Project, iid MergeRequestIID) string {
 	return s.base(p) + "mr:" + strconv.FormatInt(int64(iid), 10)
@@ -64,22 +71,29 @@ func (s *Store) mergeRequestKey(p Project, iid MergeRequestIID) string {
 
 func (s *Store) projectsKey() string { return s.prefix() + ":projects" }
 
-// pinKeys are the KEYS every per-pin script takes, in scripts.go's order.
-func (s *Store) pinKeys(p Project, id PipelineID) []string {
-	return []string{
-		s.pinKey(p, id),
-		s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted),
-		s.dueKey(p),
-	}
+// projectKeys are the project's KEYS of every per-pin script, in
+// scripts.go's order.
+func (s *Store) projectKeys(p Project) []string {
+	return append([]string{s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted)},
+		s.clockKeys(p)...)
 }
 
-// outcome is what a script answered: a status word, an extra value and the
-// pin as it is after the script (absent when it has no record).
+// pinKeys are the KEYS every per-pin script takes, in scripts.go's order.
+func (s *Store) pinKeys(p Project, id PipelineID) []string {
+	return append([]string{s.pinKey(p, id)}, s.projectKeys(p)...)
+}
+
+// outcome is what a script answered, decoded once: its status, the pin as
+// it is after the script (absent when it has no record), whether the caller
+// must make sure the ref exists, and when the pin is next due (zero: not
+// known or on no clock).
 type outcome struct {
-	Status string
-	Extra  string
-	Pin    Pin
-	HasPin bool
+	Status   status
+	ID       PipelineID // the pin the script answered about
+	Pin      Pin
+	HasPin   bool
+	Recreate bool
+	Due      time.Time
 }
 
 func (s *Store) run(ctx context.Context, script pinTransition, p Project, id PipelineID, args ...any) (outcome, error) {
@@ -88,7 +102,17 @@ func (s *Store) run(ctx context.Context, script pinTransition, p Project, id Pip
 	if err != nil {
 		return outcome{}, &StoreError{Op: "script", Err: err}
 	}
-	return parseOutcome(p, id, res)
+	return checkedOutcome(p, id, res)
+}
+
+// checkedOutcome decodes the answer to a question about pipeline id, and
+// refuses an answer about another one.
+func checkedOutcome(p Project, id PipelineID, res []string) (outcome, error) {
+	out, err := parseOutcome(p, res)
+	if err == nil && out.ID != id {
+		err = &StoreError{Op: "script", Err: fmt.Errorf("answer for pipeline %d, asked about %d", out.ID, id)}
+	}
+	return out, err
 }
 
 // manyChunk is how many pins one batch call handles: Redis runs one script
@@ -98,7 +122,8 @@ const manyChunk = 250
 
 // runMany runs a per-pin script for many pins of a project in one round
 // trip, manyChunk pins per script call; perPin, when not nil, holds each
-// pin's own arguments (see batchLua). The answers are in the order of ids.
+// pin's own arguments (see batchLua). The answers are in the order of ids:
+// each names its pin, and an answer for another pin than asked is an error.
 func (s *Store) runMany(ctx context.Context, script pinTransition, p Project, ids []PipelineID, perPin [][]any, shared ...any) ([]outcome, error) {
 	if len(ids) == 0 {
 		return nil, nil
@@ -134,7 +159,7 @@ func (s *Store) runMany(ctx context.Context, script pinTransition, p Project, id
 			if !ok || len(outs) == len(ids) {
 				return nil, &StoreError{Op: "script", Err: fmt.Errorf("malformed batch reply %v", r)}
 			}
-			out, err := parseOutcome(p, ids[len(outs)], res)
+			out, err := checkedOutcome(p, ids[len(outs)], res)
 			if err != nil {
 				return nil, err
 			}
@@ -162,14 +187,25 @@ func stringsOf(v any) ([]string, bool) {
 	return out, true
 }
 
-func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
-	if len(res) < 2 || len(res)%2 != 0 {
+// parseOutcome decodes {status, id, flag, due, hash fields...}, a script's
+// answer about one pin.
+func parseOutcome(p Project, res []string) (outcome, error) {
+	if len(res) < 4 || len(res)%2 != 0 {
 		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("malformed reply %q", res)}
 	}
-	out := outcome{Status: res[0], Extra: res[1]}
-	if len(res) > 2 {
-		fields := make(map[string]string, (len(res)-2)/2)
-		for i := 2; i+1 < len(res); i += 2 {
+	st, err := parseStatus(res[0])
+	if err != nil {
+		return outcome{}, &StoreError{Op: "script", Err: err}
+	}
+	n, err := strconv.ParseInt(res[1], 10, 64)
+	if err != nil || n < 1 {
+		return outcome{}, &StoreError{Op: "script", Err: fmt.Errorf("reply names pipeline %q", res[1])}
+	}
+	id := PipelineID(n)
+	out := outcome{Status: st, ID: id, Recreate: res[2] == "1", Due: msTime(res[3])}
+	if len(res) > 4 {
+		fields := make(map[string]string, (len(res)-4)/2)
+		for i := 4; i+1 < len(res); i += 2 {
 			fields[res[i]] = res[i+1]
 		}
 		out.Pin, out.HasPin = pinFromHash(p, id, fields), true
@@ -180,18 +216,17 @@ func parseOutcome(p Project, id PipelineID, res []string) (outcome, error) {
 func pinFromHash(p Project, id PipelineID, h map[string]string) Pin {
 	mr, _ := strconv.ParseInt(h["mr"], 10, 64)
 	return Pin{
-		Project:            p,
-		PipelineID:         id,
-		SHA:                ObjectID(h["sha"]),
-		MergeRequestIID:    MergeRequestIID(mr),
-		State:              State(h["state"]),
-		CreatedAt:          msTime(h["created"]),
-		FinishedAt:         msTime(h["finished"]),
-		ExpiresAt:          msTime(h["expires"]),
-		DeletedAt:          msTime(h["deleted"]),
-		Adopted:            h["adopted"] == "1",
-		MergeRequestClosed: h["mrclosed"] == "1",
-		deletionClaimed:    h["del"] != "" && !strings.HasPrefix(h["del"], "!"),
+		Project:         p,
+		PipelineID:      id,
+		SHA:             ObjectID(h["sha"]),
+		MergeRequestIID: MergeRequestIID(mr),
+		State:           State(h["state"]),
+		CreatedAt:       msTime(h["created"]),
+		FinishedAt:      msTime(h["finished"]),
+		ExpiresAt:       msTime(h["expires"]),
+		Adopted:         h["adopted"] == "1",
+		Merge:           decodeMerge(h["merge"]),
+		deletionClaimed: h["del"] != "" && !strings.HasPrefix(h["del"], "!"),
 	}
 }
 
@@ -271,8 +306,8 @@ func (s *Store) Projects(ctx context.Context) ([]Project, error) {
 }
 
 // Pin records a pin at sha after its ref exists; see pinScript.
-func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, now time.Time, maxAge time.Duration) (outcome, error) {
-	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), msDur(maxAge))
+func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, now time.Time) (outcome, error) {
+	return s.PinMerge(ctx, p, id, sha, mr, nil, now)
 }
 
 // Finish releases a pin; see finishScript.
@@ -291,8 +326,8 @@ func (s *Store) Claim(ctx context.Context, p Project, id PipelineID, now time.Ti
 
 // Tombstone records a ref without a live pin as deleted, claimed with
 // token, before it is deleted; see tombstoneScript.
-func (s *Store) Tombstone(ctx context.Context, p Project, id PipelineID, sha ObjectID, now time.Time, maxAge time.Duration, token string) (outcome, error) {
-	return s.run(ctx, tombstoneScript, p, id, string(sha), ms(now), msDur(maxAge), token)
+func (s *Store) Tombstone(ctx context.Context, p Project, id PipelineID, sha ObjectID, now time.Time, token string) (outcome, error) {
+	return s.run(ctx, tombstoneScript, p, id, string(sha), ms(now), token)
 }
 
 // ClaimsHeld reports for each pin whether its deletion claim is still token:
@@ -336,8 +371,8 @@ func (s *Store) ClaimDue(ctx context.Context, p Project, ids []PipelineID, now t
 }
 
 // CommitDeletes marks claimed pins deleted; see commitDeleteScript.
-func (s *Store) CommitDeletes(ctx context.Context, p Project, ids []PipelineID, now time.Time, maxAge time.Duration, token string) ([]outcome, error) {
-	return s.runMany(ctx, commitDeleteScript, p, ids, nil, ms(now), msDur(maxAge), token)
+func (s *Store) CommitDeletes(ctx context.Context, p Project, ids []PipelineID, now time.Time, token string) ([]outcome, error) {
+	return s.runMany(ctx, commitDeleteScript, p, ids, nil, ms(now), token)
 }
 
 // Purge drops the records of pins deleted more than max-age ago.
@@ -347,20 +382,20 @@ func (s *Store) Purge(ctx context.Context, p Project, ids []PipelineID, now time
 
 // AdoptMany adopts refs in one round trip and answers how many were
 // adopted; see adoptScript.
-func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]ObjectID, now, listedAt time.Time, maxAge time.Duration) (int, error) {
+func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]ObjectID, now, listedAt time.Time) (int, error) {
 	ids := make([]PipelineID, 0, len(refs))
 	shas := make([][]any, 0, len(refs))
 	for id, sha := range refs {
 		ids = append(ids, id)
 		shas = append(shas, []any{string(sha)})
 	}
-	outs, err := s.runMany(ctx, adoptScript, p, ids, shas, ms(now), msDur(maxAge), ms(listedAt))
+	outs, err := s.runMany(ctx, adoptScript, p, ids, shas, ms(now), ms(listedAt))
 	if err != nil {
 		return 0, &StoreError{Op: "adopt refs", Err: err}
 	}
 	adopted := 0
 	for _, out := range outs {
-		if out.Status == "adopted" {
+		if out.Status == statusAdopted {
 			adopted++
 		}
 	}
@@ -369,9 +404,9 @@ func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]Ob
 
 // CloseMergeRequest marks the pins of a merge request closed and answers
 // their ids; see closeScript.
-func (s *Store) CloseMergeRequest(ctx context.Context, p Project, iid MergeRequestIID, now time.Time, maxAge time.Duration) ([]PipelineID, error) {
-	res, err := closeScript.Run(ctx, s.Client, []string{s.mergeRequestKey(p, iid), s.dueKey(p)},
-		s.base(p), ms(now), msDur(maxAge)).StringSlice()
+func (s *Store) CloseMergeRequest(ctx context.Context, p Project, iid MergeRequestIID, now time.Time) ([]PipelineID, error) {
+	res, err := closeScript.Run(ctx, s.Client, []string{s.mergeRequestKey(p, iid), s.expiresKey(p)},
+		s.base(p), ms(now)).StringSlice()
 	if err != nil {
 		return nil, &StoreError{Op: "close merge request", Err: err}
 	}
@@ -388,29 +423,103 @@ func parseIDs(ss []string) []PipelineID {
 	return ids
 }
 
-// Due answers up to limit pipeline ids whose due time is not after now,
-// earliest first.
-func (s *Store) Due(ctx context.Context, p Project, now time.Time, limit int) ([]PipelineID, error) {
-	res, err := s.Client.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.dueKey(p), ByScore: true, Start: "-inf", Stop: ms(now), Count: int64(limit),
-	}).Result()
+// legacyDueKey is the sorted set of due times that versions before the
+// clocks kept; dueScript empties it.
+func (s *Store) legacyDueKey(p Project) string { return s.base(p) + "due" }
+
+// Due answers up to limit pipeline ids of records due at now under max-age;
+// see dueScript.
+func (s *Store) Due(ctx context.Context, p Project, now time.Time, maxAge time.Duration, limit int) ([]PipelineID, error) {
+	keys := append(s.clockKeys(p), s.legacyDueKey(p))
+	res, err := dueScript.Run(ctx, s.Client, keys, ms(now), msDur(maxAge), strconv.Itoa(limit), s.base(p)).StringSlice()
 	if err != nil {
 		return nil, &StoreError{Op: "list due pins", Err: err}
 	}
 	return parseIDs(res), nil
 }
 
-// NextDue answers the earliest due time of any pin of the project, and false
-// when nothing is scheduled.
-func (s *Store) NextDue(ctx context.Context, p Project) (time.Time, bool, error) {
-	res, err := s.Client.ZRangeWithScores(ctx, s.dueKey(p), 0, 0).Result()
+// NextDue answers when a record of the project is next due under max-age,
+// and false when none is on any clock.
+func (s *Store) NextDue(ctx context.Context, p Project, maxAge time.Duration) (time.Time, bool, error) {
+	res, err := nextDueScript.Run(ctx, s.Client, s.clockKeys(p), msDur(maxAge)).Text()
 	if err != nil {
 		return time.Time{}, false, &StoreError{Op: "next due pin", Err: err}
 	}
-	if len(res) == 0 {
+	if res == "" {
 		return time.Time{}, false, nil
 	}
-	return time.UnixMilli(int64(res[0].Score)).UTC(), true, nil
+	return msTime(res), true, nil
+}
+
+// expiryLease is how long a deleter holds a project's due deletions without
+// renewing its lease; its holder renews it every third of that while it
+// works, so one that died holds the project's deletions up this long at most.
+const expiryLease = 15 * time.Second
+
+func (s *Store) expiryLeaseKeys(p Project) []string {
+	return []string{s.base(p) + "expiring", s.base(p) + "expiring:again"}
+}
+
+// AcquireExpiry takes the lease on the project's due deletions with token,
+// or leaves a note for its holder to go round again (false).
+func (s *Store) AcquireExpiry(ctx context.Context, p Project, token string) (bool, error) {
+	n, err := acquireExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease)).Int()
+	if err != nil {
+		return false, &StoreError{Op: "take expiry lease", Err: err}
+	}
+	return n == 1, nil
+}
+
+// RenewExpiry extends a held lease; false when it was lost.
+func (s *Store) RenewExpiry(ctx context.Context, p Project, token string) (bool, error) {
+	n, err := renewExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease)).Int()
+	if err != nil {
+		return false, &StoreError{Op: "renew expiry lease", Err: err}
+	}
+	return n == 1, nil
+}
+
+// ReleaseExpiry lets the lease go. again is true when another deleter left a
+// note meanwhile: unless final, the lease is then kept and the caller goes
+// round again; if final, someone must come back for the project.
+func (s *Store) ReleaseExpiry(ctx context.Context, p Project, token string, final bool) (again bool, err error) {
+	f := "0"
+	if final {
+		f = "1"
+	}
+	n, err := releaseExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease), f).Int()
+	if err != nil {
+		return false, &StoreError{Op: "release expiry lease", Err: err}
+	}
+	return n == 1, nil
+}
+
+// dropChunk is how many records of a gone project one script call removes.
+const dropChunk = 1000
+
+// DropProject removes the records and keys of a project whose repository is
+// gone, and the project from the set of projects, if it has no live pin;
+// see dropProjectScript. It answers whether the project was dropped.
+func (s *Store) DropProject(ctx context.Context, p Project) (bool, error) {
+	keys := append(s.projectKeys(p), s.reconciledKey(p))
+	for {
+		n, err := dropProjectScript.Run(ctx, s.Client, keys, s.base(p), strconv.Itoa(dropChunk)).Int()
+		if err != nil {
+			return false, &StoreError{Op: "drop project", Err: err}
+		}
+		switch n {
+		case -1:
+			return false, nil
+		case 0:
+			// A pin made between the script and this is registered again by
+			// its process within projectRegisterEvery, and sweeps find its
+			// repository on disk meanwhile.
+			if err := s.Client.SRem(ctx, s.projectsKey(), string(p)).Err(); err != nil {
+				return false, &StoreError{Op: "drop project", Err: err}
+			}
+			return true, nil
+		}
+	}
 }
 
 // memberID takes the pipeline id out of an index member
@@ -476,37 +585,52 @@ func (s *Store) List(ctx context.Context, p Project, states []State, cursor stri
 	return pins, next, nil
 }
 
+var countedStates = []State{StatePinned, StateFinished, StateDeleted}
+
 // Count answers how many pins of the project are in each state.
 func (s *Store) Count(ctx context.Context, p Project) (map[State]int64, error) {
-	states := []State{StatePinned, StateFinished, StateDeleted}
-	cmds := make([]*redis.IntCmd, len(states))
+	stats, err := s.projectStats(ctx, []Project{p})
+	if err != nil {
+		return nil, err
+	}
+	return stats[0].counts, nil
+}
+
+// projectStat is what metrics show of one project: its pins by state and
+// the creation time of its oldest pinned pin (zero: none).
+type projectStat struct {
+	counts map[State]int64
+	oldest time.Time
+}
+
+// projectStats reads the stats of projects in one round trip.
+func (s *Store) projectStats(ctx context.Context, projects []Project) ([]projectStat, error) {
+	counts := make([][]*redis.IntCmd, len(projects))
+	oldest := make([]*redis.StringSliceCmd, len(projects))
 	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, st := range states {
-			cmds[i] = pipe.ZCard(ctx, s.indexKey(p, st))
+		for i, p := range projects {
+			for _, st := range countedStates {
+				counts[i] = append(counts[i], pipe.ZCard(ctx, s.indexKey(p, st)))
+			}
+			oldest[i] = pipe.ZRangeByLex(ctx, s.indexKey(p, StatePinned), &redis.ZRangeBy{Min: "-", Max: "+", Count: 1})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, &StoreError{Op: "count pins", Err: err}
 	}
-	out := make(map[State]int64, len(states))
-	for i, st := range states {
-		out[st] = cmds[i].Val()
+	out := make([]projectStat, len(projects))
+	for i := range projects {
+		out[i].counts = make(map[State]int64, len(countedStates))
+		for k, st := range countedStates {
+			out[i].counts[st] = counts[i][k].Val()
+		}
+		if first := oldest[i].Val(); len(first) > 0 {
+			created, _, _ := strings.Cut(first[0], ":")
+			out[i].oldest = msTime(strings.TrimLeft(created, "0"))
+		}
 	}
 	return out, nil
-}
-
-// OldestPinned answers the creation time of the oldest pinned pin.
-func (s *Store) OldestPinned(ctx context.Context, p Project) (time.Time, bool, error) {
-	res, err := s.Client.ZRangeByLex(ctx, s.indexKey(p, StatePinned), &redis.ZRangeBy{Min: "-", Max: "+", Count: 1}).Result()
-	if err != nil {
-		return time.Time{}, false, &StoreError{Op: "oldest pin", Err: err}
-	}
-	if len(res) == 0 {
-		return time.Time{}, false, nil
-	}
-	created, _, _ := strings.Cut(res[0], ":")
-	return msTime(strings.TrimLeft(created, "0")), true, nil
 }
 
 // LiveIDs answers the ids of every pinned and finished pin of the project.

@@ -8,7 +8,8 @@ import (
 )
 
 // A batch spans several script calls (manyChunk pins each); every pin gets
-// its own answer, in the order asked, with its own arguments.
+// its own answer, in the order asked, with its own arguments. Each answer
+// names its pin as Redis knows it, so an answer out of order shows.
 func TestRunManyAnswersEveryPinInOrder(t *testing.T) {
 	s := &Store{Client: testdata.StartRedis(t).Client(t)}
 	ctx := t.Context()
@@ -19,7 +20,7 @@ func TestRunManyAnswersEveryPinInOrder(t *testing.T) {
 		sha := ObjectID(string(rune('a'+i%6)) + string(benchSHA[1:]))
 		refs[PipelineID(i)] = sha
 	}
-	adopted, err := s.AdoptMany(ctx, "group/app", refs, now, now, time.Hour)
+	adopted, err := s.AdoptMany(ctx, "group/app", refs, now, now)
 	if err != nil || adopted != n {
 		t.Fatalf("AdoptMany = %d, %v; want %d", adopted, err, n)
 	}
@@ -33,13 +34,13 @@ func TestRunManyAnswersEveryPinInOrder(t *testing.T) {
 		t.Fatalf("ClaimDue = %d answers, %v; want %d", len(outs), err, n)
 	}
 	for i, out := range outs {
-		if out.Status != "claimed" || out.Pin.PipelineID != ids[i] || out.Pin.SHA != refs[ids[i]] || !out.Pin.deletionClaimed {
+		if out.Status != statusClaimed || out.ID != ids[i] || out.Pin.PipelineID != ids[i] || out.Pin.SHA != refs[ids[i]] || !out.Pin.deletionClaimed {
 			t.Fatalf("answer %d = %+v; want pipeline %d claimed at %s", i, out, ids[i], refs[ids[i]])
 		}
 	}
 	// Asked for a pin it does not know, the script says so in its place.
 	outs, err = s.ClaimDue(ctx, "group/app", []PipelineID{1, PipelineID(n + 1), 2}, now.Add(2*time.Hour), time.Hour, "tok")
-	if err != nil || len(outs) != 3 || outs[0].Status != "claimed" || outs[1].Status != "none" || outs[2].Status != "claimed" {
+	if err != nil || len(outs) != 3 || outs[0].Status != statusClaimed || outs[1].Status != statusNone || outs[2].Status != statusClaimed {
 		t.Fatalf("ClaimDue with an unknown pin = %+v, %v", outs, err)
 	}
 }

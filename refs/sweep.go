@@ -109,13 +109,13 @@ func (s *Service) sweepProjects(ctx context.Context) ([]Project, error) {
 }
 
 func (s *Service) sweepProject(ctx context.Context, p Project, reconcileAll bool, res *SweepResult) error {
-	if err := s.expireAllDue(ctx, p, res); err != nil {
+	if err := s.expireProject(ctx, p, res); err != nil {
 		return err
 	}
 	repo, err := s.open(p)
 	var nf *ProjectNotFoundError
 	if errors.As(err, &nf) {
-		return nil
+		return s.dropIfGone(ctx, p)
 	}
 	if err != nil {
 		return err
@@ -155,10 +155,108 @@ func (s *Service) reconcileIfDue(ctx context.Context, repo *gitops.Repo, p Proje
 	return nil
 }
 
-// expireAllDue works through the due index of a project, a batch at a time.
+// dropIfGone forgets a project whose repository is gone once no live pin is
+// left (its deleted records are unreadable without it), so that the set of
+// projects that sweeps and metrics read shrinks with the projects.
+func (s *Service) dropIfGone(ctx context.Context, p Project) error {
+	dropped, err := s.Store.DropProject(ctx, p)
+	if err != nil {
+		return unavailable("dropping project", err)
+	}
+	if dropped {
+		s.knownProjects.Delete(p)
+		s.logger().Info("dropped the records of a project whose repository is gone", "project", p)
+	}
+	return nil
+}
+
+// expireProject deletes what is due in the project, holding its expiry
+// lease: one deleter per project at a time, across processes, so that
+// deleters never take each other's claims or wait on each other's
+// packed-refs.lock. A deleter that finds the lease held leaves a note, and
+// the holder goes round again before it lets go: what became due while it
+// worked goes into its next batch. So a burst of expiries is deleted in a
+// few transactions, each as large as what was due when it began.
+func (s *Service) expireProject(ctx context.Context, p Project, res *SweepResult) error {
+	token := newToken()
+	held, err := s.Store.AcquireExpiry(ctx, p, token)
+	if err != nil {
+		return unavailable("taking expiry lease", err)
+	}
+	if !held {
+		return nil // the holder goes round again for this request
+	}
+	work, stop := s.keepExpiryLease(ctx, p, token)
+	defer stop()
+	for {
+		err := s.expireAllDue(work, p, res)
+		final := err != nil
+		// Let go even if the caller has gone: a lease left behind would hold
+		// up the project's deletions until it runs out.
+		rctx, cancel := settling(ctx)
+		again, rerr := s.Store.ReleaseExpiry(rctx, p, token, final)
+		if final && again {
+			// A request came in meanwhile that this run will not serve.
+			s.schedule(rctx, p, s.now())
+		}
+		cancel()
+		switch {
+		case final:
+			return err
+		case rerr != nil:
+			return unavailable("releasing expiry lease", rerr)
+		case !again:
+			return nil
+		}
+	}
+}
+
+// keepExpiryLease renews the expiry lease held with token every third of
+// its time until stop is called, so that a holder that died holds the
+// project up for one lease time at most. The context it answers is
+// cancelled if the lease is lost (not renewed in time): another deleter may
+// hold it by then, and the work stops before its next batch.
+func (s *Service) keepExpiryLease(ctx context.Context, p Project, token string) (context.Context, func()) {
+	work, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(expiryLease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-work.Done():
+				return
+			case <-tick.C:
+			}
+			held, err := s.Store.RenewExpiry(work, p, token)
+			if err == nil && !held {
+				cancel(errExpiryLeaseLost)
+				return
+			}
+			// A failed renewal is tried again at the next tick, within the
+			// lease's time.
+		}
+	}()
+	return work, func() {
+		close(done)
+		<-stopped
+		cancel(nil)
+	}
+}
+
+var errExpiryLeaseLost = errors.New("the expiry lease ran out")
+
+// expireAllDue works through what is due in a project, a batch at a time.
 func (s *Service) expireAllDue(ctx context.Context, p Project, res *SweepResult) error {
 	for round := 0; round < maxDueRounds; round++ {
-		ids, err := s.Store.Due(ctx, p, s.now(), sweepBatch)
+		if err := context.Cause(ctx); errors.Is(err, errExpiryLeaseLost) {
+			return &UnavailableError{Op: "expiring pins", Cause: err}
+		}
+		ids, err := s.Store.Due(ctx, p, s.now(), s.Policy.MaxAge, sweepBatch)
 		if err != nil {
 			return unavailable("listing due pins", err)
 		}
@@ -225,7 +323,7 @@ func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID,
 				unknown[id] = shas[id]
 			}
 		}
-		n, err := s.Store.AdoptMany(ctx, p, unknown, s.now(), listedAt, s.Policy.MaxAge)
+		n, err := s.Store.AdoptMany(ctx, p, unknown, s.now(), listedAt)
 		adopted += n
 		if err != nil {
 			return adopted, unavailable("adopting refs", err)
@@ -269,7 +367,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 		if pin.State == StateDeleted || pin.deletionClaimed || !pin.CreatedAt.Before(listedAt) {
 			continue
 		}
-		if err := repo.IsCommit(pin.SHA); err != nil {
+		if err := s.ensureCommit(ctx, repo, pin); err != nil {
 			s.logger().Warn("cannot restore ref of live pin: its commit is gone", "project", p, "ref", pin.Ref(), "sha", pin.SHA, "err", err)
 			continue
 		}
@@ -290,7 +388,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 // unclaimed while git holds the ref's lock: a deletion that began since the
 // pin was read must not be undone by a ref re-created behind it.
 func (s *Service) restoreRef(ctx context.Context, repo *gitops.Repo, p Project, pin Pin, listedAt time.Time) (bool, error) {
-	created, err := repo.CreateChecked(pin.Ref(), pin.SHA, func() (bool, error) {
+	created, err := repo.CreateChecked(ctx, pin.Ref(), pin.SHA, func() (bool, error) {
 		return s.Store.RestoreAllowed(ctx, p, pin.PipelineID, pin.SHA, listedAt)
 	})
 	var mismatch *gitops.MismatchingStateError

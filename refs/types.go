@@ -91,14 +91,16 @@ type Pin struct {
 	State           State
 	CreatedAt       time.Time
 	FinishedAt      time.Time // zero until finished
-	ExpiresAt       time.Time // zero until finished
-	DeletedAt       time.Time // zero until deleted
+	// ExpiresAt is when a finished pin's ref goes (zero until finished):
+	// FinishedAt plus the retention in force when it finished, or the
+	// moment its merge request was closed. Max-age, in force, may come first.
+	ExpiresAt time.Time
 	// Adopted is true for a pin the GC sweep made for a pipeline ref it found
-	// without a record; such a pin lives until max-age.
+	// without a record (CreatedAt is when it was first seen); such a pin
+	// lives until max-age.
 	Adopted bool
-	// MergeRequestClosed is true once the merge request was closed: the pin
-	// then expires as soon as it is finished.
-	MergeRequestClosed bool
+	// Merge is what a computed merge was made of; nil for a pin by SHA.
+	Merge *Merge
 
 	// deletionClaimed is true while a deleter holds a claim on the pin.
 	deletionClaimed bool
@@ -107,24 +109,14 @@ type Pin struct {
 // Ref returns the pin's pipeline ref.
 func (p Pin) Ref() gitops.RefName { return p.PipelineID.Ref() }
 
-// Clock tells the time; tests pass one they can move.
-type Clock interface {
-	Now() time.Time
-}
-
-// SystemClock is the wall clock.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
-
 // Policy is how long refs are kept.
 type Policy struct {
 	// Retention is how long a finished pin keeps its ref for retried jobs.
 	Retention time.Duration
 	// MaxAge is the oldest any pin or unknown pipeline ref may get: the safety
 	// net for a pipeline whose finish never arrived. Deleted records are kept
-	// for MaxAge too.
+	// for MaxAge too. It applies as it is now, to records written under
+	// another one too (see luaDueRule).
 	MaxAge time.Duration
 }
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Times a runner's fetch of one pipeline ref through refkeeper's HTTP, in a
-# repository with N packed pipeline refs against one with a single ref, with
-# the API token (protocol v2) and with the pin's scoped fetch token (v0).
+# repository with N packed pipeline refs against one with a single ref: with
+# the API token (protocol v2, by ref) and with the pin's scoped fetch token
+# (v0 by ref, v2 by ref, v2 by SHA).
 #   scripts/bench-fetch.sh [N=100000] [ROUNDS=20]
+# BENCH_DIR picks the directory the repositories live in (for example
+# /dev/shm against a disk); default: $TMPDIR or /tmp.
 set -euo pipefail
 N=${1:-100000}
 ROUNDS=${2:-20}
 top=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
+work=$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}")
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 (cd "$top" && go build -o "$work/refkeeper" ./cmd/refkeeper)
@@ -33,11 +36,13 @@ make_repo() { # name refs
 sha_many=$(make_repo many "$N")
 sha_one=$(make_repo one 0)
 token=bench-token-0123456789
-"$work/refkeeper" serve --listen 127.0.0.1:0 --repos "$work/repos" --tokens $token 2>"$work/log" >/dev/null &
+# --role api: no sweep adopting the 100k refs (and taking the embedded
+# Redis) while fetches are timed.
+"$work/refkeeper" serve --role api --listen 127.0.0.1:0 --repos "$work/repos" --tokens $token 2>"$work/log" >/dev/null &
 pid=$!
 addr=
 for _ in $(seq 100); do
-  addr=$(grep -o '"msg":"refkeeper serving","addr":"[^"]*"' "$work/log" | cut -d'"' -f8 || true)
+  addr=$(grep -so '"msg":"refkeeper serving","addr":"[^"]*"' "$work/log" | cut -d'"' -f8 || true)
   [ -n "$addr" ] && break
   sleep 0.1
 done
@@ -46,20 +51,33 @@ base=http://$addr
 pin() { curl -sf -H "Authorization: Bearer $token" -X PUT "$base/api/v1/projects/bench%2F$1/pipelines/$2/ref" -d "{\"sha\":\"$3\"}"; }
 ftok_many=$(pin many $((N + 1)) "$sha_many" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
 ftok_one=$(pin one 1 "$sha_one" | sed 's/.*"fetch_token":"\([^"]*\)".*/\1/')
-time_fetch() { # repo id credential
-  local t0 t1 total=0
-  for _ in $(seq "$ROUNDS"); do
-    rm -rf "$work/run" && git init -q "$work/run"
-    t0=$(date +%s%N)
-    git -C "$work/run" -c http.extraHeader="Authorization: Bearer $3" fetch -q --depth=1 "$base/git/bench/$1.git" "+refs/pipelines/$2:refs/pipelines/$2"
-    t1=$(date +%s%N)
-    total=$((total + t1 - t0))
-  done
-  echo $((total / ROUNDS / 1000000))
+fetch_ms() { # repo credential protocol what: one fetch into an empty repository
+  local t0 t1
+  rm -rf "$work/run" && git init -q "$work/run"
+  t0=$(date +%s%N)
+  git -C "$work/run" -c http.extraHeader="Authorization: Bearer $2" -c protocol.version="$3" \
+    fetch -q --depth=1 --no-tags "$base/git/bench/$1.git" "$4"
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000))
 }
-one_api=$(time_fetch one 1 $token); many_api=$(time_fetch many $((N + 1)) $token)
-one_scoped=$(time_fetch one 1 "$ftok_one"); many_scoped=$(time_fetch many $((N + 1)) "$ftok_many")
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+ref_one="+refs/pipelines/1:refs/pipelines/1" ref_many="+refs/pipelines/$((N + 1)):refs/pipelines/$((N + 1))"
+# The two sizes alternate round by round and the median is kept, so that
+# what else the machine does at the moment weighs on both alike.
+row() { # label credential-one credential-many protocol what-one what-many
+  local one=() many=() m1 mn
+  for _ in $(seq "$ROUNDS"); do
+    one+=("$(fetch_ms one "$2" "$4" "$5")")
+    many+=("$(fetch_ms many "$3" "$4" "$6")")
+  done
+  m1=$(printf '%s\n' "${one[@]}" | median); mn=$(printf '%s\n' "${many[@]}" | median)
+  echo "| $1 | ${m1} ms | ${mn} ms | $(awk "BEGIN{printf \"%.2f\", $mn/($m1>0?$m1:1)}") |"
+}
+echo "repositories in $(df --output=source,fstype "$work" | tail -1 | tr -s ' '), median of $ROUNDS rounds"
+echo
 echo "| fetch of one pipeline ref | 1 ref | $N refs | ratio |"
 echo "|---|---|---|---|"
-echo "| API token (protocol v2) | ${one_api} ms | ${many_api} ms | $(awk "BEGIN{printf \"%.2f\", $many_api/$one_api}") |"
-echo "| scoped fetch token (v0, one ref advertised) | ${one_scoped} ms | ${many_scoped} ms | $(awk "BEGIN{printf \"%.2f\", $many_scoped/$one_scoped}") |"
+row "API token, v2, by ref" $token $token 2 "$ref_one" "$ref_many"
+row "fetch token, v0, by ref" "$ftok_one" "$ftok_many" 0 "$ref_one" "$ref_many"
+row "fetch token, v2, by ref" "$ftok_one" "$ftok_many" 2 "$ref_one" "$ref_many"
+row "fetch token, v2, by SHA" "$ftok_one" "$ftok_many" 2 "$sha_one" "$sha_many"

@@ -21,8 +21,13 @@ import (
 
 // benchEnv runs the side-by-side benchmark: REFKEEPER_BENCH=full (the
 // sizes of the targets) or smoke (small sizes, to prove it still works).
-// It measures and reports; it asserts no timings.
-const benchEnv = "REFKEEPER_BENCH"
+// It measures and reports; it asserts no timings. benchOnlyEnv picks one
+// part: api (everything measured on an api-only server) or expiry (the
+// deletions that tasks make at expires_at); empty: both.
+const (
+	benchEnv     = "REFKEEPER_BENCH"
+	benchOnlyEnv = "REFKEEPER_BENCH_ONLY"
+)
 
 // benchSizes are one run's sizes.
 type benchSizes struct {
@@ -33,11 +38,14 @@ type benchSizes struct {
 	oneByOne   int   // single deletes timed to extrapolate the one-by-one path
 	fetchRound int
 	rounds     int // turns each pin path takes; the best counts
+	expiry     expirySizes
 }
 
 var benchPlans = map[string]benchSizes{
-	"full":  {refs: []int{0, 10_000, 100_000}, big: 100_000, expired: 10_000, pins: 2000, oneByOne: 40, fetchRound: 10, rounds: 2},
-	"smoke": {refs: []int{0, 1000}, big: 2000, expired: 200, pins: 100, oneByOne: 5, fetchRound: 2, rounds: 1},
+	"full": {refs: []int{0, 10_000, 100_000}, big: 100_000, expired: 10_000, pins: 2000, oneByOne: 40, fetchRound: 10, rounds: 2,
+		expiry: expirySizes{refs: 100_000, pins: 10_000, retention: 15 * time.Second}},
+	"smoke": {refs: []int{0, 1000}, big: 2000, expired: 200, pins: 100, oneByOne: 5, fetchRound: 2, rounds: 1,
+		expiry: expirySizes{refs: 2000, pins: 200, retention: 3 * time.Second}},
 }
 
 // benchRow is one line of the report.
@@ -50,11 +58,37 @@ func TestBench(t *testing.T) {
 	if !ok {
 		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
 	}
+	only := os.Getenv(benchOnlyEnv)
+	if only != "" && only != "api" && only != "expiry" {
+		t.Fatalf("%s=%q: want api, expiry or nothing", benchOnlyEnv, only)
+	}
 	var rows []benchRow
 	add := func(r benchRow) {
 		rows = append(rows, r)
 		t.Logf("%s: %s vs %s (%s) %s", r.what, r.refkeeper, r.baseline, r.ratio, r.verdict)
 	}
+	if only == "" || only == "api" {
+		benchAPI(t, plan, add)
+	}
+	if only == "" || only == "expiry" {
+		benchExpiry(t, plan.expiry, add)
+	}
+
+	name := os.Getenv(benchEnv)
+	if only != "" {
+		name += ", " + only + " only"
+	}
+	report := renderBench(name, rows)
+	fmt.Print(report)
+	out := filepath.Join("..", "..", "bench-results")
+	if err := os.MkdirAll(out, 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "latest.md"), []byte(report), 0o644)
+	}
+}
+
+// benchAPI measures on an api-only server: adoption, sweeps, GC through
+// POST /api/v1/gc, pins and fetches.
+func benchAPI(t *testing.T, plan benchSizes, add func(benchRow)) {
 	root := t.TempDir()
 	r := testdata.StartRedis(t)
 	rdb := r.Client(t)
@@ -170,13 +204,6 @@ func TestBench(t *testing.T) {
 
 	rss := peakRSS(t, pid)
 	add(benchRow{"server peak RSS", fmt.Sprintf("%.0f MB", float64(rss)/(1<<20)), "", "", "< 100 MB", verdict(rss < 100<<20)})
-
-	report := renderBench(os.Getenv(benchEnv), rows)
-	fmt.Print(report)
-	out := filepath.Join("..", "..", "bench-results")
-	if err := os.MkdirAll(out, 0o755); err == nil {
-		_ = os.WriteFile(filepath.Join(out, "latest.md"), []byte(report), 0o644)
-	}
 }
 
 func renderBench(plan string, rows []benchRow) string {

@@ -3,9 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refkeeper/refkeeper/testdata"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -19,8 +28,23 @@ func TestServeConfigDefaults(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:8080" || c.Repos != "./data/repos" || c.RedisURL != "" || len(c.Tokens) != 0 ||
 		c.Retention != 168*time.Hour || c.MaxAge != 720*time.Hour || c.GCInterval != 10*time.Minute ||
-		c.Role != "all" || c.fetchBase() != "http://127.0.0.1:8080" || c.StaleLockAge != 5*time.Minute {
+		c.Role != "all" || c.StaleLockAge != 5*time.Minute || c.ShutdownTimeout != 25*time.Second ||
+		c.WorkerConcurrency != 4 || c.GitTimeout != time.Minute || c.GitLockTimeout != time.Second {
 		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+// TestGitTimeoutsReachTheRoot: --git-timeout and --git-lock-timeout (and
+// their variables) are what the repos root runs git with.
+func TestGitTimeoutsReachTheRoot(t *testing.T) {
+	c, err := parseServeConfig([]string{"--git-lock-timeout", "250ms"},
+		env(map[string]string{"REFKEEPER_GIT_TIMEOUT": "2m", "REFKEEPER_GIT_LOCK_TIMEOUT": "3s"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRoot(c, t.TempDir(), nil)
+	if root.GitTimeout != 2*time.Minute || root.LockTimeout != 250*time.Millisecond {
+		t.Fatalf("root git timeout %v, lock timeout %v; want 2m and 250ms", root.GitTimeout, root.LockTimeout)
 	}
 }
 
@@ -31,14 +55,19 @@ func TestServeConfigFlagBeatsEnv(t *testing.T) {
 		"REFKEEPER_API_TOKENS": "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
 		"REFKEEPER_FETCH_URL":  "https://git.example.com/",
 		"REFKEEPER_ROLE":       "worker",
+
+		"REFKEEPER_SHUTDOWN_TIMEOUT":   "10s",
+		"REFKEEPER_WORKER_CONCURRENCY": "16",
 	})
-	c, err := parseServeConfig([]string{"--retention", "90s", "--role", "api"}, e, &bytes.Buffer{})
+	c, err := parseServeConfig([]string{"--retention", "90s", "--role", "api", "--worker-concurrency", "2"}, e, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	base, _, err := c.fetchBase(os.Hostname)
 	if c.Listen != "127.0.0.1:9000" || c.Retention != 90*time.Second || c.Role != "api" ||
-		len(c.Tokens) != 2 || c.Tokens[1] != "bbbbbbbbbbbbbbbb" || c.fetchBase() != "https://git.example.com" {
-		t.Fatalf("config = %+v", c)
+		len(c.Tokens) != 2 || c.Tokens[1] != "bbbbbbbbbbbbbbbb" || err != nil || base != "https://git.example.com" ||
+		c.ShutdownTimeout != 10*time.Second || c.WorkerConcurrency != 2 {
+		t.Fatalf("config = %+v, fetch base %q %v", c, base, err)
 	}
 }
 
@@ -55,6 +84,8 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"bad duration", []string{"--retention", "soon"}, nil, "retention"},
 		{"negative duration", []string{"--max-age", "-1h"}, nil, "max-age"},
 		{"zero interval", []string{"--gc-interval", "0s"}, nil, "gc-interval"},
+		{"zero git timeout", []string{"--git-timeout", "0s"}, nil, "git-timeout"},
+		{"negative git lock timeout", nil, map[string]string{"REFKEEPER_GIT_LOCK_TIMEOUT": "-1s"}, "git-lock-timeout"},
 		{"bad role", []string{"--role", "boss"}, nil, "role"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, "listen"},
 		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},
@@ -75,7 +106,17 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"short token", []string{"--tokens", "abc"}, nil, "tokens"},
 		{"short fetch key", []string{"--fetch-token-keys", "abc"}, nil, "fetch-token-keys"},
 		{"bad env", nil, map[string]string{"REFKEEPER_GC_INTERVAL": "often"}, "REFKEEPER_GC_INTERVAL"},
+		{"bad trusted proxy", []string{"--trusted-proxies", "10.0.0.0/8,balancer"}, nil, "trusted-proxies"},
 		{"extra argument", []string{"now"}, nil, "now"},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, nil, "shutdown-timeout"},
+		{"bad shutdown timeout env", nil, map[string]string{"REFKEEPER_SHUTDOWN_TIMEOUT": "soon"}, "REFKEEPER_SHUTDOWN_TIMEOUT"},
+		{"zero worker concurrency", []string{"--worker-concurrency", "0"}, nil, "worker-concurrency"},
+		{"bad worker concurrency", []string{"--worker-concurrency", "many"}, nil, "worker-concurrency"},
+		{"tokens and tokens file", []string{"--tokens", "aaaaaaaaaaaaaaaa", "--tokens-file", "/nonexistent"}, nil, "--tokens-file"},
+		{"tokens env and tokens file flag", []string{"--tokens-file", "/nonexistent"}, map[string]string{"REFKEEPER_API_TOKENS": "aaaaaaaaaaaaaaaa"}, "--tokens-file"},
+		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, nil, "tokens-file"},
+		{"keys and keys file", []string{"--fetch-token-keys-file", "/nonexistent"}, map[string]string{"REFKEEPER_FETCH_TOKEN_KEYS": "aaaaaaaaaaaaaaaa"}, "--fetch-token-keys-file"},
+		{"missing keys file", []string{"--fetch-token-keys-file", "/nonexistent/keys"}, nil, "fetch-token-keys-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +135,16 @@ func TestBadConfigExitsTwo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTrustedProxiesConfig(t *testing.T) {
+	c, err := parseServeConfig(nil, env(map[string]string{"REFKEEPER_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32,192.0.2.1"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 2001:db8::/32 192.0.2.1/32]" {
+		t.Fatalf("trusted proxies = %v", c.TrustedProxies)
 	}
 }
 
@@ -141,5 +192,147 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.HasPrefix(out.String(), "refkeeper ") || !strings.Contains(out.String(), "libgit2 1.") {
 		t.Fatalf("version = %q", out.String())
+	}
+}
+
+// An unspecified listen host (what a container listens on) is never put
+// into fetch_url: the machine's host name takes its place, and without one
+// the process refuses to start.
+func TestFetchBase(t *testing.T) {
+	named := func() (string, error) { return "ci-box", nil }
+	nameless := func() (string, error) { return "", errors.New("no name") }
+	tests := []struct {
+		listen, fetchURL string
+		hostname         func() (string, error)
+		want             string
+		guessed, fails   bool
+	}{
+		{"127.0.0.1:8080", "", named, "http://127.0.0.1:8080", false, false},
+		{"[::1]:8080", "", named, "http://[::1]:8080", false, false},
+		{"refkeeper.internal:8080", "", named, "http://refkeeper.internal:8080", false, false},
+		{"0.0.0.0:8080", "", named, "http://ci-box:8080", true, false},
+		{"[::]:8080", "", named, "http://ci-box:8080", true, false},
+		{":8080", "", named, "http://ci-box:8080", true, false},
+		{"0.0.0.0:8080", "https://git.example.com/", nameless, "https://git.example.com", false, false},
+		{"0.0.0.0:8080", "", nameless, "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen+" "+tt.fetchURL, func(t *testing.T) {
+			c := serveConfig{Listen: tt.listen, FetchURL: tt.fetchURL}
+			base, guessed, err := c.fetchBase(tt.hostname)
+			var ferr *fetchURLError
+			if tt.fails != errors.As(err, &ferr) || base != tt.want || guessed != tt.guessed {
+				t.Fatalf("fetchBase = %q, %v, %v; want %q, %v, fails %v", base, guessed, err, tt.want, tt.guessed, tt.fails)
+			}
+			if tt.fails && !strings.Contains(err.Error(), "--fetch-url") {
+				t.Fatalf("the error does not say what to set: %v", err)
+			}
+		})
+	}
+}
+
+func TestTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good", "# API tokens of the CI orchestrators\n\naaaaaaaaaaaaaaaa\n  bbbbbbbbbbbbbbbb  # the old one, until Friday\r\n")
+	for _, src := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flag", []string{"--tokens-file", good}, nil},
+		{"env", nil, map[string]string{"REFKEEPER_API_TOKENS_FILE": good}},
+	} {
+		t.Run(src.name, func(t *testing.T) {
+			c, err := parseServeConfig(src.args, env(src.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.Tokens) != 2 || c.Tokens[0] != "aaaaaaaaaaaaaaaa" || c.Tokens[1] != "bbbbbbbbbbbbbbbb" || c.TokensFile != good {
+				t.Fatalf("tokens = %q from %q", c.Tokens, c.TokensFile)
+			}
+			if len(c.FetchTokenKeys) != 0 {
+				t.Fatalf("fetch-token keys = %q, want none", c.FetchTokenKeys)
+			}
+		})
+	}
+
+	// The keys file is read the same way, in order (the first signs).
+	c, err := parseServeConfig(nil, env(map[string]string{"REFKEEPER_FETCH_TOKEN_KEYS_FILE": good}), &bytes.Buffer{})
+	if err != nil || len(c.FetchTokenKeys) != 2 || c.FetchTokenKeys[0] != "aaaaaaaaaaaaaaaa" || len(c.Tokens) != 0 {
+		t.Fatalf("fetch-token keys = %q, tokens %q, err %v", c.FetchTokenKeys, c.Tokens, err)
+	}
+
+	// A bad file is a usage error that names the line, never its text.
+	for _, bad := range []struct{ name, text, want string }{
+		{"empty", "# nothing yet\n\n", "nothing in it"},
+		{"short", "aaaaaaaaaaaaaaaa\ns3cr3t\n", "line 2"},
+		{"two on a line", "s3cr3t-s3cr3t-s3cr3t s3cr3t-s3cr3t-s3cr3u\n", "line 1"},
+		{"comma list", "s3cr3t-s3cr3t-s3cr3t,s3cr3t-s3cr3t-s3cr3u\n", "line 1"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			path := write(bad.name, bad.text)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"serve", "--tokens-file", path}, env(nil), &stdout, &stderr)
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			if code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], "--tokens-file") || !strings.Contains(lines[0], bad.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming --tokens-file and %q", code, stderr.String(), bad.want)
+			}
+			if strings.Contains(stderr.String(), "s3cr3t") {
+				t.Fatalf("the message shows a token: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// A server listening on every address advertises the machine's host name
+// in fetch_url, never 0.0.0.0, and says which flag to set.
+func TestUnspecifiedListenAdvertisesHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("this machine has no host name (%v)", err)
+	}
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", "--listen", "0.0.0.0:0")
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.base = "http://127.0.0.1:" + port
+	code, pin := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`)
+	want := "http://" + net.JoinHostPort(host, port) + "/git/group/app.git"
+	if code != 201 || pin["fetch_url"] != want {
+		t.Fatalf("pin = %d, fetch_url %v; want %s", code, pin["fetch_url"], want)
+	}
+	if !strings.Contains(srv.logs.String(), `"level":"WARN","msg":"--listen has no host runners can reach`) ||
+		!strings.Contains(srv.logs.String(), "set --fetch-url") {
+		t.Fatalf("no warning naming --fetch-url:\n%s", srv.logs.String())
+	}
+}
+
+// --worker-concurrency reaches the task server (asynq's own record of it
+// in Redis).
+func TestWorkerConcurrencyFlag(t *testing.T) {
+	r := testdata.StartRedis(t)
+	startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--role", "worker", "--worker-concurrency", "7")
+	inspector := asynq.NewInspectorFromRedisClient(r.Client(t))
+	var seen []int
+	waitFor(t, "the worker's heartbeat", 20*time.Second, func() bool {
+		servers, err := inspector.Servers()
+		seen = seen[:0]
+		for _, s := range servers {
+			seen = append(seen, s.Concurrency)
+		}
+		return err == nil && len(servers) > 0
+	})
+	if len(seen) != 1 || seen[0] != 7 {
+		t.Fatalf("task servers run with concurrency %v, want [7]", seen)
 	}
 }

@@ -13,4 +13,9 @@
 // run; each subcommand lives in its own file. This is the one place that
 // builds concrete values (Redis clients, the repos root, the service, the
 // HTTP server, the workers) and wires them together.
+//
+// serve reads its settings from flags over environment variables
+// (config.go; secrets may come from files), and after SIGTERM or SIGINT
+// shuts down within the one budget of --shutdown-timeout (shutdown.go);
+// --debug-listen serves pprof with secret flag values redacted (debug.go).
 package main

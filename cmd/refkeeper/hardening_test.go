@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,5 +72,73 @@ func TestGeneratedToken(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), strings.TrimSpace(string(token))) {
 		t.Fatal("the token reached the log")
+	}
+}
+
+// TestSecretsFromFiles: API tokens from --tokens-file open the API, keys
+// from --fetch-token-keys-file sign fetch tokens that another replica with
+// the same file accepts, and neither appears in a process's argv,
+// environment or log.
+func TestSecretsFromFiles(t *testing.T) {
+	const first, second = "file-token-0123456789abcdef", "file-token-fedcba9876543210"
+	const key = "file-key-0123456789abcdef"
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	dir := t.TempDir()
+	tokens, keys := filepath.Join(dir, "tokens"), filepath.Join(dir, "keys")
+	if err := os.WriteFile(tokens, []byte("# orchestrators\n"+first+"\n"+second+" # rotating out\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--repos", p.root, "--redis", r.URL(), "--role", "api", "--tokens-file", tokens, "--fetch-token-keys-file", keys}
+	a, b := startProcessTokens(t, flags...), startProcessTokens(t, flags...)
+	call := func(srv *processServer, token, method, path, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, srv.base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, decodeJSON(resp)
+	}
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{first, 404}, {second, 404}, {testToken, 401}, {"file-token-0123456789abcdeX", 401}} {
+		if code, _ := call(a, tt.token, "GET", apiBase+"/pipelines/1/ref", ""); code != tt.want {
+			t.Errorf("token %q: %d, want %d (404 pin_not_found: the token was taken)", tt.token, code, tt.want)
+		}
+	}
+	code, pin := call(a, second, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`)
+	if code != 201 {
+		t.Fatalf("pin = %d %v", code, pin)
+	}
+	url := strings.Replace(b.base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
+	if out, err := runnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, p.c1+"\trefs/pipelines/1") {
+		t.Fatalf("a fetch token of replica a at replica b: %v\n%s", err, out)
+	}
+	for _, srv := range []*processServer{a, b} {
+		if !strings.Contains(srv.logs.String(), `"tokens_file":"`+tokens+`","fetch_token_keys_file":"`+keys+`"`) {
+			t.Errorf("the start-up log does not name the secret files:\n%s", srv.logs.String())
+		}
+		for _, f := range []string{"cmdline", "environ"} {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", srv.cmd.Process.Pid, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{first, second, key} {
+				if strings.Contains(string(data), secret) {
+					t.Fatalf("a secret is in the process's %s", f)
+				}
+			}
+		}
+		for _, secret := range []string{first, second, key} {
+			if strings.Contains(srv.logs.String(), secret) {
+				t.Fatal("a secret reached the log")
+			}
+		}
 	}
 }

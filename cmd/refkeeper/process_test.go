@@ -54,9 +54,17 @@ type processServer struct {
 	cmd *exec.Cmd
 }
 
-// startProcess runs the binary with the given flags on a free port and waits
-// until it serves. Cleanup stops it with SIGTERM unless the test killed it.
+// startProcess runs the binary with the given flags and the test token on a
+// free port and waits until it serves. Cleanup stops it with SIGTERM unless
+// the test killed it.
 func startProcess(tb testing.TB, args ...string) *processServer {
+	tb.Helper()
+	return startProcessTokens(tb, append([]string{"--tokens", testToken}, args...)...)
+}
+
+// startProcessTokens is startProcess without the test token: args say
+// where the tokens come from.
+func startProcessTokens(tb testing.TB, args ...string) *processServer {
 	tb.Helper()
 	bin := buildBinary(tb)
 	logs := &syncBuffer{}
@@ -67,7 +75,7 @@ func startProcess(tb testing.TB, args ...string) *processServer {
 	if quiet {
 		listen = freeAddr(tb)
 	}
-	full := append([]string{"serve", "--listen", listen, "--tokens", testToken}, args...)
+	full := append([]string{"serve", "--listen", listen}, args...)
 	cmd := exec.Command(bin, full...)
 	cmd.Stderr = logs
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")

@@ -27,9 +27,6 @@ import (
 	"github.com/refkeeper/refkeeper/refs"
 )
 
-// shutdownTimeout bounds how long in-flight requests may take after SIGTERM.
-const shutdownTimeout = 30 * time.Second
-
 // readHeaderTimeout and idleTimeout keep slow or idle clients from holding
 // connections.
 const (
@@ -58,9 +55,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return exitOK
 }
 
+// newRoot is the repos root as the configuration says.
+func newRoot(cfg serveConfig, reposDir string, logger *slog.Logger) *gitops.Root {
+	return &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, LockTimeout: cfg.GitLockTimeout,
+		GitTimeout: cfg.GitTimeout, Logger: logger}
+}
+
 // serve wires the process together, runs until ctx is cancelled, and shuts
-// down in order: stop taking requests and let in-flight ones finish, then
-// let running tasks finish, then close Redis.
+// down within cfg.ShutdownTimeout (see stopWithin).
 func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.Writer) error {
 	reposDir, err := filepath.Abs(cfg.Repos)
 	if err != nil {
@@ -69,64 +71,82 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if err := os.MkdirAll(reposDir, 0o755); err != nil {
 		return fmt.Errorf("creating repos root: %w", err)
 	}
-	root := &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, Logger: logger}
-	defer root.Close()
+	// What serve opened, closed in reverse order on the way out: by the
+	// deferred call when start-up fails, by stopWithin after a shutdown.
+	closers := &closeStack{}
+	defer closers.closeAll()
+	root := newRoot(cfg, reposDir, logger)
+	closers.push(root.Close)
 	if cfg.Demo {
 		if err := createDemo(root, logger); err != nil {
 			return err
 		}
 	}
 
-	rdb, newRedis, closeRedis, err := openRedis(cfg, logger)
+	rdb, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
+	closers.push(closeRedis)
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	store := &refs.Store{Client: rdb}
 	taskClient := asynq.NewClientFromRedisClient(rdb)
-	defer taskClient.Close()
-	metrics := refs.NewMetrics(registry, store, refs.SystemClock{})
+	closers.push(func() { _ = taskClient.Close() })
+	// Replicas stamp and compare records with one clock: Redis's.
+	clock := &refs.RedisClock{Client: rdb}
+	metrics := refs.NewMetrics(registry, store, clock)
 	root.Observer = metrics // before any request or task uses the root
+	expiry := &jobs.ExpiryScheduler{Client: taskClient}
 	svc := &refs.Service{
 		Repos:     root,
 		Store:     store,
 		Policy:    refs.Policy{Retention: cfg.Retention, MaxAge: cfg.MaxAge},
-		Clock:     refs.SystemClock{},
-		Scheduler: &jobs.ExpiryScheduler{Client: taskClient},
+		Clock:     clock,
+		Scheduler: expiry,
 		Logger:    logger,
 		Metrics:   metrics,
 		// Never less often than the sweep itself.
 		ReconcileInterval: max(cfg.ReconcileInterval, cfg.GCInterval),
+		MergeIdentity:     cfg.MergeIdentity,
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
+	closers.push(func() { _ = ln.Close() }) // a no-op once the server took it
 	if cfg.FetchURL == "" {
 		cfg.Listen = ln.Addr().String() // a :0 port is known only now
 	}
-	handler, err := httpHandler(cfg, svc, registry, logger, stdout, reposDir)
+	fetchBase, guessed, err := cfg.fetchBase(os.Hostname)
 	if err != nil {
-		ln.Close()
+		return err
+	}
+	if guessed {
+		logger.Warn("--listen has no host runners can reach: fetch_url uses this machine's host name; set --fetch-url (REFKEEPER_FETCH_URL) to the URL runners use",
+			"listen", cfg.Listen, "fetch_url", fetchBase)
+	}
+	handler, err := httpHandler(cfg, fetchBase, svc, registry, logger, stdout, reposDir)
+	if err != nil {
 		return err
 	}
 
 	var worker *jobs.Worker
 	if cfg.runsWorker() {
 		worker, err = jobs.StartWorker(jobs.WorkerConfig{
-			Redis:      rdb,
-			NewRedis:   newRedis,
-			Handlers:   &jobs.Handlers{Pins: svc, Logger: logger},
-			GCInterval: cfg.GCInterval,
-			Logger:     logger,
-			Registerer: registry,
+			Redis:       rdb,
+			Handlers:    &jobs.Handlers{Pins: svc, Scheduler: expiry, Logger: logger},
+			Concurrency: cfg.WorkerConcurrency,
+			GCInterval:  cfg.GCInterval,
+			// Tasks drain while the HTTP server does, in the same part of
+			// the budget.
+			ShutdownTimeout: drainPart(cfg.ShutdownTimeout),
+			Logger:          logger,
+			Registerer:      registry,
 		})
 		if err != nil {
-			ln.Close()
 			return err
 		}
 	}
@@ -143,33 +163,27 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	if cfg.DebugListen != "" {
 		stopDebug, err := serveDebug(cfg.DebugListen, logger)
 		if err != nil {
-			ln.Close()
 			if worker != nil {
 				worker.Shutdown()
 			}
 			return err
 		}
-		defer stopDebug()
+		closers.push(stopDebug)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("refkeeper serving", "addr", ln.Addr().String(), "role", cfg.Role, "repos", reposDir,
-		"fetch_url", cfg.fetchBase(), "retention", cfg.Retention.String(), "max_age", cfg.MaxAge.String(),
-		"gc_interval", cfg.GCInterval.String(), "version", version)
+		"fetch_url", fetchBase, "retention", cfg.Retention.String(), "max_age", cfg.MaxAge.String(),
+		"gc_interval", cfg.GCInterval.String(), "worker_concurrency", cfg.WorkerConcurrency,
+		"shutdown_timeout", cfg.ShutdownTimeout.String(), "tokens_file", cfg.TokensFile,
+		"fetch_token_keys_file", cfg.FetchTokenKeysFile, "version", version)
 
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down: finishing in-flight requests and tasks")
+		logger.Info("shutting down: finishing in-flight requests and tasks", "budget", cfg.ShutdownTimeout.String())
 	case err = <-serveErr:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil {
-		logger.Warn("http shutdown", "err", serr)
-	}
-	if worker != nil {
-		worker.Shutdown()
-	}
+	stopWithin(cfg.ShutdownTimeout, logger, srv, worker, closers)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -179,7 +193,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -198,12 +212,13 @@ func httpHandler(cfg serveConfig, svc *refs.Service, registry *prometheus.Regist
 	return api.New(api.Config{
 		Pins:           svc,
 		Tokens:         tokens,
-		FetchURL:       cfg.fetchBase(),
+		FetchURL:       fetchBase,
 		Logger:         logger,
 		Registry:       registry,
 		FetchTokenKeys: keys,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
+		TrustedProxies: cfg.TrustedProxies,
 	})
 }
 
@@ -294,27 +309,20 @@ func createDemo(root *gitops.Root, logger *slog.Logger) error {
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one.
-// It answers the shared client, a function that opens another connection
-// like it (for the parts that must own theirs), and what closes both.
-func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func() redis.UniversalClient, func(), error) {
+// It answers the client and what closes it (and the embedded Redis).
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
 	url, stopEmbedded := cfg.RedisURL, func() {}
 	if url == "" {
 		emb, err := startEmbeddedRedis(logger)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		url, stopEmbedded = "redis://"+emb.Addr()+"/0", emb.Close
 	}
 	opts, err := redisOptions(url)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, nil, fmt.Errorf("redis: %w", err)
 	}
-	// Every client gets a copy of its own: go-redis writes to its options
-	// while it sets up connections.
-	newClient := func() redis.UniversalClient {
-		o := *opts
-		return redis.NewUniversalClient(&o)
-	}
-	rdb := newClient()
-	return rdb, newClient, func() { rdb.Close(); stopEmbedded() }, nil
+	rdb := redis.NewUniversalClient(opts)
+	return rdb, func() { rdb.Close(); stopEmbedded() }, nil
 }

@@ -1,0 +1,368 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// protocolV2 is the only version that changes what upload-pack reads; v1
+// requests are v0 requests behind a "version 1" line.
+const protocolV2 = 2
+
+// protocolVersion is the git protocol version a client asks for, read the
+// way git reads GIT_PROTOCOL (colon-separated key=value items, the highest
+// "version=" wins), from the canonical Git-Protocol header only. Other
+// spellings (Git_Protocol, GIT_PROTOCOL) are other headers to net/http and
+// are never passed on, so git cannot see a version the server did not.
+func protocolVersion(h http.Header) int {
+	version := 0
+	for _, v := range h.Values("Git-Protocol") {
+		for item := range strings.SplitSeq(v, ":") {
+			n, ok := strings.CutPrefix(strings.TrimSpace(item), "version=")
+			if !ok {
+				continue
+			}
+			if n, err := strconv.Atoi(n); err == nil && n > version && n <= protocolV2 {
+				version = n
+			}
+		}
+	}
+	return version
+}
+
+// pktKind is what one pkt-line is.
+type pktKind int
+
+const (
+	pktData pktKind = iota
+	pktFlush
+	pktDelim
+)
+
+type pktLine struct {
+	kind pktKind
+	text string // data without its trailing newline
+}
+
+var errMalformedPkt = &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest,
+	Message: "malformed git request: not one upload-pack request in pkt-lines"}
+
+// maxPktLen is git's LARGE_PACKET_MAX plus the four length bytes.
+const maxPktLen = 65520
+
+// parsePktLines splits a request body into pkt-lines. Anything that is not
+// a well-formed sequence of data, flush and delim packets (a response-end
+// packet, a bad length, a short packet) is an error.
+func parsePktLines(body []byte) ([]pktLine, error) {
+	var out []pktLine
+	for len(body) > 0 {
+		if len(body) < 4 {
+			return nil, errMalformedPkt
+		}
+		n, err := strconv.ParseUint(string(body[:4]), 16, 16)
+		if err != nil {
+			return nil, errMalformedPkt
+		}
+		switch {
+		case n == 0:
+			out = append(out, pktLine{kind: pktFlush})
+			body = body[4:]
+			continue
+		case n == 1:
+			out = append(out, pktLine{kind: pktDelim})
+			body = body[4:]
+			continue
+		case n < 4 || n > maxPktLen || int(n) > len(body):
+			return nil, errMalformedPkt
+		}
+		data := body[4:n]
+		if bytes.IndexByte(data, 0) >= 0 {
+			return nil, errMalformedPkt
+		}
+		out = append(out, pktLine{kind: pktData, text: strings.TrimSuffix(string(data), "\n")})
+		body = body[n:]
+	}
+	return out, nil
+}
+
+// encodePktLines is the inverse of parsePktLines; data lines get their
+// newline back, as git's client sends them.
+func encodePktLines(lines []pktLine) []byte {
+	var b bytes.Buffer
+	for _, l := range lines {
+		switch l.kind {
+		case pktFlush:
+			b.WriteString("0000")
+		case pktDelim:
+			b.WriteString("0001")
+		default:
+			fmt.Fprintf(&b, "%04x%s\n", len(l.text)+5, l.text)
+		}
+	}
+	return b.Bytes()
+}
+
+// fetchScope is what a fetch token may fetch: one ref, at the SHA its pin
+// holds.
+type fetchScope struct {
+	ref string // refs/pipelines/<id>
+	sha string // the pin's SHA, 40 lower-case hex
+	// reach answers commits the pinned one reaches (as far as it looks),
+	// asked at most once per request and only when a have or shallow line
+	// names another object; nil: none but the pinned commit.
+	reach func() (map[string]bool, error)
+}
+
+// filter checks a scoped upload-pack request and answers the request git
+// is given instead: built from the lines that passed, so git sees exactly
+// what was checked. The rule, for both protocol versions:
+//
+//   - a want must be the pinned SHA and a want-ref the pinned ref; anything
+//     else (another object, another ref) is refused (git itself then
+//     refuses want-ref too, as ref-in-want is not advertised, see
+//     scopedConfig);
+//   - deepen-not and filter are refused: the first names a ref to measure
+//     against, the second is not served;
+//   - include-tag is dropped: pack-objects would add every annotated tag
+//     of a sent commit, hidden or not;
+//   - have and shallow lines are kept only when they name a commit the
+//     pinned one reaches (within haveWalk commits): upload-pack
+//     acknowledges the haves it has, which would tell whether any other
+//     object exists. A client's other haves are dropped (its pack is
+//     bigger, never wrong); if a shallow line is dropped, every have is,
+//     so that the pack is whole;
+//   - v2: ls-refs is asked for the pinned ref alone (hideRefs hides the
+//     rest too, this also bounds its cost), fetch as above, every other
+//     command (object-info, bundle-uri, ...) is refused; one command per
+//     request, nothing after it; unknown capabilities and ls-refs
+//     arguments are dropped, unknown fetch arguments refused.
+func (s fetchScope) filter(version int, body []byte) ([]byte, error) {
+	lines, err := parsePktLines(body)
+	if err != nil {
+		return nil, err
+	}
+	if version == protocolV2 {
+		lines, err = s.filterV2(lines)
+	} else {
+		lines, err = s.filterV0(lines)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return encodePktLines(lines), nil
+}
+
+func (s fetchScope) refuse(format string, args ...any) error {
+	return &httpError{Status: http.StatusForbidden, Code: codeForbidden,
+		Message: "a fetch token fetches only " + s.ref + " at " + s.sha + ": " + fmt.Sprintf(format, args...)}
+}
+
+// filterV2 holds a protocol v2 request (capabilities, delim, arguments,
+// flush) to the scope.
+func (s fetchScope) filterV2(lines []pktLine) ([]pktLine, error) {
+	var out []pktLine
+	command := ""
+	i := 0
+	for ; i < len(lines) && lines[i].kind == pktData; i++ {
+		key, value, _ := strings.Cut(lines[i].text, "=")
+		switch key {
+		case "command":
+			if command != "" {
+				return nil, s.refuse("one command per request")
+			}
+			command = value
+			out = append(out, lines[i])
+		case "agent", "object-format":
+			out = append(out, lines[i])
+		}
+	}
+	if i == len(lines) {
+		if command == "" && len(lines) == 0 {
+			return nil, nil // an empty request: upload-pack ends at once
+		}
+		return nil, errMalformedPkt
+	}
+	switch command {
+	case "ls-refs", "fetch":
+	case "":
+		return nil, errMalformedPkt
+	default:
+		return nil, s.refuse("command %q is not served", command)
+	}
+	var args []pktLine
+	if lines[i].kind == pktDelim {
+		for i++; i < len(lines) && lines[i].kind == pktData; i++ {
+			args = append(args, lines[i])
+		}
+	}
+	if i != len(lines)-1 || lines[i].kind != pktFlush {
+		return nil, s.refuse("one request per body, ending in a flush")
+	}
+	if command == "ls-refs" {
+		args = s.lsRefsArgs(args)
+	} else {
+		var err error
+		if args, err = s.fetchArgs(args, true); err != nil {
+			return nil, err
+		}
+	}
+	out = append(out, pktLine{kind: pktDelim})
+	out = append(out, args...)
+	return append(out, pktLine{kind: pktFlush}), nil
+}
+
+// lsRefsArgs keeps peel and symrefs and asks for the pinned ref only.
+func (s fetchScope) lsRefsArgs(args []pktLine) []pktLine {
+	var out []pktLine
+	for _, a := range args {
+		if a.text == "peel" || a.text == "symrefs" {
+			out = append(out, a)
+		}
+	}
+	return append(out, pktLine{text: "ref-prefix " + s.ref})
+}
+
+// noObject stands in for haves that were all dropped from a v2 round that
+// is not done: with no have at all upload-pack would skip the
+// acknowledgments the client waits for and send a pack at once; a have it
+// does not find is answered NAK, as git answers any have it lacks.
+const noObject = "0000000000000000000000000000000000000000"
+
+// fetchArgs checks the arguments of a v2 fetch (v2) or the lines of a v0
+// request (v0).
+func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
+	var out []pktLine
+	var reached map[string]bool
+	reaches := func(oid string) (bool, error) {
+		if oid == s.sha {
+			return true, nil
+		}
+		if reached == nil && s.reach != nil {
+			var err error
+			if reached, err = s.reach(); err != nil {
+				return false, err
+			}
+		}
+		return reached[oid], nil
+	}
+	sawHave, keptHave, droppedShallow, done := false, false, false, false
+	for _, a := range args {
+		if a.kind != pktData {
+			out = append(out, a)
+			continue
+		}
+		key, value, _ := strings.Cut(a.text, " ")
+		switch key {
+		case "want":
+			if !v2 { // v0 want lines carry capabilities
+				value, _, _ = strings.Cut(value, " ")
+			}
+			if value != s.sha {
+				return nil, s.refuse("want %s refused", value)
+			}
+		case "want-ref":
+			if !v2 || value != s.ref {
+				return nil, s.refuse("want-ref %s refused", value)
+			}
+		case "have", "shallow":
+			ok, err := reaches(value)
+			if err != nil {
+				return nil, err
+			}
+			sawHave = sawHave || key == "have"
+			keptHave = keptHave || ok && key == "have"
+			droppedShallow = droppedShallow || !ok && key == "shallow"
+			if !ok {
+				continue
+			}
+		case "include-tag":
+			continue
+		case "deepen", "deepen-since":
+			if _, err := strconv.ParseUint(value, 10, 64); err != nil {
+				return nil, s.refuse("%s %q is not a number", key, value)
+			}
+		case "done":
+			done = true
+		case "deepen-relative":
+		case "thin-pack", "no-progress", "ofs-delta", "sideband-all", "wait-for-done":
+			if !v2 {
+				return nil, s.refuse("%q is not a v0 request line", key)
+			}
+		default: // deepen-not, filter, packfile-uris, and what git may add later
+			if key == "" {
+				return nil, errMalformedPkt
+			}
+			return nil, s.refuse("%q is not served", key)
+		}
+		out = append(out, a)
+	}
+	if droppedShallow {
+		// upload-pack would take the client for having the history behind
+		// a shallow commit it was not told of, and leave objects out of
+		// the pack: without haves the pack is whole.
+		out = slices.DeleteFunc(out, func(l pktLine) bool { return strings.HasPrefix(l.text, "have ") })
+		keptHave = false
+	}
+	if v2 && sawHave && !keptHave && !done {
+		out = append(out, pktLine{text: "have " + noObject})
+	}
+	return out, nil
+}
+
+// v0Capabilities are the capabilities a v0 fetch may ask for with a fetch
+// token: include-tag is not among them (see filter), nor filter.
+var v0Capabilities = map[string]bool{
+	"multi_ack": true, "multi_ack_detailed": true, "no-done": true, "thin-pack": true,
+	"side-band": true, "side-band-64k": true, "ofs-delta": true, "shallow": true,
+	"deepen-since": true, "deepen-not": true, "deepen-relative": true, "no-progress": true,
+}
+
+// filterV0 holds a v0 (or v1) stateless request to the scope: want lines
+// (the first with capabilities), shallow and deepen lines, a flush, then
+// haves and done or a flush.
+func (s fetchScope) filterV0(lines []pktLine) ([]pktLine, error) {
+	if len(lines) > 0 && lines[0].kind == pktData && !strings.HasPrefix(lines[0].text, "want ") {
+		return nil, s.refuse("a fetch request starts with want")
+	}
+	// upload-pack reads capabilities from every want line, not only the
+	// first: each is rebuilt from the ones allowed.
+	lines = slices.Clone(lines)
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l.text, "want ")
+		if l.kind != pktData || !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		kept := []string{"want"}
+		for j, c := range fields {
+			name, _, _ := strings.Cut(c, "=")
+			if j == 0 || v0Capabilities[c] || name == "agent" || name == "object-format" {
+				kept = append(kept, c)
+			}
+		}
+		lines[i].text = strings.Join(kept, " ")
+	}
+	// Wants, shallows and deepens come before the first flush; haves and
+	// done after it; nothing after done or a second flush.
+	flushes, done := 0, false
+	for _, l := range lines {
+		if done || flushes == 2 {
+			return nil, s.refuse("one request per body")
+		}
+		switch key, _, _ := strings.Cut(l.text, " "); {
+		case l.kind == pktDelim:
+			return nil, errMalformedPkt
+		case l.kind == pktFlush:
+			flushes++
+		case (key == "have" || key == "done") != (flushes == 1):
+			return nil, s.refuse("%q out of place", key)
+		case key == "done":
+			done = true
+		}
+	}
+	return s.fetchArgs(lines, false)
+}

@@ -1,0 +1,194 @@
+package refs
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refkeeper/refkeeper/gitops"
+)
+
+// Pins, finished pins and adopted refs recorded under one max-age follow a
+// smaller one as soon as a process with it sweeps: deadlines are computed
+// from created_at and first-seen with the max-age in force, not stored.
+func TestMaxAgeInForceApplies(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.svc.Policy = Policy{Retention: time.Hour, MaxAge: time.Hour}
+	e.pin(t, 1, e.c1)
+	e.pin(t, 2, e.c1)
+	if _, err := e.svc.Finish(ctx, e.p, 2); err != nil {
+		t.Fatal(err)
+	}
+	e.git.PipelineRefs(t, 100, 1, string(e.c1)) // a ref nobody pinned
+	if res, err := e.svc.SweepAll(ctx); err != nil || res.Adopted != 1 {
+		t.Fatalf("first sweep = %+v, %v; want the ref adopted", res, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 0 {
+		t.Fatalf("sweep under max-age 1h = %+v, %v; want nothing deleted", res, err)
+	}
+
+	// A restart with --max-age 1m, over the same Redis and repositories.
+	restarted := &Service{Repos: e.svc.Repos, Store: e.svc.Store, Clock: e.clock,
+		Policy: Policy{Retention: time.Hour, MaxAge: time.Minute}}
+	res, err := restarted.Sweep(ctx)
+	if err != nil || res.Deleted != 3 || res.Kept != 0 {
+		t.Fatalf("sweep under max-age 1m = %+v, %v; want all 3 deleted", res, err)
+	}
+	if refs := e.git.Refs(t, "refs/pipelines/"); len(refs) != 0 {
+		t.Fatalf("refs left: %v", refs)
+	}
+	// Deleted records are kept for the max-age in force too.
+	e.clock.Advance(2 * time.Minute)
+	if res, err := restarted.Sweep(ctx); err != nil || res.Purged != 3 {
+		t.Fatalf("purge under max-age 1m = %+v, %v; want 3 purged", res, err)
+	}
+}
+
+// The next due time a run reports follows the max-age in force as well.
+func TestNextDueFollowsMaxAgeInForce(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	pin, _ := e.pin(t, 1, e.c1)
+	res, err := e.svc.ExpireDue(ctx, e.p)
+	if err != nil || !res.NextDue.Equal(pin.CreatedAt.Add(testMaxAge)) {
+		t.Fatalf("ExpireDue = %+v, %v; want next due at created + %v", res, err, testMaxAge)
+	}
+	e.svc.Policy.MaxAge = time.Minute
+	res, err = e.svc.ExpireDue(ctx, e.p)
+	if err != nil || !res.NextDue.Equal(pin.CreatedAt.Add(time.Minute)) {
+		t.Fatalf("ExpireDue under max-age 1m = %+v, %v; want next due at created + 1m", res, err)
+	}
+}
+
+// One deleter per project at a time: another that comes while it holds the
+// lease leaves a note and deletes nothing itself, and the holder goes round
+// again for it before letting go.
+func TestExpiryLeaseLeavesTheWorkToItsHolder(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	st := e.svc.Store
+	held, err := st.AcquireExpiry(ctx, e.p, "holder")
+	if err != nil || !held {
+		t.Fatalf("AcquireExpiry = %v, %v", held, err)
+	}
+	e.pin(t, 1, e.c1)
+	if _, err := e.svc.Finish(ctx, e.p, 1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * testRetention)
+	res, err := e.svc.ExpireDue(ctx, e.p)
+	if err != nil || res.Deleted != 0 {
+		t.Fatalf("ExpireDue while another holds the lease = %+v, %v; want nothing deleted", res, err)
+	}
+	if _, ok := e.refSHA(t, 1); !ok {
+		t.Fatal("ref deleted by a deleter without the lease")
+	}
+	again, err := st.ReleaseExpiry(ctx, e.p, "holder", false)
+	if err != nil || !again {
+		t.Fatalf("ReleaseExpiry = %v, %v; want the note seen", again, err)
+	}
+	// The holder's next round deletes it; then the lease goes.
+	res, err = e.svc.ExpireDue(ctx, e.p)
+	if err != nil || res.Deleted != 0 {
+		t.Fatalf("ExpireDue while the holder goes round again = %+v, %v", res, err)
+	}
+	var sweep SweepResult
+	if err := e.svc.expireAllDue(ctx, e.p, &sweep); err != nil || sweep.Deleted != 1 {
+		t.Fatalf("holder's round = %+v, %v; want 1 deleted", sweep, err)
+	}
+	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || !again {
+		t.Fatalf("ReleaseExpiry = %v, %v; want the second note seen", again, err)
+	}
+	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || again {
+		t.Fatalf("ReleaseExpiry = %v, %v; want it let go", again, err)
+	}
+	if held, err := st.AcquireExpiry(ctx, e.p, "next"); err != nil || !held {
+		t.Fatalf("AcquireExpiry after release = %v, %v", held, err)
+	}
+}
+
+// A project whose repository is gone leaves the set of projects once it has
+// no live pin, with every record and key of it; until then it stays, so its
+// pins are settled at their time.
+func TestGoneProjectIsDropped(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.pin(t, 1, e.c1)
+	e.pin(t, 2, e.c1)
+	if _, err := e.svc.CloseMergeRequest(ctx, e.p, 12); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Delete(ctx, e.p, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(e.git.Dir); err != nil {
+		t.Fatal(err)
+	}
+	// A Root remembers for a second that a repository exists; a fresh one
+	// sees it gone at once.
+	fresh := &gitops.Root{Dir: e.svc.Repos.Dir}
+	t.Cleanup(fresh.Close)
+	e.svc.Repos = fresh
+	if _, err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	projects, err := e.svc.Store.Projects(ctx)
+	if err != nil || len(projects) != 1 {
+		t.Fatalf("projects with a live pin = %v, %v; want it kept", projects, err)
+	}
+	e.clock.Advance(testMaxAge)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.FailedProjects != 0 {
+		t.Fatalf("sweep = %+v, %v", res, err)
+	}
+	projects, err = e.svc.Store.Projects(ctx)
+	if err != nil || len(projects) != 0 {
+		t.Fatalf("projects after its last pin went = %v, %v; want none", projects, err)
+	}
+	if keys := e.redis.Client(t).Keys(ctx, "refkeeper:{group/app}:*").Val(); len(keys) != 0 {
+		t.Fatalf("keys of the gone project left: %v", keys)
+	}
+	var nf *ProjectNotFoundError
+	if _, err := e.svc.Get(ctx, e.p, 1); !errors.As(err, &nf) {
+		t.Fatalf("Get = %v, want ProjectNotFoundError", err)
+	}
+}
+
+// Records written by a version that kept due times in one sorted set, and
+// no clocks, are moved onto the clocks by the next sweep and expire by the
+// rule in force.
+func TestRecordsFromBeforeTheClocksExpire(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.pin(t, 1, e.c1)
+	e.pin(t, 2, e.c1)
+	if _, err := e.svc.Finish(ctx, e.p, 2); err != nil {
+		t.Fatal(err)
+	}
+	// What such a version left: no clocks, a due set scored with due times.
+	rdb, st := e.redis.Client(t), e.svc.Store
+	if err := rdb.Del(ctx, st.clockKeys(e.p)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZAdd(ctx, st.legacyDueKey(e.p), redis.Z{Score: 1, Member: "1"}, redis.Z{Score: 1, Member: "2"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 0 {
+		t.Fatalf("sweep before anything is due = %+v, %v", res, err)
+	}
+	e.clock.Advance(2 * testRetention)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
+		t.Fatalf("sweep after retention = %+v, %v; want the finished pin deleted", res, err)
+	}
+	e.clock.Advance(testMaxAge)
+	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
+		t.Fatalf("sweep after max-age = %+v, %v; want the pinned pin deleted", res, err)
+	}
+	if n := rdb.Exists(ctx, st.legacyDueKey(e.p)).Val(); n != 0 {
+		t.Fatal("the earlier due set is still there")
+	}
+}
