@@ -291,3 +291,67 @@ func TestNoRetryOfPermanentFailures(t *testing.T) {
 		t.Fatalf("cancelled while waiting to retry: %v", err)
 	}
 }
+
+// TestComputedMergeAgainstServer: pins of a merge the service computes,
+// their merge object, the same inputs again, a conflict with its paths, and
+// a ref that does not exist.
+func TestComputedMergeAgainstServer(t *testing.T) {
+	root := t.TempDir()
+	g := testdata.NewMergeRequestProject(t, root)
+	r := testdata.StartRedis(t)
+	srv := startServer(t, "", "--repos", root, "--redis", r.URL())
+	c := newClient(t, srv.base, apiToken, client.Options{})
+	ctx := t.Context()
+	feature, _ := g.RefSHA(t, "refs/heads/feature")
+
+	pin, created, err := c.Pin(ctx, project, 7, client.PinRequest{MergeRequestIID: iid(12),
+		Merge: &client.MergeRequest{Source: "feature", Target: "main", Mode: client.ModeMerge}})
+	if err != nil || !created || pin.Merge == nil || pin.Merge.SourceSHA != feature || pin.Merge.TargetSHA != g.Second ||
+		pin.Merge.Mode != client.ModeMerge || pin.MergeRequestIID == nil || *pin.MergeRequestIID != 12 {
+		t.Fatalf("pin of a computed merge = %+v, %v", pin, err)
+	}
+	// parents [target, source], as the git CLI sees the commit.
+	if parents := g.Git(t, "rev-list", "--parents", "-n1", pin.SHA); parents != pin.SHA+" "+g.Second+" "+feature {
+		t.Fatalf("parents of the merge: %q", parents)
+	}
+	again, created, err := c.Pin(ctx, project, 7, client.PinRequest{Merge: &client.MergeRequest{Source: feature, Target: "refs/heads/main"}})
+	if err != nil || created || again.SHA != pin.SHA {
+		t.Fatalf("same inputs again = %+v created %v, %v", again, created, err)
+	}
+	squash, _, err := c.Pin(ctx, project, 8, client.PinRequest{Merge: &client.MergeRequest{Source: "feature", Target: "main", Mode: client.ModeSquash}})
+	if err != nil || squash.Merge == nil || squash.Merge.Mode != client.ModeSquash {
+		t.Fatalf("squash = %+v, %v", squash, err)
+	}
+	if parents := g.Git(t, "rev-list", "--parents", "-n1", squash.SHA); parents != squash.SHA+" "+g.Second {
+		t.Fatalf("parents of the squash: %q", parents)
+	}
+
+	// The client's pin carries every field the server sent, merge included.
+	var sent, mine map[string]any
+	if err := json.Unmarshal(rawGet(t, srv.base, "/api/v1/projects/group%2Fapp/pipelines/7/ref"), &sent); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetPin(ctx, project, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(got)
+	_ = json.Unmarshal(raw, &mine)
+	if sent["merge"] == nil || !reflect.DeepEqual(sent, mine) {
+		t.Fatalf("server sent %v\nclient decoded %v", sent, mine)
+	}
+
+	g.Commit(t, "main", map[string]string{"feature.txt": "conflicting\n"}, "conflicting")
+	_, _, err = c.Pin(ctx, project, 9, client.PinRequest{Merge: &client.MergeRequest{Source: "feature", Target: "main"}})
+	var apiErr *client.Error
+	if !errors.Is(err, client.CodeMergeConflict) || !errors.As(err, &apiErr) || apiErr.Status != 409 ||
+		!reflect.DeepEqual(apiErr.Conflicts, []string{"feature.txt"}) {
+		t.Fatalf("merge conflict: %v", err)
+	}
+	if _, _, err := c.Pin(ctx, project, 10, client.PinRequest{Merge: &client.MergeRequest{Source: "nope", Target: "main"}}); !errors.Is(err, client.CodeRefNotFound) {
+		t.Fatalf("a source that does not exist: %v", err)
+	}
+	if _, ok := g.RefSHA(t, "refs/pipelines/9"); ok {
+		t.Fatal("a conflicting merge wrote a ref")
+	}
+}

@@ -14,8 +14,8 @@ import (
 	"github.com/refkeeper/refkeeper/client"
 )
 
-// The endpoints below (mirrored projects, pins of a computed merge, and the
-// answers they bring: merge_conflict, upstream_*) are tested against
+// The endpoints below (mirrored projects, and the answers they bring:
+// upstream_unavailable, upstream_rejected) are tested against
 // contractServer, an httptest server that answers exactly the shapes of the
 // contract's text (API.md), because the server in this tree does not serve
 // them yet. Once it does, these tests belong against the real server, like
@@ -168,7 +168,7 @@ func TestContractProjects(t *testing.T) {
 	}
 }
 
-// The pin of a computed merge, as API.md writes it.
+// A pin of a computed merge, as API.md writes it.
 const mergePin = `{"project": "group/app", "pipeline_id": 7, "ref": "refs/pipelines/7",
   "sha": "1f3e000000000000000000000000000000000000",
   "refspec": "+refs/pipelines/7:refs/pipelines/7",
@@ -176,54 +176,6 @@ const mergePin = `{"project": "group/app", "pipeline_id": 7, "ref": "refs/pipeli
   "merge_request_iid": 12, "state": "pinned", "created_at": "2026-11-22T10:00:00Z",
   "finished_at": null, "expires_at": null,
   "merge": {"source_sha": "aaaa000000000000000000000000000000000000", "target_sha": "bbbb000000000000000000000000000000000000", "mode": "merge"}}`
-
-func TestContractComputedMerge(t *testing.T) {
-	const ref = "/api/v1/projects/group%2Fapp/pipelines/7/ref"
-	cs := newContractServer(t, map[string][]contractAnswer{
-		"PUT " + ref: {
-			{status: 201, body: mergePin, wantReq: `{"merge_request_iid":12,"merge":{"source":"feature","target":"main","mode":"merge"}}`},
-			{status: 200, body: mergePin, wantReq: `{"merge_request_iid":12,"merge":{"target":"main"}}`},
-		},
-		"PUT /api/v1/projects/group%2Fapp/pipelines/8/ref": {{status: 409,
-			body: `{"error": {"code": "merge_conflict", "message": "the merge has conflicts", "conflicts": ["app.txt", "lib/x.go"]}}`}},
-		"PUT /api/v1/projects/group%2Fapp/pipelines/9/ref": {{status: 422,
-			body: `{"error": {"code": "ref_not_found", "message": "refs/heads/nope exists neither here nor upstream"}}`}},
-	})
-	c := newClient(t, cs.srv.URL, apiToken, client.Options{})
-	ctx := t.Context()
-	pin, created, err := c.Pin(ctx, "group/app", 7, client.PinRequest{MergeRequestIID: iid(12),
-		Merge: &client.MergeRequest{Source: "feature", Target: "main", Mode: client.ModeMerge}})
-	if err != nil || !created || pin.Merge == nil || pin.Merge.SourceSHA[:4] != "aaaa" || pin.Merge.TargetSHA[:4] != "bbbb" ||
-		pin.Merge.Mode != "merge" || *pin.MergeRequestIID != 12 || pin.FetchToken == nil || *pin.FetchToken != "t0k" ||
-		!pin.CreatedAt.Equal(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)) {
-		t.Fatalf("pin of a computed merge = %+v, %v", pin, err)
-	}
-	// Source left out: the merge request's head ref (host permitting).
-	if _, created, err := c.Pin(ctx, "group/app", 7, client.PinRequest{MergeRequestIID: iid(12), Merge: &client.MergeRequest{Target: "main"}}); err != nil || created {
-		t.Fatalf("same merge again: created %v, %v", created, err)
-	}
-	_, _, err = c.Pin(ctx, "group/app", 8, client.PinRequest{Merge: &client.MergeRequest{Source: "a", Target: "main"}})
-	var apiErr *client.Error
-	if !errors.Is(err, client.CodeMergeConflict) || !errors.As(err, &apiErr) || strings.Join(apiErr.Conflicts, ",") != "app.txt,lib/x.go" {
-		t.Fatalf("merge conflict: %v (%+v)", err, apiErr)
-	}
-	if _, _, err := c.Pin(ctx, "group/app", 9, client.PinRequest{Merge: &client.MergeRequest{Source: "nope", Target: "main"}}); !errors.Is(err, client.CodeRefNotFound) {
-		t.Fatalf("ref not found: %v", err)
-	}
-	// The decoded pin, encoded again, is the contract's object field for field.
-	var want, got map[string]any
-	_ = json.Unmarshal([]byte(mergePin), &want)
-	raw, _ := json.Marshal(pin)
-	_ = json.Unmarshal(raw, &got)
-	for k, v := range want {
-		if gv, ok := got[k]; !ok || !jsonEqual(gv, v) {
-			t.Errorf("field %s: contract %v, client %v", k, v, gv)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("client pin has %d fields, the contract's %d: %v", len(got), len(want), got)
-	}
-}
 
 func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)

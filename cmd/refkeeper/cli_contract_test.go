@@ -9,14 +9,13 @@ import (
 	"testing"
 )
 
-// The server in this tree does not serve mirrored projects or computed
-// merges yet. TestCLIContract checks the commands that use them against an
+// The server in this tree does not serve mirrored projects yet.
+// TestCLIContract checks the projects commands against an
 // httptest server that answers exactly the contract's shapes (API.md);
 // once the server has them, this test belongs against it, like TestCLI.
 func TestCLIContract(t *testing.T) {
 	const mirror = `{"project": "group/mirror", "kind": "mirror", "state": "cloning", "upstream": "https://git.example.com/group/app.git", "host": "github", "credential": "gh", "fetched_at": null, "last_error": null}`
 	const local = `{"project": "group/app", "kind": "local", "state": "ready", "upstream": null, "host": null, "credential": null, "fetched_at": null, "last_error": null}`
-	const mergePin = `{"project": "group/app", "pipeline_id": 7, "ref": "refs/pipelines/7", "sha": "1f3e000000000000000000000000000000000000", "refspec": "+refs/pipelines/7:refs/pipelines/7", "fetch_url": "http://127.0.0.1:8080/git/group/app.git", "fetch_token": "t0k", "merge_request_iid": 12, "state": "pinned", "created_at": "2026-11-22T10:00:00Z", "finished_at": null, "expires_at": null, "merge": {"source_sha": "aaaa000000000000000000000000000000000000", "target_sha": "bbbb000000000000000000000000000000000000", "mode": "squash"}}`
 	type answer struct {
 		status        int
 		body, wantReq string
@@ -27,10 +26,6 @@ func TestCLIContract(t *testing.T) {
 		"GET /api/v1/projects":                   {200, `{"projects": [` + local + `,` + mirror + `], "next_cursor": null}`, ""},
 		"DELETE /api/v1/projects/group%2Fmirror": {204, "", ""},
 		"DELETE /api/v1/projects/group%2Fapp":    {409, `{"error": {"code": "project_conflict", "message": "group/app is a local project"}}`, ""},
-		"PUT /api/v1/projects/group%2Fapp/pipelines/7/ref": {201, mergePin,
-			`{"merge_request_iid":12,"merge":{"source":"feature","target":"main","mode":"squash"}}`},
-		"PUT /api/v1/projects/group%2Fapp/pipelines/8/ref": {409,
-			`{"error": {"code": "merge_conflict", "message": "the merge has conflicts", "conflicts": ["app.txt"]}}`, ""},
 	}
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,9 +60,6 @@ func TestCLIContract(t *testing.T) {
 		{[]string{"projects", "delete", "group/mirror"}, 0, "deleted mirror group/mirror"},
 		{[]string{"projects", "delete", "group/app"}, 1, "project_conflict"},
 		{[]string{"projects", "mirror", "group/mirror"}, 2, "--upstream is required"},
-		{[]string{"pin", "group/app", "7", "--merge-request", "12", "--merge-source", "feature", "--merge-target", "main", "--squash"}, 0, "squash of aaaa000000000000000000000000000000000000 into bbbb"},
-		{[]string{"pin", "group/app", "8", "--merge-source", "a", "--merge-target", "main"}, 1, "merge_conflict: the merge has conflicts (conflicts: app.txt)"},
-		{[]string{"pin", "group/app", "8", "--merge-source", "a"}, 2, "need --merge-target"},
 	} {
 		code, out, errOut := cliRun(t, env, nil, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {

@@ -139,6 +139,21 @@ func TestCLI(t *testing.T) {
 		}
 	}
 
+	// A merge the service computes: squash, then a conflict.
+	code, out, errOut = cliRun(t, env, nil, "pin", "group/app", "30", "--merge-request", "12",
+		"--merge-source", "feature", "--merge-target", "main", "--squash")
+	if code != 0 || !strings.Contains(out, "squash of ") || !strings.Contains(out, " into "+p.c2) {
+		t.Fatalf("pin --merge-target --squash = %d\n%s%s", code, out, errOut)
+	}
+	p.git.Commit(t, "main", map[string]string{"feature.txt": "conflicting\n"}, "conflicting")
+	code, _, errOut = cliRun(t, env, nil, "pin", "group/app", "31", "--merge-source", "feature", "--merge-target", "main")
+	if code != 1 || !strings.Contains(errOut, "merge_conflict") || !strings.Contains(errOut, "(conflicts: feature.txt)") {
+		t.Fatalf("pin of a conflicting merge = %d %s", code, errOut)
+	}
+	if code, _, _ := cliRun(t, env, nil, "pin", "group/app", "31", "--merge-source", "feature"); code != exitUsage {
+		t.Fatalf("--merge-source without --merge-target = %d", code)
+	}
+
 	// The token: from a file, never from argv.
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte(testToken+"\n"), 0o600); err != nil {
