@@ -3,6 +3,10 @@
 //
 //	refkeeper serve [flags]   run the HTTP API, the task workers and the GC
 //	                          scheduler (--role api|worker|all)
+//	refkeeper pin|finish|get|list|delete|close|gc|projects
+//	                          the API's client for people and scripts
+//	                          (cli*.go, on package client)
+//	refkeeper checkout DIR    a job's fetch of its pinned ref (checkout*.go)
 //	refkeeper version         print the version
 //
 // main only turns process arguments, environment and signals into a call of

@@ -20,8 +20,10 @@ var allowedInternal = map[string][]string{
 	"api":           {"hooks", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "refs", "gitops"},
+	"cmd/refkeeper": {"api", "hooks", "jobs", "refs", "gitops", "client"},
 	"testdata":      {},
+	// client is what users' programs import: nothing of ours.
+	"client": {},
 }
 
 // confined names third-party libraries and the only packages that may import

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/refkeeper/refkeeper/client"
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// readmeBlocks answers the fenced blocks of README.md that follow a line
+// starting with marker, in order.
+func readmeBlocks(tb testing.TB, marker string) []string {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var blocks []string
+	lines := strings.Split(string(raw), "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], marker) {
+			continue
+		}
+		j := i + 1
+		if j >= len(lines) || !strings.HasPrefix(lines[j], "```") {
+			tb.Fatalf("README line %d: %q is not followed by a fenced block", i+1, lines[i])
+		}
+		var b []string
+		for j++; j < len(lines) && !strings.HasPrefix(lines[j], "```"); j++ {
+			b = append(b, lines[j])
+		}
+		blocks = append(blocks, strings.Join(b, "\n")+"\n")
+		i = j
+	}
+	return blocks
+}
+
+// refkeeperLine is the `refkeeper checkout …` command of a CI snippet, as
+// the runner's shell would run it.
+func refkeeperLine(tb testing.TB, block string) string {
+	tb.Helper()
+	for _, l := range strings.Split(block, "\n") {
+		l = strings.TrimSpace(l)
+		l = strings.TrimPrefix(strings.TrimPrefix(l, "- "), "run: ")
+		if strings.HasPrefix(l, "refkeeper checkout ") {
+			return l
+		}
+	}
+	tb.Fatalf("no refkeeper checkout line in:\n%s", block)
+	return ""
+}
+
+// runShell runs script with bash, with the refkeeper binary first on PATH
+// and env added to this process's environment, as a runner's shell would.
+func runShell(tb testing.TB, dir, script string, env map[string]string) (string, error) {
+	tb.Helper()
+	bin := buildBinary(tb)
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"HOME="+tb.TempDir(), "GIT_CONFIG_NOSYSTEM=1")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestREADMERunnerSnippets runs the README's three runner snippets as far
+// as this machine allows: the shell job whole, and the refkeeper line of the
+// GitLab and GitHub snippets with the variables those runners set.
+func TestREADMERunnerSnippets(t *testing.T) {
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
+	api := apiClient(t, srv.base)
+	blocks := readmeBlocks(t, "<!-- checkout_readme_test.go runs")
+	if len(blocks) != 3 {
+		t.Fatalf("%d marked blocks in README.md, want 3 (shell, GitLab, GitHub)", len(blocks))
+	}
+
+	t.Run("shell job", func(t *testing.T) {
+		pin, _, err := api.Pin(t.Context(), "group/app", 41, client.PinRequest{SHA: p.c1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		out, err := runShell(t, dir, blocks[0], pinEnv(pin))
+		if err != nil || !strings.Contains(out, "testing "+p.c1) || headOf(t, filepath.Join(dir, "work")) != p.c1 {
+			t.Fatalf("shell job: %v\n%s", err, out)
+		}
+		t.Logf("shell job printed:\n%s", out)
+		if err := api.DeletePin(t.Context(), "group/app", 41); err != nil {
+			t.Fatal(err)
+		}
+		out, err = runShell(t, t.TempDir(), blocks[0], pinEnv(pin))
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitGone || !strings.Contains(out, "re-pin before retrying this job") {
+			t.Fatalf("shell job after DELETE: %v\n%s", err, out)
+		}
+	})
+
+	for i, tc := range []struct {
+		name string
+		env  func(dir string, id int64) map[string]string
+		dir  func(env map[string]string) string
+	}{
+		{"GitLab", func(dir string, id int64) map[string]string {
+			return map[string]string{"CI_PROJECT_DIR": filepath.Join(dir, "builds", "group", "app"),
+				"CI_PROJECT_PATH": "group/app", "CI_PIPELINE_ID": strconv.FormatInt(id, 10)}
+		}, func(env map[string]string) string { return env["CI_PROJECT_DIR"] }},
+		{"GitHub", func(dir string, id int64) map[string]string {
+			return map[string]string{"GITHUB_WORKSPACE": filepath.Join(dir, "_work", "app", "app"),
+				"GITHUB_REPOSITORY": "group/app", "GITHUB_RUN_ID": strconv.FormatInt(id, 10)}
+		}, func(env map[string]string) string { return env["GITHUB_WORKSPACE"] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := int64(50 + i)
+			if _, _, err := api.Pin(t.Context(), "group/app", id, client.PinRequest{MergeRequestIID: &[]int64{12}[0]}); err != nil {
+				t.Fatal(err)
+			}
+			env := tc.env(t.TempDir(), id)
+			env["REFKEEPER_URL"], env["REFKEEPER_TOKEN"] = srv.base, testToken
+			line := refkeeperLine(t, blocks[1+i])
+			out, err := runShell(t, t.TempDir(), line, env)
+			if err != nil || headOf(t, tc.dir(env)) != p.merge {
+				t.Fatalf("%s: %v\n%s", line, err, out)
+			}
+			t.Logf("%s printed:\n%s", line, out)
+		})
+	}
+}
