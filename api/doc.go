@@ -1,8 +1,11 @@
 // Package api is refkeeper's HTTP surface: the REST API of the contract
 // (pins, finish, delete, list, merge-request close, GC, and projects:
 // registering, listing and deleting mirrors), health and metrics
-// endpoints, the read-only git smart-HTTP mount runners fetch from, and the
-// git hosts' webhook routes /hooks/<host> (handled by package hooks).
+// endpoints, the read-only git smart-HTTP mount runners fetch from, the
+// git hosts' webhook routes /hooks/<host> (handled by package hooks), and
+// the OpenAPI 3.1 document of all of it but the git mount (openapi.json,
+// embedded and served at /api/v1/openapi.json; openapi_test.go validates
+// real answers against it and checks it lists exactly the routes served).
 //
 // It owns HTTP concerns only: routing (echo), bearer and basic auth, strict
 // JSON decoding, and the one mapping from the domain's typed errors to status
