@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,4 +210,40 @@ func TestMirrorGitHubWorkflowRun(t *testing.T) {
 		t.Errorf("a head SHA nobody has = %d %s, want 200 failed with commit_not_found", a.status, a.raw)
 	}
 	f.nothingWritten(t, 289782452)
+}
+
+// TestMirrorConcurrentComputedMergesShareFetches: 30 computed merges of one
+// mirror at once cause at most 2 upstream fetches, and all are one commit.
+func TestMirrorConcurrentComputedMergesShareFetches(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	u := f.upstream
+	f.readyMirror(t, "github")
+	before := u.Fetches()
+	u.Stall() // the first fetch waits until every other pin queued behind it
+	const pins = 30
+	var wg sync.WaitGroup
+	answers := make([]answer, pins)
+	for i := range pins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = f.mirrorPin(t, 100+i, `{"merge": {"target": "main"}, "merge_request_iid": 1}`)
+		}()
+		if i == 0 {
+			waitUntil(t, func() bool { return u.Stalled() > 0 })
+		}
+	}
+	dir := filepath.Join(f.root, "mirrors", "gh.git")
+	waitUntil(t, func() bool { n, _ := f.projects.Fetcher.Queued(dir); return n == pins-1 })
+	u.Release()
+	wg.Wait()
+	want := u.Repo.RecomputeMerge(t, u.Head, u.Second, "merge", testdata.DefaultMergeName, testdata.DefaultMergeEmail)
+	for i, a := range answers {
+		if a.status != http.StatusCreated || a.body["sha"] != want {
+			t.Errorf("pin %d: %d %s, want 201 at %s", i, a.status, a.raw, want)
+		}
+	}
+	if got := u.Fetches() - before; got > 2 {
+		t.Errorf("%d concurrent computed merges caused %d upstream fetches, want at most 2", pins, got)
+	}
 }
