@@ -34,7 +34,7 @@ type mirrorFixture struct {
 
 const mirrorPath = "/api/v1/projects/mirrors%2Fgh"
 
-func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixture {
+func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(*api.Config)) *mirrorFixture {
 	t.Helper()
 	root := t.TempDir()
 	g := testdata.NewMergeRequestProject(t, root)
@@ -72,8 +72,12 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration) *mirrorFixtur
 		Logger:  logger,
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	h, err := api.New(api.Config{Pins: svc, Projects: projects, Tokens: []string{token}, Logger: logger,
-		FetchURL: "http://" + srv.Listener.Addr().String()})
+	cfg := api.Config{Pins: svc, Projects: projects, Tokens: []string{token}, Logger: logger,
+		FetchURL: "http://" + srv.Listener.Addr().String()}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	h, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

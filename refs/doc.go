@@ -17,9 +17,11 @@
 // when a pin finishes, with the retention in force then: it is what the
 // client was told.
 //
-// A pin may name a merge the service computes (merge.go): source and target
-// are resolved to commits, gitops writes their merge commit, and the pin
-// goes on as a pin of that SHA. The record keeps the inputs, so a sweep can
+// A pin may name a merge the service computes (merge.go): an omitted source
+// is the merge request's head ref on the project's host kind, a mirror
+// first fetches the named refs and the SHAs it lacks (mirror_pins.go),
+// source and target are resolved to commits, gitops writes their merge
+// commit, and the pin goes on as a pin of that SHA. The record keeps the inputs, so a sweep can
 // make a vanished merge commit again before it restores the ref.
 //
 // Deleting a ref is a three-step protocol that a racing re-pin can always

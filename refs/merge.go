@@ -75,8 +75,11 @@ func (s *Service) mergeIdentity() gitops.Identity {
 }
 
 // computeMerge resolves a pin's merge inputs and writes their merge commit
-// (objects only, no ref). Nothing is written when an input is missing or
-// the merge conflicts.
+// (objects only, no ref). An omitted source is the merge request's head ref
+// on the project's host kind (a local project is gitlab's); a host kind
+// with none (generic) needs a source. On a mirror the inputs are fetched
+// first (see PinFetcher.FetchMergeInputs). Nothing is written when an input
+// is missing or the merge conflicts.
 func (s *Service) computeMerge(ctx context.Context, repo *gitops.Repo, req PinRequest) (ObjectID, *Merge, error) {
 	in := req.Merge
 	mode, err := gitops.ParseMergeMode(string(in.Mode))
@@ -88,26 +91,54 @@ func (s *Service) computeMerge(ctx context.Context, repo *gitops.Repo, req PinRe
 		if req.MergeRequestIID == 0 {
 			return "", nil, &InvalidInputError{Field: "merge.source", Reason: "source is required without merge_request_iid"}
 		}
-		source = string(gitops.MergeRequestHeadRef(int64(req.MergeRequestIID)))
+		host := HostGitLab
+		if s.Mirrors != nil {
+			if host, err = s.Mirrors.HostKind(req.Project); err != nil {
+				return "", nil, err
+			}
+		}
+		head, ok := host.HeadRef(req.MergeRequestIID)
+		if !ok {
+			return "", nil, &InvalidInputError{Field: "merge.source",
+				Reason: "source is required: a " + string(host) + " host has no head ref of a merge request"}
+		}
+		source = string(head)
 	}
-	m := &Merge{Mode: mode, Identity: s.mergeIdentity()}
-	if m.SourceSHA, err = s.resolveMergeInput(repo, "merge.source", source); err != nil {
+	src, err := parseMergeInput("merge.source", source)
+	if err != nil {
 		return "", nil, err
 	}
-	if m.TargetSHA, err = s.resolveMergeInput(repo, "merge.target", in.Target); err != nil {
+	tgt, err := parseMergeInput("merge.target", in.Target)
+	if err != nil {
+		return "", nil, err
+	}
+	if s.Mirrors != nil {
+		if err := s.Mirrors.FetchMergeInputs(ctx, repo, req.Project, []gitops.Revision{src, tgt}); err != nil {
+			return "", nil, err
+		}
+	}
+	m := &Merge{Mode: mode, Identity: s.mergeIdentity()}
+	if m.SourceSHA, err = s.resolveMergeInput(repo, src); err != nil {
+		return "", nil, err
+	}
+	if m.TargetSHA, err = s.resolveMergeInput(repo, tgt); err != nil {
 		return "", nil, err
 	}
 	sha, err := s.writeMerge(ctx, repo, m)
 	return sha, m, err
 }
 
-// resolveMergeInput turns a SHA, full ref or branch name into the commit it
-// names now.
-func (s *Service) resolveMergeInput(repo *gitops.Repo, field, value string) (ObjectID, error) {
+// parseMergeInput reads a SHA, full ref or branch name.
+func parseMergeInput(field, value string) (gitops.Revision, error) {
 	rev, err := gitops.ParseRevision(value)
 	if err != nil {
-		return "", &InvalidInputError{Field: field, Reason: err.Error()}
+		return gitops.Revision{}, &InvalidInputError{Field: field, Reason: err.Error()}
 	}
+	return rev, nil
+}
+
+// resolveMergeInput turns a SHA or ref into the commit it names now.
+func (s *Service) resolveMergeInput(repo *gitops.Repo, rev gitops.Revision) (ObjectID, error) {
 	if rev.ID != "" {
 		return rev.ID, s.checkCommit(repo, rev.ID)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
@@ -15,6 +16,66 @@ import (
 // it does nothing.
 type PinFetcher interface {
 	FetchForPin(ctx context.Context, repo *gitops.Repo, req PinRequest) (mergeRef gitops.RefName, err error)
+	// HostKind is where the project's host keeps a merge request's refs.
+	HostKind(p Project) (HostKind, error)
+	// FetchMergeInputs brings a computed merge's named inputs into the
+	// project before they are resolved.
+	FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p Project, inputs []gitops.Revision) error
+}
+
+// HostKind answers the host kind of a mirror; a local project is HostGitLab.
+func (s *Projects) HostKind(p Project) (HostKind, error) {
+	pi, err := s.record(p)
+	if err != nil {
+		return "", unavailable("reading project", err)
+	}
+	if !pi.Mirror {
+		return HostGitLab, nil
+	}
+	return HostKind(pi.Config.Host), nil
+}
+
+// FetchMergeInputs fetches the inputs of a computed merge on a mirror, so
+// that they are what the host has in this moment: every named ref (a
+// branch is refs/heads/<name> upstream) into the same name in the mirror,
+// and every SHA the mirror lacks by SHA, all in one shared fetch. A ref the
+// upstream lacks is *RefNotFoundError even when the mirror still has an
+// older copy (the host no longer has it), a SHA it lacks
+// *CommitNotFoundError; other failures are *UpstreamUnavailableError or
+// *UpstreamRejectedError. The mirror's own refs under refs/pipelines/ are
+// never fetched. A local project fetches nothing.
+func (s *Projects) FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p Project, inputs []gitops.Revision) error {
+	pi, err := s.record(p)
+	if err != nil {
+		return unavailable("reading project", err)
+	}
+	if !pi.Mirror {
+		return nil
+	}
+	var specs []string
+	for _, in := range inputs {
+		switch {
+		case in.ID != "":
+			var nf *gitops.ObjectNotFoundError
+			if errors.As(repo.IsCommit(in.ID), &nf) {
+				specs = append(specs, string(in.ID))
+			}
+		case !strings.HasPrefix(string(in.Ref), gitops.PipelineRefPrefix):
+			specs = append(specs, "+"+string(in.Ref)+":"+string(in.Ref))
+		}
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	err = s.fetch(ctx, p, pi.Config, specs)
+	var missing *UpstreamRefNotFoundError
+	if !errors.As(err, &missing) {
+		return err
+	}
+	if id, perr := gitops.ParseObjectID(missing.Ref); perr == nil {
+		return &CommitNotFoundError{SHA: id, Reason: "no such object here or upstream"}
+	}
+	return &RefNotFoundError{Ref: gitops.RefName(missing.Ref)}
 }
 
 // FetchForPin fetches what a pin on a mirror needs, so that the pin has

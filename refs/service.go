@@ -122,8 +122,7 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		return Pin{}, false, err
 	}
 	mergeRef := gitops.MergeRequestRef(int64(req.MergeRequestIID))
-	// A computed merge's inputs are not fetched here (yet): it resolves
-	// them in the mirror as it is.
+	// A computed merge fetches its own inputs (computeMerge).
 	if s.Mirrors != nil && req.Merge == nil && (req.SHA != "" || req.MergeRequestIID != 0) {
 		if mergeRef, err = s.Mirrors.FetchForPin(ctx, repo, req); err != nil {
 			return Pin{}, false, err
