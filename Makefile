@@ -53,12 +53,12 @@ soak: deps
 
 ## bench: refkeeper side by side with the git paths it replaces, at the targets' sizes
 ## (BENCH=smoke for small ones); prints a markdown table, also in bench-results/latest.md.
-## BENCH_ONLY=api or BENCH_ONLY=expiry runs one part (expiry: deletions by tasks at
+## BENCH_ONLY=api, BENCH_ONLY=expiry or BENCH_ONLY=mirror runs one part (expiry: deletions by tasks at
 ## expires_at under `serve --role all`, on tmpfs and on disk).
 BENCH ?= full
 BENCH_ONLY ?=
 bench: deps
-	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge)?$$' -v ./cmd/refkeeper
+	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge|Mirror)?$$' -v ./cmd/refkeeper
 
 ## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
 gobench: deps

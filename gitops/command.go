@@ -44,7 +44,14 @@ func gitEnv() []string {
 // The timeout's timer is not released when the process exits early: it
 // lapses by itself at GitTimeout, holding no goroutine.
 func (r *Root) command(ctx context.Context, gitDir string, args ...string) *exec.Cmd {
-	ctx, cancel := context.WithTimeout(ctx, r.gitTimeout())
+	return r.commandWithin(ctx, r.gitTimeout(), gitDir, args...)
+}
+
+// commandWithin is command with a bound of its own instead of GitTimeout:
+// for the one kind of git process that is expected to outlast it
+// (housekeeping repacks a whole mirror).
+func (r *Root) commandWithin(ctx context.Context, bound time.Duration, gitDir string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	full := append([]string{"-c", "core.hooksPath=" + os.DevNull, "--git-dir", gitDir}, args...)
 	cmd := exec.CommandContext(ctx, r.git(), full...)
 	cmd.Env = gitEnv()

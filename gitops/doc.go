@@ -51,6 +51,12 @@
 // rejected, ref missing), and are shared by concurrent callers (Fetcher;
 // across processes too, given a FetchLease, lease.go).
 //
+// Housekeeping (housekeeping.go) runs `git gc --auto` in a mirror, never in
+// a local project, in the foreground, with its own bound (longer than
+// GitTimeout) and settings given on the command line: prune only what has
+// been unreachable for two weeks, leave refs to the packer below. It also
+// measures mirrors (object sizes, last fetch) for the metrics.
+//
 // Lock files older than the Root's StaleLockAge are a crashed writer's and
 // are removed, under a per-repository flock that every cleaner takes, so one
 // cannot remove a lock another writer has just taken. Loose refs are packed

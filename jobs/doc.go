@@ -13,6 +13,14 @@
 // TaskID, kept for an interval after the sweep ran, so the replica that
 // comes first in an interval enqueues it and the others find it taken.
 //
+// The mirrors' housekeeping pass (refs.Housekeeping.RunAll: git gc --auto
+// in every mirror that is due) is scheduled the same way, once per
+// maintenance interval across every replica, as a task of its own with its
+// own timeout, so a long repack never holds up the sweep's deletions. Each
+// mirror in it is guarded by the domain's per-mirror lease, so a pass
+// delivered twice or overlapping the next one still runs git in a mirror
+// at most once per interval and never twice at once.
+//
 // Delivery is at least once, so every handler is idempotent: the domain
 // re-reads what is due before acting, and a sweep may run twice. Transient
 // failures (Redis blinking, a held git lock) are returned to asynq, which

@@ -16,12 +16,19 @@ type Lifecycle interface {
 	Sweep(ctx context.Context) (refs.SweepResult, error)
 }
 
+// Housekeeper is what the housekeeping task needs; *refs.Housekeeping has it.
+type Housekeeper interface {
+	RunAll(ctx context.Context) (refs.HousekeepingResult, error)
+}
+
 // Handlers turns tasks into domain calls.
 type Handlers struct {
 	Pins Lifecycle
 	// Scheduler schedules a project's next due deletions after a run; nil:
 	// only the requests of the domain and the sweeps do.
 	Scheduler *ExpiryScheduler
+	// Mirrors runs the mirrors' housekeeping; nil: the task does nothing.
+	Mirrors Housekeeper
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -38,6 +45,7 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeExpireDue, h.expire)
 	mux.HandleFunc(TypeSweep, h.sweep)
+	mux.HandleFunc(TypeHousekeeping, h.housekeep)
 	return mux
 }
 
@@ -74,6 +82,18 @@ func (h *Handlers) sweep(ctx context.Context, _ *asynq.Task) error {
 	h.logger().Info("gc sweep done", "deleted", res.Deleted, "adopted", res.Adopted, "kept", res.Kept,
 		"restored", res.Restored, "purged", res.Purged, "failed_projects", res.FailedProjects,
 		"duration_ms", res.Duration.Milliseconds())
+	return nil
+}
+
+func (h *Handlers) housekeep(ctx context.Context, _ *asynq.Task) error {
+	if h.Mirrors == nil {
+		return nil
+	}
+	res, err := h.Mirrors.RunAll(ctx)
+	if err != nil {
+		return retryIfTransient(err)
+	}
+	h.logger().Info("mirror housekeeping done", "ran", res.Ran, "skipped", res.Skipped, "failed", res.Failed)
 	return nil
 }
 

@@ -14,6 +14,8 @@ import (
 const (
 	TypeExpireDue = "refkeeper:project:expire-due"
 	TypeSweep     = "refkeeper:gc:sweep"
+	// TypeHousekeeping is one pass of git housekeeping over the mirrors.
+	TypeHousekeeping = "refkeeper:mirrors:housekeeping"
 )
 
 // DefaultQueue is the asynq queue refkeeper's tasks go to, apart from any
@@ -75,4 +77,12 @@ func newSweepTask() *asynq.Task { return asynq.NewTask(TypeSweep, nil) }
 // Unix epoch on Redis's clock, a single task across every replica.
 func sweepTaskID(interval time.Duration, n int64) string {
 	return "sweep:" + strconv.FormatInt(interval.Milliseconds(), 10) + ":" + strconv.FormatInt(n, 10)
+}
+
+func newHousekeepingTask() *asynq.Task { return asynq.NewTask(TypeHousekeeping, nil) }
+
+// housekeepingTaskID makes the housekeeping pass of one maintenance
+// interval a single task across every replica, like sweepTaskID.
+func housekeepingTaskID(interval time.Duration, n int64) string {
+	return "housekeeping:" + strconv.FormatInt(interval.Milliseconds(), 10) + ":" + strconv.FormatInt(n, 10)
 }

@@ -29,6 +29,12 @@ type WorkerConfig struct {
 	// GCInterval is how often the sweep runs, once per interval across every
 	// replica sharing the Redis. Required.
 	GCInterval time.Duration
+	// MaintenanceInterval is how often the mirrors' housekeeping pass
+	// runs, once per interval across every replica (and at most once per
+	// mirror per interval, see refs.Housekeeping). Zero: never.
+	MaintenanceInterval time.Duration
+	// MaintenanceTimeout bounds one pass. Zero: housekeepingTimeout.
+	MaintenanceTimeout time.Duration
 	// PollInterval is asynq's TaskCheckInterval and DelayedTaskCheckInterval:
 	// a deletion runs at most one bucket (expireBucket) plus this late. Zero: 1s.
 	PollInterval time.Duration
@@ -107,10 +113,30 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	client := asynq.NewClientFromRedisClient(cfg.Redis)
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{server: server, client: client, stopSchedule: stop, scheduleDone: make(chan struct{})}
-	s := &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.GCInterval, logger: logger}
+	s := &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.GCInterval, logger: logger,
+		what: "sweep", task: newSweepTask, id: sweepTaskID, timeout: max(cfg.GCInterval, sweepTimeout)}
+	var hk *sweepSchedule
+	if cfg.MaintenanceInterval > 0 {
+		timeout := cfg.MaintenanceTimeout
+		if timeout <= 0 {
+			timeout = housekeepingTimeout
+		}
+		hk = &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.MaintenanceInterval,
+			logger: logger, what: "mirror housekeeping", task: newHousekeepingTask, id: housekeepingTaskID, timeout: timeout}
+	}
 	go func() {
 		defer close(w.scheduleDone)
+		done := make(chan struct{})
+		if hk != nil {
+			go func() {
+				defer close(done)
+				hk.run(ctx)
+			}()
+		} else {
+			close(done)
+		}
 		s.run(ctx)
+		<-done
 	}()
 	return w, nil
 }
@@ -120,7 +146,12 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 // short by its timeout starts over in the next interval.
 const sweepTimeout = 10 * time.Minute
 
-// sweepSchedule enqueues one sweep per GC interval. The intervals are
+// housekeepingTimeout bounds one housekeeping pass over the mirrors when
+// nothing else says: each mirror's git gc has its own bound within it.
+const housekeepingTimeout = 2 * time.Hour
+
+// sweepSchedule enqueues one periodic task (the sweep, the mirrors'
+// housekeeping) per interval. The intervals are
 // numbered on Redis's clock, the same for every replica, and the number is
 // the sweep's TaskID, kept for an interval after the sweep ran: whichever
 // replica comes first in an interval enqueues it, the others find it taken.
@@ -132,6 +163,10 @@ type sweepSchedule struct {
 	queue    string
 	interval time.Duration
 	logger   *slog.Logger
+	what     string
+	task     func() *asynq.Task
+	id       func(interval time.Duration, n int64) string
+	timeout  time.Duration
 }
 
 func (s *sweepSchedule) run(ctx context.Context) {
@@ -143,7 +178,7 @@ func (s *sweepSchedule) run(ctx context.Context) {
 			s.enqueue(ctx, n)
 			wait = time.UnixMilli((n + 1) * s.interval.Milliseconds()).Sub(now)
 		} else if ctx.Err() == nil {
-			s.logger.Warn("could not read Redis's clock to schedule the sweep", "err", err)
+			s.logger.Warn("could not read Redis's clock to schedule the "+s.what, "err", err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -156,16 +191,16 @@ func (s *sweepSchedule) run(ctx context.Context) {
 }
 
 func (s *sweepSchedule) enqueue(ctx context.Context, n int64) {
-	_, err := s.client.EnqueueContext(ctx, newSweepTask(),
+	_, err := s.client.EnqueueContext(ctx, s.task(),
 		asynq.Queue(s.queue),
-		asynq.TaskID(sweepTaskID(s.interval, n)),
+		asynq.TaskID(s.id(s.interval, n)),
 		asynq.Retention(s.interval),
-		asynq.Timeout(max(s.interval, sweepTimeout)),
+		asynq.Timeout(s.timeout),
 		asynq.MaxRetry(3),
 	)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && ctx.Err() == nil {
 		// Not fatal: the next interval's sweep follows.
-		s.logger.Warn("could not enqueue the periodic sweep", "err", err)
+		s.logger.Warn("could not enqueue the periodic "+s.what, "err", err)
 	}
 }
 

@@ -53,6 +53,14 @@
 // made. Upstream credentials come from a file (CredentialFile) read again
 // when it changes.
 //
+// Housekeeping runs git's housekeeping (gitops.Root.HousekeepMirror: gc
+// --auto with a two-week prune grace) in every mirror, never in a local
+// project, at most once per mirror per interval across replicas and never
+// in one mirror on two replicas at once (a lease per mirror in Redis, which
+// outlives the run's bound). HousekeepingMetrics shows each mirror's size
+// and last fetch from a snapshot of the disk at most a minute old, and
+// counts the runs.
+//
 // refs imports gitops (the only package that touches git) and go-redis. It is
 // imported by api, jobs and cmd. What it needs from the task queue, it
 // declares itself (ExpiryScheduler), so it never imports jobs.

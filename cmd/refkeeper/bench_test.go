@@ -59,8 +59,11 @@ func TestBench(t *testing.T) {
 		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
 	}
 	only := os.Getenv(benchOnlyEnv)
-	if only != "" && only != "api" && only != "expiry" {
-		t.Fatalf("%s=%q: want api, expiry or nothing", benchOnlyEnv, only)
+	if only != "" && only != "api" && only != "expiry" && only != "mirror" {
+		t.Fatalf("%s=%q: want api, expiry, mirror or nothing", benchOnlyEnv, only)
+	}
+	if only == "mirror" {
+		t.Skipf("%s=mirror: TestBenchMirror only", benchOnlyEnv)
 	}
 	var rows []benchRow
 	add := func(r benchRow) {

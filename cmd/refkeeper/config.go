@@ -51,6 +51,13 @@ type serveConfig struct {
 	// ReconcileInterval is how often a periodic sweep also lists each
 	// project's refs on disk (adoption, restoring vanished refs).
 	ReconcileInterval time.Duration
+	// MaintenanceInterval is how often git's housekeeping runs in each
+	// mirror (at most once per mirror per interval across replicas); zero:
+	// never.
+	MaintenanceInterval time.Duration
+	// MaintenanceTimeout bounds one mirror's housekeeping (git gc), in
+	// place of GitTimeout, which bounds the quick git commands.
+	MaintenanceTimeout time.Duration
 	// FetchURL is the base URL runners fetch from; empty: http://<listen>,
 	// with the machine's host name for an unspecified listen host.
 	FetchURL string
@@ -149,6 +156,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
 	{"credentials", "REFKEEPER_CREDENTIALS"},
 	{"upstream-timeout", "REFKEEPER_UPSTREAM_TIMEOUT"},
+	{"maintenance-interval", "REFKEEPER_MAINTENANCE_INTERVAL"},
+	{"maintenance-timeout", "REFKEEPER_MAINTENANCE_TIMEOUT"},
 	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
 	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
 	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
@@ -187,6 +196,8 @@ func parseServeConfig(args []string, getenv func(string) string, help io.Writer)
 	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
 	fs.StringVar(&c.Credentials, "credentials", "", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …}}, read again when it changes")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", gitops.DefaultUpstreamTimeout, "the longest one upstream fetch may take")
+	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", time.Hour, "how often git's housekeeping (gc --auto) runs in each mirror; 0: never")
+	fs.DurationVar(&c.MaintenanceTimeout, "maintenance-timeout", gitops.DefaultHousekeepingTimeout, "the longest one mirror's housekeeping may take")
 	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none", func(v string) (err error) {
 		c.TrustedProxies, err = api.ParseTrustedProxies(v)
 		return err
@@ -325,7 +336,7 @@ func (c serveConfig) validate() error {
 		v    time.Duration
 	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
 		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
-		{"upstream-timeout", c.UpstreamTimeout},
+		{"upstream-timeout", c.UpstreamTimeout}, {"maintenance-timeout", c.MaintenanceTimeout},
 		{"shutdown-timeout", c.ShutdownTimeout},
 		{"git-timeout", c.GitTimeout}, {"git-lock-timeout", c.GitLockTimeout}} {
 		if d.v <= 0 {
@@ -337,6 +348,9 @@ func (c serveConfig) validate() error {
 	}
 	if c.AddressRate < 0 || c.TokenRate < 0 {
 		return &usageError{"invalid value for --rate-limit-address or --rate-limit-token: must not be negative"}
+	}
+	if c.MaintenanceInterval < 0 {
+		return &usageError{fmt.Sprintf("invalid value %s for --maintenance-interval: must not be negative (0: off)", c.MaintenanceInterval)}
 	}
 	if c.GCInterval < time.Second {
 		return &usageError{fmt.Sprintf("invalid value %s for --gc-interval: must be at least 1s", c.GCInterval)}

@@ -44,7 +44,8 @@ func flagShown(name string) bool {
 	case "listen", "repos", "retention", "max-age", "gc-interval", "reconcile-interval",
 		"fetch-url", "role", "demo", "stale-lock-age", "log-level", "rate-limit-address",
 		"rate-limit-token", "debug-listen", "tokens-file", "fetch-token-keys-file", "shutdown-timeout", "worker-concurrency",
-		"trusted-proxies", "merge-identity", "git-timeout", "git-lock-timeout", "credentials", "upstream-timeout":
+		"trusted-proxies", "merge-identity", "git-timeout", "git-lock-timeout", "credentials", "upstream-timeout",
+		"maintenance-interval", "maintenance-timeout":
 		return true
 	}
 	return false

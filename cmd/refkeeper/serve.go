@@ -148,13 +148,18 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		return err
 	}
 
+	mirrorMetrics := refs.NewHousekeepingMetrics(registry, root)
+	housekeeping := &refs.Housekeeping{Repos: root, Store: store, Interval: cfg.MaintenanceInterval,
+		Options: gitops.HousekeepingOptions{Timeout: cfg.MaintenanceTimeout}, Metrics: mirrorMetrics, Logger: logger}
+
 	var worker *jobs.Worker
 	if cfg.runsWorker() {
 		worker, err = jobs.StartWorker(jobs.WorkerConfig{
-			Redis:       rdb,
-			Handlers:    &jobs.Handlers{Pins: svc, Scheduler: expiry, Logger: logger},
-			Concurrency: cfg.WorkerConcurrency,
-			GCInterval:  cfg.GCInterval,
+			Redis:               rdb,
+			Handlers:            &jobs.Handlers{Pins: svc, Scheduler: expiry, Mirrors: housekeeping, Logger: logger},
+			Concurrency:         cfg.WorkerConcurrency,
+			GCInterval:          cfg.GCInterval,
+			MaintenanceInterval: cfg.MaintenanceInterval,
 			// Tasks drain while the HTTP server does, in the same part of
 			// the budget.
 			ShutdownTimeout: drainPart(cfg.ShutdownTimeout),
