@@ -42,7 +42,7 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 	u := testdata.StartUpstream(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
 	writeCredentials(t, creds, testdata.UpstreamPassword)
-	logs := &lockedBuffer{}
+	logs := &testdata.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Registered first, so it runs last: after every clone has ended.
 	t.Cleanup(func() {
@@ -91,24 +91,6 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 		creds:    creds,
 		projects: projects,
 	}
-}
-
-// lockedBuffer is a log sink for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func writeCredentials(t *testing.T, path, password string) {

@@ -6,75 +6,22 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // apiToken is the API token of every server these tests start.
 const apiToken = "client-test-token-0123456789"
 
-// The refkeeper binary, built once per test run: the client is tested
-// against the real server process, as a user's program meets it.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func refkeeperBinary(tb testing.TB) string {
-	tb.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "refkeeper-client-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "refkeeper")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/refkeeper/refkeeper/cmd/refkeeper").CombinedOutput()
-		if err != nil {
-			buildErr = &buildFailure{out: string(out), err: err}
-		}
-	})
-	if buildErr != nil {
-		tb.Fatalf("building refkeeper: %v", buildErr)
-	}
-	return binPath
-}
-
-type buildFailure struct {
-	out string
-	err error
-}
-
-func (e *buildFailure) Error() string { return e.err.Error() + "\n" + e.out }
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is `refkeeper serve` as a separate process.
 type server struct {
 	base string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testdata.LockedBuffer
 	done chan struct{}
 }
 
@@ -88,9 +35,9 @@ func startServer(tb testing.TB, listen string, args ...string) *server {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	s := &server{logs: &lockedBuffer{}, done: make(chan struct{})}
+	s := &server{logs: &testdata.LockedBuffer{}, done: make(chan struct{})}
 	full := append([]string{"serve", "--listen", listen, "--tokens", apiToken}, args...)
-	s.cmd = exec.Command(refkeeperBinary(tb), full...)
+	s.cmd = exec.Command(testdata.RefkeeperBinary(tb), full...)
 	s.cmd.Stderr = s.logs
 	s.cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
 	if err := s.cmd.Start(); err != nil {

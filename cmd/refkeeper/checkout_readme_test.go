@@ -60,7 +60,7 @@ func refkeeperLine(tb testing.TB, block string) string {
 // and env added to this process's environment, as a runner's shell would.
 func runShell(tb testing.TB, dir, script string, env map[string]string) (string, error) {
 	tb.Helper()
-	bin := buildBinary(tb)
+	bin := testdata.RefkeeperBinary(tb)
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),

@@ -5,48 +5,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
 )
-
-// The refkeeper binary, built once per test run for tests that need real
-// processes (kill -9, two processes racing).
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-func buildBinary(tb testing.TB) string {
-	tb.Helper()
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "refkeeper-bin-")
-		if err != nil {
-			binaryErr = err
-			return
-		}
-		binaryPath = filepath.Join(dir, "refkeeper")
-		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
-		if err != nil {
-			binaryErr = &buildError{out: string(out), err: err}
-		}
-	})
-	if binaryErr != nil {
-		tb.Fatalf("building refkeeper: %v", binaryErr)
-	}
-	return binaryPath
-}
-
-type buildError struct {
-	out string
-	err error
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 // processServer is `refkeeper serve` as a separate process.
 type processServer struct {
@@ -66,7 +31,7 @@ func startProcess(tb testing.TB, args ...string) *processServer {
 // where the tokens come from.
 func startProcessTokens(tb testing.TB, args ...string) *processServer {
 	tb.Helper()
-	bin := buildBinary(tb)
+	bin := testdata.RefkeeperBinary(tb)
 	logs := &syncBuffer{}
 	// With a quiet log level the "serving" line never comes: then listen on
 	// a port chosen here and wait for /healthz instead.
