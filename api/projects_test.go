@@ -488,3 +488,26 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A credential bound to hosts is refused for an upstream elsewhere: whoever
+// may register mirrors cannot send it to a server of their own.
+func TestMirrorCredentialBoundToHosts(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	u := f.upstream.URL()
+	body, _ := json.Marshal(map[string]map[string]any{
+		"upstream": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword, "hosts": []string{"github.com"}},
+	})
+	if err := os.WriteFile(f.creds, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, u))
+	if a.status != http.StatusBadRequest || a.errCode() != "invalid_request" {
+		t.Fatalf("PUT with a credential for other hosts: %d %s, want 400 invalid_request", a.status, a.raw)
+	}
+	if a := f.do(t, http.MethodGet, mirrorPath, ""); a.status != http.StatusNotFound {
+		t.Errorf("after a refused PUT the project exists: %d %s", a.status, a.raw)
+	}
+	if f.upstream.Fetches()+f.upstream.Refused() != 0 {
+		t.Errorf("a refused PUT reached the upstream")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -35,13 +36,27 @@ type Upstream struct {
 	Credential *Credential
 }
 
-// credentialHelper answers git's `get` with what the service wrote into the
-// pipe git inherited as file descriptor 3, and ignores `store` and `erase`.
-// The secret never reaches an argument, an environment variable or a file:
-// only this pipe, which git's own remote helper (the process that asks)
-// inherits, and which is read once. The helper before it is reset, so no
-// configured helper hears of the upstream either.
-const credentialHelper = `!f() { test "$1" = get && cat <&3; }; f`
+// credentialHelper is the helper git asks for the upstream's credential. It
+// answers a `get` with what the service wrote into the pipe git inherited as
+// file descriptor 3, and only when git asks for the upstream's own protocol
+// and host: after a redirect to another host (or another scheme), git asks
+// for that one, and gets nothing. It ignores `store` and `erase`. The secret
+// never reaches an argument, an environment variable or a file: only this
+// pipe, which git's own remote helper (the process that asks) inherits, and
+// which is read once. The helper before it is reset, so no configured helper
+// hears of the upstream either.
+func credentialHelper(upstream string) (string, error) {
+	u, err := url.Parse(upstream)
+	if err != nil || u.Host == "" {
+		return "", &InvalidNameError{Kind: "upstream", Value: upstream, Reason: "must be a URL with a host"}
+	}
+	return `!f() { test "$1" = get || return 0; p=; h=; ` +
+		`while IFS= read -r l && test -n "$l"; do case "$l" in protocol=*) p=${l#protocol=};; host=*) h=${l#host=};; esac; done; ` +
+		`test "$p" = ` + shellQuote(u.Scheme) + ` && test "$h" = ` + shellQuote(u.Host) + ` && cat <&3; }; f`, nil
+}
+
+// shellQuote quotes s for sh as one word.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'" }
 
 // fetchedMarker is the file in a mirror whose modification time is when the
 // last fetch into it succeeded.
@@ -99,7 +114,10 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	args := append([]string{}, fetchConfig...)
 	var pipeR, pipeW *os.File
 	if up.Credential != nil {
-		var err error
+		helper, err := credentialHelper(up.URL)
+		if err != nil {
+			return err
+		}
 		if pipeR, pipeW, err = os.Pipe(); err != nil {
 			return &StorageError{Op: "making the credential pipe", Err: err}
 		}
@@ -111,7 +129,7 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 		if werr != nil {
 			return &StorageError{Op: "writing the credential pipe", Err: werr}
 		}
-		args = append(args, "-c", "credential.helper="+credentialHelper)
+		args = append(args, "-c", "credential.helper="+helper)
 	}
 	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
 	args = append(args, refspecs...)

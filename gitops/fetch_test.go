@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +287,63 @@ func TestCheckRefspec(t *testing.T) {
 		if err := checkRefspec(spec); (err == nil) != ok {
 			t.Errorf("checkRefspec(%q) = %v, want ok=%v", spec, err, ok)
 		}
+	}
+}
+
+// authRecorder is an HTTP server that asks for basic auth and keeps every
+// Authorization header it was sent.
+type authRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (a *authRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	if h := r.Header.Get("Authorization"); h != "" {
+		a.seen = append(a.seen, h)
+	}
+	a.mu.Unlock()
+	w.Header().Set("WWW-Authenticate", `Basic realm="other"`)
+	w.WriteHeader(http.StatusUnauthorized)
+}
+
+func (a *authRecorder) headers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.seen)
+}
+
+// An upstream's credential goes to the upstream's host only: an upstream
+// that redirects to another host does not get it sent there.
+func TestCredentialStaysWithItsHost(t *testing.T) {
+	other := &authRecorder{}
+	otherSrv := httptest.NewServer(other)
+	t.Cleanup(otherSrv.Close)
+	// The same server under another name: a host the credential is not for.
+	otherURL := strings.Replace(otherSrv.URL, "127.0.0.1", "localhost", 1)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherURL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	err := root.FetchStaged(context.Background(), name, Upstream{URL: redirector.URL + "/group/app.git", Credential: upstreamCredential},
+		CloneRefspecs("+refs/pull/*:refs/pull/*"))
+	if err == nil {
+		t.Fatal("a fetch redirected to a host that refuses succeeded")
+	}
+	if seen := other.headers(); len(seen) > 0 {
+		t.Errorf("the credential went to the host the upstream redirected to: %q", seen)
+	}
+
+	// The control: asked by the upstream's own host, the credential is sent.
+	err = root.FetchStaged(context.Background(), name, Upstream{URL: otherURL + "/group/app.git", Credential: upstreamCredential},
+		CloneRefspecs("+refs/pull/*:refs/pull/*"))
+	if err == nil {
+		t.Fatal("a fetch from a host that refuses every credential succeeded")
+	}
+	if len(other.headers()) == 0 {
+		t.Error("the credential was not sent to its own upstream's host")
 	}
 }

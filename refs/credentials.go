@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,7 +16,10 @@ import (
 )
 
 // CredentialFile is the --credentials file: named upstream credentials,
-// {"name": {"username": "…", "password": "…"}}. It is read again when its
+// {"name": {"username": "…", "password": "…"}}, each optionally bound to
+// the hosts it is for ("hosts": ["github.com"]): a mirror whose upstream
+// is on another host cannot use it, so whoever may register mirrors cannot
+// point a credential at a server of their own. It is read again when its
 // modification time or size changed since the last read (checked on every
 // use: one stat), so a token rotated hourly by whatever writes the file is
 // used from its next fetch on. Secrets stay in memory: no method returns
@@ -26,7 +32,27 @@ type CredentialFile struct {
 	modTime time.Time
 	size    int64
 	loaded  bool
-	entries map[string]gitops.Credential
+	entries map[string]storedCredential
+}
+
+// storedCredential is one entry of the file.
+type storedCredential struct {
+	cred  gitops.Credential
+	hosts []string // empty: any host
+}
+
+// allows reports whether the credential may be sent to the upstream at
+// rawURL: its host (with the port, as written) is one of the entry's hosts,
+// or the entry names none.
+func (c storedCredential) allows(rawURL string) bool {
+	if len(c.hosts) == 0 {
+		return true
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(c.hosts, func(h string) bool { return strings.EqualFold(h, u.Host) })
 }
 
 // CredentialFileError is a credentials file that cannot be read or is not
@@ -41,8 +67,9 @@ func (e *CredentialFileError) Error() string {
 }
 
 type credentialEntry struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
+	Username string   `json:"username"`
+	Password string   `json:"password"`
+	Hosts    []string `json:"hosts"`
 }
 
 // Load reads the file now; cmd calls it at start-up so that a bad file
@@ -53,19 +80,23 @@ func (c *CredentialFile) Load() error {
 	return c.reloadLocked(true)
 }
 
-// Lookup answers the credential of that name. ok is false when the file has
-// no such entry (or there is no file). When the file changed into something
-// unreadable, the entries last read stay in use and the error is returned
-// alongside them, for the caller to log.
-func (c *CredentialFile) Lookup(name string) (cred gitops.Credential, ok bool, err error) {
+// Lookup answers the credential of that name for the upstream at
+// upstreamURL. ok is false when the file has no such entry (or there is no
+// file); allowed is false when the entry is bound to other hosts. When the
+// file changed into something unreadable, the entries last read stay in use
+// and the error is returned alongside them, for the caller to log.
+func (c *CredentialFile) Lookup(name, upstreamURL string) (cred gitops.Credential, ok, allowed bool, err error) {
 	if c == nil || c.Path == "" {
-		return gitops.Credential{}, false, nil
+		return gitops.Credential{}, false, false, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err = c.reloadLocked(false)
-	cred, ok = c.entries[name]
-	return cred, ok, err
+	e, ok := c.entries[name]
+	if !ok {
+		return gitops.Credential{}, false, false, err
+	}
+	return e.cred, true, e.allows(upstreamURL), err
 }
 
 // reloadLocked reads the file if it changed (or always, with force).
@@ -97,12 +128,17 @@ func (c *CredentialFile) reloadLocked(force bool) error {
 		}
 		return &CredentialFileError{Path: c.Path, Reason: reason}
 	}
-	entries := make(map[string]gitops.Credential, len(parsed))
+	entries := make(map[string]storedCredential, len(parsed))
 	for name, e := range parsed {
 		if name == "" || e.Username == "" || e.Password == "" {
 			return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q needs a name, a username and a password", name)}
 		}
-		entries[name] = gitops.Credential{Username: e.Username, Password: e.Password}
+		for _, h := range e.Hosts {
+			if h == "" || strings.ContainsAny(h, "/@ ") {
+				return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q has a host that is not host[:port]", name)}
+			}
+		}
+		entries[name] = storedCredential{cred: gitops.Credential{Username: e.Username, Password: e.Password}, hosts: e.Hosts}
 	}
 	c.entries, c.modTime, c.size, c.loaded = entries, st.ModTime(), st.Size(), true
 	return nil

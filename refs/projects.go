@@ -201,12 +201,15 @@ func (s *Projects) upstream(cfg gitops.MirrorConfig) (gitops.Upstream, error) {
 	if cfg.Credential == "" {
 		return up, nil
 	}
-	cred, ok, err := s.Credentials.Lookup(cfg.Credential)
+	cred, ok, allowed, err := s.Credentials.Lookup(cfg.Credential, cfg.Upstream)
 	if err != nil {
 		s.logger().Warn("credentials file unreadable, using what was read before", "err", err)
 	}
 	if !ok {
 		return up, &UpstreamRejectedError{Project: "", Reason: "credential " + strconv.Quote(cfg.Credential) + " is not in the credentials file"}
+	}
+	if !allowed {
+		return up, &UpstreamRejectedError{Project: "", Reason: "credential " + strconv.Quote(cfg.Credential) + " is not for the upstream's host"}
 	}
 	up.Credential = &cred
 	return up, nil
@@ -227,9 +230,14 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		return ProjectInfo{}, false, err
 	}
 	if req.Credential != "" {
-		if _, ok, _ := s.Credentials.Lookup(req.Credential); !ok {
+		_, ok, allowed, _ := s.Credentials.Lookup(req.Credential, up)
+		if !ok {
 			return ProjectInfo{}, false, &InvalidInputError{Field: "credential",
 				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
+		}
+		if !allowed {
+			return ProjectInfo{}, false, &InvalidInputError{Field: "credential",
+				Reason: strconv.Quote(req.Credential) + " is not for the upstream's host"}
 		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
