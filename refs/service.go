@@ -540,14 +540,23 @@ func (s *Service) commitDeletes(ctx context.Context, repo *gitops.Repo, p Projec
 	if err != nil {
 		return unavailable("marking pins deleted", err)
 	}
+	// Every reclaimed ref is given back, also after one failed: their
+	// records are already cleared of the claim, so nothing would come back
+	// for the rest. A ref that could not be made now is restored by the
+	// next reconcile (its pin is live and unclaimed), or by its client's
+	// retried PUT.
+	var firstErr error
 	for i, out := range outs {
 		if out.Status == statusReclaimed && repo != nil {
 			if _, err := s.createRef(ctx, repo, pins[i].Ref(), out.Pin.SHA); err != nil {
-				return err
+				s.logger().Warn("could not give a re-pinned pin its ref back", "project", p, "ref", pins[i].Ref(), "err", err)
+				if firstErr == nil {
+					firstErr = err
+				}
 			}
 		}
 	}
-	return nil
+	return firstErr
 }
 
 // CloseMergeRequest says the merge request was merged or closed: its finished

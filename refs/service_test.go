@@ -608,3 +608,37 @@ func TestPinSettlesAfterGitCommitted(t *testing.T) {
 		t.Fatalf("record = %+v, %v; want pinned at %s", got, err, e.c1)
 	}
 }
+
+// A deleter that gives re-pinned pins their refs back gives every one back,
+// also after one of them failed: the records no longer hold the claim, so
+// nothing else would come back for the rest.
+func TestCommitDeletesGivesEveryReclaimedRefBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	const token = "deleter-token"
+	for _, id := range []PipelineID{1, 2} {
+		e.pin(t, id, e.c1)
+		if _, err := e.svc.Store.Claim(ctx, e.p, id, e.clock.Now(), testMaxAge, token, true); err != nil {
+			t.Fatal(err)
+		}
+		// Re-pinned while the claim stood: the deleter must give it back.
+		e.pin(t, id, e.c1)
+	}
+	// The deleter's transaction removed both refs; meanwhile something
+	// outside the service wrote pipeline 1's ref at another commit.
+	e.git.Git(t, "update-ref", PipelineID(1).Ref().String(), string(e.c2))
+	e.git.Git(t, "update-ref", "-d", PipelineID(2).Ref().String())
+
+	repo, err := e.svc.open(e.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := []Pin{{Project: e.p, PipelineID: 1, SHA: e.c1}, {Project: e.p, PipelineID: 2, SHA: e.c1}}
+	var conflict *RefConflictError
+	if err := e.svc.commitDeletes(ctx, repo, e.p, pins, token); !errors.As(err, &conflict) {
+		t.Errorf("commitDeletes = %v, want the conflict of pipeline 1", err)
+	}
+	if sha, ok := e.refSHA(t, 2); !ok || sha != e.c1 {
+		t.Errorf("pipeline 2's ref after the deleter gave it back: %q %v, want %s", sha, ok, e.c1)
+	}
+}
