@@ -515,10 +515,13 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 0
 `)
 
-// renewExpiryScript extends a held lease; 0 when it is not held any more.
+// renewExpiryScript extends a held lease, and a note left for its holder
+// with it: a note that lapsed during a long round would let the holder go
+// without the round it asks for. 0 when the lease is not held any more.
 var renewExpiryScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 `)
 

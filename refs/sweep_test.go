@@ -192,3 +192,33 @@ func TestRecordsFromBeforeTheClocksExpire(t *testing.T) {
 		t.Fatal("the earlier due set is still there")
 	}
 }
+
+// A note left for the holder of the expiry lease lives as long as the lease:
+// renewing the lease renews the note, so a round longer than the lease's
+// time does not lose it.
+func TestRenewingTheExpiryLeaseKeepsTheNote(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	st := e.svc.Store
+	if ok, err := st.AcquireExpiry(ctx, e.p, "holder"); err != nil || !ok {
+		t.Fatalf("first AcquireExpiry = %v, %v", ok, err)
+	}
+	if ok, err := st.AcquireExpiry(ctx, e.p, "other"); err != nil || ok {
+		t.Fatalf("second AcquireExpiry = %v, %v; want the note left", ok, err)
+	}
+	rdb := e.redis.Client(t)
+	note := st.expiryLeaseKeys(e.p)[1]
+	// As if most of the note's time had passed during the holder's round.
+	if err := rdb.PExpire(ctx, note, time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.RenewExpiry(ctx, e.p, "holder"); err != nil || !ok {
+		t.Fatalf("RenewExpiry = %v, %v", ok, err)
+	}
+	if left, err := rdb.PTTL(ctx, note).Result(); err != nil || left <= time.Second {
+		t.Fatalf("the note has %v left after the lease was renewed (%v); want it renewed with the lease", left, err)
+	}
+	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || !again {
+		t.Fatalf("ReleaseExpiry = %v, %v; want the holder sent round again", again, err)
+	}
+}
