@@ -42,29 +42,15 @@ func TestReplicasHousekeepOncePerInterval(t *testing.T) {
 	r := testdata.StartRedis(t)
 	hk := &countingHousekeeper{}
 	const interval = time.Second
-	var workers []*Worker
-	start := time.Now()
-	for i := range 3 {
-		if i > 0 {
-			<-time.After(interval / 3) // out of step, as real replicas are
-		}
-		w, err := StartWorker(WorkerConfig{
+	end := runReplicas(t, interval, 6, func() WorkerConfig {
+		return WorkerConfig{
 			Redis:               r.Client(t),
 			Handlers:            &Handlers{Pins: &countingLifecycle{}, Mirrors: hk},
 			GCInterval:          time.Hour,
 			MaintenanceInterval: interval,
 			PollInterval:        100 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
-		workers = append(workers, w)
-	}
-	end := start.Add(6 * interval)
-	<-time.After(time.Until(end)) // the length of the experiment, not a wait for something
-	for _, w := range workers {
-		w.Shutdown()
-	}
+	})
 	passes := hk.until(end)
 	t.Logf("%d housekeeping passes in 6 intervals with 3 replicas", passes)
 	if passes < 1 || passes > 7 {
