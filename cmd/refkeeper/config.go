@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,40 +132,362 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-// flagEnv pairs each flag with its environment variable.
-var flagEnv = []struct{ flag, env string }{
-	{"listen", "REFKEEPER_LISTEN"},
-	{"repos", "REFKEEPER_REPOS"},
-	{"redis", "REFKEEPER_REDIS_URL"},
-	{"tokens", "REFKEEPER_API_TOKENS"},
-	{"tokens-file", "REFKEEPER_API_TOKENS_FILE"},
-	{"fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS"},
-	{"fetch-token-keys-file", "REFKEEPER_FETCH_TOKEN_KEYS_FILE"},
-	{"retention", "REFKEEPER_RETENTION"},
-	{"max-age", "REFKEEPER_MAX_AGE"},
-	{"gc-interval", "REFKEEPER_GC_INTERVAL"},
-	{"reconcile-interval", "REFKEEPER_RECONCILE_INTERVAL"},
-	{"fetch-url", "REFKEEPER_FETCH_URL"},
-	{"role", "REFKEEPER_ROLE"},
-	{"demo", "REFKEEPER_DEMO"},
-	{"stale-lock-age", "REFKEEPER_STALE_LOCK_AGE"},
-	{"git-timeout", "REFKEEPER_GIT_TIMEOUT"},
-	{"git-lock-timeout", "REFKEEPER_GIT_LOCK_TIMEOUT"},
-	{"log-level", "REFKEEPER_LOG_LEVEL"},
-	{"rate-limit-address", "REFKEEPER_RATE_LIMIT_ADDRESS"},
-	{"rate-limit-token", "REFKEEPER_RATE_LIMIT_TOKEN"},
-	{"trusted-proxies", "REFKEEPER_TRUSTED_PROXIES"},
-	{"debug-listen", "REFKEEPER_DEBUG_LISTEN"},
-	{"credentials", "REFKEEPER_CREDENTIALS"},
-	{"upstream-timeout", "REFKEEPER_UPSTREAM_TIMEOUT"},
-	{"maintenance-interval", "REFKEEPER_MAINTENANCE_INTERVAL"},
-	{"maintenance-timeout", "REFKEEPER_MAINTENANCE_TIMEOUT"},
-	{"merge-identity", "REFKEEPER_MERGE_IDENTITY"},
-	{"shutdown-timeout", "REFKEEPER_SHUTDOWN_TIMEOUT"},
-	{"worker-concurrency", "REFKEEPER_WORKER_CONCURRENCY"},
-	{"gitlab-hook-token", "REFKEEPER_GITLAB_HOOK_TOKEN"},
-	{"github-hook-secret", "REFKEEPER_GITHUB_HOOK_SECRET"},
-	{"gitea-hook-secret", "REFKEEPER_GITEA_HOOK_SECRET"},
+// serveFlags is every flag of `refkeeper serve`, each written once: its
+// name, environment variable, default, usage, where its value goes and what
+// makes a value valid. The flag set, the environment lookup, the validation
+// and the -h text are made from it, and a test holds the flag table of
+// docs/running.md to it.
+var serveFlags = []serveFlag{
+	newFlag("listen", "HTTP `address`",
+		"127.0.0.1:8080", func(c *serveConfig) *string { return &c.Listen }, stringCodec, checkHostPort),
+	newFlag("repos", "root `directory` of the bare repositories",
+		"./data/repos", func(c *serveConfig) *string { return &c.Repos }, stringCodec, checkNotEmpty("must name a directory")),
+	// withEnv: the three variables named before the rule keep their names
+	// (the contract's flag table lists them).
+	newFlag("redis", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable",
+		"", func(c *serveConfig) *string { return &c.RedisURL }, stringCodec, checkEmptyOr(checkRedisURL)).
+		withEnv("REFKEEPER_REDIS_URL").holdsSecret(),
+	newFlag("tokens", "comma-separated bearer `tokens`; empty: generate one",
+		nil, func(c *serveConfig) *[]string { return &c.Tokens }, listCodec, checkSecrets("every token")).
+		withEnv("REFKEEPER_API_TOKENS").holdsSecret(),
+	newFlag("tokens-file", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment",
+		"", func(c *serveConfig) *string { return &c.TokensFile }, stringCodec, nil).
+		withEnv("REFKEEPER_API_TOKENS_FILE"),
+	newFlag("fetch-token-keys", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process",
+		nil, func(c *serveConfig) *[]string { return &c.FetchTokenKeys }, listCodec, checkSecrets("every key")).
+		holdsSecret(),
+	newFlag("fetch-token-keys-file", "`file` of fetch-token keys, one a line, the signing one first (# starts a comment), read at start; instead of --fetch-token-keys",
+		"", func(c *serveConfig) *string { return &c.FetchTokenKeysFile }, stringCodec, nil),
+	newFlag("retention", "how long a finished pin keeps its ref",
+		refs.DefaultRetention, func(c *serveConfig) *time.Duration { return &c.Retention }, durationCodec, checkPositive),
+	newFlag("max-age", "the oldest any pin or unknown pipeline ref may get",
+		refs.DefaultMaxAge, func(c *serveConfig) *time.Duration { return &c.MaxAge }, durationCodec, checkPositive),
+	newFlag("gc-interval", "how often the GC sweep runs",
+		10*time.Minute, func(c *serveConfig) *time.Duration { return &c.GCInterval }, durationCodec, checkAtLeast(time.Second)),
+	newFlag("reconcile-interval", "how often a periodic sweep also lists the refs on disk to adopt unknown ones",
+		time.Hour, func(c *serveConfig) *time.Duration { return &c.ReconcileInterval }, durationCodec, checkPositive),
+	newFlag("fetch-url", "base `URL` runners fetch from",
+		"", func(c *serveConfig) *string { return &c.FetchURL }, stringCodec, checkEmptyOr(checkFetchURL)).
+		derivedDefault("http://<listen>"),
+	newFlag("role", "what this process runs: api, worker or all",
+		roleAll, func(c *serveConfig) *string { return &c.Role }, stringCodec, checkRole),
+	newFlag("demo", "create the demo/app repository when the repos root is empty",
+		false, func(c *serveConfig) *bool { return &c.Demo }, boolCodec, nil),
+	newFlag("stale-lock-age", "age after which a leftover ref lock file is removed",
+		gitops.DefaultStaleLockAge, func(c *serveConfig) *time.Duration { return &c.StaleLockAge }, durationCodec, checkPositive),
+	newFlag("git-timeout", "the longest one git process may run",
+		gitops.DefaultGitTimeout, func(c *serveConfig) *time.Duration { return &c.GitTimeout }, durationCodec, checkPositive),
+	newFlag("git-lock-timeout", "how long a ref write waits for a lock another writer holds",
+		gitops.DefaultLockTimeout, func(c *serveConfig) *time.Duration { return &c.GitLockTimeout }, durationCodec, checkPositive),
+	newFlag("log-level", "log `level`: debug, info, warn, error",
+		slog.LevelInfo, func(c *serveConfig) *slog.Level { return &c.LogLevel }, textCodec[slog.Level](), nil),
+	newFlag("rate-limit-address", "requests per second per client address (0: no limit)",
+		500.0, func(c *serveConfig) *float64 { return &c.AddressRate }, floatCodec, checkNotNegative[float64]("")),
+	newFlag("rate-limit-token", "requests per second per token (0: no limit)",
+		1000.0, func(c *serveConfig) *float64 { return &c.TokenRate }, floatCodec, checkNotNegative[float64]("")),
+	newFlag("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none",
+		nil, func(c *serveConfig) *[]netip.Prefix { return &c.TrustedProxies }, prefixCodec, nil),
+	newFlag("debug-listen", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off",
+		"", func(c *serveConfig) *string { return &c.DebugListen }, stringCodec, checkEmptyOr(checkHostPort)),
+	// Its loader's errors name the file already.
+	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"]}}, read again when it changes",
+		"", func(c *serveConfig) *string { return &c.Credentials }, stringCodec, checkEmptyOr(checkCredentials)).
+		holdsSecret(),
+	newFlag("upstream-timeout", "the longest one upstream fetch may take",
+		gitops.DefaultUpstreamTimeout, func(c *serveConfig) *time.Duration { return &c.UpstreamTimeout }, durationCodec, checkPositive),
+	newFlag("maintenance-interval", "how often git's housekeeping (gc --auto) runs in each mirror; 0: never",
+		time.Hour, func(c *serveConfig) *time.Duration { return &c.MaintenanceInterval }, durationCodec, checkNotNegative[time.Duration](" (0: off)")),
+	newFlag("maintenance-timeout", "the longest one mirror's housekeeping may take",
+		gitops.DefaultHousekeepingTimeout, func(c *serveConfig) *time.Duration { return &c.MaintenanceTimeout }, durationCodec, checkPositive),
+	newFlag("merge-identity", "author and committer of computed merges, `\"Name <email>\"`",
+		gitops.DefaultIdentity, func(c *serveConfig) *gitops.Identity { return &c.MergeIdentity }, textCodec[gitops.Identity](), nil),
+	newFlag("shutdown-timeout", "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git",
+		defaultShutdownTimeout, func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }, durationCodec, checkPositive),
+	newFlag("worker-concurrency", "tasks a worker runs at once",
+		defaultWorkerConcurrency, func(c *serveConfig) *int { return &c.WorkerConcurrency }, intCodec, checkAtLeastOne),
+	newFlag("gitlab-hook-token", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off",
+		"", func(c *serveConfig) *string { return &c.Hooks.GitLabToken }, stringCodec, nil).
+		holdsSecret(),
+	newFlag("github-hook-secret", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off",
+		"", func(c *serveConfig) *string { return &c.Hooks.GitHubSecret }, stringCodec, nil).
+		holdsSecret(),
+	newFlag("gitea-hook-secret", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off",
+		"", func(c *serveConfig) *string { return &c.Hooks.GiteaSecret }, stringCodec, nil).
+		holdsSecret(),
+}
+
+// serveFlag is one row of serveFlags. Build it with newFlag.
+type serveFlag struct {
+	// name is the flag without its dashes.
+	name string
+	// env is the environment variable: envName(name) unless withEnv said
+	// otherwise.
+	env string
+	// usage is the -h text; a word in backquotes names the flag's value.
+	usage string
+	// defaultText is the default as the docs and -h show it where it is
+	// worked out at start from other values; empty: the default value's
+	// own text.
+	defaultText string
+	// secret: the value may be or hold a secret, so no message shows it.
+	secret bool
+	// bind is the flag's value in c, set to its default: parsing writes
+	// straight into c.
+	bind func(c *serveConfig) configValue
+}
+
+// withEnv names an environment variable other than envName's, for the
+// variables whose names were chosen before the rule (see docs/running.md).
+func (f serveFlag) withEnv(env string) serveFlag { f.env = env; return f }
+
+// holdsSecret keeps the value out of every message: it is, or may hold, a
+// secret.
+func (f serveFlag) holdsSecret() serveFlag { f.secret = true; return f }
+
+// derivedDefault says what the flag's empty default stands for.
+func (f serveFlag) derivedDefault(text string) serveFlag { f.defaultText = text; return f }
+
+// envName is a flag's environment variable: REFKEEPER_ and the name in
+// upper case with underscores, --max-age -> REFKEEPER_MAX_AGE.
+func envName(flagName string) string {
+	return "REFKEEPER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlag is a flag of type T: its default, the field of serveConfig it
+// fills, how its text becomes a T and back, and what makes a parsed value
+// valid (nil: whatever parses). check says what is wrong in a few words;
+// the message around them names the flag.
+func newFlag[T any](name, usage string, def T, field func(*serveConfig) *T, codec codec[T], check func(T) error) serveFlag {
+	return serveFlag{name: name, env: envName(name), usage: usage,
+		bind: func(c *serveConfig) configValue {
+			p := field(c)
+			*p = def
+			return &typedValue[T]{p: p, codec: codec, check: check}
+		}}
+}
+
+// configValue is a flag.Value that also validates what it holds.
+type configValue interface {
+	flag.Value
+	// validate says what is wrong with the value, nil if nothing.
+	validate() error
+	// shown is the value as a message shows it: quoted if it is text.
+	shown() string
+	// kind names the value in -h ("" for a flag that takes none).
+	kind() string
+}
+
+// codec turns a flag's text into its value and back.
+type codec[T any] struct {
+	// kind names the value in -h when the usage does not.
+	kind   string
+	parse  func(string) (T, error)
+	format func(T) string
+}
+
+// typedValue is the configValue of one serveConfig field of type T.
+type typedValue[T any] struct {
+	p     *T
+	codec codec[T]
+	check func(T) error
+}
+
+func (v *typedValue[T]) Set(s string) error {
+	x, err := v.codec.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *typedValue[T]) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return v.codec.format(*v.p)
+}
+
+// IsBoolFlag lets a bool flag stand without a value (--demo), as flag's
+// own bool flags do.
+func (v *typedValue[T]) IsBoolFlag() bool { _, ok := any(v.p).(*bool); return ok }
+
+func (v *typedValue[T]) validate() error {
+	if v.check == nil {
+		return nil
+	}
+	return v.check(*v.p)
+}
+
+func (v *typedValue[T]) kind() string { return v.codec.kind }
+
+func (v *typedValue[T]) shown() string {
+	if s, ok := any(*v.p).(string); ok {
+		return strconv.Quote(s)
+	}
+	return v.String()
+}
+
+// The codecs of the flags' types.
+var (
+	stringCodec = codec[string]{"string", func(s string) (string, error) { return s, nil }, func(s string) string { return s }}
+	listCodec   = codec[[]string]{"list", func(s string) ([]string, error) { return splitTokens(s), nil },
+		func(l []string) string { return strings.Join(l, ",") }}
+	durationCodec = codec[time.Duration]{"duration", func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("not a duration (like 90s or 2h)")
+		}
+		return d, nil
+	}, time.Duration.String}
+	intCodec = codec[int]{"int", func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, errors.New("not a whole number")
+		}
+		return n, nil
+	}, strconv.Itoa}
+	floatCodec = codec[float64]{"number", func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, errors.New("not a number")
+		}
+		return f, nil
+	}, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }}
+	boolCodec = codec[bool]{"", func(s string) (bool, error) {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return false, errors.New("must be true or false")
+		}
+		return b, nil
+	}, strconv.FormatBool}
+	prefixCodec = codec[[]netip.Prefix]{"CIDRs", api.ParseTrustedProxies, func(ps []netip.Prefix) string {
+		s := make([]string, len(ps))
+		for i, p := range ps {
+			s[i] = p.String()
+		}
+		return strings.Join(s, ",")
+	}}
+)
+
+// textCodec is the codec of a type that reads and writes itself as text
+// (slog.Level, gitops.Identity).
+func textCodec[T any, PT interface {
+	*T
+	encoding.TextUnmarshaler
+	encoding.TextMarshaler
+}]() codec[T] {
+	return codec[T]{"value", func(s string) (T, error) {
+		var v T
+		err := PT(&v).UnmarshalText([]byte(s))
+		return v, err
+	}, func(v T) string {
+		b, err := PT(&v).MarshalText()
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	}}
+}
+
+// The checks of the flags' values: each says what is wrong in a few words.
+
+func checkPositive(d time.Duration) error {
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	return nil
+}
+
+func checkAtLeast(least time.Duration) func(time.Duration) error {
+	return func(d time.Duration) error {
+		if err := checkPositive(d); err != nil {
+			return err
+		}
+		if d < least {
+			return fmt.Errorf("must be at least %s", least)
+		}
+		return nil
+	}
+}
+
+func checkNotNegative[T int | float64 | time.Duration](note string) func(T) error {
+	return func(v T) error {
+		if v < 0 {
+			return errors.New("must not be negative" + note)
+		}
+		return nil
+	}
+}
+
+func checkAtLeastOne(n int) error {
+	if n < 1 {
+		return errors.New("must be at least 1")
+	}
+	return nil
+}
+
+func checkNotEmpty(why string) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return errors.New(why)
+		}
+		return nil
+	}
+}
+
+// checkEmptyOr accepts the empty value (the flag's "off") and checks any
+// other.
+func checkEmptyOr(check func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return check(s)
+	}
+}
+
+func checkHostPort(addr string) error {
+	_, _, err := net.SplitHostPort(addr)
+	return err
+}
+
+func checkRole(role string) error {
+	switch role {
+	case roleAPI, roleWorker, roleAll:
+		return nil
+	}
+	return errors.New("must be api, worker or all")
+}
+
+func checkFetchURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be an http or https URL")
+	}
+	return nil
+}
+
+func checkRedisURL(s string) error {
+	_, err := redisOptions(s)
+	return err
+}
+
+func checkCredentials(path string) error {
+	return (&refs.CredentialFile{Path: path}).Load()
+}
+
+// checkSecrets refuses tokens or keys too short to be secret; what names
+// them ("every token") starts the message.
+func checkSecrets(what string) func([]string) error {
+	return func(secrets []string) error {
+		for _, s := range secrets {
+			if len(s) < minSecretLen {
+				return fmt.Errorf("%s must be at least %d characters", what, minSecretLen)
+			}
+		}
+		return nil
+	}
 }
 
 // parseServeConfig reads flags over environment over defaults. A bad value
@@ -171,91 +495,120 @@ var flagEnv = []struct{ flag, env string }{
 // usage written to help.
 func parseServeConfig(args []string, getenv func(string) string, help io.Writer) (serveConfig, error) {
 	c := serveConfig{}
-	var tokens, tokensFile, fetchKeys, fetchKeysFile string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP `address`")
-	fs.StringVar(&c.Repos, "repos", "./data/repos", "root `directory` of the bare repositories")
-	fs.StringVar(&c.RedisURL, "redis", "", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable")
-	fs.StringVar(&tokens, "tokens", "", "comma-separated bearer `tokens`; empty: generate one")
-	fs.StringVar(&tokensFile, "tokens-file", "", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment")
-	fs.StringVar(&fetchKeys, "fetch-token-keys", "", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process")
-	fs.StringVar(&fetchKeysFile, "fetch-token-keys-file", "", "`file` of fetch-token keys, one a line, the signing one first (# starts a comment), read at start; instead of --fetch-token-keys")
-	fs.DurationVar(&c.Retention, "retention", refs.DefaultRetention, "how long a finished pin keeps its ref")
-	fs.DurationVar(&c.MaxAge, "max-age", refs.DefaultMaxAge, "the oldest any pin or unknown pipeline ref may get")
-	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often the GC sweep runs")
-	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Hour, "how often a periodic sweep also lists the refs on disk to adopt unknown ones")
-	fs.StringVar(&c.FetchURL, "fetch-url", "", "base `URL` runners fetch from (default http://<listen>)")
-	fs.StringVar(&c.Role, "role", roleAll, "what this process runs: api, worker or all")
-	fs.BoolVar(&c.Demo, "demo", false, "create the demo/app repository when the repos root is empty")
-	fs.DurationVar(&c.StaleLockAge, "stale-lock-age", gitops.DefaultStaleLockAge, "age after which a leftover ref lock file is removed")
-	fs.DurationVar(&c.GitTimeout, "git-timeout", gitops.DefaultGitTimeout, "the longest one git process may run")
-	fs.DurationVar(&c.GitLockTimeout, "git-lock-timeout", gitops.DefaultLockTimeout, "how long a ref write waits for a lock another writer holds")
-	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
-	fs.Float64Var(&c.AddressRate, "rate-limit-address", 500, "requests per second per client address (0: no limit)")
-	fs.Float64Var(&c.TokenRate, "rate-limit-token", 1000, "requests per second per token (0: no limit)")
-	fs.StringVar(&c.Credentials, "credentials", "", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …}}, read again when it changes")
-	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", gitops.DefaultUpstreamTimeout, "the longest one upstream fetch may take")
-	fs.DurationVar(&c.MaintenanceInterval, "maintenance-interval", time.Hour, "how often git's housekeeping (gc --auto) runs in each mirror; 0: never")
-	fs.DurationVar(&c.MaintenanceTimeout, "maintenance-timeout", gitops.DefaultHousekeepingTimeout, "the longest one mirror's housekeeping may take")
-	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For is believed; empty: none", func(v string) (err error) {
-		c.TrustedProxies, err = api.ParseTrustedProxies(v)
-		return err
-	})
-	fs.TextVar(&c.MergeIdentity, "merge-identity", gitops.DefaultIdentity, "author and committer of computed merges, `\"Name <email>\"`")
-	fs.StringVar(&c.Hooks.GitLabToken, "gitlab-hook-token", "", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off")
-	fs.StringVar(&c.Hooks.GitHubSecret, "github-hook-secret", "", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off")
-	fs.StringVar(&c.Hooks.GiteaSecret, "gitea-hook-secret", "", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off")
-	fs.StringVar(&c.DebugListen, "debug-listen", "", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "the whole budget of a shutdown after SIGTERM: in-flight requests and tasks, Redis, git")
-	fs.IntVar(&c.WorkerConcurrency, "worker-concurrency", defaultWorkerConcurrency, "tasks a worker runs at once")
-
-	for _, fe := range flagEnv {
-		if v := getenv(fe.env); v != "" {
-			if err := fs.Set(fe.flag, v); err != nil {
-				return c, &usageError{fmt.Sprintf("invalid value %q for %s (--%s): %v", v, fe.env, fe.flag, unwrapFlagErr(err))}
+	values := make([]configValue, len(serveFlags))
+	for i, f := range serveFlags {
+		values[i] = f.bind(&c)
+		fs.Var(values[i], f.name, f.usage)
+	}
+	for i, f := range serveFlags {
+		if v := getenv(f.env); v != "" {
+			if err := values[i].Set(v); err != nil {
+				what := fmt.Sprintf("%q for %s (--%s)", v, f.env, f.name)
+				if f.secret {
+					what = fmt.Sprintf("for %s (--%s)", f.env, f.name)
+				}
+				return c, invalidValue(what, err)
 			}
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(help)
-			fmt.Fprintln(help, "usage: refkeeper serve [flags]")
-			fs.PrintDefaults()
-			fmt.Fprintln(help, "\nEvery flag also reads an environment variable (the flag wins):")
-			for _, fe := range flagEnv {
-				fmt.Fprintf(help, "  --%-22s %s\n", fe.flag, fe.env)
-			}
+			writeServeUsage(help, fs)
 			return c, err
 		}
-		return c, &usageError{strings.Replace(err.Error(), "for flag -", "for --", 1)}
+		msg := err.Error()
+		if m := strings.Replace(msg, "for flag -", "for --", 1); m != msg {
+			msg = m
+		} else {
+			msg = strings.Replace(msg, " for -", " for --", 1) // flag's words for a bool flag
+		}
+		return c, &usageError{msg}
 	}
 	if fs.NArg() > 0 {
 		return c, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	c.Tokens = splitTokens(tokens)
-	c.FetchTokenKeys = splitTokens(fetchKeys)
+	for i, f := range serveFlags {
+		if err := values[i].validate(); err != nil {
+			what := fmt.Sprintf("%s for --%s", values[i].shown(), f.name)
+			if f.secret {
+				what = "for --" + f.name
+			}
+			return c, invalidValue(what, err)
+		}
+	}
+	return c, readSecretFiles(&c)
+}
+
+// invalidValue is the one line that names a bad value: what it is and
+// where it came from, then why it is wrong.
+func invalidValue(what string, why error) error {
+	return &usageError{fmt.Sprintf("invalid value %s: %v", what, why)}
+}
+
+// readSecretFiles reads --tokens-file and --fetch-token-keys-file into the
+// lists they stand in for; giving a list both ways is a usage error.
+func readSecretFiles(c *serveConfig) error {
 	for _, f := range []struct {
-		inline, path, flag, env string
-		into                    *[]string
-		from                    *string
+		flag, path string
+		into       *[]string
 	}{
-		{tokens, tokensFile, "tokens", "REFKEEPER_API_TOKENS", &c.Tokens, &c.TokensFile},
-		{fetchKeys, fetchKeysFile, "fetch-token-keys", "REFKEEPER_FETCH_TOKEN_KEYS", &c.FetchTokenKeys, &c.FetchTokenKeysFile},
+		{"tokens", c.TokensFile, &c.Tokens},
+		{"fetch-token-keys", c.FetchTokenKeysFile, &c.FetchTokenKeys},
 	} {
 		if f.path == "" {
 			continue
 		}
-		if f.inline != "" {
-			return c, &usageError{fmt.Sprintf("--%s and --%s-file (%s, %s_FILE) are both set: give one", f.flag, f.flag, f.env, f.env)}
+		if len(*f.into) > 0 {
+			inline, _ := lookupServeFlag(f.flag)
+			file, _ := lookupServeFlag(f.flag + "-file")
+			return &usageError{fmt.Sprintf("--%s and --%s (%s, %s) are both set: give one",
+				inline.name, file.name, inline.env, file.env)}
 		}
 		secrets, err := readSecretsFile(f.path)
 		if err != nil {
-			return c, &usageError{fmt.Sprintf("invalid value %q for --%s-file: %v", f.path, f.flag, err)}
+			return &usageError{fmt.Sprintf("invalid value %q for --%s-file: %v", f.path, f.flag, err)}
 		}
-		*f.into, *f.from = secrets, f.path
+		*f.into = secrets
 	}
-	return c, c.validate()
+	return nil
+}
+
+// lookupServeFlag is the row of serveFlags with that name.
+func lookupServeFlag(name string) (serveFlag, bool) {
+	for _, f := range serveFlags {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return serveFlag{}, false
+}
+
+// writeServeUsage is -h: every flag with its value's name, usage, default
+// and environment variable.
+func writeServeUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "usage: refkeeper serve [flags]")
+	fmt.Fprintln(w, "Every flag also reads its environment variable; the flag wins.")
+	for _, f := range serveFlags {
+		fl := fs.Lookup(f.name)
+		kind, usage := flag.UnquoteUsage(fl)
+		if !strings.Contains(f.usage, "`") {
+			kind = fl.Value.(configValue).kind()
+		}
+		line := "  --" + f.name
+		if kind != "" {
+			line += " " + kind
+		}
+		def := f.defaultText
+		if def == "" {
+			def = fl.DefValue
+		}
+		if def != "" {
+			usage += " (default " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n    \t%s [%s]\n", line, usage, f.env)
+	}
 }
 
 // readSecretsFile reads one token or key a line, in order; blank lines and
@@ -296,14 +649,6 @@ func unwrapPathErr(err error) error {
 	return err
 }
 
-// unwrapFlagErr keeps flag's message short: the value parser's own error.
-func unwrapFlagErr(err error) error {
-	if u := errors.Unwrap(err); u != nil {
-		return u
-	}
-	return err
-}
-
 func splitTokens(s string) []string {
 	var out []string
 	for _, t := range strings.Split(s, ",") {
@@ -312,76 +657,6 @@ func splitTokens(s string) []string {
 		}
 	}
 	return out
-}
-
-func (c serveConfig) validate() error {
-	switch c.Role {
-	case roleAPI, roleWorker, roleAll:
-	default:
-		return &usageError{fmt.Sprintf("invalid value %q for --role: must be api, worker or all", c.Role)}
-	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return &usageError{fmt.Sprintf("invalid value %q for --listen: %v", c.Listen, err)}
-	}
-	if c.DebugListen != "" {
-		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
-			return &usageError{fmt.Sprintf("invalid value %q for --debug-listen: %v", c.DebugListen, err)}
-		}
-	}
-	if c.Repos == "" {
-		return &usageError{"invalid value \"\" for --repos: must name a directory"}
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"retention", c.Retention}, {"max-age", c.MaxAge}, {"gc-interval", c.GCInterval},
-		{"reconcile-interval", c.ReconcileInterval}, {"stale-lock-age", c.StaleLockAge},
-		{"upstream-timeout", c.UpstreamTimeout}, {"maintenance-timeout", c.MaintenanceTimeout},
-		{"shutdown-timeout", c.ShutdownTimeout},
-		{"git-timeout", c.GitTimeout}, {"git-lock-timeout", c.GitLockTimeout}} {
-		if d.v <= 0 {
-			return &usageError{fmt.Sprintf("invalid value %s for --%s: must be positive", d.v, d.name)}
-		}
-	}
-	if c.WorkerConcurrency < 1 {
-		return &usageError{fmt.Sprintf("invalid value %d for --worker-concurrency: must be at least 1", c.WorkerConcurrency)}
-	}
-	if c.AddressRate < 0 || c.TokenRate < 0 {
-		return &usageError{"invalid value for --rate-limit-address or --rate-limit-token: must not be negative"}
-	}
-	if c.MaintenanceInterval < 0 {
-		return &usageError{fmt.Sprintf("invalid value %s for --maintenance-interval: must not be negative (0: off)", c.MaintenanceInterval)}
-	}
-	if c.GCInterval < time.Second {
-		return &usageError{fmt.Sprintf("invalid value %s for --gc-interval: must be at least 1s", c.GCInterval)}
-	}
-	if c.FetchURL != "" {
-		u, err := url.Parse(c.FetchURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &usageError{fmt.Sprintf("invalid value %q for --fetch-url: must be an http or https URL", c.FetchURL)}
-		}
-	}
-	if c.RedisURL != "" {
-		if _, err := redisOptions(c.RedisURL); err != nil {
-			return &usageError{fmt.Sprintf("invalid value for --redis: %v", err)}
-		}
-	}
-	if c.Credentials != "" {
-		if err := (&refs.CredentialFile{Path: c.Credentials}).Load(); err != nil {
-			return &usageError{fmt.Sprintf("invalid value for --credentials: %v", err)}
-		}
-	}
-	for _, t := range c.Tokens {
-		if len(t) < minSecretLen {
-			return &usageError{fmt.Sprintf("invalid value for --tokens: every token must be at least %d characters", minSecretLen)}
-		}
-	}
-	for _, k := range c.FetchTokenKeys {
-		if len(k) < minSecretLen {
-			return &usageError{fmt.Sprintf("invalid value for --fetch-token-keys: every key must be at least %d characters", minSecretLen)}
-		}
-	}
-	return nil
 }
 
 // fetchBase is the base URL printed in fetch_url: --fetch-url, or else
