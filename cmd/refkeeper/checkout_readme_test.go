@@ -13,11 +13,14 @@ import (
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
-// readmeBlocks answers the fenced blocks of README.md that follow a line
-// starting with marker, in order.
+// runnerDocs is the page that holds the runner snippets a user copies.
+var runnerDocs = filepath.Join("..", "..", "docs", "runners.md")
+
+// readmeBlocks answers the fenced blocks of docs/runners.md that follow a
+// line starting with marker, in order.
 func readmeBlocks(tb testing.TB, marker string) []string {
 	tb.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	raw, err := os.ReadFile(runnerDocs)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -29,7 +32,7 @@ func readmeBlocks(tb testing.TB, marker string) []string {
 		}
 		j := i + 1
 		if j >= len(lines) || !strings.HasPrefix(lines[j], "```") {
-			tb.Fatalf("README line %d: %q is not followed by a fenced block", i+1, lines[i])
+			tb.Fatalf("%s line %d: %q is not followed by a fenced block", runnerDocs, i+1, lines[i])
 		}
 		var b []string
 		for j++; j < len(lines) && !strings.HasPrefix(lines[j], "```"); j++ {
@@ -72,7 +75,7 @@ func runShell(tb testing.TB, dir, script string, env map[string]string) (string,
 	return string(out), err
 }
 
-// TestREADMERunnerSnippets runs the README's three runner snippets as far
+// TestREADMERunnerSnippets runs the three runner snippets of docs/runners.md as far
 // as this machine allows: the shell job whole, and the refkeeper line of the
 // GitLab and GitHub snippets with the variables those runners set.
 func TestREADMERunnerSnippets(t *testing.T) {
@@ -82,7 +85,7 @@ func TestREADMERunnerSnippets(t *testing.T) {
 	api := apiClient(t, srv.base)
 	blocks := readmeBlocks(t, "<!-- checkout_readme_test.go runs")
 	if len(blocks) != 3 {
-		t.Fatalf("%d marked blocks in README.md, want 3 (shell, GitLab, GitHub)", len(blocks))
+		t.Fatalf("%d marked blocks in %s, want 3 (shell, GitLab, GitHub)", len(blocks), runnerDocs)
 	}
 
 	t.Run("shell job", func(t *testing.T) {
