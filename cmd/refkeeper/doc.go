@@ -14,8 +14,10 @@
 // builds concrete values (Redis clients, the repos root, the service, the
 // HTTP server, the workers) and wires them together.
 //
-// serve reads its settings from flags over environment variables
-// (config.go; secrets may come from files), and after SIGTERM or SIGINT
-// shuts down within the one budget of --shutdown-timeout (shutdown.go);
-// --debug-listen serves pprof with secret flag values redacted (debug.go).
+// serve reads its settings from flags over environment variables over
+// defaults, all from one table, serveFlags (config.go), which docs_test.go
+// holds the flag table of docs/running.md to; secrets may come from files.
+// After SIGTERM or SIGINT it shuts down within the one budget of
+// --shutdown-timeout (shutdown.go); --debug-listen serves pprof with secret
+// flag values redacted (debug.go).
 package main
