@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"fmt"
@@ -65,7 +65,7 @@ func benchMergeOn(t *testing.T, root, place string, plan mergeBenchSizes) benchR
 	}
 
 	r := testdata.StartRedis(t)
-	srv := startProcess(t, "--repos", root, "--redis", r.URL(), "--role", "api",
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--role", "api",
 		"--rate-limit-address", "0", "--rate-limit-token", "0", "--log-level", "warn")
 	client := benchClient(2)
 

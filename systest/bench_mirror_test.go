@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"encoding/base64"
@@ -67,12 +67,12 @@ func benchMirrorOn(t *testing.T, root, place string, plan mirrorBenchSizes) []be
 	if err := os.WriteFile(creds, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startProcess(t, "--repos", repos, "--redis", r.URL(), "--role", "api", "--credentials", creds,
+	srv := startServer(t, "--repos", repos, "--redis", r.URL(), "--role", "api", "--credentials", creds,
 		"--rate-limit-address", "0", "--rate-limit-token", "0", "--log-level", "warn")
 	client := benchClient(plan.concurrent)
 	const api = "/api/v1/projects/bench%2Fmirror"
 	benchCall(t, client, srv, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "gitlab", "credential": "up"}`, u.URL()))
-	waitFor(t, "the clone", time.Minute, func() bool {
+	testdata.WaitFor(t, "the clone", time.Minute, func() bool {
 		return benchCall(t, client, srv, "GET", api, "")["state"] != "cloning"
 	})
 
