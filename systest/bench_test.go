@@ -89,6 +89,23 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// benchPlace is a directory a benchmark runs in.
+type benchPlace struct{ name, root string }
+
+// benchPlaces answers a fresh directory on tmpfs (/dev/shm, where this
+// machine has it) and one on disk, both removed when the test ends: lock
+// files and fsyncs cost the disk most.
+func benchPlaces(t *testing.T, prefix string) []benchPlace {
+	var places []benchPlace
+	if dir, err := os.MkdirTemp("/dev/shm", prefix); err != nil {
+		t.Logf("skipping /dev/shm: %v", err)
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		places = append(places, benchPlace{"/dev/shm", dir})
+	}
+	return append(places, benchPlace{"disk", t.TempDir()})
+}
+
 // benchAPI measures on an api-only server: adoption, sweeps, GC through
 // POST /api/v1/gc, pins and fetches.
 func benchAPI(t *testing.T, plan benchSizes, add func(benchRow)) {
