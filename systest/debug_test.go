@@ -44,7 +44,7 @@ func TestDebugCmdlineHidesSecrets(t *testing.T) {
 	r := testdata.StartRedis(t)
 	debug := testdata.FreeAddr(t)
 	startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--role", "api", "--debug-listen", debug,
-		"--fetch-token-keys="+fetchKey) // startProcess gives --tokens <testToken>
+		"--fetch-token-keys="+fetchKey) // startServer gives --tokens <testToken>
 	resp, err := http.Get("http://" + debug + "/debug/pprof/cmdline")
 	if err != nil {
 		t.Fatal(err)
