@@ -49,7 +49,7 @@ fuzz: deps
 ## soak: many pipelines against two replicas with kill -9 and Redis restarts; SOAK=5m for longer.
 SOAK ?= 60s
 soak: deps
-	REFKEEPER_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/refkeeper
+	REFKEEPER_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./systest
 
 ## bench: refkeeper side by side with the git paths it replaces, at the targets' sizes
 ## (BENCH=smoke for small ones); prints a markdown table, also in bench-results/latest.md.
@@ -58,7 +58,7 @@ soak: deps
 BENCH ?= full
 BENCH_ONLY ?=
 bench: deps
-	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge|Mirror)?$$' -v ./cmd/refkeeper
+	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge|Mirror)?$$' -v ./systest
 
 ## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
 gobench: deps

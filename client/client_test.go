@@ -36,7 +36,7 @@ func TestPinsAgainstServer(t *testing.T) {
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL(), "--retention", "1h")
 	ctx := t.Context()
 	var retries []client.RetryEvent
-	c := newClient(t, srv.base, apiToken, client.Options{OnRetry: func(e client.RetryEvent) { retries = append(retries, e) }})
+	c := newClient(t, srv.Base, apiToken, client.Options{OnRetry: func(e client.RetryEvent) { retries = append(retries, e) }})
 
 	pin, created, err := c.Pin(ctx, project, 7, client.PinRequest{SHA: g.First})
 	if err != nil || !created || pin.SHA != g.First || pin.State != client.StatePinned ||
@@ -66,7 +66,7 @@ func TestPinsAgainstServer(t *testing.T) {
 
 	// The client's pin carries every field the server sent, with its value.
 	var sent map[string]any
-	if err := json.Unmarshal(rawGet(t, srv.base, "/api/v1/projects/group%2Fapp/pipelines/8/ref"), &sent); err != nil {
+	if err := json.Unmarshal(rawGet(t, srv.Base, "/api/v1/projects/group%2Fapp/pipelines/8/ref"), &sent); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.GetPin(ctx, project, 8)
@@ -153,7 +153,7 @@ func TestPinsAgainstServer(t *testing.T) {
 	if _, err := c.GetPin(ctx, project, 0); !errors.Is(err, client.CodeInvalidRequest) {
 		t.Fatalf("pipeline 0: %v", err)
 	}
-	wrong := newClient(t, srv.base, "not-the-token-0123456789", client.Options{})
+	wrong := newClient(t, srv.Base, "not-the-token-0123456789", client.Options{})
 	if _, err := wrong.GetPin(ctx, project, 8); !errors.Is(err, client.CodeUnauthorized) {
 		t.Fatalf("wrong token: %v", err)
 	}
@@ -179,14 +179,14 @@ func TestRetryRedisOutage(t *testing.T) {
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL())
 	r.Stop(t)
 
-	probe := newClient(t, srv.base, apiToken, client.Options{})
+	probe := newClient(t, srv.Base, apiToken, client.Options{})
 	var apiErr *client.Error
 	if err := probe.Readyz(t.Context()); !errors.As(err, &apiErr) || apiErr.Status != 503 {
 		t.Fatalf("readyz with Redis down: %v", err)
 	}
 
 	var events []client.RetryEvent
-	c := newClient(t, srv.base, apiToken, client.Options{
+	c := newClient(t, srv.Base, apiToken, client.Options{
 		MaxAttempts: 50, BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond,
 		OnRetry: func(e client.RetryEvent) {
 			if len(events) == 0 {
@@ -223,7 +223,7 @@ func TestRetryConnectionRefused(t *testing.T) {
 	root := t.TempDir()
 	testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
-	addr := freeAddr(t)
+	addr := testdata.FreeAddr(t)
 
 	var events []client.RetryEvent
 	c := newClient(t, "http://"+addr, apiToken, client.Options{
@@ -244,7 +244,7 @@ func TestRetryConnectionRefused(t *testing.T) {
 		t.Fatalf("retries = %+v", events)
 	}
 
-	nobody := newClient(t, "http://"+freeAddr(t), apiToken, client.Options{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	nobody := newClient(t, "http://"+testdata.FreeAddr(t), apiToken, client.Options{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
 	_, err = nobody.GC(t.Context())
 	var exhausted *client.ExhaustedError
 	if !errors.As(err, &exhausted) || exhausted.Attempts != 3 || !errors.As(err, &connErr) {
@@ -260,7 +260,7 @@ func TestNoRetryOfPermanentFailures(t *testing.T) {
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL())
 	var events []client.RetryEvent
-	c := newClient(t, srv.base, apiToken, client.Options{OnRetry: func(e client.RetryEvent) { events = append(events, e) }})
+	c := newClient(t, srv.Base, apiToken, client.Options{OnRetry: func(e client.RetryEvent) { events = append(events, e) }})
 	ctx := t.Context()
 	if _, _, err := c.Pin(ctx, project, 1, client.PinRequest{SHA: g.First}); err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestNoRetryOfPermanentFailures(t *testing.T) {
 
 	r.Stop(t)
 	cctx, cancel := context.WithCancel(ctx)
-	slow := newClient(t, srv.base, apiToken, client.Options{BaseDelay: time.Hour, MaxDelay: time.Hour,
+	slow := newClient(t, srv.Base, apiToken, client.Options{BaseDelay: time.Hour, MaxDelay: time.Hour,
 		OnRetry: func(client.RetryEvent) { cancel() }})
 	_, _, err := slow.Pin(cctx, project, 3, client.PinRequest{SHA: g.First})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, client.CodeUnavailable) {
@@ -300,7 +300,7 @@ func TestComputedMergeAgainstServer(t *testing.T) {
 	g := testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL())
-	c := newClient(t, srv.base, apiToken, client.Options{})
+	c := newClient(t, srv.Base, apiToken, client.Options{})
 	ctx := t.Context()
 	feature, _ := g.RefSHA(t, "refs/heads/feature")
 
@@ -328,7 +328,7 @@ func TestComputedMergeAgainstServer(t *testing.T) {
 
 	// The client's pin carries every field the server sent, merge included.
 	var sent, mine map[string]any
-	if err := json.Unmarshal(rawGet(t, srv.base, "/api/v1/projects/group%2Fapp/pipelines/7/ref"), &sent); err != nil {
+	if err := json.Unmarshal(rawGet(t, srv.Base, "/api/v1/projects/group%2Fapp/pipelines/7/ref"), &sent); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.GetPin(ctx, project, 7)

@@ -59,7 +59,7 @@ func TestProjectsAgainstServer(t *testing.T) {
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL(),
 		"--credentials", writeCredentials(t, testdata.UpstreamPassword), "--upstream-timeout", "30s")
 	ctx := t.Context()
-	c := newClient(t, srv.base, apiToken, client.Options{})
+	c := newClient(t, srv.Base, apiToken, client.Options{})
 	const mirror = "mirrors/gh"
 	req := client.MirrorRequest{Upstream: u.URL(), Host: client.HostGitHub, Credential: "gh"}
 
@@ -134,7 +134,7 @@ func TestUpstreamErrorsAgainstServer(t *testing.T) {
 	ctx := t.Context()
 	var events []client.RetryEvent
 	const maxDelay = 200 * time.Millisecond
-	c := newClient(t, srv.base, apiToken, client.Options{BaseDelay: time.Millisecond, MaxDelay: maxDelay, MaxAttempts: 3,
+	c := newClient(t, srv.Base, apiToken, client.Options{BaseDelay: time.Millisecond, MaxDelay: maxDelay, MaxAttempts: 3,
 		OnRetry: func(e client.RetryEvent) { events = append(events, e) }})
 	const mirror = "mirrors/gh"
 	if _, _, err := c.PutMirror(ctx, mirror, client.MirrorRequest{Upstream: u.URL(), Host: client.HostGitHub, Credential: "gh"}); err != nil {
@@ -188,7 +188,7 @@ func TestRateLimitedAgainstServer(t *testing.T) {
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL(), "--rate-limit-token", "0.2")
 	ctx := t.Context()
-	once := newClient(t, srv.base, apiToken, client.Options{MaxAttempts: 1})
+	once := newClient(t, srv.Base, apiToken, client.Options{MaxAttempts: 1})
 	if _, err := once.GetProject(ctx, project); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestRateLimitedAgainstServer(t *testing.T) {
 
 	var events []client.RetryEvent
 	const maxDelay = 1500 * time.Millisecond
-	c := newClient(t, srv.base, apiToken, client.Options{BaseDelay: time.Millisecond, MaxDelay: maxDelay, MaxAttempts: 20,
+	c := newClient(t, srv.Base, apiToken, client.Options{BaseDelay: time.Millisecond, MaxDelay: maxDelay, MaxAttempts: 20,
 		OnRetry: func(e client.RetryEvent) { events = append(events, e) }})
 	if p, err := c.GetProject(ctx, project); err != nil || p.Project != project {
 		t.Fatalf("retried get = %+v, %v", p, err)

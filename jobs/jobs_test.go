@@ -18,7 +18,7 @@ import (
 type countingLifecycle struct {
 	mu      sync.Mutex
 	expired []refs.Project
-	sweeps  []time.Time
+	sweeps  ranTasks
 	nextDue time.Time // what ExpireDue answers
 	err     error
 }
@@ -30,28 +30,56 @@ func (c *countingLifecycle) ExpireDue(_ context.Context, p refs.Project) (refs.E
 	return refs.ExpireResult{NextDue: c.nextDue}, c.err
 }
 
-func (c *countingLifecycle) Sweep(context.Context) (refs.SweepResult, error) {
+func (c *countingLifecycle) Sweep(ctx context.Context) (refs.SweepResult, error) {
+	c.sweeps.record(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sweeps = append(c.sweeps, time.Now())
 	return refs.SweepResult{}, c.err
 }
 
 func (c *countingLifecycle) counts() (int, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.expired), len(c.sweeps)
+	return len(c.expired), c.sweeps.total()
 }
 
-// sweepsUntil counts the sweeps that began before t.
-func (c *countingLifecycle) sweepsUntil(t time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, at := range c.sweeps {
-		if at.Before(t) {
-			n++
+// ranTasks records which tasks a handler ran, by task ID, and tells of each
+// run on ran when that is set.
+type ranTasks struct {
+	mu  sync.Mutex
+	ids map[string]int
+	ran chan string // buffered; a run it has no room for is not told
+}
+
+func (r *ranTasks) record(ctx context.Context) {
+	id, _ := asynq.GetTaskID(ctx)
+	r.mu.Lock()
+	if r.ids == nil {
+		r.ids = map[string]int{}
+	}
+	r.ids[id]++
+	r.mu.Unlock()
+	if r.ran != nil {
+		select {
+		case r.ran <- id:
+		default:
 		}
+	}
+}
+
+// runs answers how often the task id ran.
+func (r *ranTasks) runs(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ids[id]
+}
+
+func (r *ranTasks) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.ids {
+		n += c
 	}
 	return n
 }
@@ -139,17 +167,42 @@ func TestRetryOnlyTransientFailures(t *testing.T) {
 	}
 }
 
+// The n-th retry of a failing task waits between half and all of
+// 1 s << n, capped at maxRetryDelay (5 min): the bounds below are written
+// out, not computed the way retryDelay computes them. Each retry is drawn
+// often enough that the jitter must reach both ends of its range.
 func TestRetryDelayBacksOff(t *testing.T) {
-	prev := time.Duration(0)
-	for n := 0; n < 20; n++ {
-		d := retryDelay(n, nil, nil)
-		if d <= 0 || d > maxRetryDelay {
-			t.Fatalf("retry %d: delay %v out of (0, %v]", n, d, maxRetryDelay)
+	for _, tt := range []struct {
+		n      int
+		lo, hi time.Duration
+	}{
+		{0, 500 * time.Millisecond, time.Second},
+		{1, time.Second, 2 * time.Second},
+		{2, 2 * time.Second, 4 * time.Second},
+		{3, 4 * time.Second, 8 * time.Second},
+		{5, 16 * time.Second, 32 * time.Second},
+		{8, 128 * time.Second, 256 * time.Second},
+		{9, 150 * time.Second, 5 * time.Minute}, // 512 s capped
+		{12, 150 * time.Second, 5 * time.Minute},
+		{expireRetries, 150 * time.Second, 5 * time.Minute},
+		{63, 150 * time.Second, 5 * time.Minute}, // no overflow of the shift
+	} {
+		const draws = 2000
+		quarter := (tt.hi - tt.lo) / 4
+		low, high := false, false
+		for range draws {
+			d := retryDelay(tt.n, nil, nil)
+			if d < tt.lo || d > tt.hi {
+				t.Fatalf("retry %d: delay %v out of [%v, %v]", tt.n, d, tt.lo, tt.hi)
+			}
+			low = low || d < tt.lo+quarter
+			high = high || d > tt.hi-quarter
 		}
-		if n > 0 && n < 8 && d < prev/4 {
-			t.Fatalf("retry %d: delay %v shrank from %v", n, d, prev)
+		// A quarter of the range missed in 2000 uniform draws: (3/4)^2000.
+		if !low || !high {
+			t.Errorf("retry %d: %d delays never reached the lower (%v) or the upper (%v) quarter of [%v, %v]: no jitter",
+				tt.n, draws, low, high, tt.lo, tt.hi)
 		}
-		prev = d
 	}
 }
 

@@ -113,17 +113,7 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	client := asynq.NewClientFromRedisClient(cfg.Redis)
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{server: server, client: client, stopSchedule: stop, scheduleDone: make(chan struct{})}
-	s := &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.GCInterval, logger: logger,
-		what: "sweep", task: newSweepTask, id: sweepTaskID, timeout: max(cfg.GCInterval, sweepTimeout)}
-	var hk *sweepSchedule
-	if cfg.MaintenanceInterval > 0 {
-		timeout := cfg.MaintenanceTimeout
-		if timeout <= 0 {
-			timeout = housekeepingTimeout
-		}
-		hk = &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.MaintenanceInterval,
-			logger: logger, what: "mirror housekeeping", task: newHousekeepingTask, id: housekeepingTaskID, timeout: timeout}
-	}
+	s, hk := periodicSchedules(cfg, client, queue, logger)
 	go func() {
 		defer close(w.scheduleDone)
 		done := make(chan struct{})
@@ -139,6 +129,23 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		<-done
 	}()
 	return w, nil
+}
+
+// periodicSchedules are a worker's schedules of its periodic tasks: the
+// sweep's, and the mirrors' housekeeping's when cfg has a maintenance
+// interval (else nil).
+func periodicSchedules(cfg WorkerConfig, client *asynq.Client, queue string, logger *slog.Logger) (sweep, housekeeping *sweepSchedule) {
+	sweep = &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.GCInterval, logger: logger,
+		what: "sweep", task: newSweepTask, id: sweepTaskID, timeout: max(cfg.GCInterval, sweepTimeout)}
+	if cfg.MaintenanceInterval > 0 {
+		timeout := cfg.MaintenanceTimeout
+		if timeout <= 0 {
+			timeout = housekeepingTimeout
+		}
+		housekeeping = &sweepSchedule{redis: cfg.Redis, client: client, queue: queue, interval: cfg.MaintenanceInterval,
+			logger: logger, what: "mirror housekeeping", task: newHousekeepingTask, id: housekeepingTaskID, timeout: timeout}
+	}
+	return sweep, housekeeping
 }
 
 // sweepTimeout is the least time a sweep task is given: a sweep of a large

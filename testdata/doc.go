@@ -5,6 +5,13 @@
 // GitLab-shaped merge request refs, that can stop, stall and change its
 // password).
 //
+// StartServer runs `refkeeper serve` as a process of its own, from the
+// binary RefkeeperBinary builds once per test binary; a package that uses
+// it calls Main from its TestMain, which removes that binary at the end.
+// RunnerGit runs the git CLI as a CI runner does, and WaitFor waits for
+// what another process does. The system tests (systest), main's CLI tests
+// and the client's tests share them.
+//
 // The package lives in a directory named testdata so that `go test ./...`
 // and `go vet ./...` skip it: its own tests start processes and are run on
 // demand with `go test ./testdata` (not ./testdata/..., which also skips

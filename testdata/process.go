@@ -2,6 +2,7 @@ package testdata
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,30 +10,63 @@ import (
 	"testing"
 )
 
-// The refkeeper binary, built once per test binary for the tests that run
-// the service as a process of its own (kill -9, replicas, a client meeting
-// the real server).
+// The refkeeper binary, built at most once per test binary for the tests
+// that run the service as a process of its own (kill -9, replicas, a client
+// meeting the real server), into a directory Main removes at the end.
 var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
+	binaryMu      sync.Mutex
+	binaryManaged bool // Main runs this test binary: it removes binaryDir
+	binaryDir     string
+	binaryPath    string
+	binaryErr     error
 )
 
-// RefkeeperBinary builds ./cmd/refkeeper once and answers its path.
+// Main runs a package's tests and then removes the refkeeper binary that
+// RefkeeperBinary built for them, so that a run leaves nothing of 25 MB
+// behind in the temporary directory. Every package whose tests start the
+// binary calls it from its TestMain:
+//
+//	func TestMain(m *testing.M) { testdata.Main(m) }
+//
+// A test binary that is killed (a -timeout panic) cannot clean up; it leaves
+// one directory named refkeeper-bin-*.
+func Main(m *testing.M) {
+	binaryMu.Lock()
+	binaryManaged = true
+	binaryMu.Unlock()
+	code := m.Run()
+	binaryMu.Lock()
+	dir := binaryDir
+	binaryMu.Unlock()
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "testdata: removing the refkeeper binary: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// RefkeeperBinary builds ./cmd/refkeeper once per test binary and answers
+// its path. The package's TestMain must run Main, which removes it again.
 func RefkeeperBinary(tb testing.TB) string {
 	tb.Helper()
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "refkeeper-bin-")
-		if err != nil {
-			binaryErr = err
-			return
+	binaryMu.Lock()
+	defer binaryMu.Unlock()
+	if !binaryManaged {
+		tb.Fatal("testdata: RefkeeperBinary needs func TestMain(m *testing.M) { testdata.Main(m) } in the test package, which removes the binary afterwards")
+	}
+	if binaryPath == "" && binaryErr == nil {
+		binaryDir, binaryErr = os.MkdirTemp("", "refkeeper-bin-")
+		if binaryErr == nil {
+			path := filepath.Join(binaryDir, "refkeeper")
+			out, err := exec.Command("go", "build", "-o", path, "github.com/refkeeper/refkeeper/cmd/refkeeper").CombinedOutput()
+			if err != nil {
+				binaryErr = &buildError{out: string(out), err: err}
+			} else {
+				binaryPath = path
+			}
 		}
-		binaryPath = filepath.Join(dir, "refkeeper")
-		out, err := exec.Command("go", "build", "-o", binaryPath, "github.com/refkeeper/refkeeper/cmd/refkeeper").CombinedOutput()
-		if err != nil {
-			binaryErr = &buildError{out: string(out), err: err}
-		}
-	})
+	}
 	if binaryErr != nil {
 		tb.Fatalf("building refkeeper: %v", binaryErr)
 	}

@@ -34,7 +34,7 @@ func pinEnv(p *client.Pin) map[string]string {
 
 func headOf(tb testing.TB, dir string) string {
 	tb.Helper()
-	out, err := runnerGit(tb, dir, "rev-parse", "HEAD")
+	out, err := testdata.RunnerGit(tb, dir, "rev-parse", "HEAD")
 	if err != nil {
 		tb.Fatalf("rev-parse HEAD in %s: %v\n%s", dir, err, out)
 	}
@@ -47,7 +47,7 @@ func headOf(tb testing.TB, dir string) string {
 // `git checkout`.
 func spyHooks(tb testing.TB, dir string) (log string) {
 	tb.Helper()
-	if out, err := runnerGit(tb, tb.TempDir(), "init", "-q", dir); err != nil {
+	if out, err := testdata.RunnerGit(tb, tb.TempDir(), "init", "-q", dir); err != nil {
 		tb.Fatal(out)
 	}
 	log = filepath.Join(tb.TempDir(), "hooks.log")
@@ -64,11 +64,12 @@ func spyHooks(tb testing.TB, dir string) (log string) {
 // real git: the pinned SHA checked out; after DELETE, exit 3 and one line;
 // the fetch token in neither git's environment nor its command line.
 func TestCheckout(t *testing.T) {
-	p := newProject(t)
+	root := t.TempDir()
+	p := testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
-	api := apiClient(t, srv.base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.c1})
+	srv := startServer(t, "--repos", root, "--redis", r.URL())
+	api := apiClient(t, srv.Base)
+	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestCheckout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "work")
 	hooks := spyHooks(t, dir)
 	code, out, errOut := cliRun(t, env, nil, "checkout", dir)
-	if code != 0 || headOf(t, dir) != p.c1 || !strings.Contains(out, "HEAD is "+p.c1) {
+	if code != 0 || headOf(t, dir) != p.First || !strings.Contains(out, "HEAD is "+p.First) {
 		t.Fatalf("checkout = %d\n%s%s", code, out, errOut)
 	}
 	spied, err := os.ReadFile(hooks)
@@ -94,14 +95,14 @@ func TestCheckout(t *testing.T) {
 		t.Fatal("the fetch token reached git's environment or command line, or the output")
 	}
 	// Again in the same directory (a retried job on the same runner).
-	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.c1 {
+	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.First {
 		t.Fatalf("second checkout = %d %s", code, errOut)
 	}
 
 	// A SHA that is not what the ref holds: verified, exit 1.
 	bad := pinEnv(pin)
-	bad["REFKEEPER_SHA"] = p.c2
-	if code, _, errOut := cliRun(t, bad, nil, "checkout", filepath.Join(t.TempDir(), "w")); code != exitError || !strings.Contains(errOut, "not the pinned "+p.c2) {
+	bad["REFKEEPER_SHA"] = p.Second
+	if code, _, errOut := cliRun(t, bad, nil, "checkout", filepath.Join(t.TempDir(), "w")); code != exitError || !strings.Contains(errOut, "not the pinned "+p.Second) {
 		t.Fatalf("checkout of another SHA = %d %s", code, errOut)
 	}
 
@@ -122,12 +123,12 @@ func TestCheckout(t *testing.T) {
 	}
 
 	// Looked up by project and pipeline with the API token.
-	lookup := map[string]string{"REFKEEPER_URL": srv.base, "REFKEEPER_TOKEN": testToken}
+	lookup := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 	if _, _, err := api.Pin(t.Context(), "group/app", 8, client.PinRequest{MergeRequestIID: &[]int64{12}[0]}); err != nil {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(t.TempDir(), "w")
-	if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || headOf(t, dir) != p.merge {
+	if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || headOf(t, dir) != p.Merge {
 		t.Fatalf("checkout --project --pipeline = %d %s", code, errOut)
 	}
 	if err := api.DeletePin(t.Context(), "group/app", 8); err != nil {
@@ -145,24 +146,24 @@ func TestCheckout(t *testing.T) {
 	// A pin that comes while the job waits for it (the webhook was late):
 	// made from the output hook, when the first wait is printed.
 	stderr := &hookWriter{match: "no pin for pipeline 9 yet", fire: func() {
-		if _, _, err := api.Pin(context.Background(), "group/app", 9, client.PinRequest{SHA: p.c2}); err != nil {
+		if _, _, err := api.Pin(context.Background(), "group/app", 9, client.PinRequest{SHA: p.Second}); err != nil {
 			t.Error(err)
 		}
 	}}
 	dir = filepath.Join(t.TempDir(), "w")
 	code, _, errOut = cliRun(t, lookup, stderr, "checkout", dir, "--project", "group/app", "--pipeline", "9", "--wait-for-pin", "1m", "--retry-delay", "10ms")
-	if code != 0 || headOf(t, dir) != p.c2 {
+	if code != 0 || headOf(t, dir) != p.Second {
 		t.Fatalf("checkout --wait-for-pin = %d %s", code, errOut)
 	}
 
 	// A live pin whose token the fetch URL's server refuses (a replica
 	// with other fetch token keys) is no gone pin: exit 1.
-	other := startServer(t, "--repos", p.root, "--redis", r.URL(), "--fetch-token-keys", "another-key-0123456789abcdef")
-	skewed := startServer(t, "--repos", p.root, "--redis", r.URL(), "--fetch-token-keys", "the-first-key-0123456789abcd", "--fetch-url", other.base)
-	if _, _, err := apiClient(t, skewed.base).Pin(t.Context(), "group/app", 10, client.PinRequest{SHA: p.c1}); err != nil {
+	other := startServer(t, "--repos", root, "--redis", r.URL(), "--fetch-token-keys", "another-key-0123456789abcdef")
+	skewed := startServer(t, "--repos", root, "--redis", r.URL(), "--fetch-token-keys", "the-first-key-0123456789abcd", "--fetch-url", other.Base)
+	if _, _, err := apiClient(t, skewed.Base).Pin(t.Context(), "group/app", 10, client.PinRequest{SHA: p.First}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut = cliRun(t, map[string]string{"REFKEEPER_URL": skewed.base, "REFKEEPER_TOKEN": testToken}, nil,
+	code, _, errOut = cliRun(t, map[string]string{"REFKEEPER_URL": skewed.Base, "REFKEEPER_TOKEN": testToken}, nil,
 		"checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "10")
 	if code != exitError || !strings.Contains(errOut, "although the pin is live") {
 		t.Fatalf("checkout with a token the fetch server refuses = %d %s", code, errOut)
@@ -174,8 +175,8 @@ func TestCheckout(t *testing.T) {
 	}{
 		{map[string]string{}, nil},
 		{lookup, []string{"--project", "group/app"}},
-		{map[string]string{"REFKEEPER_FETCH_URL": "http://job:secret@127.0.0.1/git/group/app.git", "REFKEEPER_REFSPEC": pin.Refspec, "REFKEEPER_SHA": p.c1, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
-		{map[string]string{"REFKEEPER_FETCH_URL": pin.FetchURL, "REFKEEPER_REFSPEC": "main", "REFKEEPER_SHA": p.c1, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
+		{map[string]string{"REFKEEPER_FETCH_URL": "http://job:secret@127.0.0.1/git/group/app.git", "REFKEEPER_REFSPEC": pin.Refspec, "REFKEEPER_SHA": p.First, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
+		{map[string]string{"REFKEEPER_FETCH_URL": pin.FetchURL, "REFKEEPER_REFSPEC": "main", "REFKEEPER_SHA": p.First, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
 	} {
 		if code, _, errOut := cliRun(t, tc.env, nil, append([]string{"checkout", t.TempDir()}, tc.args...)...); code != exitUsage {
 			t.Errorf("checkout %v with %v = %d %s", tc.args, tc.env, code, errOut)
@@ -216,11 +217,12 @@ func freezeRedis(tb testing.TB, r *testdata.Redis) (thaw func()) {
 // Each fault is lifted from the output hook, when the first retry is
 // printed.
 func TestCheckoutRetries(t *testing.T) {
-	p := newProject(t)
+	root := t.TempDir()
+	p := testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL()+"?dial_timeout=300ms&read_timeout=300ms&write_timeout=300ms")
-	api := apiClient(t, srv.base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.c1})
+	srv := startServer(t, "--repos", root, "--redis", r.URL()+"?dial_timeout=300ms&read_timeout=300ms&write_timeout=300ms")
+	api := apiClient(t, srv.Base)
+	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestCheckoutRetries(t *testing.T) {
 		stderr := &hookWriter{match: "retrying in", fire: thaw}
 		dir := filepath.Join(t.TempDir(), "w")
 		code, _, errOut := cliRun(t, pinEnv(pin), stderr, append([]string{"checkout", dir}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.c1 {
+		if code != 0 || headOf(t, dir) != p.First {
 			t.Fatalf("checkout = %d\n%s", code, errOut)
 		}
 		if !strings.Contains(errOut, "attempt 1 of 20 failed, transient:") || !strings.Contains(errOut, "503") {
@@ -244,9 +246,9 @@ func TestCheckoutRetries(t *testing.T) {
 		thaw := freezeRedis(t, r)
 		stderr := &hookWriter{match: "retrying in", fire: thaw}
 		dir := filepath.Join(t.TempDir(), "w")
-		lookup := map[string]string{"REFKEEPER_URL": srv.base, "REFKEEPER_TOKEN": testToken}
+		lookup := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 		code, _, errOut := cliRun(t, lookup, stderr, append([]string{"checkout", dir, "--project", "group/app", "--pipeline", "7"}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.c1 {
+		if code != 0 || headOf(t, dir) != p.First {
 			t.Fatalf("checkout = %d\n%s", code, errOut)
 		}
 		if !strings.Contains(errOut, "GET /api/v1/projects/group%2Fapp/pipelines/7/ref failed (attempt 1 of 20): 503 unavailable") {
@@ -257,7 +259,7 @@ func TestCheckoutRetries(t *testing.T) {
 
 	t.Run("a lock in the work tree", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "w")
-		if out, err := runnerGit(t, t.TempDir(), "init", "-q", dir); err != nil {
+		if out, err := testdata.RunnerGit(t, t.TempDir(), "init", "-q", dir); err != nil {
 			t.Fatal(out)
 		}
 		lock := filepath.Join(dir, ".git", "index.lock")
@@ -266,7 +268,7 @@ func TestCheckoutRetries(t *testing.T) {
 		}
 		stderr := &hookWriter{match: "retrying in", fire: func() { os.Remove(lock) }}
 		code, _, errOut := cliRun(t, pinEnv(pin), stderr, append([]string{"checkout", dir}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.c1 || !strings.Contains(errOut, "index.lock': File exists") {
+		if code != 0 || headOf(t, dir) != p.First || !strings.Contains(errOut, "index.lock': File exists") {
 			t.Fatalf("checkout behind a lock = %d\n%s", code, errOut)
 		}
 	})
@@ -274,7 +276,7 @@ func TestCheckoutRetries(t *testing.T) {
 	t.Run("attempts run out", func(t *testing.T) {
 		// Nothing listens at the fetch URL: connection refused each time.
 		gone := pinEnv(pin)
-		gone["REFKEEPER_FETCH_URL"] = "http://" + freeAddr(t) + "/git/group/app.git"
+		gone["REFKEEPER_FETCH_URL"] = "http://" + testdata.FreeAddr(t) + "/git/group/app.git"
 		code, _, errOut := cliRun(t, gone, nil, "checkout", filepath.Join(t.TempDir(), "w"), "--retry-delay", "1ms", "--max-delay", "2ms", "--attempts", "3")
 		if code != exitError || strings.Count(errOut, "retrying in") != 2 || !strings.Contains(errOut, "gave up after 3 attempts") {
 			t.Fatalf("checkout against nothing = %d\n%s", code, errOut)

@@ -17,7 +17,8 @@ import (
 // the server with a local project and a mirror of a real upstream, in table
 // and --json output.
 func TestCLIProjects(t *testing.T) {
-	p := newProject(t) // the local project group/app
+	root := t.TempDir()
+	testdata.NewMergeRequestProject(t, root) // the local project group/app
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
@@ -25,8 +26,8 @@ func TestCLIProjects(t *testing.T) {
 	if err := os.WriteFile(creds, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--credentials", creds, "--upstream-timeout", "30s")
-	env := map[string]string{"REFKEEPER_URL": srv.base, "REFKEEPER_TOKEN": testToken}
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-timeout", "30s")
+	env := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 	decodeProject := func(out string) client.Project {
 		t.Helper()
 		var pj client.Project
@@ -45,7 +46,7 @@ func TestCLIProjects(t *testing.T) {
 	if code, _, errOut := cliRun(t, env, nil, "projects", "mirror", "mirrors/other"); code != 2 || !strings.Contains(errOut, "--upstream is required") {
 		t.Errorf("projects mirror without --upstream = %d %q", code, errOut)
 	}
-	waitFor(t, "the clone", 60*time.Second, func() bool {
+	testdata.WaitFor(t, "the clone", 60*time.Second, func() bool {
 		code, out, errOut := cliRun(t, env, nil, "projects", "get", "mirrors/gh", "--json")
 		if code != 0 {
 			t.Fatalf("projects get --json = %d\n%s", code, errOut)

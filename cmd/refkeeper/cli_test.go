@@ -65,33 +65,34 @@ func decodePin(tb testing.TB, out string) client.Pin {
 // TestCLI drives every API command against a real server: table and JSON
 // output, exit statuses, the token's sources.
 func TestCLI(t *testing.T) {
-	p := newProject(t)
+	root := t.TempDir()
+	p := testdata.NewMergeRequestProject(t, root)
 	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
-	env := map[string]string{"REFKEEPER_URL": srv.base, "REFKEEPER_TOKEN": testToken}
+	srv := startServer(t, "--repos", root, "--redis", r.URL())
+	env := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 
-	code, out, errOut := cliRun(t, env, nil, "pin", "group/app", "7", "--sha", p.c1, "--json")
+	code, out, errOut := cliRun(t, env, nil, "pin", "group/app", "7", "--sha", p.First, "--json")
 	pin := decodePin(t, out)
-	if code != 0 || pin.SHA != p.c1 || pin.State != client.StatePinned || pin.FetchToken == nil || *pin.FetchToken == "" {
+	if code != 0 || pin.SHA != p.First || pin.State != client.StatePinned || pin.FetchToken == nil || *pin.FetchToken == "" {
 		t.Fatalf("pin --json = %d %+v\n%s", code, pin, errOut)
 	}
-	if sha, ok := p.git.RefSHA(t, "refs/pipelines/7"); !ok || sha != p.c1 {
+	if sha, ok := p.RefSHA(t, "refs/pipelines/7"); !ok || sha != p.First {
 		t.Fatalf("refs/pipelines/7 = %s %v", sha, ok)
 	}
-	code, out, _ = cliRun(t, env, nil, "pin", "--sha", p.c1, "group/app", "7")
-	if code != 0 || !strings.Contains(out, "existed (200)") || !strings.Contains(out, p.c1) || strings.Contains(out, *pin.FetchToken) {
+	code, out, _ = cliRun(t, env, nil, "pin", "--sha", p.First, "group/app", "7")
+	if code != 0 || !strings.Contains(out, "existed (200)") || !strings.Contains(out, p.First) || strings.Contains(out, *pin.FetchToken) {
 		t.Fatalf("pin table = %d\n%s", code, out)
 	}
-	code, _, errOut = cliRun(t, env, nil, "pin", "group/app", "7", "--sha", p.c2)
+	code, _, errOut = cliRun(t, env, nil, "pin", "group/app", "7", "--sha", p.Second)
 	if code != 1 || !strings.Contains(errOut, "ref_conflict") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("conflicting pin = %d %q", code, errOut)
 	}
 	code, out, _ = cliRun(t, env, nil, "pin", "group/app", "8", "--merge-request", "12", "--json")
-	if byMR := decodePin(t, out); code != 0 || byMR.SHA != p.merge || *byMR.MergeRequestIID != 12 {
+	if byMR := decodePin(t, out); code != 0 || byMR.SHA != p.Merge || *byMR.MergeRequestIID != 12 {
 		t.Fatalf("pin by merge request = %d %+v", code, byMR)
 	}
 	code, out, _ = cliRun(t, env, nil, "get", "group/app", "8", "--json")
-	if got := decodePin(t, out); code != 0 || got.SHA != p.merge {
+	if got := decodePin(t, out); code != 0 || got.SHA != p.Merge {
 		t.Fatalf("get = %d %+v", code, got)
 	}
 	code, out, _ = cliRun(t, env, nil, "finish", "group/app", "7", "--status", "success")
@@ -126,7 +127,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("gc = %d\n%s", code, out)
 	}
 	code, out, _ = cliRun(t, env, nil, "delete", "group/app", "7")
-	if code != 0 || !strings.Contains(out, "deleted refs/pipelines/7") || p.hasRef(t, 7) {
+	if _, there := p.RefSHA(t, "refs/pipelines/7"); code != 0 || !strings.Contains(out, "deleted refs/pipelines/7") || there {
 		t.Fatalf("delete = %d\n%s", code, out)
 	}
 	code, out, errOut = cliRun(t, env, nil, "get", "group/app", "7")
@@ -142,10 +143,10 @@ func TestCLI(t *testing.T) {
 	// A merge the service computes: squash, then a conflict.
 	code, out, errOut = cliRun(t, env, nil, "pin", "group/app", "30", "--merge-request", "12",
 		"--merge-source", "feature", "--merge-target", "main", "--squash")
-	if code != 0 || !strings.Contains(out, "squash of ") || !strings.Contains(out, " into "+p.c2) {
+	if code != 0 || !strings.Contains(out, "squash of ") || !strings.Contains(out, " into "+p.Second) {
 		t.Fatalf("pin --merge-target --squash = %d\n%s%s", code, out, errOut)
 	}
-	p.git.Commit(t, "main", map[string]string{"feature.txt": "conflicting\n"}, "conflicting")
+	p.Commit(t, "main", map[string]string{"feature.txt": "conflicting\n"}, "conflicting")
 	code, _, errOut = cliRun(t, env, nil, "pin", "group/app", "31", "--merge-source", "feature", "--merge-target", "main")
 	if code != 1 || !strings.Contains(errOut, "merge_conflict") || !strings.Contains(errOut, "(conflicts: feature.txt)") {
 		t.Fatalf("pin of a conflicting merge = %d %s", code, errOut)
@@ -159,7 +160,7 @@ func TestCLI(t *testing.T) {
 	if err := os.WriteFile(file, []byte(testToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	noToken := map[string]string{"REFKEEPER_URL": srv.base}
+	noToken := map[string]string{"REFKEEPER_URL": srv.Base}
 	if code, _, errOut := cliRun(t, noToken, nil, "get", "group/app", "8", "--token-file", file); code != 0 {
 		t.Fatalf("--token-file = %d %s", code, errOut)
 	}
@@ -169,15 +170,15 @@ func TestCLI(t *testing.T) {
 	if code, _, _ := cliRun(t, noToken, nil, "get", "group/app", "8", "--token", testToken); code != exitUsage {
 		t.Fatalf("--token on the command line = %d, want usage", code)
 	}
-	wrong := map[string]string{"REFKEEPER_URL": srv.base, "REFKEEPER_TOKEN": "wrong-token-0123456789abcdef"}
+	wrong := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": "wrong-token-0123456789abcdef"}
 	if code, _, errOut := cliRun(t, wrong, nil, "get", "group/app", "8"); code != exitError || !strings.Contains(errOut, "unauthorized") {
 		t.Fatalf("wrong token = %d %s", code, errOut)
 	}
 	for _, args := range [][]string{
-		{"pin", "group/app", "x", "--sha", p.c1},
-		{"pin", "group/app", "07", "--sha", p.c1},
+		{"pin", "group/app", "x", "--sha", p.First},
+		{"pin", "group/app", "07", "--sha", p.First},
 		{"pin", "group/app", "9"},
-		{"pin", "group/app", "9", "--sha", p.c1, "--merge-target", "main"},
+		{"pin", "group/app", "9", "--sha", p.First, "--merge-target", "main"},
 		{"get", "group/app"},
 		{"projects", "frobnicate"},
 	} {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,32 +290,6 @@ func TestTokensFile(t *testing.T) {
 	}
 }
 
-// A server listening on every address advertises the machine's host name
-// in fetch_url, never 0.0.0.0, and says which flag to set.
-func TestUnspecifiedListenAdvertisesHostName(t *testing.T) {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		t.Skipf("this machine has no host name (%v)", err)
-	}
-	p := newProject(t)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", "--listen", "0.0.0.0:0")
-	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.base = "http://127.0.0.1:" + port
-	code, pin := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`)
-	want := "http://" + net.JoinHostPort(host, port) + "/git/group/app.git"
-	if code != 201 || pin["fetch_url"] != want {
-		t.Fatalf("pin = %d, fetch_url %v; want %s", code, pin["fetch_url"], want)
-	}
-	if !strings.Contains(srv.logs.String(), `"level":"WARN","msg":"--listen has no host runners can reach`) ||
-		!strings.Contains(srv.logs.String(), "set --fetch-url") {
-		t.Fatalf("no warning naming --fetch-url:\n%s", srv.logs.String())
-	}
-}
-
 // --worker-concurrency reaches the task server (asynq's own record of it
 // in Redis).
 func TestWorkerConcurrencyFlag(t *testing.T) {
@@ -324,7 +297,7 @@ func TestWorkerConcurrencyFlag(t *testing.T) {
 	startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--role", "worker", "--worker-concurrency", "7")
 	inspector := asynq.NewInspectorFromRedisClient(r.Client(t))
 	var seen []int
-	waitFor(t, "the worker's heartbeat", 20*time.Second, func() bool {
+	testdata.WaitFor(t, "the worker's heartbeat", 20*time.Second, func() bool {
 		servers, err := inspector.Servers()
 		seen = seen[:0]
 		for _, s := range servers {

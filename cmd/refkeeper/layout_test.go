@@ -22,6 +22,9 @@ var allowedInternal = map[string][]string{
 	"jobs":          {"refs"},
 	"cmd/refkeeper": {"api", "hooks", "jobs", "refs", "gitops", "client"},
 	"testdata":      {},
+	// systest runs the built binary and talks to it from outside only:
+	// its tests may import the test helpers and nothing else of ours.
+	"systest": {"testdata"},
 	// client is what users' programs import: nothing of ours.
 	"client": {},
 }
@@ -35,11 +38,16 @@ var confined = map[string][]string{
 	"github.com/alicebob/miniredis": {"cmd/refkeeper"},
 }
 
+// testsToo names the packages that are their tests: what their tests
+// import obeys allowedInternal too.
+var testsToo = map[string]bool{"systest": true}
+
 type listedPackage struct {
-	ImportPath  string
-	Dir         string
-	Imports     []string
-	TestImports []string
+	ImportPath   string
+	Dir          string
+	Imports      []string
+	TestImports  []string
+	XTestImports []string
 }
 
 func listPackages(t *testing.T) []listedPackage {
@@ -82,6 +90,21 @@ func TestImportDirection(t *testing.T) {
 			for lib, owners := range confined {
 				if strings.HasPrefix(imp, lib) && !contains(owners, rel) {
 					t.Errorf("%s imports %s, which only %v may import", rel, imp, owners)
+				}
+			}
+		}
+		if !testsToo[rel] {
+			continue
+		}
+		for _, imp := range append(p.TestImports, p.XTestImports...) {
+			if dep, ok := strings.CutPrefix(imp, module+"/"); ok && !contains(allowed, dep) {
+				t.Errorf("%s's tests import %s; they may import only %v", rel, dep, allowed)
+			}
+			// A third-party library of the service's (confined) is its
+			// inside; the standard library is the outside's too.
+			for lib := range confined {
+				if strings.HasPrefix(imp, lib) && strings.Contains(strings.SplitN(lib, "/", 2)[0], ".") {
+					t.Errorf("%s's tests import %s: they see the service from outside only", rel, imp)
 				}
 			}
 		}

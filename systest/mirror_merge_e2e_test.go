@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func TestMirrorComputedMergeEndToEnd(t *testing.T) {
 		t.Fatalf("register = %d %v, want 202", code, pj)
 	}
 	var pj map[string]any
-	waitFor(t, "the clone", 30*time.Second, func() bool {
+	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
 		_, pj = srv.call(t, "GET", api, "")
 		return pj["state"] != "cloning"
 	})

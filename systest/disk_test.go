@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"io"
@@ -71,14 +71,14 @@ func TestFullDisk(t *testing.T) {
 	if code, _ := srv.call(t, "GET", apiBase+"/pipelines/1/ref", ""); code != 404 {
 		t.Fatalf("a pin was recorded for the failed write: %d", code)
 	}
-	resp, err := http.Get(srv.base + "/metrics")
+	resp, err := http.Get(srv.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if !strings.Contains(string(metrics), `refkeeper_ref_write_failures_total{reason="disk_full"} 1`) {
-		t.Fatalf("disk-full failure not counted:\n%s\n%s", grepLines(string(metrics), "refkeeper_"), srv.logs.String())
+		t.Fatalf("disk-full failure not counted:\n%s\n%s", grepLines(string(metrics), "refkeeper_"), srv.Logs.String())
 	}
 
 	if err := os.Remove(filler); err != nil {
@@ -87,14 +87,4 @@ func TestFullDisk(t *testing.T) {
 	if code, _ := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.First+`"}`); code != 201 {
 		t.Fatalf("pin after space came back = %d", code)
 	}
-}
-
-func grepLines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

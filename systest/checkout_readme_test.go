@@ -1,7 +1,8 @@
-package main
+package systest
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,12 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/refkeeper/refkeeper/client"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // runnerDocs is the page that holds the runner snippets a user copies.
-var runnerDocs = filepath.Join("..", "..", "docs", "runners.md")
+var runnerDocs = filepath.Join("..", "docs", "runners.md")
 
 // readmeBlocks answers the fenced blocks of docs/runners.md that follow a
 // line starting with marker, in order.
@@ -59,6 +59,24 @@ func refkeeperLine(tb testing.TB, block string) string {
 	return ""
 }
 
+// pinEnv is what an orchestrator hands a job from the pin.
+func pinEnv(pin map[string]any) map[string]string {
+	return map[string]string{
+		"REFKEEPER_FETCH_URL": fmt.Sprint(pin["fetch_url"]), "REFKEEPER_REFSPEC": fmt.Sprint(pin["refspec"]),
+		"REFKEEPER_SHA": fmt.Sprint(pin["sha"]), "REFKEEPER_FETCH_TOKEN": fmt.Sprint(pin["fetch_token"]),
+	}
+}
+
+// headOf answers the commit checked out in the work tree dir.
+func headOf(tb testing.TB, dir string) string {
+	tb.Helper()
+	out, err := testdata.RunnerGit(tb, dir, "rev-parse", "HEAD")
+	if err != nil {
+		tb.Fatalf("rev-parse HEAD in %s: %v\n%s", dir, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
 // runShell runs script with bash, with the refkeeper binary first on PATH
 // and env added to this process's environment, as a runner's shell would.
 func runShell(tb testing.TB, dir, script string, env map[string]string) (string, error) {
@@ -82,16 +100,15 @@ func TestREADMERunnerSnippets(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
-	api := apiClient(t, srv.base)
 	blocks := readmeBlocks(t, "<!-- checkout_readme_test.go runs")
 	if len(blocks) != 3 {
 		t.Fatalf("%d marked blocks in %s, want 3 (shell, GitLab, GitHub)", len(blocks), runnerDocs)
 	}
 
 	t.Run("shell job", func(t *testing.T) {
-		pin, _, err := api.Pin(t.Context(), "group/app", 41, client.PinRequest{SHA: p.c1})
-		if err != nil {
-			t.Fatal(err)
+		code, pin := srv.call(t, "PUT", apiBase+"/pipelines/41/ref", `{"sha":"`+p.c1+`"}`)
+		if code != 201 {
+			t.Fatalf("pin = %d %v", code, pin)
 		}
 		dir := t.TempDir()
 		out, err := runShell(t, dir, blocks[0], pinEnv(pin))
@@ -99,8 +116,8 @@ func TestREADMERunnerSnippets(t *testing.T) {
 			t.Fatalf("shell job: %v\n%s", err, out)
 		}
 		t.Logf("shell job printed:\n%s", out)
-		if err := api.DeletePin(t.Context(), "group/app", 41); err != nil {
-			t.Fatal(err)
+		if code, body := srv.call(t, "DELETE", apiBase+"/pipelines/41/ref", ""); code != 204 {
+			t.Fatalf("delete = %d %v", code, body)
 		}
 		out, err = runShell(t, t.TempDir(), blocks[0], pinEnv(pin))
 		var exit *exec.ExitError
@@ -125,11 +142,11 @@ func TestREADMERunnerSnippets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := int64(50 + i)
-			if _, _, err := api.Pin(t.Context(), "group/app", id, client.PinRequest{MergeRequestIID: &[]int64{12}[0]}); err != nil {
-				t.Fatal(err)
+			if code, pin := srv.call(t, "PUT", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), `{"merge_request_iid":12}`); code != 201 {
+				t.Fatalf("pin = %d %v", code, pin)
 			}
 			env := tc.env(t.TempDir(), id)
-			env["REFKEEPER_URL"], env["REFKEEPER_TOKEN"] = srv.base, testToken
+			env["REFKEEPER_URL"], env["REFKEEPER_TOKEN"] = srv.Base, testToken
 			line := refkeeperLine(t, blocks[1+i])
 			out, err := runShell(t, t.TempDir(), line, env)
 			if err != nil || headOf(t, tc.dir(env)) != p.merge {

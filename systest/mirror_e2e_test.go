@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"encoding/json"
@@ -33,7 +33,7 @@ func TestMirrorEndToEnd(t *testing.T) {
 	if code != 202 || pj["kind"] != "mirror" {
 		t.Fatalf("register = %d %v, want 202", code, pj)
 	}
-	waitFor(t, "the clone", 30*time.Second, func() bool {
+	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
 		_, pj = srv.call(t, "GET", api, "")
 		return pj["state"] != "cloning"
 	})
@@ -45,20 +45,20 @@ func TestMirrorEndToEnd(t *testing.T) {
 		t.Fatalf("pin = %d %v, want 201 at %s", code, pin, u.Merge)
 	}
 	work := t.TempDir()
-	if out, err := runnerGit(t, work, "init", "-q"); err != nil {
+	if out, err := testdata.RunnerGit(t, work, "init", "-q"); err != nil {
 		t.Fatal(out)
 	}
-	if out, err := runnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
+	if out, err := testdata.RunnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
 		"fetch", "--depth=1", pin["fetch_url"].(string), pin["refspec"].(string)); err != nil {
 		t.Fatalf("runner fetch: %v\n%s", err, out)
 	}
-	if out, _ := runnerGit(t, work, "rev-parse", "refs/pipelines/7"); strings.TrimSpace(out) != u.Merge {
+	if out, _ := testdata.RunnerGit(t, work, "rev-parse", "refs/pipelines/7"); strings.TrimSpace(out) != u.Merge {
 		t.Errorf("runner got %q, want %s", out, u.Merge)
 	}
 
 	// Redis loses everything and the server restarts: the mirror is known.
-	srv.stop(t)
-	firstLogs := srv.logs.String()
+	srv.Stop(t)
+	firstLogs := srv.Logs.String()
 	r.FlushAll(t)
 	srv = startServer(t, args...)
 	code, pj = srv.call(t, "GET", api, "")
@@ -81,7 +81,7 @@ func TestMirrorEndToEnd(t *testing.T) {
 	if code, _ := srv.call(t, "GET", api, ""); code != 404 {
 		t.Fatalf("GET after DELETE = %d", code)
 	}
-	if strings.Contains(firstLogs+srv.logs.String(), testdata.UpstreamPassword) {
+	if strings.Contains(firstLogs+srv.Logs.String(), testdata.UpstreamPassword) {
 		t.Errorf("the server's log shows the upstream password")
 	}
 }

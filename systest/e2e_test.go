@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"fmt"
@@ -10,28 +10,6 @@ import (
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
-
-// project is a repos root with group/app: main, a feature branch and merge
-// request 12's merge ref.
-type project struct {
-	root          string
-	git           *testdata.Repo
-	c1, c2, merge string
-}
-
-func newProject(tb testing.TB) *project {
-	tb.Helper()
-	root := tb.TempDir()
-	g := testdata.NewMergeRequestProject(tb, root)
-	return &project{root: root, git: g.Repo, c1: g.First, c2: g.Second, merge: g.Merge}
-}
-
-func (p *project) hasRef(tb testing.TB, id int) bool {
-	_, ok := p.git.RefSHA(tb, fmt.Sprintf("refs/pipelines/%d", id))
-	return ok
-}
-
-const apiBase = "/api/v1/projects/group%2Fapp"
 
 // TestEndToEnd drives the whole lifecycle through HTTP with real asynq
 // workers, a real redis-server, and the git CLI as the runner.
@@ -59,17 +37,17 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("pin by merge request = %d %v", code, byMR)
 	}
 	work := t.TempDir()
-	if out, err := runnerGit(t, work, "init", "-q", "."); err != nil {
+	if out, err := testdata.RunnerGit(t, work, "init", "-q", "."); err != nil {
 		t.Fatal(out)
 	}
 	fetch := func(id int) (string, error) {
-		return runnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
+		return testdata.RunnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
 			"fetch", "--depth=1", byMR["fetch_url"].(string), fmt.Sprintf("+refs/pipelines/%d:refs/pipelines/%d", id, id))
 	}
 	if out, err := fetch(8); err != nil {
 		t.Fatalf("runner fetch: %v\n%s", err, out)
 	}
-	if out, _ := runnerGit(t, work, "rev-parse", "refs/pipelines/8"); strings.TrimSpace(out) != p.merge {
+	if out, _ := testdata.RunnerGit(t, work, "rev-parse", "refs/pipelines/8"); strings.TrimSpace(out) != p.merge {
 		t.Fatalf("runner got %s, want %s", out, p.merge)
 	}
 
@@ -83,7 +61,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// Past the old expires_at and a sweep later, the re-opened pin's ref is there.
 	expires, _ := time.Parse(time.RFC3339Nano, fin["expires_at"].(string))
-	waitFor(t, "the old expires_at to pass", 10*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
+	testdata.WaitFor(t, "the old expires_at to pass", 10*time.Second, func() bool { return time.Now().After(expires.Add(time.Second)) })
 	if code, _ := srv.call(t, "POST", "/api/v1/gc", ""); code != 200 {
 		t.Fatalf("gc = %d", code)
 	}
@@ -94,8 +72,8 @@ func TestEndToEnd(t *testing.T) {
 	// Finished for good: the deletion task removes the ref after retention.
 	srv.call(t, "POST", apiBase+"/pipelines/7/finish", "")
 	// The ref goes first, then the record is marked deleted (a moment later).
-	waitFor(t, "the deletion of refs/pipelines/7", 20*time.Second, func() bool { return !p.hasRef(t, 7) })
-	waitFor(t, "pin 7 recorded as deleted", 5*time.Second, func() bool {
+	testdata.WaitFor(t, "the deletion of refs/pipelines/7", 20*time.Second, func() bool { return !p.hasRef(t, 7) })
+	testdata.WaitFor(t, "pin 7 recorded as deleted", 5*time.Second, func() bool {
 		code, gone := srv.call(t, "GET", apiBase+"/pipelines/7/ref", "")
 		return code == 200 && gone["state"] == "deleted"
 	})
@@ -112,7 +90,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal("closing a merge request deleted a running pipeline's ref")
 	}
 	srv.call(t, "POST", apiBase+"/pipelines/8/finish", "")
-	waitFor(t, "the deletion of refs/pipelines/8", 20*time.Second, func() bool { return !p.hasRef(t, 8) })
+	testdata.WaitFor(t, "the deletion of refs/pipelines/8", 20*time.Second, func() bool { return !p.hasRef(t, 8) })
 
 	// Explicit delete.
 	srv.call(t, "PUT", apiBase+"/pipelines/9/ref", `{"sha":"`+p.c2+`"}`)
@@ -137,7 +115,7 @@ func TestAdoptionAndMaxAge(t *testing.T) {
 	}
 	created := map[int]time.Time{}
 	created[1], _ = time.Parse(time.RFC3339Nano, pinned["created_at"].(string))
-	waitFor(t, "adoption of refs/pipelines/500 and 501", 10*time.Second, func() bool {
+	testdata.WaitFor(t, "adoption of refs/pipelines/500 and 501", 10*time.Second, func() bool {
 		for _, id := range []int{500, 501} {
 			code, pin := srv.call(t, "GET", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), "")
 			if code != 200 {
@@ -163,7 +141,7 @@ func TestAdoptionAndMaxAge(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	waitFor(t, "max-age deletions", 20*time.Second, func() bool {
+	testdata.WaitFor(t, "max-age deletions", 20*time.Second, func() bool {
 		return !p.hasRef(t, 500) && !p.hasRef(t, 501) && !p.hasRef(t, 1)
 	})
 	if refs := p.git.Refs(t, "refs/"); refs["refs/heads/main"] != p.c2 || refs["refs/merge-requests/12/merge"] != p.merge {
@@ -178,8 +156,8 @@ func TestPinRaceAcrossTwoServers(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	key := "--fetch-token-keys=shared-key-0123456789"
-	a := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
-	b := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
+	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
+	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api", key)
 	const clients = 50
 	codes := make([]int, clients)
 	shas := make([]string, clients)
@@ -226,14 +204,8 @@ func TestPinRaceAcrossTwoServers(t *testing.T) {
 		t.Fatalf("pin = %d %v, ref at %s", code, pin, final)
 	}
 	// Replicas sharing the key accept each other's fetch tokens.
-	url := strings.Replace(b.base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
-	if out, err := runnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, final+"\trefs/pipelines/42") {
+	url := strings.Replace(b.Base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
+	if out, err := testdata.RunnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, final+"\trefs/pipelines/42") {
 		t.Fatalf("fetch token of replica a at replica b: %v\n%s", err, out)
 	}
-}
-
-func errCode(body map[string]any) string {
-	e, _ := body["error"].(map[string]any)
-	c, _ := e["code"].(string)
-	return c
 }

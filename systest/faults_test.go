@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"fmt"
@@ -19,9 +19,9 @@ import (
 func TestRacesAcrossTwoProcesses(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
-	servers := []*processServer{
-		startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api"),
-		startProcess(t, "--repos", p.root, "--redis", r.URL(), "--role", "api"),
+	servers := []*server{
+		startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api"),
+		startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api"),
 	}
 	var fiveHundreds atomic.Int64
 	call := func(i int, method, path, body string) int {
@@ -105,7 +105,7 @@ func TestKill9(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	flags := []string{"--repos", p.root, "--redis", r.URL(), "--retention", "1s", "--gc-interval", "2s"}
-	first := startProcess(t, flags...)
+	first := startServer(t, flags...)
 	const pinned, finished = 40, 400
 	for id := 1; id <= pinned+finished; id++ {
 		if code, _ := first.call(t, "PUT", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), `{"sha":"`+p.c1+`"}`); code != 201 {
@@ -118,13 +118,13 @@ func TestKill9(t *testing.T) {
 		}
 	}
 	// Kill as soon as deletions have begun (or at once, if none has yet).
-	waitFor(t, "the first deletions", 10*time.Second, func() bool {
+	testdata.WaitFor(t, "the first deletions", 10*time.Second, func() bool {
 		return len(p.git.Refs(t, "refs/pipelines/")) < pinned+finished
 	})
-	first.kill(t)
+	first.Kill(t)
 	t.Logf("killed with %d refs left", len(p.git.Refs(t, "refs/pipelines/")))
 
-	second := startProcess(t, flags...)
+	second := startServer(t, flags...)
 	checkPinned := func() {
 		refs := p.git.Refs(t, "refs/pipelines/")
 		for id := 1; id <= pinned; id++ {
@@ -133,7 +133,7 @@ func TestKill9(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "every expired ref to go", 20*time.Second, func() bool {
+	testdata.WaitFor(t, "every expired ref to go", 20*time.Second, func() bool {
 		checkPinned()
 		return len(p.git.Refs(t, "refs/pipelines/")) == pinned
 	})
@@ -141,9 +141,9 @@ func TestKill9(t *testing.T) {
 	for id := 1; id <= pinned/2; id++ {
 		second.call(t, "POST", fmt.Sprintf("%s/pipelines/%d/finish", apiBase, id), "")
 	}
-	second.kill(t)
-	startProcess(t, flags...)
-	waitFor(t, "the finished ones to go after the second kill", 20*time.Second, func() bool {
+	second.Kill(t)
+	startServer(t, flags...)
+	testdata.WaitFor(t, "the finished ones to go after the second kill", 20*time.Second, func() bool {
 		return len(p.git.Refs(t, "refs/pipelines/")) == pinned/2
 	})
 	for id := pinned/2 + 1; id <= pinned; id++ {
@@ -182,7 +182,7 @@ func TestLockFiles(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("stale lock not removed: %v", err)
 	}
-	if !strings.Contains(srv.logs.String(), "removed stale lock file") {
+	if !strings.Contains(srv.Logs.String(), "removed stale lock file") {
 		t.Fatal("stale lock removal not logged")
 	}
 
@@ -228,14 +228,14 @@ func TestLockFiles(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
-	srv := startProcess(t, "--repos", p.root, "--redis", r.URL(), "--gc-interval", "1h")
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--gc-interval", "1h")
 	for id := 1; id <= 5; id++ {
 		srv.call(t, "PUT", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), `{"sha":"`+p.c1+`"}`)
 	}
 	r.Stop(t)
 	start := time.Now()
 	req := func() (int, string) {
-		resp, err := httpDo("PUT", srv.base+apiBase+"/pipelines/9/ref", `{"sha":"`+p.c1+`"}`)
+		resp, err := httpDo("PUT", srv.Base+apiBase+"/pipelines/9/ref", `{"sha":"`+p.c1+`"}`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("readyz with Redis down = %d", code)
 	}
 	r.Start(t)
-	waitFor(t, "readiness after Redis came back", 15*time.Second, func() bool {
+	testdata.WaitFor(t, "readiness after Redis came back", 15*time.Second, func() bool {
 		code, _ := srv.call(t, "GET", "/readyz", "")
 		return code == 200
 	})

@@ -1,7 +1,6 @@
-package main
+package systest
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -35,11 +34,11 @@ type soakStats struct {
 // soakCluster is two replicas that the chaos loop kills and restarts.
 type soakCluster struct {
 	mu       sync.Mutex
-	replicas [2]*processServer
+	replicas [2]*server
 	flags    []string
 }
 
-func (c *soakCluster) pick() *processServer {
+func (c *soakCluster) pick() *server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.replicas[rand.N(2)]
@@ -61,7 +60,7 @@ func TestSoak(t *testing.T) {
 		"--retention", soakRetention.String(), "--max-age", soakMaxAge.String(), "--gc-interval", soakGCInterval.String(),
 		"--rate-limit-address", "0", "--rate-limit-token", "0"}}
 	for i := range cluster.replicas {
-		cluster.replicas[i] = startProcess(t, cluster.flags...)
+		cluster.replicas[i] = startServer(t, cluster.flags...)
 	}
 	var st soakStats
 	var nextID atomic.Int64
@@ -72,7 +71,7 @@ func TestSoak(t *testing.T) {
 	call := func(method, path, body string) (int, map[string]any) {
 		for attempt := 0; ; attempt++ {
 			srv := cluster.pick()
-			resp, err := httpDo(method, srv.base+path, body)
+			resp, err := httpDo(method, srv.Base+path, body)
 			if err != nil {
 				st.connErrors.Add(1)
 				time.Sleep(100 * time.Millisecond)
@@ -120,9 +119,9 @@ func TestSoak(t *testing.T) {
 			cluster.mu.Lock()
 			victim := cluster.replicas[i]
 			cluster.mu.Unlock()
-			victim.kill(t)
+			victim.Kill(t)
 			st.kills.Add(1)
-			replacement := startProcess(t, cluster.flags...)
+			replacement := startServer(t, cluster.flags...)
 			cluster.mu.Lock()
 			cluster.replicas[i] = replacement
 			cluster.mu.Unlock()
@@ -195,12 +194,4 @@ func runPipeline(t *testing.T, p *project, st *soakStats, call func(string, stri
 			call("POST", path+"/finish", "")
 		}
 	}
-}
-
-// decodeJSON reads a JSON answer; a body that is not JSON decodes to nil.
-func decodeJSON(resp *http.Response) map[string]any {
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return out
 }

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -62,9 +62,10 @@ func expiryRun(t *testing.T, root string, sizes expirySizes) []benchRow {
 	background := sizes.refs - sizes.pins
 	dir, sha := packedRepo(t, root, "bench/expiry", background)
 	r := testdata.StartRedis(t)
-	srv := startProcess(t, "--repos", root, "--redis", r.URL(), "--retention", sizes.retention.String(),
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--retention", sizes.retention.String(),
 		"--gc-interval", expiryGCInterval.String(), "--rate-limit-address", "0", "--rate-limit-token", "0", "--log-level", "warn")
-	defer stopProcess(t, srv)
+	// Stopped before the next measurement, so that one has the machine to itself.
+	defer srv.Stop(t)
 	client := benchClient(16)
 	const project = "bench%2Fexpiry"
 
@@ -141,14 +142,6 @@ func expiryRun(t *testing.T, root string, sizes expirySizes) []benchRow {
 				sizes.retention, len(ids)-leftAtLast, len(ids)),
 		},
 	}
-}
-
-// stopProcess stops a process server before the test ends (SIGTERM, exit 0
-// checked), so the next measurement has the machine to itself.
-func stopProcess(tb testing.TB, s *processServer) {
-	tb.Helper()
-	s.terminate(tb)
-	s.done <- -1 // the cleanup's terminate sees it is gone
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"encoding/json"
@@ -19,9 +19,9 @@ const (
 
 // deliver posts a webhook delivery to the server as the host sends it:
 // no bearer token, the host's own headers.
-func (s *testServer) deliver(tb testing.TB, host string, body []byte, headers map[string]string) (int, map[string]any) {
+func (s *server) deliver(tb testing.TB, host string, body []byte, headers map[string]string) (int, map[string]any) {
 	tb.Helper()
-	req, err := http.NewRequest("POST", s.base+"/hooks/"+host, strings.NewReader(string(body)))
+	req, err := http.NewRequest("POST", s.Base+"/hooks/"+host, strings.NewReader(string(body)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -54,14 +54,14 @@ func wantAction(tb testing.TB, what string, code int, body map[string]any, actio
 func runnerFetches(tb testing.TB, fetchURL, refspec, ref string) string {
 	tb.Helper()
 	work := tb.TempDir()
-	if out, err := runnerGit(tb, work, "init", "-q", "."); err != nil {
+	if out, err := testdata.RunnerGit(tb, work, "init", "-q", "."); err != nil {
 		tb.Fatal(out)
 	}
-	if out, err := runnerGit(tb, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
+	if out, err := testdata.RunnerGit(tb, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
 		"fetch", "-q", "--depth=1", fetchURL, refspec); err != nil {
 		tb.Fatalf("runner fetch: %v\n%s", err, out)
 	}
-	out, _ := runnerGit(tb, work, "rev-parse", ref)
+	out, _ := testdata.RunnerGit(tb, work, "rev-parse", ref)
 	return strings.TrimSpace(out)
 }
 
@@ -101,7 +101,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		merged := testdata.HookEdit(t, testdata.HookPayload(t, "gitlab-merge_request.json", vars), `"action": "open",`, `"action": "merge",`)
 		code, body = srv.deliver(t, "gitlab", merged, gitlab("Merge Request Hook", "gl-3"))
 		wantAction(t, "merge", code, body, "closed")
-		waitFor(t, "refs/pipelines/31 deleted", 30*time.Second, refGone("refs/pipelines/31"))
+		testdata.WaitFor(t, "refs/pipelines/31 deleted", 30*time.Second, refGone("refs/pipelines/31"))
 		// GitLab delivers the first one again: answered as before.
 		code, body = srv.deliver(t, "gitlab", running, gitlab("Pipeline Hook", "gl-1"))
 		wantAction(t, "redelivered running", code, body, "pinned")
@@ -136,7 +136,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		closed := testdata.HookPayload(t, "github-pull_request-closed.json", vars)
 		code, body = srv.deliver(t, "github", closed, github("pull_request", "gh-3", closed))
 		wantAction(t, "closed", code, body, "closed")
-		waitFor(t, "refs/pipelines/289782451 deleted", 30*time.Second, refGone("refs/pipelines/289782451"))
+		testdata.WaitFor(t, "refs/pipelines/289782451 deleted", 30*time.Second, refGone("refs/pipelines/289782451"))
 	})
 
 	t.Run("gitea", func(t *testing.T) {
@@ -154,14 +154,14 @@ func TestWebhooksEndToEnd(t *testing.T) {
 			"X-Gitea-Signature": testdata.HMACHex(e2eGiteaSecret, closed)}
 		code, body := srv.deliver(t, "gitea", closed, headers)
 		wantAction(t, "closed", code, body, "closed")
-		waitFor(t, "refs/pipelines/40 deleted", 30*time.Second, refGone("refs/pipelines/40"))
+		testdata.WaitFor(t, "refs/pipelines/40 deleted", 30*time.Second, refGone("refs/pipelines/40"))
 		headers["X-Gitea-Signature"] = testdata.HMACHex("not the secret", closed)
 		if code, body := srv.deliver(t, "gitea", closed, headers); code != 401 || errCode(body) != "unauthorized" {
 			t.Fatalf("bad signature = %d %v", code, body)
 		}
 	})
 
-	resp, err := http.Get(srv.base + "/metrics")
+	resp, err := http.Get(srv.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,26 +179,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(string(raw), "refkeeper_webhook"))
 		}
 	}
-	if strings.Contains(srv.logs.String(), e2eGitHubSecret) || strings.Contains(srv.logs.String(), e2eGitLabToken) {
+	if strings.Contains(srv.Logs.String(), e2eGitHubSecret) || strings.Contains(srv.Logs.String(), e2eGitLabToken) {
 		t.Error("a webhook secret reached the log")
-	}
-}
-
-func TestHookFlags(t *testing.T) {
-	env := map[string]string{
-		"REFKEEPER_GITLAB_HOOK_TOKEN":  "from-env-gitlab",
-		"REFKEEPER_GITHUB_HOOK_SECRET": "from-env-github",
-		"REFKEEPER_GITEA_HOOK_SECRET":  "from-env-gitea",
-	}
-	cfg, err := parseServeConfig([]string{"--github-hook-secret", "from-flag"}, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Hooks.GitLabToken != "from-env-gitlab" || cfg.Hooks.GitHubSecret != "from-flag" || cfg.Hooks.GiteaSecret != "from-env-gitea" {
-		t.Fatalf("hook secrets = %+v", cfg.Hooks)
-	}
-	cfg, err = parseServeConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil || cfg.Hooks.GitLabToken != "" || cfg.Hooks.GitHubSecret != "" || cfg.Hooks.GiteaSecret != "" {
-		t.Fatalf("default hook secrets = %+v, %v; want all empty (off)", cfg.Hooks, err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"encoding/json"
@@ -58,7 +58,7 @@ func TestMirrorHousekeepingAndMetricsEndToEnd(t *testing.T) {
 	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {
 		t.Fatalf("register = %d %v", code, pj)
 	}
-	waitFor(t, "the clone", 30*time.Second, func() bool {
+	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
 		_, pj := srv.call(t, "GET", api, "")
 		return pj["state"] == "ready"
 	})
@@ -67,8 +67,8 @@ func TestMirrorHousekeepingAndMetricsEndToEnd(t *testing.T) {
 		t.Fatalf("pin = %d %v", code, pin)
 	}
 	var text string
-	waitFor(t, "a housekeeping run in /metrics", 30*time.Second, func() bool {
-		text = scrape(t, srv.base)
+	testdata.WaitFor(t, "a housekeeping run in /metrics", 30*time.Second, func() bool {
+		text = scrape(t, srv.Base)
 		n, _ := metricValue(text, "refkeeper_mirror_housekeeping_runs_total")
 		return n >= 1
 	})

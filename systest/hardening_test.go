@@ -1,7 +1,6 @@
-package main
+package systest
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,13 +14,17 @@ import (
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
+// readHeaderTimeout is how long the server waits for a request's headers
+// (README: "request headers must arrive within 10 s").
+const readHeaderTimeout = 10 * time.Second
+
 // TestSlowClientIsCut: a client that sends half a request header and stalls
 // is disconnected once the read-header timeout passes.
 func TestSlowClientIsCut(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "api")
-	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.base, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.Base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,20 +46,7 @@ func TestGeneratedToken(t *testing.T) {
 	dir := t.TempDir()
 	repos := filepath.Join(dir, "repos")
 	r := testdata.StartRedis(t)
-	stdout, logs := &syncBuffer{}, &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--repos", repos, "--redis", r.URL(), "--role", "api"},
-			func(string) string { return "" }, stdout, logs)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit %d", code)
-		}
-	}()
-	waitFor(t, "the server to start", 20*time.Second, func() bool { return servingAddr.MatchString(logs.String()) })
+	srv := startServerTokens(t, "--repos", repos, "--redis", r.URL(), "--role", "api")
 	path := filepath.Join(dir, "api-token")
 	info, err := os.Stat(path)
 	if err != nil {
@@ -66,12 +56,23 @@ func TestGeneratedToken(t *testing.T) {
 		t.Fatalf("token file mode %v, want 0600", info.Mode().Perm())
 	}
 	token, _ := os.ReadFile(path)
-	printed := stdout.String()
-	if tok := strings.TrimSpace(string(token)); len(tok) < 32 || strings.Count(printed, tok) != 1 {
+	tok := strings.TrimSpace(string(token))
+	printed := srv.Stdout.String()
+	if len(tok) < 32 || strings.Count(printed, tok) != 1 {
 		t.Fatalf("token %q printed %d times in %q", tok, strings.Count(printed, tok), printed)
 	}
-	if strings.Contains(logs.String(), strings.TrimSpace(string(token))) {
+	if strings.Contains(srv.Logs.String(), tok) {
 		t.Fatal("the token reached the log")
+	}
+	// It opens the API.
+	req, _ := http.NewRequest("GET", srv.Base+"/api/v1/projects", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := decodeJSON(resp); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/projects with the generated token: %d %v, want 200", resp.StatusCode, body)
 	}
 }
 
@@ -93,9 +94,9 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := []string{"--repos", p.root, "--redis", r.URL(), "--role", "api", "--tokens-file", tokens, "--fetch-token-keys-file", keys}
-	a, b := startProcessTokens(t, flags...), startProcessTokens(t, flags...)
-	call := func(srv *processServer, token, method, path, body string) (int, map[string]any) {
-		req, _ := http.NewRequest(method, srv.base+path, strings.NewReader(body))
+	a, b := startServerTokens(t, flags...), startServerTokens(t, flags...)
+	call := func(srv *server, token, method, path, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, srv.Base+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -116,16 +117,16 @@ func TestSecretsFromFiles(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("pin = %d %v", code, pin)
 	}
-	url := strings.Replace(b.base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
-	if out, err := runnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, p.c1+"\trefs/pipelines/1") {
+	url := strings.Replace(b.Base, "http://", "http://job:"+pin["fetch_token"].(string)+"@", 1) + "/git/group/app.git"
+	if out, err := testdata.RunnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, p.c1+"\trefs/pipelines/1") {
 		t.Fatalf("a fetch token of replica a at replica b: %v\n%s", err, out)
 	}
-	for _, srv := range []*processServer{a, b} {
-		if !strings.Contains(srv.logs.String(), `"tokens_file":"`+tokens+`","fetch_token_keys_file":"`+keys+`"`) {
-			t.Errorf("the start-up log does not name the secret files:\n%s", srv.logs.String())
+	for _, srv := range []*server{a, b} {
+		if !strings.Contains(srv.Logs.String(), `"tokens_file":"`+tokens+`","fetch_token_keys_file":"`+keys+`"`) {
+			t.Errorf("the start-up log does not name the secret files:\n%s", srv.Logs.String())
 		}
 		for _, f := range []string{"cmdline", "environ"} {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", srv.cmd.Process.Pid, f))
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", srv.Cmd.Process.Pid, f))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +137,7 @@ func TestSecretsFromFiles(t *testing.T) {
 			}
 		}
 		for _, secret := range []string{first, second, key} {
-			if strings.Contains(srv.logs.String(), secret) {
+			if strings.Contains(srv.Logs.String(), secret) {
 				t.Fatal("a secret reached the log")
 			}
 		}

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bufio"
@@ -83,10 +83,27 @@ func TestBench(t *testing.T) {
 	}
 	report := renderBench(name, rows)
 	fmt.Print(report)
-	out := filepath.Join("..", "..", "bench-results")
+	out := filepath.Join("..", "bench-results")
 	if err := os.MkdirAll(out, 0o755); err == nil {
 		_ = os.WriteFile(filepath.Join(out, "latest.md"), []byte(report), 0o644)
 	}
+}
+
+// benchPlace is a directory a benchmark runs in.
+type benchPlace struct{ name, root string }
+
+// benchPlaces answers a fresh directory on tmpfs (/dev/shm, where this
+// machine has it) and one on disk, both removed when the test ends: lock
+// files and fsyncs cost the disk most.
+func benchPlaces(t *testing.T, prefix string) []benchPlace {
+	var places []benchPlace
+	if dir, err := os.MkdirTemp("/dev/shm", prefix); err != nil {
+		t.Logf("skipping /dev/shm: %v", err)
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		places = append(places, benchPlace{"/dev/shm", dir})
+	}
+	return append(places, benchPlace{"disk", t.TempDir()})
 }
 
 // benchAPI measures on an api-only server: adoption, sweeps, GC through
@@ -98,9 +115,9 @@ func benchAPI(t *testing.T, plan benchSizes, add func(benchRow)) {
 	big, bigSHA := packedRepo(t, root, "bench/big", plan.big)
 	// Request logs at warn: at a thousand requests a second the INFO lines
 	// would measure the test's log buffer, not the service.
-	srv := startProcess(t, "--repos", root, "--redis", r.URL(), "--role", "api", "--retention", "1s",
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--role", "api", "--retention", "1s",
 		"--rate-limit-address", "0", "--rate-limit-token", "0", "--log-level", "warn")
-	pid := srv.cmd.Process.Pid
+	pid := srv.Cmd.Process.Pid
 	client := benchClient(16)
 
 	// Adoption of every ref of the large repository, with Redis empty.
@@ -335,7 +352,7 @@ func (c cpuPerPin) String() string {
 	return b.String()
 }
 
-func pinLoad(t *testing.T, client *http.Client, srv *processServer, project, sha string, ids []int, conc, serverPID, redisPID int) pinRun {
+func pinLoad(t *testing.T, client *http.Client, srv *server, project, sha string, ids []int, conc, serverPID, redisPID int) pinRun {
 	server0, redis0, client0 := processTreeCPU(t, serverPID), processTreeCPU(t, redisPID), ownCPU()
 	start := time.Now()
 	lat := parallel(conc, ids, func(id int) {
@@ -355,8 +372,8 @@ func pinLoad(t *testing.T, client *http.Client, srv *processServer, project, sha
 // benchPin pins one pipeline and checks the answer is a new pin at sha. It
 // decodes only what it checks: the client shares the two cores with the
 // server, so a generic decode of every answer would be charged to refkeeper.
-func benchPin(t *testing.T, client *http.Client, srv *processServer, project string, id int, sha string) {
-	req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/api/v1/projects/%s/pipelines/%d/ref", srv.base, project, id), strings.NewReader(`{"sha":"`+sha+`"}`))
+func benchPin(t *testing.T, client *http.Client, srv *server, project string, id int, sha string) {
+	req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/api/v1/projects/%s/pipelines/%d/ref", srv.Base, project, id), strings.NewReader(`{"sha":"`+sha+`"}`))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -480,16 +497,16 @@ func gitRun(t *testing.T, dir, stdin string, args ...string) {
 	}
 }
 
-func timeFetch(t *testing.T, srv *processServer, project string, id, rounds int) time.Duration {
+func timeFetch(t *testing.T, srv *server, project string, id, rounds int) time.Duration {
 	var times []time.Duration
 	for range rounds {
 		work := t.TempDir()
-		if out, err := runnerGit(t, work, "init", "-q", "."); err != nil {
+		if out, err := testdata.RunnerGit(t, work, "init", "-q", "."); err != nil {
 			t.Fatal(out)
 		}
 		start := time.Now()
-		out, err := runnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken, "-c", "protocol.version=2",
-			"fetch", "-q", "--depth=1", srv.base+"/git/"+project+".git", fmt.Sprintf("+refs/pipelines/%d:refs/pipelines/%d", id, id))
+		out, err := testdata.RunnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken, "-c", "protocol.version=2",
+			"fetch", "-q", "--depth=1", srv.Base+"/git/"+project+".git", fmt.Sprintf("+refs/pipelines/%d:refs/pipelines/%d", id, id))
 		times = append(times, time.Since(start))
 		if err != nil {
 			t.Fatalf("fetch: %v\n%s", err, out)
@@ -542,8 +559,8 @@ func benchClient(conns int) *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns}, Timeout: 5 * time.Minute}
 }
 
-func benchCall(t *testing.T, client *http.Client, srv *processServer, method, path, body string) map[string]any {
-	req, _ := http.NewRequest(method, srv.base+path, strings.NewReader(body))
+func benchCall(t *testing.T, client *http.Client, srv *server, method, path, body string) map[string]any {
+	req, _ := http.NewRequest(method, srv.Base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)

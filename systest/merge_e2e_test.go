@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"strings"
@@ -35,20 +35,20 @@ func TestComputedMergeEndToEnd(t *testing.T) {
 	}
 
 	work := t.TempDir()
-	if out, err := runnerGit(t, work, "init", "-q", "."); err != nil {
+	if out, err := testdata.RunnerGit(t, work, "init", "-q", "."); err != nil {
 		t.Fatal(out)
 	}
-	if out, err := runnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
+	if out, err := testdata.RunnerGit(t, work, "-c", "http.extraHeader=Authorization: Bearer "+testToken,
 		"fetch", "-q", "--depth=1", pin["fetch_url"].(string), pin["refspec"].(string)); err != nil {
 		t.Fatalf("runner fetch: %v\n%s", err, out)
 	}
-	if out, err := runnerGit(t, work, "checkout", "-q", "--detach", "refs/pipelines/7"); err != nil {
+	if out, err := testdata.RunnerGit(t, work, "checkout", "-q", "--detach", "refs/pipelines/7"); err != nil {
 		t.Fatalf("checkout: %v\n%s", err, out)
 	}
-	if out, _ := runnerGit(t, work, "rev-parse", "HEAD"); strings.TrimSpace(out) != want {
+	if out, _ := testdata.RunnerGit(t, work, "rev-parse", "HEAD"); strings.TrimSpace(out) != want {
 		t.Fatalf("HEAD = %s, want %s", out, want)
 	}
-	if out, _ := runnerGit(t, work, "show", "-s", "--format=%an <%ae>|%cn <%ce>|%s", "HEAD"); strings.TrimSpace(out) !=
+	if out, _ := testdata.RunnerGit(t, work, "show", "-s", "--format=%an <%ae>|%cn <%ce>|%s", "HEAD"); strings.TrimSpace(out) !=
 		"CI Bot <ci@example.org>|CI Bot <ci@example.org>|Merge "+head+" into "+p.c2 {
 		t.Errorf("merge commit = %q", out)
 	}

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"io"
@@ -23,7 +23,7 @@ func TestTransactionMetrics(t *testing.T) {
 	if code, body := srv.call(t, "DELETE", apiBase+"/pipelines/2/ref", ""); code != 204 {
 		t.Fatalf("delete = %d %v", code, body)
 	}
-	resp, err := http.Get(srv.base + "/metrics")
+	resp, err := http.Get(srv.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
