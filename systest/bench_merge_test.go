@@ -121,7 +121,7 @@ func mergeRow(place string, plan mergeBenchSizes, rounds []mergeRound) benchRow 
 	}
 }
 
-// cliMerge makes the computed merge with the git CLI alone, as the README
+// cliMerge makes the computed merge with the git CLI alone, as docs/api.md
 // shows, and answers its SHA.
 func cliMerge(t *testing.T, dir, source, target string) string {
 	run := func(env []string, args ...string) string {
