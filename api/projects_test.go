@@ -17,6 +17,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -29,7 +30,7 @@ type mirrorFixture struct {
 	root     string
 	upstream *testdata.Upstream
 	creds    string
-	projects *refs.Projects
+	projects *mirrors.Projects
 }
 
 const mirrorPath = "/api/v1/projects/mirrors%2Fgh"
@@ -55,11 +56,11 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 	reposRoot := &gitops.Root{Dir: root, Logger: logger}
 	t.Cleanup(reposRoot.Close)
 	store := &refs.Store{Client: r.Client(t)}
-	projects := &refs.Projects{
+	projects := &mirrors.Projects{
 		Repos:           reposRoot,
 		Fetcher:         &gitops.Fetcher{Root: reposRoot, Timeout: upstreamTimeout},
 		Store:           store,
-		Credentials:     &refs.CredentialFile{Path: creds},
+		Credentials:     &mirrors.CredentialFile{Path: creds},
 		UpstreamTimeout: upstreamTimeout,
 		Logger:          logger,
 	}

@@ -54,10 +54,11 @@ func newEnv(t *testing.T) *env {
 	head, _ := proj.RefSHA(t, "refs/heads/feature")
 	reg := prometheus.NewRegistry()
 	rcv := &Receiver{
-		Domain:  svc,
-		Secrets: Secrets{GitLabToken: gitlabToken, GitHubSecret: githubSecret, GiteaSecret: giteaSecret},
-		Metrics: NewMetrics(reg),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Domain:     svc,
+		Deliveries: &RedisDeliveries{Client: svc.Store.Client, EventTTL: svc.Policy.MaxAge},
+		Secrets:    Secrets{GitLabToken: gitlabToken, GitHubSecret: githubSecret, GiteaSecret: giteaSecret},
+		Metrics:    NewMetrics(reg),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	return &env{t: t, svc: svc, rcv: rcv, proj: proj, redis: r, head: head, reg: reg,
 		vars: map[string]string{"SHA": proj.Merge, "HEAD_SHA": head, "BASE_SHA": proj.Second}}

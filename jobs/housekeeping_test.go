@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -16,11 +16,11 @@ type countingHousekeeper struct {
 	passes []time.Time
 }
 
-func (c *countingHousekeeper) RunAll(context.Context) (refs.HousekeepingResult, error) {
+func (c *countingHousekeeper) RunAll(context.Context) (mirrors.HousekeepingResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.passes = append(c.passes, time.Now())
-	return refs.HousekeepingResult{}, nil
+	return mirrors.HousekeepingResult{}, nil
 }
 
 func (c *countingHousekeeper) until(t time.Time) int {

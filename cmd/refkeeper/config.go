@@ -16,6 +16,7 @@ import (
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -367,7 +368,7 @@ func (c serveConfig) validate() error {
 		}
 	}
 	if c.Credentials != "" {
-		if err := (&refs.CredentialFile{Path: c.Credentials}).Load(); err != nil {
+		if err := (&mirrors.CredentialFile{Path: c.Credentials}).Load(); err != nil {
 			return &usageError{fmt.Sprintf("invalid value for --credentials: %v", err)}
 		}
 	}
