@@ -24,6 +24,8 @@ var allowedInternal = map[string][]string{
 	"jobs":          {"mirrors", "refs"},
 	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "client"},
 	"testdata":      {},
+	// refstest is the one fixture that builds a pin service for tests.
+	"refs/refstest": {"refs", "gitops", "testdata"},
 	// client is what users' programs import: nothing of ours.
 	"client": {},
 }
