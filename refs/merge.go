@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 )
@@ -59,12 +57,6 @@ func decodeMerge(s string) *Merge {
 		return nil
 	}
 	return &Merge{SourceSHA: source, TargetSHA: target, Mode: mode, Identity: id}
-}
-
-// PinMerge is Pin that also records the inputs of the pin's computed merge
-// (nil: none); see pinScript.
-func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time) (outcome, error) {
-	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), merge.encode())
 }
 
 func (s *Service) mergeIdentity() gitops.Identity {

@@ -255,6 +255,12 @@ func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID,
 	return s.PinMerge(ctx, p, id, sha, mr, nil, now)
 }
 
+// PinMerge is Pin that also records the inputs of the pin's computed merge
+// (nil: none); see pinScript.
+func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time) (outcome, error) {
+	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), merge.encode())
+}
+
 // Finish releases a pin; see finishScript.
 func (s *Store) Finish(ctx context.Context, p Project, id PipelineID, now time.Time, pol Policy) (outcome, error) {
 	return s.run(ctx, finishScript, p, id, ms(now), msDur(pol.Retention), msDur(pol.MaxAge))
