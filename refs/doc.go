@@ -27,20 +27,20 @@
 // and the pin goes on as a pin of that SHA. The record keeps the inputs, so
 // a sweep can make a vanished merge commit again before it restores the ref.
 //
-// Deleting a ref (delete.go) is a three-step protocol that a racing re-pin can always
-// win: claim the record for deletion (a token), delete the ref if it is
-// still at the pinned SHA while asking, under git's lock, whether the claim
-// still stands, then mark the record deleted if it does. A re-pin in
+// Deleting a ref (delete.go) is a three-step protocol that a racing re-pin
+// can always win: claim the record for deletion (a token), delete the ref if
+// it is still at the pinned SHA while asking, under git's lock, whether the
+// claim still stands, then mark the record deleted if it does. A re-pin in
 // between clears the claim, and whoever sees the cleared claim re-creates
-// the ref. Once git has committed, the record update runs to its end even
-// if the caller has gone.
+// the ref. Once git has committed, the record update runs to its end even if
+// the caller has gone.
 //
-// Due deletions (expiry.go) are per project: ExpireDue (the task at expires_at) and
-// every sweep delete all that is due in a project in batches of up to
-// 10,000 refs, one git transaction each, holding the project's expiry lease
-// in Redis. A deleter that finds the lease held leaves a note and the
-// holder goes round again, so deleters never take each other's claims and
-// a burst of expiries costs a few transactions.
+// Due deletions (expiry.go) are per project: ExpireDue (the task at
+// expires_at) and every sweep delete all that is due in a project in batches
+// of up to 10,000 refs, one git transaction each, holding the project's
+// expiry lease in Redis. A deleter that finds the lease held leaves a note
+// and the holder goes round again, so deleters never take each other's
+// claims and a burst of expiries costs a few transactions.
 //
 // Every time is Clock's; in production that is RedisClock, so replicas
 // stamp and compare records with one clock. Metrics read the pin counts
