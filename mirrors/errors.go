@@ -59,7 +59,7 @@ func (e *UpstreamRefNotFoundError) Error() string {
 }
 
 // upstreamError turns gitops' fetch failures into the domain's; other
-// errors go through unavailable.
+// errors go through refs.Unavailable.
 func upstreamError(p refs.Project, op string, err error) error {
 	var (
 		unavail  *gitops.UpstreamUnavailableError
