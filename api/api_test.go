@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/api"
-	"github.com/refkeeper/refkeeper/gitops"
-	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/refs/refstest"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -33,18 +32,10 @@ type fixture struct {
 // API, with a real redis-server; configure changes the API's config.
 func newFixture(t *testing.T, configure ...func(*api.Config)) *fixture {
 	t.Helper()
-	root := t.TempDir()
-	g := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	reposRoot := &gitops.Root{Dir: root}
-	t.Cleanup(reposRoot.Close)
-	svc := &refs.Service{
-		Repos:  reposRoot,
-		Store:  &refs.Store{Client: r.Client(t)},
-		Policy: refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
-	}
+	fx := refstest.New(t)
+	g, r := fx.Git, fx.Redis
 	srv := httptest.NewUnstartedServer(nil)
-	cfg := api.Config{Pins: svc, Tokens: []string{token}, FetchURL: "http://" + srv.Listener.Addr().String()}
+	cfg := api.Config{Pins: fx.Service, Tokens: []string{token}, FetchURL: "http://" + srv.Listener.Addr().String()}
 	for _, fn := range configure {
 		fn(&cfg)
 	}
@@ -616,9 +607,7 @@ func TestScopedFetchToken(t *testing.T) {
 // Retry-After; a forged X-Forwarded-For does not open a new bucket.
 func TestRateLimits(t *testing.T) {
 	f := newFixture(t)
-	reposRoot := &gitops.Root{Dir: t.TempDir()}
-	t.Cleanup(reposRoot.Close)
-	svc := &refs.Service{Repos: reposRoot, Store: &refs.Store{Client: f.redis.Client(t)}}
+	svc := refstest.Over(t, t.TempDir(), nil, f.redis).Service
 	for _, tc := range []struct {
 		name string
 		cfg  api.Config

@@ -9,7 +9,8 @@
 //
 // It owns HTTP concerns only: routing (echo), bearer and basic auth, strict
 // JSON decoding, and the one mapping from the domain's typed errors to status
-// codes and the JSON error body. Everything else it asks of refs.
+// codes and the JSON error body. Everything else it asks of refs (pins)
+// and mirrors (projects).
 //
 // The git mount runs `git http-backend` with a request and an environment
 // it builds from allow lists, and holds a scoped fetch token's upload-pack
@@ -18,5 +19,5 @@
 // address, read from X-Forwarded-For only behind trusted proxies, and per
 // valid token, in buckets of bounded number (ratelimit.go).
 //
-// api imports hooks and refs; only cmd imports api. echo appears only here and in cmd.
+// api imports hooks, mirrors and refs; only cmd imports api. echo appears only here and in cmd.
 package api

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -89,10 +90,10 @@ func toHTTPError(err error) *httpError {
 		tooLarge    *http.MaxBytesError
 		hookAuth    *hooks.UnauthorizedError
 		hookBody    *hooks.MalformedError
-		projConfl   *refs.ProjectConflictError
-		upDown      *refs.UpstreamUnavailableError
-		upRejected  *refs.UpstreamRejectedError
-		upNoRef     *refs.UpstreamRefNotFoundError
+		projConfl   *mirrors.ProjectConflictError
+		upDown      *mirrors.UpstreamUnavailableError
+		upRejected  *mirrors.UpstreamRejectedError
+		upNoRef     *mirrors.UpstreamRefNotFoundError
 	)
 	switch {
 	case errors.As(err, &he):

@@ -26,7 +26,9 @@ func withHooks(hosts ...hooks.Host) func(*api.Config) {
 				s.GiteaSecret = hookSecret
 			}
 		}
-		cfg.Hooks = &hooks.Receiver{Domain: cfg.Pins.(*refs.Service), Secrets: s}
+		svc := cfg.Pins.(*refs.Service)
+		cfg.Hooks = &hooks.Receiver{Domain: svc, Secrets: s,
+			Deliveries: &hooks.RedisDeliveries{Client: svc.Store.Client, Keys: svc.Store.Keys, EventTTL: svc.Policy.MaxAge}}
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -721,7 +722,7 @@ func narrowedCodes(doc map[string]any, r map[string]any) []string {
 func withProjects(t *testing.T) func(*api.Config) {
 	return func(cfg *api.Config) {
 		svc := cfg.Pins.(*refs.Service)
-		projects := &refs.Projects{Repos: svc.Repos, Fetcher: &gitops.Fetcher{Root: svc.Repos}, Store: svc.Store}
+		projects := &mirrors.Projects{Repos: svc.Repos, Fetcher: &gitops.Fetcher{Root: svc.Repos}, Store: svc.Store}
 		t.Cleanup(projects.Close)
 		svc.Mirrors = projects
 		cfg.Projects = projects

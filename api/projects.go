@@ -8,14 +8,15 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
-// Projects is what the API needs to keep mirrors; *refs.Projects has it.
+// Projects is what the API needs to keep mirrors; *mirrors.Projects has it.
 type Projects interface {
-	Register(ctx context.Context, req refs.MirrorRequest) (refs.ProjectInfo, bool, error)
-	Get(ctx context.Context, p refs.Project) (refs.ProjectInfo, error)
-	List(ctx context.Context, cursor string, limit int) ([]refs.ProjectInfo, string, error)
+	Register(ctx context.Context, req mirrors.MirrorRequest) (mirrors.ProjectInfo, bool, error)
+	Get(ctx context.Context, p refs.Project) (mirrors.ProjectInfo, error)
+	List(ctx context.Context, cursor string, limit int) ([]mirrors.ProjectInfo, string, error)
 	Delete(ctx context.Context, p refs.Project) error
 }
 
@@ -39,10 +40,10 @@ func optionalString(s string) *string {
 	return &s
 }
 
-func toProjectJSON(pi refs.ProjectInfo) projectJSON {
+func toProjectJSON(pi mirrors.ProjectInfo) projectJSON {
 	out := projectJSON{Project: string(pi.Project), Kind: string(pi.Kind), State: string(pi.State),
 		LastError: optionalString(pi.LastError)}
-	if pi.Kind == refs.KindMirror {
+	if pi.Kind == mirrors.KindMirror {
 		out.Upstream = optionalString(pi.Upstream)
 		out.Host = optionalString(string(pi.Host))
 		out.Credential = optionalString(pi.Credential)
@@ -83,7 +84,7 @@ func (h *projectHandlers) put(c echo.Context) error {
 	if in.Upstream == nil {
 		return badRequest("upstream is required")
 	}
-	info, cloning, err := h.projects.Register(c.Request().Context(), refs.MirrorRequest{
+	info, cloning, err := h.projects.Register(c.Request().Context(), mirrors.MirrorRequest{
 		Project: p, Upstream: *in.Upstream, Host: deref(in.Host), Credential: deref(in.Credential)})
 	if err != nil {
 		return err

@@ -17,7 +17,8 @@ import (
 
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
-	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/mirrors"
+	"github.com/refkeeper/refkeeper/refs/refstest"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -29,16 +30,15 @@ type mirrorFixture struct {
 	root     string
 	upstream *testdata.Upstream
 	creds    string
-	projects *refs.Projects
+	projects *mirrors.Projects
 }
 
 const mirrorPath = "/api/v1/projects/mirrors%2Fgh"
 
 func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(*api.Config)) *mirrorFixture {
 	t.Helper()
-	root := t.TempDir()
-	g := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
+	fx := refstest.New(t)
+	root, g, r := fx.Dir, fx.Git, fx.Redis
 	u := testdata.StartUpstream(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
 	writeCredentials(t, creds, testdata.UpstreamPassword)
@@ -52,25 +52,19 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 			}
 		}
 	})
-	reposRoot := &gitops.Root{Dir: root, Logger: logger}
-	t.Cleanup(reposRoot.Close)
-	store := &refs.Store{Client: r.Client(t)}
-	projects := &refs.Projects{
+	reposRoot, store := fx.Repos, fx.Store
+	reposRoot.Logger = logger
+	projects := &mirrors.Projects{
 		Repos:           reposRoot,
 		Fetcher:         &gitops.Fetcher{Root: reposRoot, Timeout: upstreamTimeout},
 		Store:           store,
-		Credentials:     &refs.CredentialFile{Path: creds},
+		Credentials:     &mirrors.CredentialFile{Path: creds},
 		UpstreamTimeout: upstreamTimeout,
 		Logger:          logger,
 	}
 	t.Cleanup(projects.Close)
-	svc := &refs.Service{
-		Repos:   reposRoot,
-		Store:   store,
-		Policy:  refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
-		Mirrors: projects,
-		Logger:  logger,
-	}
+	svc := fx.Service
+	svc.Mirrors, svc.Logger = projects, logger
 	srv := httptest.NewUnstartedServer(nil)
 	cfg := api.Config{Pins: svc, Projects: projects, Tokens: []string{token}, Logger: logger,
 		FetchURL: "http://" + srv.Listener.Addr().String()}

@@ -20,7 +20,7 @@ import (
 type Config struct {
 	// Pins is the domain; *refs.Service.
 	Pins Pins
-	// Projects keeps mirrors; *refs.Projects. Nil: no /api/v1/projects routes.
+	// Projects keeps mirrors; *mirrors.Projects. Nil: no /api/v1/projects routes.
 	Projects Projects
 	// Tokens are the bearer tokens accepted on /api/ and /git/. Required.
 	Tokens []string

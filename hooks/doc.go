@@ -13,8 +13,11 @@
 // delivers again.
 //
 // A delivery id seen within DeliveryTTL is answered with the stored answer
-// and changes nothing. Only answers are stored, never a transient failure,
-// so a redelivery after one is applied as new.
+// and changes nothing. What the receiver remembers of deliveries (answers,
+// and each pin's latest event time) is a store of its own that hooks
+// declares (Deliveries) and keeps in Redis (RedisDeliveries, with the keys
+// of refs.Keys), apart from the pin service. Only answers are stored, never
+// a transient failure, so a redelivery after one is applied as new.
 //
 // Hosts do not promise order. Each pin keeps the time of the latest webhook
 // event applied to it, on the host's own clock as its payload states it:

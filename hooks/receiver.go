@@ -18,10 +18,6 @@ type Domain interface {
 	Get(ctx context.Context, p refs.Project, id refs.PipelineID) (refs.Pin, error)
 	Finish(ctx context.Context, p refs.Project, id refs.PipelineID) (refs.Pin, error)
 	CloseMergeRequest(ctx context.Context, p refs.Project, iid refs.MergeRequestIID) ([]refs.Pin, error)
-	RecallDelivery(ctx context.Context, host, id string) ([]byte, bool, error)
-	RememberDelivery(ctx context.Context, host, id string, answer []byte, ttl time.Duration) error
-	EventTime(ctx context.Context, p refs.Project, id refs.PipelineID) (time.Time, error)
-	RecordEventTime(ctx context.Context, p refs.Project, id refs.PipelineID, t time.Time) error
 }
 
 // Action is what a delivery did.
@@ -51,8 +47,10 @@ const DefaultDeliveryTTL = 24 * time.Hour
 
 // Receiver verifies, de-duplicates and applies webhook deliveries.
 type Receiver struct {
-	Domain  Domain
-	Secrets Secrets
+	Domain Domain
+	// Deliveries remembers deliveries' answers and pins' event times.
+	Deliveries Deliveries
+	Secrets    Secrets
 	// DeliveryTTL is how long a delivery's answer is kept for its
 	// redeliveries; zero: DefaultDeliveryTTL.
 	DeliveryTTL time.Duration
@@ -88,7 +86,7 @@ func (r *Receiver) Receive(ctx context.Context, h Host, header http.Header, body
 	}
 	id := deliveryID(h, header)
 	if id != "" {
-		answer, seen, err := r.Domain.RecallDelivery(ctx, string(h), id)
+		answer, seen, err := r.Deliveries.RecallDelivery(ctx, string(h), id)
 		if err != nil {
 			r.Metrics.count(h, label, countUnavailable)
 			return nil, err
@@ -120,7 +118,7 @@ func (r *Receiver) Receive(ctx context.Context, h Host, header http.Header, body
 		if ttl <= 0 {
 			ttl = DefaultDeliveryTTL
 		}
-		if err := r.Domain.RememberDelivery(ctx, string(h), id, answer, ttl); err != nil {
+		if err := r.Deliveries.RememberDelivery(ctx, string(h), id, answer, ttl); err != nil {
 			// Applied, but not remembered: a redelivery is applied again,
 			// which pins and finishes are made to bear.
 			r.logger().Warn("could not remember webhook delivery", "host", h, "err", err)
@@ -216,7 +214,7 @@ func (r *Receiver) pin(ctx context.Context, p refs.Project, ev event) (Result, e
 	case current.State != refs.StatePinned:
 		// Running again after it finished: a retried job, or a delivery
 		// that was late. Only the payload's own time tells.
-		last, err := r.Domain.EventTime(ctx, p, id)
+		last, err := r.Deliveries.EventTime(ctx, p, id)
 		if err != nil {
 			return Result{}, err
 		}
@@ -251,7 +249,7 @@ func (r *Receiver) finish(ctx context.Context, p refs.Project, ev event) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	last, err := r.Domain.EventTime(ctx, p, id)
+	last, err := r.Deliveries.EventTime(ctx, p, id)
 	if err != nil {
 		return Result{}, err
 	}
@@ -293,5 +291,5 @@ func (r *Receiver) record(ctx context.Context, p refs.Project, id refs.PipelineI
 	if at.IsZero() {
 		return nil
 	}
-	return r.Domain.RecordEventTime(ctx, p, id, at)
+	return r.Deliveries.RecordEventTime(ctx, p, id, at)
 }

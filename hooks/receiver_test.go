@@ -17,6 +17,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/refs/refstest"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -41,23 +42,16 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	root := t.TempDir()
-	proj := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	reposRoot := &gitops.Root{Dir: root}
-	t.Cleanup(reposRoot.Close)
-	svc := &refs.Service{
-		Repos:  reposRoot,
-		Store:  &refs.Store{Client: r.Client(t)},
-		Policy: refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
-	}
+	fx := refstest.New(t)
+	svc, proj, r := fx.Service, fx.Git, fx.Redis
 	head, _ := proj.RefSHA(t, "refs/heads/feature")
 	reg := prometheus.NewRegistry()
 	rcv := &Receiver{
-		Domain:  svc,
-		Secrets: Secrets{GitLabToken: gitlabToken, GitHubSecret: githubSecret, GiteaSecret: giteaSecret},
-		Metrics: NewMetrics(reg),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Domain:     svc,
+		Deliveries: &RedisDeliveries{Client: svc.Store.Client, EventTTL: svc.Policy.MaxAge},
+		Secrets:    Secrets{GitLabToken: gitlabToken, GitHubSecret: githubSecret, GiteaSecret: giteaSecret},
+		Metrics:    NewMetrics(reg),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	return &env{t: t, svc: svc, rcv: rcv, proj: proj, redis: r, head: head, reg: reg,
 		vars: map[string]string{"SHA": proj.Merge, "HEAD_SHA": head, "BASE_SHA": proj.Second}}

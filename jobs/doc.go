@@ -13,7 +13,7 @@
 // TaskID, kept for an interval after the sweep ran, so the replica that
 // comes first in an interval enqueues it and the others find it taken.
 //
-// The mirrors' housekeeping pass (refs.Housekeeping.RunAll: git gc --auto
+// The mirrors' housekeeping pass (mirrors.Housekeeping.RunAll: git gc --auto
 // in every mirror that is due) is scheduled the same way, once per
 // maintenance interval across every replica, as a task of its own with its
 // own timeout, so a long repack never holds up the sweep's deletions. Each
@@ -26,6 +26,6 @@
 // failures (Redis blinking, a held git lock) are returned to asynq, which
 // retries them with backoff; permanent ones are wrapped in asynq.SkipRetry.
 //
-// jobs imports refs; only cmd imports jobs. asynq appears only here and in
-// cmd.
+// jobs imports refs and mirrors (the housekeeping pass); only cmd imports
+// jobs. asynq appears only here and in cmd.
 package jobs

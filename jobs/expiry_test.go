@@ -10,7 +10,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/refs"
-	"github.com/refkeeper/refkeeper/testdata"
+	"github.com/refkeeper/refkeeper/refs/refstest"
 )
 
 // sample reads one metric of a family, the one with the given label value:
@@ -42,27 +42,18 @@ func sample(t *testing.T, reg *prometheus.Registry, family, label, value string)
 // few shared transactions rather than one per pin.
 func TestExpiriesShareTransactions(t *testing.T) {
 	const pins = 1000
-	dir := t.TempDir()
-	g := testdata.NewMergeRequestProject(t, dir)
-	r := testdata.StartRedis(t)
-	rdb := r.Client(t)
+	fx := refstest.New(t)
+	g, rdb := fx.Git, fx.Store.Client
 	reg := prometheus.NewRegistry()
-	store := &refs.Store{Client: rdb}
 	clock := &refs.RedisClock{Client: rdb}
-	metrics := refs.NewMetrics(reg, store, clock)
-	root := &gitops.Root{Dir: dir, Observer: metrics}
-	t.Cleanup(root.Close)
+	metrics := refs.NewMetrics(reg, fx.Store, clock)
+	fx.Repos.Observer = metrics
 	taskClient := asynq.NewClientFromRedisClient(rdb)
 	t.Cleanup(func() { taskClient.Close() })
 	expiry := &ExpiryScheduler{Client: taskClient}
-	svc := &refs.Service{
-		Repos:     root,
-		Store:     store,
-		Policy:    refs.Policy{Retention: time.Second, MaxAge: time.Hour},
-		Clock:     clock,
-		Scheduler: expiry,
-		Metrics:   metrics,
-	}
+	svc := fx.Service
+	svc.Policy = refs.Policy{Retention: time.Second, MaxAge: time.Hour}
+	svc.Clock, svc.Scheduler, svc.Metrics = clock, expiry, metrics
 	ctx := t.Context()
 
 	var wg sync.WaitGroup
@@ -141,7 +132,7 @@ func TestExpiriesShareTransactions(t *testing.T) {
 	if runs < 1 || sweeps > 1 {
 		t.Fatalf("%v runs of the due deletions and %v sweeps; want the runs to have done it", runs, sweeps)
 	}
-	counts, err := store.Count(ctx, "group/app")
+	counts, err := fx.Store.Count(ctx, "group/app")
 	if err != nil || counts[refs.StateDeleted] != pins || counts[refs.StateFinished] != 0 {
 		t.Fatalf("records = %v, %v; want %d deleted", counts, err, pins)
 	}

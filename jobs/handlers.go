@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -16,9 +17,9 @@ type Lifecycle interface {
 	Sweep(ctx context.Context) (refs.SweepResult, error)
 }
 
-// Housekeeper is what the housekeeping task needs; *refs.Housekeeping has it.
+// Housekeeper is what the housekeeping task needs; *mirrors.Housekeeping has it.
 type Housekeeper interface {
-	RunAll(ctx context.Context) (refs.HousekeepingResult, error)
+	RunAll(ctx context.Context) (mirrors.HousekeepingResult, error)
 }
 
 // Handlers turns tasks into domain calls.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -13,9 +13,9 @@ type countingHousekeeper struct {
 	passes ranTasks
 }
 
-func (c *countingHousekeeper) RunAll(ctx context.Context) (refs.HousekeepingResult, error) {
+func (c *countingHousekeeper) RunAll(ctx context.Context) (mirrors.HousekeepingResult, error) {
 	c.passes.record(ctx)
-	return refs.HousekeepingResult{}, nil
+	return mirrors.HousekeepingResult{}, nil
 }
 
 // Three replicas with a maintenance interval, out of step, against one

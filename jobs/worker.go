@@ -31,7 +31,7 @@ type WorkerConfig struct {
 	GCInterval time.Duration
 	// MaintenanceInterval is how often the mirrors' housekeeping pass
 	// runs, once per interval across every replica (and at most once per
-	// mirror per interval, see refs.Housekeeping). Zero: never.
+	// mirror per interval, see mirrors.Housekeeping). Zero: never.
 	MaintenanceInterval time.Duration
 	// MaintenanceTimeout bounds one pass. Zero: housekeepingTimeout.
 	MaintenanceTimeout time.Duration

@@ -17,27 +17,30 @@
 // when a pin finishes, with the retention in force then: it is what the
 // client was told.
 //
-// A pin may name a merge the service computes (merge.go): an omitted source
-// is the merge request's head ref on the project's host kind, a mirror
-// first fetches the named refs and the SHAs it lacks (mirror_pins.go),
-// source and target are resolved to commits, gitops writes their merge
-// commit, and the pin goes on as a pin of that SHA. The record keeps the inputs, so a sweep can
-// make a vanished merge commit again before it restores the ref.
+// Which merge or head ref a merge request has is decided in one place,
+// HostKind (hosts.go): a pin by merge request alone takes the host's merge
+// ref, and a computed merge's omitted source is its head ref.
 //
-// Deleting a ref is a three-step protocol that a racing re-pin can always
-// win: claim the record for deletion (a token), delete the ref if it is
-// still at the pinned SHA while asking, under git's lock, whether the claim
-// still stands, then mark the record deleted if it does. A re-pin in
+// A pin may name a merge the service computes (merge.go): source and
+// target are resolved to commits (a mirror first fetches the named refs and
+// the SHAs it lacks, through PinFetcher), gitops writes their merge commit,
+// and the pin goes on as a pin of that SHA. The record keeps the inputs, so
+// a sweep can make a vanished merge commit again before it restores the ref.
+//
+// Deleting a ref (delete.go) is a three-step protocol that a racing re-pin
+// can always win: claim the record for deletion (a token), delete the ref if
+// it is still at the pinned SHA while asking, under git's lock, whether the
+// claim still stands, then mark the record deleted if it does. A re-pin in
 // between clears the claim, and whoever sees the cleared claim re-creates
-// the ref. Once git has committed, the record update runs to its end even
-// if the caller has gone.
+// the ref. Once git has committed, the record update runs to its end even if
+// the caller has gone.
 //
-// Due deletions are per project: ExpireDue (the task at expires_at) and
-// every sweep delete all that is due in a project in batches of up to
-// 10,000 refs, one git transaction each, holding the project's expiry lease
-// in Redis. A deleter that finds the lease held leaves a note and the
-// holder goes round again, so deleters never take each other's claims and
-// a burst of expiries costs a few transactions.
+// Due deletions (expiry.go) are per project: ExpireDue (the task at
+// expires_at) and every sweep delete all that is due in a project in batches
+// of up to 10,000 refs, one git transaction each, holding the project's
+// expiry lease in Redis. A deleter that finds the lease held leaves a note
+// and the holder goes round again, so deleters never take each other's
+// claims and a burst of expiries costs a few transactions.
 //
 // Every time is Clock's; in production that is RedisClock, so replicas
 // stamp and compare records with one clock. Metrics read the pin counts
@@ -45,23 +48,19 @@
 // number of projects; a sweep drops a project whose repository is gone once
 // it has no live pin.
 //
-// Projects keeps mirrors: it registers one (a background first clone into a
-// staged repository, renamed into place once it succeeded), says what every
-// project is (local or mirror, cloning, ready or failed: read from the
-// repository's own git config, never from Redis), deletes mirrors with their
-// pins' records, and fetches what a pin on a mirror names before the pin is
-// made. Upstream credentials come from a file (CredentialFile) read again
-// when it changes.
-//
-// Housekeeping runs git's housekeeping (gitops.Root.HousekeepMirror: gc
-// --auto with a two-week prune grace) in every mirror, never in a local
-// project, at most once per mirror per interval across replicas and never
-// in one mirror on two replicas at once (a lease per mirror in Redis, which
-// outlives the run's bound). HousekeepingMetrics shows each mirror's size
-// and last fetch from a snapshot of the disk at most a minute old, and
-// counts the runs.
+// The Redis key schema is one file (keys.go, Keys): the pin store, the
+// mirrors and the webhook delivery store take their keys from it, and every
+// Lua script is handed its keys as KEYS[], so the whole lifecycle runs on a
+// Redis Cluster (every key of a project carries its hash tag). Store's
+// methods are in store.go, the scripts in scripts.go. Lease (lease.go) is
+// the one lease primitive (the expiry lease here, the mirrors' fetch and
+// housekeeping leases); Cache (cache.go) the one cache with a maximum age;
+// CheckPage (page.go) the one check of a listing's cursor and limit;
+// FromGit (errors.go) the one translation of gitops' errors about projects
+// and objects into the domain's.
 //
 // refs imports gitops (the only package that touches git) and go-redis. It is
-// imported by api, jobs and cmd. What it needs from the task queue, it
-// declares itself (ExpiryScheduler), so it never imports jobs.
+// imported by mirrors, hooks, api, jobs and cmd. What it needs from the task
+// queue and from the mirrors, it declares itself (ExpiryScheduler,
+// PinFetcher), so it never imports jobs or mirrors.
 package refs

@@ -104,9 +104,10 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &u)
 }
 
-// unavailable wraps a store or git failure that is worth retrying; other
-// errors pass through unchanged.
-func unavailable(op string, err error) error {
+// Unavailable wraps a store or git failure that is worth retrying as
+// *UnavailableError, saying what was being done (op); other errors pass
+// through, wrapped with op.
+func Unavailable(op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -119,3 +120,39 @@ func unavailable(op string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
+
+// FromGit turns gitops' errors about project p and its objects into the
+// domain's, the one place that does: no such project (or a name gitops
+// refuses) is *ProjectNotFoundError, no such object or an object that is no
+// commit *CommitNotFoundError; anything else goes through Unavailable as op.
+func FromGit(p Project, op string, err error) error {
+	var (
+		noProject *gitops.ProjectNotFoundError
+		invalid   *gitops.InvalidNameError
+		noObject  *gitops.ObjectNotFoundError
+		notCommit *gitops.NotCommitError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &noProject), errors.As(err, &invalid):
+		return &ProjectNotFoundError{Project: p}
+	case errors.As(err, &noObject):
+		return &CommitNotFoundError{SHA: noObject.ID, Reason: "no such object"}
+	case errors.As(err, &notCommit):
+		return &CommitNotFoundError{SHA: notCommit.ID, Reason: "it is a " + notCommit.Type}
+	}
+	return Unavailable(op, err)
+}
+
+// IsProjectNotFound reports whether err says the project does not exist,
+// in gitops' terms or the domain's.
+func IsProjectNotFound(err error) bool {
+	var nf *ProjectNotFoundError
+	var gnf *gitops.ProjectNotFoundError
+	return errors.As(err, &nf) || errors.As(err, &gnf)
+}
+
+// errMirrorCloning is why a pin on a mirror whose first clone has not
+// succeeded is unavailable: the repository is not there yet.
+var errMirrorCloning = errors.New("the mirror's first clone has not succeeded yet")

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 )
@@ -61,12 +59,6 @@ func decodeMerge(s string) *Merge {
 	return &Merge{SourceSHA: source, TargetSHA: target, Mode: mode, Identity: id}
 }
 
-// PinMerge is Pin that also records the inputs of the pin's computed merge
-// (nil: none); see pinScript.
-func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time) (outcome, error) {
-	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), merge.encode())
-}
-
 func (s *Service) mergeIdentity() gitops.Identity {
 	if s.MergeIdentity != (gitops.Identity{}) {
 		return s.MergeIdentity
@@ -91,11 +83,9 @@ func (s *Service) computeMerge(ctx context.Context, repo *gitops.Repo, req PinRe
 		if req.MergeRequestIID == 0 {
 			return "", nil, &InvalidInputError{Field: "merge.source", Reason: "source is required without merge_request_iid"}
 		}
-		host := HostGitLab
-		if s.Mirrors != nil {
-			if host, err = s.Mirrors.HostKind(req.Project); err != nil {
-				return "", nil, err
-			}
+		host, err := s.hostKind(req.Project)
+		if err != nil {
+			return "", nil, err
 		}
 		head, ok := host.HeadRef(req.MergeRequestIID)
 		if !ok {
@@ -118,10 +108,10 @@ func (s *Service) computeMerge(ctx context.Context, repo *gitops.Repo, req PinRe
 		}
 	}
 	m := &Merge{Mode: mode, Identity: s.mergeIdentity()}
-	if m.SourceSHA, err = s.resolveMergeInput(repo, src); err != nil {
+	if m.SourceSHA, err = s.resolveMergeInput(repo, req.Project, src); err != nil {
 		return "", nil, err
 	}
-	if m.TargetSHA, err = s.resolveMergeInput(repo, tgt); err != nil {
+	if m.TargetSHA, err = s.resolveMergeInput(repo, req.Project, tgt); err != nil {
 		return "", nil, err
 	}
 	sha, err := s.writeMerge(ctx, repo, m)
@@ -138,27 +128,24 @@ func parseMergeInput(field, value string) (gitops.Revision, error) {
 }
 
 // resolveMergeInput turns a SHA or ref into the commit it names now.
-func (s *Service) resolveMergeInput(repo *gitops.Repo, rev gitops.Revision) (ObjectID, error) {
+func (s *Service) resolveMergeInput(repo *gitops.Repo, p Project, rev gitops.Revision) (ObjectID, error) {
 	if rev.ID != "" {
-		return rev.ID, s.checkCommit(repo, rev.ID)
+		return rev.ID, s.checkCommit(repo, p, rev.ID)
 	}
 	sha, err := repo.ResolveCommit(rev.Ref)
-	var (
-		noRef     *gitops.RefNotFoundError
-		noObject  *gitops.ObjectNotFoundError
-		notCommit *gitops.NotCommitError
-	)
-	switch {
-	case err == nil:
-		return sha, nil
-	case errors.As(err, &noRef):
+	var noRef *gitops.RefNotFoundError
+	if errors.As(err, &noRef) {
 		return "", &RefNotFoundError{Ref: rev.Ref}
-	case errors.As(err, &noObject):
-		return "", &CommitNotFoundError{SHA: noObject.ID, Reason: "no such object (" + string(rev.Ref) + " points at it)"}
-	case errors.As(err, &notCommit):
-		return "", &CommitNotFoundError{SHA: notCommit.ID, Reason: "it is a " + notCommit.Type + " (" + string(rev.Ref) + " points at it)"}
 	}
-	return "", unavailable("reading "+string(rev.Ref), err)
+	if err != nil {
+		err = FromGit(p, "reading "+string(rev.Ref), err)
+		var notCommit *CommitNotFoundError
+		if errors.As(err, &notCommit) {
+			notCommit.Reason += " (" + string(rev.Ref) + " points at it)"
+		}
+		return "", err
+	}
+	return sha, nil
 }
 
 // writeMerge writes the merge commit of m, with gitops' errors turned into
@@ -168,8 +155,7 @@ func (s *Service) writeMerge(ctx context.Context, repo *gitops.Repo, m *Merge) (
 	var (
 		conflict  *gitops.MergeConflictError
 		unrelated *gitops.UnrelatedHistoriesError
-		noObject  *gitops.ObjectNotFoundError
-		notCommit *gitops.NotCommitError
+		missing   *CommitNotFoundError
 	)
 	switch {
 	case err == nil:
@@ -178,14 +164,13 @@ func (s *Service) writeMerge(ctx context.Context, repo *gitops.Repo, m *Merge) (
 		return "", &MergeConflictError{Source: m.SourceSHA, Target: m.TargetSHA, Paths: conflict.Paths}
 	case errors.As(err, &unrelated):
 		return "", &MergeConflictError{Source: m.SourceSHA, Target: m.TargetSHA, Reason: "they have no common ancestor"}
-	case errors.As(err, &noObject):
-		return "", &CommitNotFoundError{SHA: noObject.ID, Reason: "no such object"}
-	case errors.As(err, &notCommit):
-		return "", &CommitNotFoundError{SHA: notCommit.ID, Reason: "it is a " + notCommit.Type}
 	}
-	// A merge writes objects: a failure to is counted like a failed write.
-	s.Metrics.writeFailed(err)
-	return "", unavailable("computing merge", err)
+	err = FromGit(repo.Name(), "computing merge", err)
+	if !errors.As(err, &missing) {
+		// A merge writes objects: a failure to is counted like a failed write.
+		s.Metrics.writeFailed(err)
+	}
+	return "", err
 }
 
 // ensureCommit checks that a pin's commit exists before its ref is made

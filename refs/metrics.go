@@ -3,7 +3,6 @@ package refs
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
@@ -70,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer, store *Store, clock Clock) *Metrics {
 	}
 	reg.MustRegister(m.created, m.deleted, m.adopted, m.restored, m.sweepDuration, m.sweepFailures, m.writeFailures,
 		m.txRefs, m.txSeconds,
-		&pinCollector{store: store, clock: clock})
+		newPinCollector(store, clock))
 	return m
 }
 
@@ -141,14 +140,22 @@ func (m *Metrics) sweepDone(d time.Duration, failedProjects int) {
 // round trip per snapshotChunk projects. So a scrape's cost does not grow
 // with the projects, and a refresh's round trips grow by one per thousand.
 type pinCollector struct {
-	store *Store
-	clock Clock
+	store     *Store
+	clock     Clock
+	snapshots Cache[struct{}, pinSnapshot]
+}
 
-	mu      sync.Mutex
-	taken   time.Time // local time of the snapshot; zero: none
-	totals  map[State]int64
-	oldest  time.Time
-	lastErr error
+// pinSnapshot is what a scrape shows: the pin counts and the oldest pinned
+// pin as last read, and the error of the last read (which keeps the counts
+// read before it).
+type pinSnapshot struct {
+	totals map[State]int64
+	oldest time.Time
+	err    error
+}
+
+func newPinCollector(store *Store, clock Clock) *pinCollector {
+	return &pinCollector{store: store, clock: clock}
 }
 
 // snapshotAge is how old the pin counts a scrape shows may be. Scrapers
@@ -173,18 +180,17 @@ func (c *pinCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *pinCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	if c.taken.IsZero() || time.Since(c.taken) >= snapshotAge {
+	snap, _ := c.snapshots.Get(struct{}{}, snapshotAge, func(prev pinSnapshot) (pinSnapshot, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		totals, oldest, err := c.read(ctx)
-		cancel()
-		c.taken, c.lastErr = time.Now(), err
-		if err == nil {
-			c.totals, c.oldest = totals, oldest
+		if err != nil {
+			prev.err = err
+			return prev, nil
 		}
-	}
-	totals, oldest, err := c.totals, c.oldest, c.lastErr
-	c.mu.Unlock()
+		return pinSnapshot{totals: totals, oldest: oldest}, nil
+	})
+	totals, oldest, err := snap.totals, snap.oldest, snap.err
 	failed := 0.0
 	if err != nil {
 		failed = 1

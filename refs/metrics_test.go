@@ -88,7 +88,7 @@ func TestPinMetricsCostDoesNotGrowWithProjects(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c := &pinCollector{store: s, clock: clock}
+			c := newPinCollector(s, clock)
 			cost, values := scrape(t, c, trips)
 			refreshCost = append(refreshCost, cost)
 			t.Logf("refresh over %d projects: %d round trips", projects, cost)

@@ -3,8 +3,11 @@ package refs
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // refFile is the loose ref file of a pipeline, to tell a ref left untouched
@@ -112,7 +115,9 @@ func TestAdoptionLeavesOldMergeRequest(t *testing.T) {
 	if err != nil || res.Adopted != 1 {
 		t.Fatalf("sweep = %+v, %v; want 1 adopted", res, err)
 	}
-	member, err := e.svc.Store.Client.SIsMember(ctx, e.svc.Store.mergeRequestKey(e.p, 12), "3").Result()
+	min, max := mergeRequestRange(12)
+	members, err := e.svc.Store.Client.ZRangeByLex(ctx, e.svc.Store.Keys.MergeRequests(e.p), &redis.ZRangeBy{Min: min, Max: max}).Result()
+	member := slices.ContainsFunc(members, func(m string) bool { id, _ := memberID(m); return id == 3 })
 	if err != nil || member {
 		t.Fatalf("pipeline 3 still in merge request 12's set (%v, %v)", member, err)
 	}

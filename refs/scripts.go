@@ -28,15 +28,16 @@ local function clocks(age, expires, purge, maxage)
 end
 `
 
-// Every per-pin script gets the same KEYS and the first two ARGV, so the
+// Every per-pin script gets the same KEYS and the first ARGV, so the
 // shared Lua below can name them:
 //
 //	KEYS[1] pin hash   KEYS[2] idx:pinned   KEYS[3] idx:finished
 //	KEYS[4] idx:deleted   KEYS[5..7] the clocks age, expires, purge
-//	ARGV[1] key base "<prefix>:{<project>}:"   ARGV[2] pipeline id
+//	KEYS[8] the project's merge request index (see Keys.MergeRequests)
+//	ARGV[1] pipeline id
 //
-// All keys of one project share the hash tag {<project>}, so a script stays
-// in one Redis Cluster slot. Times are Unix milliseconds as decimal strings;
+// A script touches only the keys it is given (Redis Cluster requires it);
+// they all share the hash tag {<project>}, so a script stays in one slot. Times are Unix milliseconds as decimal strings;
 // ids are kept as strings because Lua numbers are doubles and would round
 // ids above 2^53.
 //
@@ -52,8 +53,8 @@ end
 // pinScript means the caller must make sure the ref exists; due is the
 // pin's next due time under the policy in force, where the script knows it.
 const luaPrelude = luaDueRule + `
-local pin, base, id = KEYS[1], ARGV[1], ARGV[2]
-local AGE, EXPIRES, PURGE = KEYS[5], KEYS[6], KEYS[7]
+local pin, id = KEYS[1], ARGV[1]
+local AGE, EXPIRES, PURGE, MRS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local function idx(state)
   if state == 'pinned' then return KEYS[2] elseif state == 'finished' then return KEYS[3] end
   return KEYS[4]
@@ -62,6 +63,9 @@ local function pad(s, n) return string.rep('0', n - #s) .. s end
 -- Index members sort by creation time, then id, as strings: listing newest
 -- first is ZREVRANGEBYLEX and the last member seen is the cursor.
 local function member(created) return pad(created, 15) .. ':' .. pad(id, 19) end
+-- A pin's member of the merge request index: the merge request's pins are
+-- one lexical range of it.
+local function mrMember(mr) return pad(mr, 19) .. ':' .. pad(id, 19) end
 -- Fields at their zero value are not stored (it saves memory per pin):
 -- get answers '' for an absent field, and set deletes a field set to ''
 -- (or to '0' for the flags and the merge request iid).
@@ -139,11 +143,11 @@ local function bare(status) return {status, id, '', ''} end
 // The flag is "1" when a deletion was pending or had happened: the caller
 // must then make sure the ref still exists.
 //
-// ARGV[3] sha  ARGV[4] merge request iid or "0"  ARGV[5] now
-// ARGV[6] the computed merge's inputs or "" (kept by a new pin only: an
+// ARGV[2] sha  ARGV[3] merge request iid or "0"  ARGV[4] now
+// ARGV[5] the computed merge's inputs or "" (kept by a new pin only: an
 // existing one has the same SHA, so the same merge)
 var pinScript = newPinScript(`
-local sha, mr, now = ARGV[3], ARGV[4], ARGV[5]
+local sha, mr, now = ARGV[2], ARGV[3], ARGV[4]
 local st = get('state')
 if st == 'pinned' or st == 'finished' then
   if get('sha') ~= sha then return reply('conflict') end
@@ -155,7 +159,7 @@ if st == 'pinned' or st == 'finished' then
   end
   if mr ~= '0' and mrOf() == '0' then
     set('mr', mr)
-    redis.call('SADD', base .. 'mr:' .. mr, id)
+    redis.call('ZADD', MRS, 0, mrMember(mr))
   end
   track()
   local status = 'exists'
@@ -167,13 +171,13 @@ local was, del = '', callOff(get('del'))
 if st == 'deleted' then
   was = '1'
   redis.call('ZREM', KEYS[4], member(get('created')))
-  if mrOf() ~= '0' and mrOf() ~= mr then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
+  if mrOf() ~= '0' and mrOf() ~= mr then redis.call('ZREM', MRS, mrMember(mrOf())) end
 end
 set('sha', sha, 'mr', mr, 'state', 'pinned', 'created', now,
-  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del, 'merge', ARGV[6])
+  'finished', '', 'expires', '', 'deleted', '', 'adopted', '0', 'mrclosed', '0', 'del', del, 'merge', ARGV[5])
 redis.call('ZADD', KEYS[2], 0, member(now))
 track()
-if mr ~= '0' then redis.call('SADD', base .. 'mr:' .. mr, id) end
+if mr ~= '0' then redis.call('ZADD', MRS, 0, mrMember(mr)) end
 return reply('new', was)
 `)
 
@@ -183,16 +187,16 @@ return reply('new', was)
 // statusFinished, statusUnchanged, or statusNone when there is no record;
 // the due time is when the pin must go under the policy in force.
 //
-// ARGV[3] now  ARGV[4] retention  ARGV[5] max-age
+// ARGV[2] now  ARGV[3] retention  ARGV[4] max-age
 var finishScript = newPinScript(`
-local now, retention, maxage = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now, retention, maxage = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = get('state')
 if st == '' then return bare('none') end
 if st ~= 'pinned' then return reply('unchanged', '', dueAt(maxage)) end
 local expires = now + retention
 if get('mrclosed') == '1' then expires = now end
 move('pinned', 'finished')
-set('state', 'finished', 'finished', ARGV[3], 'expires', string.format('%d', expires))
+set('state', 'finished', 'finished', ARGV[2], 'expires', string.format('%d', expires))
 -- A called-off claim's deleter, if it still commits, finds no claim and
 -- re-creates the ref either way.
 if get('del'):sub(1, 1) == '!' then set('del', '') end
@@ -205,20 +209,20 @@ return reply('finished', '', dueAt(maxage))
 // (nothing to delete: the caller may purge it) or statusNone (an id left on
 // a clock without its record is taken off).
 //
-// ARGV[3] now  ARGV[4] max-age  ARGV[5] token  ARGV[6] "1" to force
+// ARGV[2] now  ARGV[3] max-age  ARGV[4] token  ARGV[5] "1" to force
 var claimScript = newPinScript(`
-local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, maxage = tonumber(ARGV[2]), tonumber(ARGV[3])
 local st = get('state')
 if st == '' then
   untrack()
   return bare('none')
 end
 if st == 'deleted' then return reply('deleted') end
-if ARGV[6] ~= '1' then
+if ARGV[5] ~= '1' then
   local d = dueAt(maxage)
   if not d or d > now then return reply('notdue', '', d) end
 end
-set('del', ARGV[5])
+set('del', ARGV[4])
 return reply('claimed')
 `)
 
@@ -228,7 +232,7 @@ return reply('claimed')
 // statusSuperseded when another deleter holds the claim now; statusNone
 // without a record.
 //
-// ARGV[3] now  ARGV[4] token
+// ARGV[2] now  ARGV[3] token
 var commitDeleteScript = newPinScript(`
 local st = get('state')
 if st == '' then return bare('none') end
@@ -237,21 +241,21 @@ if st == 'deleted' then
   -- A tombstone (see tombstoneScript) carries the claim of its deleter:
   -- the deletion is done now, which is what a sweep's listing is compared
   -- with.
-  if del == ARGV[4] then
-    set('del', '', 'deleted', ARGV[3])
+  if del == ARGV[3] then
+    set('del', '', 'deleted', ARGV[2])
     track()
   end
   return reply('deleted')
 end
-if del ~= ARGV[4] then
-  if del == '' or del == '!' .. ARGV[4] then
+if del ~= ARGV[3] then
+  if del == '' or del == '!' .. ARGV[3] then
     set('del', '')
     return reply('reclaimed')
   end
   return reply('superseded')
 end
 move(st, 'deleted')
-set('state', 'deleted', 'deleted', ARGV[3], 'del', '')
+set('state', 'deleted', 'deleted', ARGV[2], 'del', '')
 track()
 return reply('deleted')
 `)
@@ -259,15 +263,15 @@ return reply('deleted')
 // purgeScript removes the record of a pin deleted longer than max-age ago.
 // Answers statusPurged or statusKept.
 //
-// ARGV[3] now  ARGV[4] max-age
+// ARGV[2] now  ARGV[3] max-age
 var purgeScript = newPinScript(`
-local now, maxage = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, maxage = tonumber(ARGV[2]), tonumber(ARGV[3])
 if get('state') ~= 'deleted' then return bare('kept') end
 local d = dueAt(maxage)
 if not d or d > now then return bare('kept') end
 redis.call('ZREM', KEYS[4], member(get('created')))
 untrack()
-if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
+if mrOf() ~= '0' then redis.call('ZREM', MRS, mrMember(mrOf())) end
 redis.call('DEL', pin)
 return bare('purged')
 `)
@@ -278,25 +282,25 @@ return bare('purged')
 // began (otherwise the listing saw the ref before this deletion). Answers
 // statusAdopted or statusKnown.
 //
-// ARGV[3] sha  ARGV[4] now  ARGV[5] when the listing began
+// ARGV[2] sha  ARGV[3] now  ARGV[4] when the listing began
 var adoptScript = newPinScript(`
 local tombstoneGrace = ` + tombstoneGraceMS + `
 local st = get('state')
 if st ~= '' and st ~= 'deleted' then return bare('known') end
 if st == 'deleted' then
-  if num('deleted') >= tonumber(ARGV[5]) then return bare('known') end
+  if num('deleted') >= tonumber(ARGV[4]) then return bare('known') end
   -- A tombstone whose deleter is still at work: the ref listed is the one
   -- being deleted. (A deleter that died leaves it adoptable after a while.)
   local del = get('del')
-  if del ~= '' and del:sub(1, 1) ~= '!' and num('deleted') + tombstoneGrace > tonumber(ARGV[4]) then
+  if del ~= '' and del:sub(1, 1) ~= '!' and num('deleted') + tombstoneGrace > tonumber(ARGV[3]) then
     return bare('known')
   end
   redis.call('ZREM', KEYS[4], member(get('created')))
-  if mrOf() ~= '0' then redis.call('SREM', base .. 'mr:' .. mrOf(), id) end
+  if mrOf() ~= '0' then redis.call('ZREM', MRS, mrMember(mrOf())) end
 end
-set('sha', ARGV[3], 'mr', '0', 'state', 'pinned', 'created', ARGV[4],
+set('sha', ARGV[2], 'mr', '0', 'state', 'pinned', 'created', ARGV[3],
   'finished', '', 'expires', '', 'deleted', '', 'adopted', '1', 'mrclosed', '0', 'del', '', 'merge', '')
-redis.call('ZADD', KEYS[2], 0, member(ARGV[4]))
+redis.call('ZADD', KEYS[2], 0, member(ARGV[3]))
 track()
 return bare('adopted')
 `)
@@ -315,16 +319,16 @@ const tombstoneGraceMS = "120000"
 // it. Answers statusClaimed, or statusLive when a live pin exists now (the
 // caller claims that one instead).
 //
-// ARGV[3] sha  ARGV[4] now  ARGV[5] token
+// ARGV[2] sha  ARGV[3] now  ARGV[4] token
 var tombstoneScript = newPinScript(`
 local st = get('state')
 if st == 'pinned' or st == 'finished' then return reply('live') end
 if st == 'deleted' then
   redis.call('ZREM', KEYS[4], member(get('created')))
 else
-  set('created', ARGV[4])
+  set('created', ARGV[3])
 end
-set('sha', ARGV[3], 'state', 'deleted', 'deleted', ARGV[4], 'del', ARGV[5])
+set('sha', ARGV[2], 'state', 'deleted', 'deleted', ARGV[3], 'del', ARGV[4])
 redis.call('ZADD', KEYS[4], 0, member(get('created')))
 track()
 return reply('claimed')
@@ -346,73 +350,64 @@ func newPinScript(body string) pinTransition {
 
 // projectKeyCount is how many of a per-pin script's KEYS are the project's
 // (all but the pin hash).
-const projectKeyCount = 6
+const projectKeyCount = 7
 
 // batchLua runs a per-pin script over many pins of one project in one call,
 // which saves Redis a script invocation per pin (a sweep claims, deletes and
 // purges thousands at a time). The per-pin script runs as a function whose
 // KEYS and ARGV are laid out as above, so it reads the same either way.
 //
-//	KEYS[1..6] idx:pinned, idx:finished, idx:deleted, age, expires, purge
-//	KEYS[6+i] pin i's hash
-//	ARGV[1] key base   ARGV[2] number of shared arguments (k)
-//	ARGV[3] number of arguments of each pin (m)   ARGV[4..3+k] the shared ones
+//	KEYS[1..7] idx:pinned, idx:finished, idx:deleted, age, expires, purge,
+//	           the merge request index
+//	KEYS[7+i] pin i's hash
+//	ARGV[1] number of shared arguments (k)
+//	ARGV[2] number of arguments of each pin (m)   ARGV[3..2+k] the shared ones
 //	then per pin: its id and its m arguments
 //
-// Pin i's script sees ARGV = base, id, its own arguments, the shared ones.
+// Pin i's script sees ARGV = id, its own arguments, the shared ones.
 const batchLua = `
 local function one(KEYS, ARGV)
 %s
 end
-local base, k, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local k, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
-for i = 1, #KEYS - 6 do
-  local at = 3 + k + (i - 1) * (m + 1)
-  local argv = {base, ARGV[at + 1]}
+for i = 1, #KEYS - 7 do
+  local at = 2 + k + (i - 1) * (m + 1)
+  local argv = {ARGV[at + 1]}
   for j = 1, m do argv[#argv + 1] = ARGV[at + 1 + j] end
-  for j = 1, k do argv[#argv + 1] = ARGV[3 + j] end
-  out[i] = one({KEYS[6 + i], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, argv)
+  for j = 1, k do argv[#argv + 1] = ARGV[2 + j] end
+  out[i] = one({KEYS[7 + i], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, argv)
 end
 return out
 `
 
 // batchArgs lays out KEYS and ARGV of a batch call (see batchLua).
-func batchArgs(s *Store, p Project, ids []PipelineID, perPin [][]any, shared []any) ([]string, []any) {
-	keys := make([]string, 0, projectKeyCount+len(ids))
-	keys = append(keys, s.projectKeys(p)...)
+func batchArgs(keys Keys, p Project, ids []PipelineID, perPin [][]any, shared []any) ([]string, []any) {
+	kv := make([]string, 0, projectKeyCount+len(ids))
+	kv = append(kv, keys.project(p)...)
 	m := 0
 	if len(perPin) > 0 {
 		m = len(perPin[0])
 	}
-	argv := make([]any, 0, 3+len(shared)+len(ids)*(1+m))
-	argv = append(argv, s.base(p), strconv.Itoa(len(shared)), strconv.Itoa(m))
+	argv := make([]any, 0, 2+len(shared)+len(ids)*(1+m))
+	argv = append(argv, strconv.Itoa(len(shared)), strconv.Itoa(m))
 	argv = append(argv, shared...)
 	for i, id := range ids {
-		keys = append(keys, s.pinKey(p, id))
+		kv = append(kv, keys.Pin(p, id))
 		argv = append(argv, id.String())
 		if m > 0 {
 			argv = append(argv, perPin[i]...)
 		}
 	}
-	return keys, argv
+	return kv, argv
 }
 
 // dueScript answers up to limit ids of records due now, over every clock.
-// On the way it moves up to 10,000 records of the sorted set of due times
-// that earlier versions kept onto the clocks, so records written before an
-// upgrade expire too.
 //
-// KEYS[1..3] the clocks age, expires, purge  KEYS[4] the earlier due set
-// ARGV[1] now  ARGV[2] max-age  ARGV[3] limit  ARGV[4] key base
+// KEYS[1..3] the clocks age, expires, purge
+// ARGV[1] now  ARGV[2] max-age  ARGV[3] limit
 var dueScript = redis.NewScript(luaDueRule + `
-local now, maxage, limit, base = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, 9999)) do
-  local f = redis.call('HMGET', base .. 'pin:' .. id, 'state', 'created', 'expires', 'deleted')
-  if (f[1] == 'pinned' or f[1] == 'finished') and f[2] then redis.call('ZADD', KEYS[1], f[2], id) end
-  if f[1] == 'finished' and f[3] then redis.call('ZADD', KEYS[2], f[3], id) end
-  if f[1] == 'deleted' and f[4] then redis.call('ZADD', KEYS[3], f[4], id) end
-  redis.call('ZREM', KEYS[4], id)
-end
+local now, maxage, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, seen = {}, {}
 for _, c in ipairs(clocks(KEYS[1], KEYS[2], KEYS[3], maxage)) do
   if #out >= limit then break end
@@ -446,16 +441,27 @@ return string.format('%d', at)
 `)
 
 // closeScript marks every pin of a merge request closed: finished pins expire
-// now, pinned ones will expire as soon as they finish. It answers the ids of
-// the pins it marked.
+// now, pinned ones will expire as soon as they finish. The caller read the
+// merge request's pins first and hands over their hashes; if the merge
+// request has a pin the caller did not name (pinned in between), the script
+// changes nothing and answers {"stale"}, and the caller reads again.
+// Otherwise it answers "ok" and the ids of the pins it marked.
 //
-// KEYS[1] the merge request's set of pipeline ids  KEYS[2] the expires clock
-// ARGV[1] key base  ARGV[2] now
+// KEYS[1] the merge request index  KEYS[2] the expires clock
+// KEYS[2+i] the hash of pin i
+// ARGV[1] now  ARGV[2] the index's lower bound  ARGV[3] its upper bound
+// ARGV[3+i] the id of pin i
 var closeScript = redis.NewScript(`
-local base, now = ARGV[1], tonumber(ARGV[2])
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local pin = base .. 'pin:' .. id
+local now = tonumber(ARGV[1])
+local named = {}
+for i = 4, #ARGV do named[ARGV[i]] = KEYS[i - 1] end
+for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3])) do
+  local id = string.match(m, ':0*(%d+)$')
+  if not named[id] then return {'stale'} end
+end
+local out = {'ok'}
+for i = 4, #ARGV do
+  local id, pin = ARGV[i], KEYS[i - 1]
   local st = redis.call('HGET', pin, 'state')
   if st == 'pinned' then
     redis.call('HSET', pin, 'mrclosed', '1')
@@ -463,8 +469,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   elseif st == 'finished' then
     redis.call('HSET', pin, 'mrclosed', '1')
     if tonumber(redis.call('HGET', pin, 'expires')) > now then
-      redis.call('HSET', pin, 'expires', ARGV[2])
-      redis.call('ZADD', KEYS[2], ARGV[2], id)
+      redis.call('HSET', pin, 'expires', ARGV[1])
+      redis.call('ZADD', KEYS[2], ARGV[1], id)
     end
     out[#out + 1] = id
   end
@@ -473,69 +479,28 @@ return out
 `)
 
 // dropProjectScript removes what is left of a project that is gone (its
-// repository absent): if it has no live pin, up to ARGV[2] deleted records
-// go per call. Answers 1 while records are left, 0 once every key of the
-// project is gone, -1 when a live pin keeps it.
+// repository absent): if it has no live pin, the deleted records the caller
+// read from idx:deleted and named go. Answers 1 while records are left, 0
+// once every key of the project is gone, -1 when a live pin keeps it.
 //
-// KEYS[1..6] idx:pinned, idx:finished, idx:deleted, age, expires, purge
-// KEYS[7] the reconcile marker
-// ARGV[1] key base  ARGV[2] how many records at most
+// KEYS[1..7] idx:pinned, idx:finished, idx:deleted, age, expires, purge,
+// the merge request index  KEYS[8] the reconcile marker
+// KEYS[8+i] the hash of record i
+// ARGV[i] the idx:deleted member of record i
 var dropProjectScript = redis.NewScript(`
-local base = ARGV[1]
 if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) > 0 then return -1 end
-for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)) do
-  local id = string.match(m, ':0*(%d+)$')
-  local pin = base .. 'pin:' .. id
-  local mr = redis.call('HGET', pin, 'mr')
-  if mr then redis.call('SREM', base .. 'mr:' .. mr, id) end
-  redis.call('DEL', pin)
-  redis.call('ZREM', KEYS[3], m)
+for i = 1, #ARGV do
+  local m, pin = ARGV[i], KEYS[8 + i]
+  if redis.call('ZREM', KEYS[3], m) == 1 then
+    local id = string.match(m, ':0*(%d+)$')
+    local mr = redis.call('HGET', pin, 'mr')
+    if mr then
+      redis.call('ZREM', KEYS[7], string.rep('0', 19 - #mr) .. mr .. ':' .. string.rep('0', 19 - #id) .. id)
+    end
+    redis.call('DEL', pin)
+  end
 end
 if redis.call('ZCARD', KEYS[3]) > 0 then return 1 end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 return 0
-`)
-
-// Leases on a project's due deletions: one deleter at a time per project,
-// so that two never take each other's claims or fight over packed-refs.lock.
-// A deleter that finds the lease held leaves a note instead ("again"), and
-// the holder goes round once more before it lets go: whatever became due
-// while it worked is deleted by it, in its next batch.
-//
-// KEYS[1] the lease  KEYS[2] the note
-// ARGV[1] token  ARGV[2] lease time in ms
-
-// acquireExpiryScript answers 1 with the lease taken, 0 with the note left.
-var acquireExpiryScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-return 0
-`)
-
-// renewExpiryScript extends a held lease, and a note left for its holder
-// with it: a note that lapsed during a long round would let the holder go
-// without the round it asks for. 0 when the lease is not held any more.
-var renewExpiryScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
-`)
-
-// releaseExpiryScript lets a held lease go, unless a note was left: then it
-// keeps it and answers 1 (go round again). With ARGV[3] "1" it lets go
-// either way and answers 1 when a note was left (someone must come back).
-// It answers 0 when nothing more is asked, -1 for a lease not held.
-var releaseExpiryScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local again = redis.call('DEL', KEYS[2])
-if again == 1 and ARGV[3] ~= '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-redis.call('DEL', KEYS[1])
-return again
 `)

@@ -2,8 +2,6 @@ package refs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -14,15 +12,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultKeyPrefix is the first part of every Redis key refkeeper writes.
-const DefaultKeyPrefix = "refkeeper"
-
 // Store keeps pin records in Redis. Every state change is one Lua script
 // (see scripts.go), so it is atomic against any number of clients.
 type Store struct {
 	Client redis.UniversalClient
-	// Prefix starts every key; empty: DefaultKeyPrefix.
-	Prefix string
+	// Keys is the key schema; the zero value is the default one.
+	Keys Keys
 }
 
 // StoreError is a failed Redis call: transient, nothing was changed by the
@@ -40,49 +35,6 @@ func isStoreError(err error) bool {
 	return errors.As(err, &s)
 }
 
-func (s *Store) prefix() string {
-	if s.Prefix != "" {
-		return s.Prefix
-	}
-	return DefaultKeyPrefix
-}
-
-// base is the key prefix of one project; the braces are the Cluster hash tag.
-func (s *Store) base(p Project) string { return s.prefix() + ":{" + string(p) + "}:" }
-
-func (s *Store) pinKey(p Project, id PipelineID) string {
-	return s.base(p) + "pin:" + id.String()
-}
-
-func (s *Store) indexKey(p Project, st State) string { return s.base(p) + "idx:" + string(st) }
-
-// The clocks of the due rule (see luaDueRule).
-func (s *Store) ageKey(p Project) string     { return s.base(p) + "age" }
-func (s *Store) expiresKey(p Project) string { return s.base(p) + "expires" }
-func (s *Store) purgeKey(p Project) string   { return s.base(p) + "purge" }
-
-func (s *Store) clockKeys(p Project) []string {
-	return []string{s.ageKey(p), s.expiresKey(p), s.purgeKey(p)}
-}
-
-func (s *Store) mergeRequestKey(p Project, iid MergeRequestIID) string {
-	return s.base(p) + "mr:" + strconv.FormatInt(int64(iid), 10)
-}
-
-func (s *Store) projectsKey() string { return s.prefix() + ":projects" }
-
-// projectKeys are the project's KEYS of every per-pin script, in
-// scripts.go's order.
-func (s *Store) projectKeys(p Project) []string {
-	return append([]string{s.indexKey(p, StatePinned), s.indexKey(p, StateFinished), s.indexKey(p, StateDeleted)},
-		s.clockKeys(p)...)
-}
-
-// pinKeys are the KEYS every per-pin script takes, in scripts.go's order.
-func (s *Store) pinKeys(p Project, id PipelineID) []string {
-	return append([]string{s.pinKey(p, id)}, s.projectKeys(p)...)
-}
-
 // outcome is what a script answered, decoded once: its status, the pin as
 // it is after the script (absent when it has no record), whether the caller
 // must make sure the ref exists, and when the pin is next due (zero: not
@@ -97,8 +49,8 @@ type outcome struct {
 }
 
 func (s *Store) run(ctx context.Context, script pinTransition, p Project, id PipelineID, args ...any) (outcome, error) {
-	argv := append([]any{s.base(p), id.String()}, args...)
-	res, err := script.one.Run(ctx, s.Client, s.pinKeys(p, id), argv...).StringSlice()
+	argv := append([]any{id.String()}, args...)
+	res, err := script.one.Run(ctx, s.Client, s.Keys.pin(p, id), argv...).StringSlice()
 	if err != nil {
 		return outcome{}, &StoreError{Op: "script", Err: err}
 	}
@@ -140,7 +92,7 @@ func (s *Store) runMany(ctx context.Context, script pinTransition, p Project, id
 			if perPin != nil {
 				own = perPin[start:end]
 			}
-			keys, argv := batchArgs(s, p, ids[start:end], own, shared)
+			keys, argv := batchArgs(s.Keys, p, ids[start:end], own, shared)
 			cmds = append(cmds, script.many.EvalSha(ctx, pipe, keys, argv...))
 		}
 		return nil
@@ -242,16 +194,9 @@ func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 func msDur(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
-// newToken returns a random deletion-claim token.
-func newToken() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Get reads one pin; ok is false when there is no record.
 func (s *Store) Get(ctx context.Context, p Project, id PipelineID) (pin Pin, ok bool, err error) {
-	h, err := s.Client.HGetAll(ctx, s.pinKey(p, id)).Result()
+	h, err := s.Client.HGetAll(ctx, s.Keys.Pin(p, id)).Result()
 	if err != nil {
 		return Pin{}, false, &StoreError{Op: "get pin", Err: err}
 	}
@@ -266,7 +211,7 @@ func (s *Store) getMany(ctx context.Context, p Project, ids []PipelineID) ([]Pin
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = pipe.HGetAll(ctx, s.pinKey(p, id))
+			cmds[i] = pipe.HGetAll(ctx, s.Keys.Pin(p, id))
 		}
 		return nil
 	})
@@ -284,7 +229,7 @@ func (s *Store) getMany(ctx context.Context, p Project, ids []PipelineID) ([]Pin
 
 // AddProject remembers a project that has records, for metrics and sweeps.
 func (s *Store) AddProject(ctx context.Context, p Project) error {
-	if err := s.Client.SAdd(ctx, s.projectsKey(), string(p)).Err(); err != nil {
+	if err := s.Client.SAdd(ctx, s.Keys.Projects(), string(p)).Err(); err != nil {
 		return &StoreError{Op: "add project", Err: err}
 	}
 	return nil
@@ -292,7 +237,7 @@ func (s *Store) AddProject(ctx context.Context, p Project) error {
 
 // Projects lists the projects that have records.
 func (s *Store) Projects(ctx context.Context) ([]Project, error) {
-	names, err := s.Client.SMembers(ctx, s.projectsKey()).Result()
+	names, err := s.Client.SMembers(ctx, s.Keys.Projects()).Result()
 	if err != nil {
 		return nil, &StoreError{Op: "list projects", Err: err}
 	}
@@ -308,6 +253,12 @@ func (s *Store) Projects(ctx context.Context) ([]Project, error) {
 // Pin records a pin at sha after its ref exists; see pinScript.
 func (s *Store) Pin(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, now time.Time) (outcome, error) {
 	return s.PinMerge(ctx, p, id, sha, mr, nil, now)
+}
+
+// PinMerge is Pin that also records the inputs of the pin's computed merge
+// (nil: none); see pinScript.
+func (s *Store) PinMerge(ctx context.Context, p Project, id PipelineID, sha ObjectID, mr MergeRequestIID, merge *Merge, now time.Time) (outcome, error) {
+	return s.run(ctx, pinScript, p, id, string(sha), strconv.FormatInt(int64(mr), 10), ms(now), merge.encode())
 }
 
 // Finish releases a pin; see finishScript.
@@ -337,7 +288,7 @@ func (s *Store) ClaimsHeld(ctx context.Context, p Project, ids []PipelineID, tok
 	cmds := make([]*redis.StringCmd, len(ids))
 	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = pipe.HGet(ctx, s.pinKey(p, id), "del")
+			cmds[i] = pipe.HGet(ctx, s.Keys.Pin(p, id), "del")
 		}
 		return nil
 	})
@@ -402,15 +353,36 @@ func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]Ob
 	return adopted, nil
 }
 
+// closeAttempts bounds how often CloseMergeRequest reads a merge request's
+// pins again because one was pinned while it was closing.
+const closeAttempts = 5
+
 // CloseMergeRequest marks the pins of a merge request closed and answers
 // their ids; see closeScript.
 func (s *Store) CloseMergeRequest(ctx context.Context, p Project, iid MergeRequestIID, now time.Time) ([]PipelineID, error) {
-	res, err := closeScript.Run(ctx, s.Client, []string{s.mergeRequestKey(p, iid), s.expiresKey(p)},
-		s.base(p), ms(now)).StringSlice()
-	if err != nil {
-		return nil, &StoreError{Op: "close merge request", Err: err}
+	min, max := mergeRequestRange(iid)
+	for range closeAttempts {
+		members, err := s.Client.ZRangeByLex(ctx, s.Keys.MergeRequests(p), &redis.ZRangeBy{Min: min, Max: max}).Result()
+		if err != nil {
+			return nil, &StoreError{Op: "close merge request", Err: err}
+		}
+		keys := []string{s.Keys.MergeRequests(p), s.Keys.expires(p)}
+		argv := []any{ms(now), min, max}
+		for _, m := range members {
+			if id, ok := memberID(m); ok {
+				keys = append(keys, s.Keys.Pin(p, id))
+				argv = append(argv, id.String())
+			}
+		}
+		res, err := closeScript.Run(ctx, s.Client, keys, argv...).StringSlice()
+		if err != nil {
+			return nil, &StoreError{Op: "close merge request", Err: err}
+		}
+		if len(res) > 0 && res[0] == "ok" {
+			return parseIDs(res[1:]), nil
+		}
 	}
-	return parseIDs(res), nil
+	return nil, &StoreError{Op: "close merge request", Err: errors.New("the merge request kept getting new pins")}
 }
 
 func parseIDs(ss []string) []PipelineID {
@@ -423,15 +395,10 @@ func parseIDs(ss []string) []PipelineID {
 	return ids
 }
 
-// legacyDueKey is the sorted set of due times that versions before the
-// clocks kept; dueScript empties it.
-func (s *Store) legacyDueKey(p Project) string { return s.base(p) + "due" }
-
 // Due answers up to limit pipeline ids of records due at now under max-age;
 // see dueScript.
 func (s *Store) Due(ctx context.Context, p Project, now time.Time, maxAge time.Duration, limit int) ([]PipelineID, error) {
-	keys := append(s.clockKeys(p), s.legacyDueKey(p))
-	res, err := dueScript.Run(ctx, s.Client, keys, ms(now), msDur(maxAge), strconv.Itoa(limit), s.base(p)).StringSlice()
+	res, err := dueScript.Run(ctx, s.Client, s.Keys.clocks(p), ms(now), msDur(maxAge), strconv.Itoa(limit)).StringSlice()
 	if err != nil {
 		return nil, &StoreError{Op: "list due pins", Err: err}
 	}
@@ -441,7 +408,7 @@ func (s *Store) Due(ctx context.Context, p Project, now time.Time, maxAge time.D
 // NextDue answers when a record of the project is next due under max-age,
 // and false when none is on any clock.
 func (s *Store) NextDue(ctx context.Context, p Project, maxAge time.Duration) (time.Time, bool, error) {
-	res, err := nextDueScript.Run(ctx, s.Client, s.clockKeys(p), msDur(maxAge)).Text()
+	res, err := nextDueScript.Run(ctx, s.Client, s.Keys.clocks(p), msDur(maxAge)).Text()
 	if err != nil {
 		return time.Time{}, false, &StoreError{Op: "next due pin", Err: err}
 	}
@@ -451,49 +418,6 @@ func (s *Store) NextDue(ctx context.Context, p Project, maxAge time.Duration) (t
 	return msTime(res), true, nil
 }
 
-// expiryLease is how long a deleter holds a project's due deletions without
-// renewing its lease; its holder renews it every third of that while it
-// works, so one that died holds the project's deletions up this long at most.
-const expiryLease = 15 * time.Second
-
-func (s *Store) expiryLeaseKeys(p Project) []string {
-	return []string{s.base(p) + "expiring", s.base(p) + "expiring:again"}
-}
-
-// AcquireExpiry takes the lease on the project's due deletions with token,
-// or leaves a note for its holder to go round again (false).
-func (s *Store) AcquireExpiry(ctx context.Context, p Project, token string) (bool, error) {
-	n, err := acquireExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease)).Int()
-	if err != nil {
-		return false, &StoreError{Op: "take expiry lease", Err: err}
-	}
-	return n == 1, nil
-}
-
-// RenewExpiry extends a held lease; false when it was lost.
-func (s *Store) RenewExpiry(ctx context.Context, p Project, token string) (bool, error) {
-	n, err := renewExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease)).Int()
-	if err != nil {
-		return false, &StoreError{Op: "renew expiry lease", Err: err}
-	}
-	return n == 1, nil
-}
-
-// ReleaseExpiry lets the lease go. again is true when another deleter left a
-// note meanwhile: unless final, the lease is then kept and the caller goes
-// round again; if final, someone must come back for the project.
-func (s *Store) ReleaseExpiry(ctx context.Context, p Project, token string, final bool) (again bool, err error) {
-	f := "0"
-	if final {
-		f = "1"
-	}
-	n, err := releaseExpiryScript.Run(ctx, s.Client, s.expiryLeaseKeys(p), token, msDur(expiryLease), f).Int()
-	if err != nil {
-		return false, &StoreError{Op: "release expiry lease", Err: err}
-	}
-	return n == 1, nil
-}
-
 // dropChunk is how many records of a gone project one script call removes.
 const dropChunk = 1000
 
@@ -501,9 +425,22 @@ const dropChunk = 1000
 // gone, and the project from the set of projects, if it has no live pin;
 // see dropProjectScript. It answers whether the project was dropped.
 func (s *Store) DropProject(ctx context.Context, p Project) (bool, error) {
-	keys := append(s.projectKeys(p), s.reconciledKey(p))
 	for {
-		n, err := dropProjectScript.Run(ctx, s.Client, keys, s.base(p), strconv.Itoa(dropChunk)).Int()
+		members, err := s.Client.ZRange(ctx, s.Keys.Index(p, StateDeleted), 0, dropChunk-1).Result()
+		if err != nil {
+			return false, &StoreError{Op: "drop project", Err: err}
+		}
+		keys := append(s.Keys.project(p), s.Keys.Reconciled(p))
+		argv := make([]any, 0, len(members))
+		for _, m := range members {
+			id, ok := memberID(m)
+			if !ok {
+				continue
+			}
+			keys = append(keys, s.Keys.Pin(p, id))
+			argv = append(argv, m)
+		}
+		n, err := dropProjectScript.Run(ctx, s.Client, keys, argv...).Int()
 		if err != nil {
 			return false, &StoreError{Op: "drop project", Err: err}
 		}
@@ -514,7 +451,7 @@ func (s *Store) DropProject(ctx context.Context, p Project) (bool, error) {
 			// A pin made between the script and this is registered again by
 			// its process within projectRegisterEvery, and sweeps find its
 			// repository on disk meanwhile.
-			if err := s.Client.SRem(ctx, s.projectsKey(), string(p)).Err(); err != nil {
+			if err := s.Client.SRem(ctx, s.Keys.Projects(), string(p)).Err(); err != nil {
 				return false, &StoreError{Op: "drop project", Err: err}
 			}
 			return true, nil
@@ -558,7 +495,7 @@ func (s *Store) List(ctx context.Context, p Project, states []State, cursor stri
 	}
 	var members []string
 	for _, st := range states {
-		page, err := s.Client.ZRevRangeByLex(ctx, s.indexKey(p, st), &redis.ZRangeBy{
+		page, err := s.Client.ZRevRangeByLex(ctx, s.Keys.Index(p, st), &redis.ZRangeBy{
 			Max: max, Min: "-", Count: int64(limit + 1),
 		}).Result()
 		if err != nil {
@@ -610,9 +547,9 @@ func (s *Store) projectStats(ctx context.Context, projects []Project) ([]project
 	_, err := s.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, p := range projects {
 			for _, st := range countedStates {
-				counts[i] = append(counts[i], pipe.ZCard(ctx, s.indexKey(p, st)))
+				counts[i] = append(counts[i], pipe.ZCard(ctx, s.Keys.Index(p, st)))
 			}
-			oldest[i] = pipe.ZRangeByLex(ctx, s.indexKey(p, StatePinned), &redis.ZRangeBy{Min: "-", Max: "+", Count: 1})
+			oldest[i] = pipe.ZRangeByLex(ctx, s.Keys.Index(p, StatePinned), &redis.ZRangeBy{Min: "-", Max: "+", Count: 1})
 		}
 		return nil
 	})
@@ -637,7 +574,7 @@ func (s *Store) projectStats(ctx context.Context, projects []Project) ([]project
 func (s *Store) LiveIDs(ctx context.Context, p Project) ([]PipelineID, error) {
 	var ids []PipelineID
 	for _, st := range []State{StatePinned, StateFinished} {
-		members, err := s.Client.ZRange(ctx, s.indexKey(p, st), 0, -1).Result()
+		members, err := s.Client.ZRange(ctx, s.Keys.Index(p, st), 0, -1).Result()
 		if err != nil {
 			return nil, &StoreError{Op: "list live pins", Err: err}
 		}
@@ -650,13 +587,11 @@ func (s *Store) LiveIDs(ctx context.Context, p Project) ([]PipelineID, error) {
 	return ids, nil
 }
 
-func (s *Store) reconciledKey(p Project) string { return s.base(p) + "reconciled" }
-
 // RecentlyReconciled reports whether the project's refs were compared with
 // its records within the reconcile interval (the marker expires with it, and
 // goes with everything else if Redis loses its data).
 func (s *Store) RecentlyReconciled(ctx context.Context, p Project) (bool, error) {
-	n, err := s.Client.Exists(ctx, s.reconciledKey(p)).Result()
+	n, err := s.Client.Exists(ctx, s.Keys.Reconciled(p)).Result()
 	if err != nil {
 		return false, &StoreError{Op: "read reconcile marker", Err: err}
 	}
@@ -665,7 +600,7 @@ func (s *Store) RecentlyReconciled(ctx context.Context, p Project) (bool, error)
 
 // MarkReconciled records a reconcile of the project for ttl.
 func (s *Store) MarkReconciled(ctx context.Context, p Project, at time.Time, ttl time.Duration) error {
-	if err := s.Client.Set(ctx, s.reconciledKey(p), ms(at), ttl).Err(); err != nil {
+	if err := s.Client.Set(ctx, s.Keys.Reconciled(p), ms(at), ttl).Err(); err != nil {
 		return &StoreError{Op: "write reconcile marker", Err: err}
 	}
 	return nil
@@ -675,6 +610,50 @@ func (s *Store) MarkReconciled(ctx context.Context, p Project, at time.Time, ttl
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.Client.Ping(ctx).Err(); err != nil {
 		return &StoreError{Op: "ping", Err: err}
+	}
+	return nil
+}
+
+// PurgeProject removes every record of the project: its pins, indexes and
+// due set (every key under its hash tag), and its entry in the project set.
+func (s *Store) PurgeProject(ctx context.Context, p Project) error {
+	pattern := s.Keys.ProjectPattern(p)
+	purge := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := c.Unlink(ctx, batch...).Err()
+			batch = batch[:0]
+			return err
+		}
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	if cc, ok := s.Client.(*redis.ClusterClient); ok {
+		// Keys live on the master owning the project's slot; SCAN sees one
+		// node at a time.
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return purge(ctx, c) })
+	} else {
+		err = purge(ctx, s.Client)
+	}
+	if err != nil {
+		return &StoreError{Op: "purge project", Err: err}
+	}
+	if err := s.Client.SRem(ctx, s.Keys.Projects(), string(p)).Err(); err != nil {
+		return &StoreError{Op: "purge project", Err: err}
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func (s *Service) sweepProjects(ctx context.Context) ([]Project, error) {
 	}
 	recorded, err := s.Store.Projects(ctx)
 	if err != nil {
-		return nil, unavailable("listing projects", err)
+		return nil, Unavailable("listing projects", err)
 	}
 	seen := make(map[Project]bool, len(onDisk))
 	for _, p := range onDisk {
@@ -125,7 +125,7 @@ func (s *Service) sweepProject(ctx context.Context, p Project, reconcileAll bool
 	}
 	counts, err := s.Store.Count(ctx, p)
 	if err != nil {
-		return unavailable("counting pins", err)
+		return Unavailable("counting pins", err)
 	}
 	res.Kept += int(counts[StatePinned] + counts[StateFinished])
 	return nil
@@ -137,7 +137,7 @@ func (s *Service) reconcileIfDue(ctx context.Context, repo *gitops.Repo, p Proje
 	if !always && s.ReconcileInterval > 0 {
 		recent, err := s.Store.RecentlyReconciled(ctx, p)
 		if err != nil {
-			return unavailable("reading reconcile marker", err)
+			return Unavailable("reading reconcile marker", err)
 		}
 		if recent {
 			return nil
@@ -149,7 +149,7 @@ func (s *Service) reconcileIfDue(ctx context.Context, repo *gitops.Repo, p Proje
 	}
 	if s.ReconcileInterval > 0 {
 		if err := s.Store.MarkReconciled(ctx, p, start, s.ReconcileInterval); err != nil {
-			return unavailable("writing reconcile marker", err)
+			return Unavailable("writing reconcile marker", err)
 		}
 	}
 	return nil
@@ -161,118 +161,11 @@ func (s *Service) reconcileIfDue(ctx context.Context, repo *gitops.Repo, p Proje
 func (s *Service) dropIfGone(ctx context.Context, p Project) error {
 	dropped, err := s.Store.DropProject(ctx, p)
 	if err != nil {
-		return unavailable("dropping project", err)
+		return Unavailable("dropping project", err)
 	}
 	if dropped {
-		s.knownProjects.Delete(p)
+		s.knownProjects.Forget(p)
 		s.logger().Info("dropped the records of a project whose repository is gone", "project", p)
-	}
-	return nil
-}
-
-// expireProject deletes what is due in the project, holding its expiry
-// lease: one deleter per project at a time, across processes, so that
-// deleters never take each other's claims or wait on each other's
-// packed-refs.lock. A deleter that finds the lease held leaves a note, and
-// the holder goes round again before it lets go: what became due while it
-// worked goes into its next batch. So a burst of expiries is deleted in a
-// few transactions, each as large as what was due when it began.
-func (s *Service) expireProject(ctx context.Context, p Project, res *SweepResult) error {
-	token := newToken()
-	held, err := s.Store.AcquireExpiry(ctx, p, token)
-	if err != nil {
-		return unavailable("taking expiry lease", err)
-	}
-	if !held {
-		return nil // the holder goes round again for this request
-	}
-	work, stop := s.keepExpiryLease(ctx, p, token)
-	defer stop()
-	for {
-		err := s.expireAllDue(work, p, res)
-		final := err != nil
-		// Let go even if the caller has gone: a lease left behind would hold
-		// up the project's deletions until it runs out.
-		rctx, cancel := settling(ctx)
-		again, rerr := s.Store.ReleaseExpiry(rctx, p, token, final)
-		if final && again {
-			// A request came in meanwhile that this run will not serve.
-			s.schedule(rctx, p, s.now())
-		}
-		cancel()
-		switch {
-		case final:
-			return err
-		case rerr != nil:
-			return unavailable("releasing expiry lease", rerr)
-		case !again:
-			return nil
-		}
-	}
-}
-
-// keepExpiryLease renews the expiry lease held with token every third of
-// its time until stop is called, so that a holder that died holds the
-// project up for one lease time at most. The context it answers is
-// cancelled if the lease is lost (not renewed in time): another deleter may
-// hold it by then, and the work stops before its next batch.
-func (s *Service) keepExpiryLease(ctx context.Context, p Project, token string) (context.Context, func()) {
-	work, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(expiryLease / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-work.Done():
-				return
-			case <-tick.C:
-			}
-			held, err := s.Store.RenewExpiry(work, p, token)
-			if err == nil && !held {
-				cancel(errExpiryLeaseLost)
-				return
-			}
-			// A failed renewal is tried again at the next tick, within the
-			// lease's time.
-		}
-	}()
-	return work, func() {
-		close(done)
-		<-stopped
-		cancel(nil)
-	}
-}
-
-var errExpiryLeaseLost = errors.New("the expiry lease ran out")
-
-// expireAllDue works through what is due in a project, a batch at a time.
-func (s *Service) expireAllDue(ctx context.Context, p Project, res *SweepResult) error {
-	for round := 0; round < maxDueRounds; round++ {
-		if err := context.Cause(ctx); errors.Is(err, errExpiryLeaseLost) {
-			return &UnavailableError{Op: "expiring pins", Cause: err}
-		}
-		ids, err := s.Store.Due(ctx, p, s.now(), s.Policy.MaxAge, sweepBatch)
-		if err != nil {
-			return unavailable("listing due pins", err)
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		before := res.Deleted + res.Purged
-		deleted, purged, err := s.expire(ctx, p, ids)
-		res.Deleted += deleted
-		res.Purged += purged
-		if err != nil {
-			return err
-		}
-		if len(ids) < sweepBatch || res.Deleted+res.Purged == before {
-			return nil
-		}
 	}
 	return nil
 }
@@ -283,7 +176,7 @@ func (s *Service) reconcile(ctx context.Context, repo *gitops.Repo, p Project, r
 	listedAt := s.now()
 	refs, err := repo.PipelineRefs()
 	if err != nil {
-		return unavailable("listing pipeline refs", err)
+		return Unavailable("listing pipeline refs", err)
 	}
 	onDisk := make(map[PipelineID]bool, len(refs))
 	ids := make([]PipelineID, 0, len(refs))
@@ -311,7 +204,7 @@ func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID,
 		chunk := ids[start:min(start+adoptChunk, len(ids))]
 		pins, err := s.Store.getMany(ctx, p, chunk)
 		if err != nil {
-			return adopted, unavailable("reading pins", err)
+			return adopted, Unavailable("reading pins", err)
 		}
 		live := make(map[PipelineID]bool, len(pins))
 		for _, pin := range pins {
@@ -326,13 +219,13 @@ func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID,
 		n, err := s.Store.AdoptMany(ctx, p, unknown, s.now(), listedAt)
 		adopted += n
 		if err != nil {
-			return adopted, unavailable("adopting refs", err)
+			return adopted, Unavailable("adopting refs", err)
 		}
 	}
 	if adopted > 0 {
 		s.Metrics.refsAdopted(adopted)
 		if err := s.Store.AddProject(ctx, p); err != nil {
-			return adopted, unavailable("registering project", err)
+			return adopted, Unavailable("registering project", err)
 		}
 		s.logger().Info("adopted pipeline refs without a pin", "project", p, "count", adopted,
 			"deleted_after", s.Policy.MaxAge.String())
@@ -347,7 +240,7 @@ func (s *Service) adoptUnknown(ctx context.Context, p Project, ids []PipelineID,
 func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Project, onDisk map[PipelineID]bool, listedAt time.Time) (int, error) {
 	liveIDs, err := s.Store.LiveIDs(ctx, p)
 	if err != nil {
-		return 0, unavailable("listing live pins", err)
+		return 0, Unavailable("listing live pins", err)
 	}
 	var missing []PipelineID
 	for _, id := range liveIDs {
@@ -360,7 +253,7 @@ func (s *Service) restoreVanished(ctx context.Context, repo *gitops.Repo, p Proj
 	}
 	pins, err := s.Store.getMany(ctx, p, missing)
 	if err != nil {
-		return 0, unavailable("reading pins", err)
+		return 0, Unavailable("reading pins", err)
 	}
 	restored := 0
 	for _, pin := range pins {
@@ -402,7 +295,7 @@ func (s *Service) restoreRef(ctx context.Context, repo *gitops.Repo, p Project, 
 		return false, nil
 	case err != nil:
 		s.Metrics.writeFailed(err)
-		return false, unavailable("restoring "+pin.Ref().String(), err)
+		return false, Unavailable("restoring "+pin.Ref().String(), err)
 	}
 	if created {
 		s.Metrics.refsCreated(1)

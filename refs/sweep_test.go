@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/refkeeper/refkeeper/gitops"
 )
 
@@ -72,7 +70,7 @@ func TestExpiryLeaseLeavesTheWorkToItsHolder(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	st := e.svc.Store
-	held, err := st.AcquireExpiry(ctx, e.p, "holder")
+	held, err := newExpiryLease(st, e.p, "holder").acquire(ctx)
 	if err != nil || !held {
 		t.Fatalf("AcquireExpiry = %v, %v", held, err)
 	}
@@ -88,7 +86,7 @@ func TestExpiryLeaseLeavesTheWorkToItsHolder(t *testing.T) {
 	if _, ok := e.refSHA(t, 1); !ok {
 		t.Fatal("ref deleted by a deleter without the lease")
 	}
-	again, err := st.ReleaseExpiry(ctx, e.p, "holder", false)
+	again, err := newExpiryLease(st, e.p, "holder").release(ctx, false)
 	if err != nil || !again {
 		t.Fatalf("ReleaseExpiry = %v, %v; want the note seen", again, err)
 	}
@@ -101,13 +99,13 @@ func TestExpiryLeaseLeavesTheWorkToItsHolder(t *testing.T) {
 	if err := e.svc.expireAllDue(ctx, e.p, &sweep); err != nil || sweep.Deleted != 1 {
 		t.Fatalf("holder's round = %+v, %v; want 1 deleted", sweep, err)
 	}
-	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || !again {
+	if again, err := newExpiryLease(st, e.p, "holder").release(ctx, false); err != nil || !again {
 		t.Fatalf("ReleaseExpiry = %v, %v; want the second note seen", again, err)
 	}
-	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || again {
+	if again, err := newExpiryLease(st, e.p, "holder").release(ctx, false); err != nil || again {
 		t.Fatalf("ReleaseExpiry = %v, %v; want it let go", again, err)
 	}
-	if held, err := st.AcquireExpiry(ctx, e.p, "next"); err != nil || !held {
+	if held, err := newExpiryLease(st, e.p, "next").acquire(ctx); err != nil || !held {
 		t.Fatalf("AcquireExpiry after release = %v, %v", held, err)
 	}
 }
@@ -158,41 +156,6 @@ func TestGoneProjectIsDropped(t *testing.T) {
 	}
 }
 
-// Records written by a version that kept due times in one sorted set, and
-// no clocks, are moved onto the clocks by the next sweep and expire by the
-// rule in force.
-func TestRecordsFromBeforeTheClocksExpire(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	e.pin(t, 1, e.c1)
-	e.pin(t, 2, e.c1)
-	if _, err := e.svc.Finish(ctx, e.p, 2); err != nil {
-		t.Fatal(err)
-	}
-	// What such a version left: no clocks, a due set scored with due times.
-	rdb, st := e.redis.Client(t), e.svc.Store
-	if err := rdb.Del(ctx, st.clockKeys(e.p)...).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.ZAdd(ctx, st.legacyDueKey(e.p), redis.Z{Score: 1, Member: "1"}, redis.Z{Score: 1, Member: "2"}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 0 {
-		t.Fatalf("sweep before anything is due = %+v, %v", res, err)
-	}
-	e.clock.Advance(2 * testRetention)
-	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
-		t.Fatalf("sweep after retention = %+v, %v; want the finished pin deleted", res, err)
-	}
-	e.clock.Advance(testMaxAge)
-	if res, err := e.svc.Sweep(ctx); err != nil || res.Deleted != 1 {
-		t.Fatalf("sweep after max-age = %+v, %v; want the pinned pin deleted", res, err)
-	}
-	if n := rdb.Exists(ctx, st.legacyDueKey(e.p)).Val(); n != 0 {
-		t.Fatal("the earlier due set is still there")
-	}
-}
-
 // A note left for the holder of the expiry lease lives as long as the lease:
 // renewing the lease renews the note, so a round longer than the lease's
 // time does not lose it.
@@ -200,25 +163,25 @@ func TestRenewingTheExpiryLeaseKeepsTheNote(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	st := e.svc.Store
-	if ok, err := st.AcquireExpiry(ctx, e.p, "holder"); err != nil || !ok {
+	if ok, err := newExpiryLease(st, e.p, "holder").acquire(ctx); err != nil || !ok {
 		t.Fatalf("first AcquireExpiry = %v, %v", ok, err)
 	}
-	if ok, err := st.AcquireExpiry(ctx, e.p, "other"); err != nil || ok {
+	if ok, err := newExpiryLease(st, e.p, "other").acquire(ctx); err != nil || ok {
 		t.Fatalf("second AcquireExpiry = %v, %v; want the note left", ok, err)
 	}
 	rdb := e.redis.Client(t)
-	note := st.expiryLeaseKeys(e.p)[1]
+	_, note := st.Keys.ExpiryLease(e.p)
 	// As if most of the note's time had passed during the holder's round.
 	if err := rdb.PExpire(ctx, note, time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := st.RenewExpiry(ctx, e.p, "holder"); err != nil || !ok {
+	if ok, err := newExpiryLease(st, e.p, "holder").renew(ctx); err != nil || !ok {
 		t.Fatalf("RenewExpiry = %v, %v", ok, err)
 	}
 	if left, err := rdb.PTTL(ctx, note).Result(); err != nil || left <= time.Second {
 		t.Fatalf("the note has %v left after the lease was renewed (%v); want it renewed with the lease", left, err)
 	}
-	if again, err := st.ReleaseExpiry(ctx, e.p, "holder", false); err != nil || !again {
+	if again, err := newExpiryLease(st, e.p, "holder").release(ctx, false); err != nil || !again {
 		t.Fatalf("ReleaseExpiry = %v, %v; want the holder sent round again", again, err)
 	}
 }

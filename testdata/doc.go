@@ -1,5 +1,6 @@
 // Package testdata holds helpers that give tests real dependencies instead
-// of mocks: a redis-server process on a free port (StartRedis) and bare git
+// of mocks: a redis-server process on a free port (StartRedis), a Redis
+// Cluster of three such processes (StartCluster), bare git
 // repositories built with the git CLI (NewBareRepo), and a git host to mirror
 // (StartUpstream: `git http-backend` behind basic auth, with GitHub- and
 // GitLab-shaped merge request refs, that can stop, stall and change its

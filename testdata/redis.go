@@ -33,7 +33,8 @@ const (
 // Redis is a real redis-server process started for one test on a free port.
 // Nothing is persisted: stopping the server loses its data.
 type Redis struct {
-	dir string // --dir and log file location, removed by tb.TempDir
+	dir  string   // --dir and log file location, removed by tb.TempDir
+	args []string // more redis-server arguments
 
 	mu     sync.Mutex
 	port   int
@@ -152,6 +153,7 @@ func (r *Redis) launch() error {
 		"--dir", r.dir,
 		"--daemonize", "no",
 	)
+	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {

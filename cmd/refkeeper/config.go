@@ -18,6 +18,7 @@ import (
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -474,7 +475,7 @@ func checkRedisURL(s string) error {
 }
 
 func checkCredentials(path string) error {
-	return (&refs.CredentialFile{Path: path}).Load()
+	return (&mirrors.CredentialFile{Path: path}).Load()
 }
 
 // checkSecrets refuses tokens or keys too short to be secret; what names

@@ -12,19 +12,23 @@ import (
 const module = "github.com/refkeeper/refkeeper"
 
 // allowedInternal says which of the project's packages each package may
-// import: cmd -> api, jobs -> refs -> gitops and api -> hooks -> refs, one
-// way only.
+// import: cmd -> api, jobs -> mirrors -> refs -> gitops and api -> hooks ->
+// refs, one way only. refs reaches the mirrors through the interface it
+// declares (refs.PinFetcher), so it never imports mirrors or hooks.
 var allowedInternal = map[string][]string{
 	"gitops":        {},
 	"refs":          {"gitops"},
-	"api":           {"hooks", "refs"},
+	"mirrors":       {"refs", "gitops"},
+	"api":           {"hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
-	"jobs":          {"refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "refs", "gitops", "client"},
+	"jobs":          {"mirrors", "refs"},
+	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "client"},
 	"testdata":      {},
 	// systest runs the built binary and talks to it from outside only:
 	// its tests may import the test helpers and nothing else of ours.
 	"systest": {"testdata"},
+	// refstest is the one fixture that builds a pin service for tests.
+	"refs/refstest": {"refs", "gitops", "testdata"},
 	// client is what users' programs import: nothing of ours.
 	"client": {},
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/jobs"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -113,14 +114,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		MergeIdentity:     cfg.MergeIdentity,
 	}
 
-	projects := &refs.Projects{
+	projects := &mirrors.Projects{
 		Repos: root,
 		Fetcher: &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout,
 			// Replicas take turns and share fetches; a lease outlives
 			// a fetch only by a margin.
-			Lease: &refs.FetchLeases{Store: store, TTL: cfg.UpstreamTimeout + 10*time.Second, Logger: logger}},
+			Lease: &mirrors.FetchLeases{Store: store, TTL: cfg.UpstreamTimeout + 10*time.Second, Logger: logger}},
 		Store:           store,
-		Credentials:     &refs.CredentialFile{Path: cfg.Credentials},
+		Credentials:     &mirrors.CredentialFile{Path: cfg.Credentials},
 		UpstreamTimeout: cfg.UpstreamTimeout,
 		Logger:          logger,
 	}
@@ -148,8 +149,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		return err
 	}
 
-	mirrorMetrics := refs.NewHousekeepingMetrics(registry, root)
-	housekeeping := &refs.Housekeeping{Repos: root, Store: store, Interval: cfg.MaintenanceInterval,
+	mirrorMetrics := mirrors.NewHousekeepingMetrics(registry, root)
+	housekeeping := &mirrors.Housekeeping{Repos: root, Store: store, Interval: cfg.MaintenanceInterval,
 		Options: gitops.HousekeepingOptions{Timeout: cfg.MaintenanceTimeout}, Metrics: mirrorMetrics, Logger: logger}
 
 	var worker *jobs.Worker
@@ -213,7 +214,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *refs.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -241,10 +242,12 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
 		Hooks: &hooks.Receiver{
-			Domain:  svc,
-			Secrets: cfg.Hooks,
-			Metrics: hooks.NewMetrics(registry),
-			Logger:  logger,
+			Domain: svc,
+			// An event time lives as long as a pin may.
+			Deliveries: &hooks.RedisDeliveries{Client: svc.Store.Client, Keys: svc.Store.Keys, EventTTL: svc.Policy.MaxAge},
+			Secrets:    cfg.Hooks,
+			Metrics:    hooks.NewMetrics(registry),
+			Logger:     logger,
 		},
 	})
 }

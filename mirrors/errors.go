@@ -1,20 +1,17 @@
-package refs
+package mirrors
 
 import (
 	"errors"
 	"fmt"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 )
-
-// errMirrorCloning is why a pin on a mirror whose first clone has not
-// succeeded is unavailable: the repository is not there yet.
-var errMirrorCloning = errors.New("the mirror's first clone has not succeeded yet")
 
 // ProjectConflictError is a mirror registered over a local project, or a
 // local project asked to be deleted. Nothing changed.
 type ProjectConflictError struct {
-	Project Project
+	Project refs.Project
 	Reason  string
 }
 
@@ -24,7 +21,7 @@ func (e *ProjectConflictError) Error() string { return fmt.Sprintf("%s %s", e.Pr
 // not answer within the upstream timeout. Nothing was written; retrying
 // later is safe.
 type UpstreamUnavailableError struct {
-	Project Project
+	Project refs.Project
 	Reason  string
 	Cause   error
 }
@@ -39,7 +36,7 @@ func (e *UpstreamUnavailableError) Unwrap() error { return e.Cause }
 // no such repository. Nothing was written; retrying will not help until the
 // credentials or the URL are fixed.
 type UpstreamRejectedError struct {
-	Project Project
+	Project refs.Project
 	Reason  string
 	Cause   error
 }
@@ -53,7 +50,7 @@ func (e *UpstreamRejectedError) Unwrap() error { return e.Cause }
 // UpstreamRefNotFoundError is a ref (or a SHA) that exists neither in the
 // mirror nor upstream.
 type UpstreamRefNotFoundError struct {
-	Project Project
+	Project refs.Project
 	Ref     string
 }
 
@@ -62,8 +59,8 @@ func (e *UpstreamRefNotFoundError) Error() string {
 }
 
 // upstreamError turns gitops' fetch failures into the domain's; other
-// errors go through unavailable.
-func upstreamError(p Project, op string, err error) error {
+// errors go through refs.Unavailable.
+func upstreamError(p refs.Project, op string, err error) error {
 	var (
 		unavail  *gitops.UpstreamUnavailableError
 		rejected *gitops.UpstreamRejectedError
@@ -79,5 +76,5 @@ func upstreamError(p Project, op string, err error) error {
 	case errors.As(err, &missing):
 		return &UpstreamRefNotFoundError{Project: p, Ref: missing.Ref}
 	}
-	return unavailable(op, err)
+	return refs.Unavailable(op, err)
 }

@@ -1,4 +1,4 @@
-package refs
+package mirrors
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package refs
+package mirrors
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -72,7 +73,7 @@ func TestHousekeepingRunsOncePerMirrorAcrossReplicasAndSkipsLocalProjects(t *tes
 		t.Fatalf("the mirror has %d packs before, want 5", packCount(t, mirrorDir))
 	}
 
-	store := &Store{Client: testdata.StartRedis(t).Client(t)}
+	store := &refs.Store{Client: testdata.StartRedis(t).Client(t)}
 	reg := prometheus.NewRegistry()
 	metrics := NewHousekeepingMetrics(reg, &gitops.Root{Dir: dir})
 	replica := func() *Housekeeping {

@@ -1,15 +1,14 @@
-package refs
+package mirrors
 
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 )
 
 // Housekeeping runs git's housekeeping in every mirror (never in a local
@@ -21,7 +20,7 @@ import (
 // marker for the rest of the interval.
 type Housekeeping struct {
 	Repos *gitops.Root
-	Store *Store
+	Store *refs.Store
 	// Interval is the least time between two runs in one mirror.
 	Interval time.Duration
 	// Options tune git's gc (its bound, its thresholds).
@@ -56,7 +55,7 @@ func (h *Housekeeping) RunAll(ctx context.Context) (HousekeepingResult, error) {
 	var res HousekeepingResult
 	names, err := h.Repos.Projects(ctx)
 	if err != nil {
-		return res, &UnavailableError{Op: "listing projects", Cause: err}
+		return res, &refs.UnavailableError{Op: "listing projects", Cause: err}
 	}
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
@@ -82,17 +81,18 @@ func (h *Housekeeping) RunAll(ctx context.Context) (HousekeepingResult, error) {
 
 // acquireHousekeepingScript takes the lease unless the mirror was housekept
 // within the interval (KEYS[2] marks that) or the lease is held.
-var acquireHousekeepingScript = redis.NewScript(`
+var acquireHousekeepingScript = refs.NewLeaseScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if take() then return 1 end
 return 0
 `)
 
-// releaseHousekeepingScript marks the interval as done (after a success)
-// and lets the lease go if it is still this holder's.
-var releaseHousekeepingScript = redis.NewScript(`
-if ARGV[2] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+// releaseHousekeepingScript marks the interval as done (after a success:
+// ARGV[3] "1", ARGV[4] the interval in ms) and lets the lease go if it is
+// still this holder's.
+var releaseHousekeepingScript = refs.NewLeaseScript(`
+if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[4]) end
+drop()
 return 1
 `)
 
@@ -110,12 +110,11 @@ func (h *Housekeeping) Run(ctx context.Context, name gitops.ProjectName) (ran bo
 	if !pi.Mirror {
 		return false, &gitops.NotMirrorError{Project: name}
 	}
-	b := h.Store.base(Project(name))
-	keys := []string{b + "housekeeping:lease", b + "housekeeping:done"}
-	token := newToken()
-	n, err := acquireHousekeepingScript.Run(ctx, h.Store.Client, keys, token, msDur(bound+leaseMargin)).Int()
+	key, done := h.Store.Keys.HousekeepingLease(name)
+	lease := refs.NewLease(h.Store.Client, key, bound+leaseMargin)
+	n, err := lease.Run(ctx, acquireHousekeepingScript, []string{done}).Int()
 	if err != nil {
-		return false, unavailable("taking housekeeping lease", err)
+		return false, refs.Unavailable("taking housekeeping lease", err)
 	}
 	if n == 0 {
 		return false, nil
@@ -123,17 +122,17 @@ func (h *Housekeeping) Run(ctx context.Context, name gitops.ProjectName) (ran bo
 	start := time.Now()
 	err = h.Repos.HousekeepMirror(ctx, name, h.Options)
 	h.Metrics.ran(time.Since(start), err)
-	rctx, cancel := settling(ctx)
+	rctx, cancel := refs.Settling(ctx)
 	defer cancel()
 	ok := "0"
 	if err == nil {
 		ok = "1"
 	}
-	if rerr := releaseHousekeepingScript.Run(rctx, h.Store.Client, keys, token, ok, msDur(h.Interval)).Err(); rerr != nil {
+	if rerr := lease.Run(rctx, releaseHousekeepingScript, []string{done}, ok, h.Interval.Milliseconds()).Err(); rerr != nil {
 		h.logger().Warn("releasing a housekeeping lease failed; it expires by itself", "project", string(name), "err", rerr)
 	}
 	if err != nil {
-		return true, &UnavailableError{Op: "housekeeping " + string(name), Cause: err}
+		return true, &refs.UnavailableError{Op: "housekeeping " + string(name), Cause: err}
 	}
 	return true, nil
 }
@@ -195,9 +194,7 @@ type mirrorCollector struct {
 	repos  *gitops.Root
 	maxAge time.Duration
 
-	mu    sync.Mutex
-	taken time.Time
-	stats []gitops.MirrorStat
+	snapshots refs.Cache[struct{}, []gitops.MirrorStat]
 }
 
 func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -206,18 +203,15 @@ func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	if c.taken.IsZero() || time.Since(c.taken) >= c.maxAge {
+	stats, _ := c.snapshots.Get(struct{}{}, c.maxAge, func(prev []gitops.MirrorStat) ([]gitops.MirrorStat, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		stats, err := c.repos.MirrorStats(ctx)
-		cancel()
-		c.taken = time.Now()
-		if err == nil {
-			c.stats = stats
+		if err != nil {
+			return prev, nil // the sizes read before stand until the next refresh
 		}
-	}
-	stats := c.stats
-	c.mu.Unlock()
+		return stats, nil
+	})
 	for _, st := range stats {
 		fetched := 0.0
 		if !st.FetchedAt.IsZero() {

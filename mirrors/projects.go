@@ -1,4 +1,4 @@
-package refs
+package mirrors
 
 import (
 	"context"
@@ -12,70 +12,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 )
-
-// HostKind names where a mirror's host keeps a merge request's refs.
-type HostKind string
-
-// The host kinds of the contract. A local project is HostGitLab.
-const (
-	HostGitLab  HostKind = "gitlab"  // refs/merge-requests/<iid>/head and /merge
-	HostGitHub  HostKind = "github"  // refs/pull/<iid>/head and /merge
-	HostGitea   HostKind = "gitea"   // refs/pull/<iid>/head, no merge ref (also Forgejo)
-	HostGeneric HostKind = "generic" // none
-)
-
-// ParseHostKind validates a host kind; empty is HostGeneric.
-func ParseHostKind(s string) (HostKind, error) {
-	switch h := HostKind(s); h {
-	case "":
-		return HostGeneric, nil
-	case HostGitLab, HostGitHub, HostGitea, HostGeneric:
-		return h, nil
-	}
-	return "", &InvalidInputError{Field: "host", Reason: strconv.Quote(s) + " is not one of gitlab, github, gitea, generic"}
-}
-
-// mergeRequestNamespace is where the host keeps merge request refs, or "".
-func (h HostKind) mergeRequestNamespace() string {
-	switch h {
-	case HostGitLab:
-		return "refs/merge-requests/"
-	case HostGitHub, HostGitea:
-		return "refs/pull/"
-	}
-	return ""
-}
-
-// MergeRef is the host's merge ref of a merge request; ok is false for a
-// host kind that has none (gitea, generic).
-func (h HostKind) MergeRef(iid MergeRequestIID) (gitops.RefName, bool) {
-	switch h {
-	case HostGitLab:
-		return gitops.MergeRequestRef(int64(iid)), true
-	case HostGitHub:
-		return gitops.RefName("refs/pull/" + strconv.FormatInt(int64(iid), 10) + "/merge"), true
-	}
-	return "", false
-}
-
-// HeadRef is the host's head ref of a merge request; ok is false for
-// generic.
-func (h HostKind) HeadRef(iid MergeRequestIID) (gitops.RefName, bool) {
-	ns := h.mergeRequestNamespace()
-	if ns == "" {
-		return "", false
-	}
-	return gitops.RefName(ns + strconv.FormatInt(int64(iid), 10) + "/head"), true
-}
 
 // cloneRefspecs are what a mirror's first fetch takes: its branches and its
 // host's merge request refs, each at its own name.
-func (h HostKind) cloneRefspecs() []string {
-	if ns := h.mergeRequestNamespace(); ns != "" {
+func cloneRefspecs(h refs.HostKind) []string {
+	if ns := h.Namespace(); ns != "" {
 		return gitops.CloneRefspecs("+" + ns + "*:" + ns + "*")
 	}
 	return gitops.CloneRefspecs()
@@ -102,19 +46,19 @@ const (
 
 // ProjectInfo is one project as the API shows it.
 type ProjectInfo struct {
-	Project    Project
+	Project    refs.Project
 	Kind       ProjectKind
 	State      ProjectState
-	Upstream   string   // "" for a local project
-	Host       HostKind // "" for a local project
-	Credential string   // a name in the credentials file, or ""
+	Upstream   string        // "" for a local project
+	Host       refs.HostKind // "" for a local project
+	Credential string        // a name in the credentials file, or ""
 	FetchedAt  time.Time
 	LastError  string
 }
 
 // MirrorRequest registers a mirror.
 type MirrorRequest struct {
-	Project    Project
+	Project    refs.Project
 	Upstream   string
 	Host       string // "": generic
 	Credential string // "": none
@@ -128,7 +72,7 @@ type MirrorRequest struct {
 type Projects struct {
 	Repos   *gitops.Root
 	Fetcher *gitops.Fetcher
-	Store   *Store
+	Store   *refs.Store
 	// Credentials are the named upstream credentials; nil: none.
 	Credentials *CredentialFile
 	// UpstreamTimeout bounds one upstream fetch, the first clone too.
@@ -137,9 +81,9 @@ type Projects struct {
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 
-	records sync.Map // Project -> cachedRecord: what pins read of the record
+	records refs.Cache[refs.Project, gitops.ProjectInfo] // what pins read of the record
 	mu      sync.Mutex
-	cloning map[Project]context.CancelFunc // clones this process runs
+	cloning map[refs.Project]context.CancelFunc // clones this process runs
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -161,7 +105,7 @@ func (s *Projects) timeout() time.Duration {
 // ParseUpstream validates an upstream URL: http, https or file, and no user
 // name or password in it (secrets belong in the credentials file).
 func ParseUpstream(raw string) (string, error) {
-	bad := func(reason string) error { return &InvalidInputError{Field: "upstream", Reason: reason} }
+	bad := func(reason string) error { return &refs.InvalidInputError{Field: "upstream", Reason: reason} }
 	if raw == "" {
 		return "", bad("is required")
 	}
@@ -225,48 +169,47 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 	if err != nil {
 		return ProjectInfo{}, false, err
 	}
-	host, err := ParseHostKind(req.Host)
+	host, err := refs.ParseHostKind(req.Host)
 	if err != nil {
 		return ProjectInfo{}, false, err
 	}
 	if req.Credential != "" {
 		_, ok, allowed, _ := s.Credentials.Lookup(req.Credential, up)
 		if !ok {
-			return ProjectInfo{}, false, &InvalidInputError{Field: "credential",
+			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
 				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
 		}
 		if !allowed {
-			return ProjectInfo{}, false, &InvalidInputError{Field: "credential",
+			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
 				Reason: strconv.Quote(req.Credential) + " is not for the upstream's host"}
 		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
-	defer s.records.Delete(req.Project)
+	defer s.records.Forget(req.Project)
 	for attempt := 0; attempt < 3; attempt++ {
 		pi, err := s.Repos.Project(req.Project)
-		var nf *gitops.ProjectNotFoundError
 		switch {
-		case errors.As(err, &nf):
+		case refs.IsProjectNotFound(err):
 			created, err := s.Repos.Stage(ctx, req.Project, cfg)
 			var exists *gitops.ProjectExistsError
 			if errors.As(err, &exists) {
 				continue // made meanwhile: look again
 			}
 			if err != nil {
-				return ProjectInfo{}, false, unavailable("staging mirror", err)
+				return ProjectInfo{}, false, refs.Unavailable("staging mirror", err)
 			}
 			if created {
 				s.startClone(req.Project, cfg)
 			}
 			continue // answer what is there now
 		case err != nil:
-			return ProjectInfo{}, false, unavailable("reading project", err)
+			return ProjectInfo{}, false, refs.Unavailable("reading project", err)
 		case !pi.Mirror:
 			return ProjectInfo{}, false, &ProjectConflictError{Project: req.Project, Reason: "is a local project, not a mirror"}
 		case !pi.Staged:
 			if pi.Config != cfg {
 				if err := s.Repos.SetRecord(pi.Dir, cfg, "", ""); err != nil {
-					return ProjectInfo{}, false, unavailable("updating mirror", err)
+					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
 				}
 				pi.Config = cfg
 			}
@@ -276,7 +219,7 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 				// Tried again (a failed clone, or a clone whose process
 				// died), or told of another upstream: start over.
 				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedCloning, ""); err != nil {
-					return ProjectInfo{}, false, unavailable("updating mirror", err)
+					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
 				}
 				s.startClone(req.Project, cfg)
 				continue
@@ -284,7 +227,7 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 			return s.describe(pi), true, nil
 		}
 	}
-	return ProjectInfo{}, false, &UnavailableError{Op: "registering mirror", Cause: errors.New("the project kept changing under the request")}
+	return ProjectInfo{}, false, &refs.UnavailableError{Op: "registering mirror", Cause: errors.New("the project kept changing under the request")}
 }
 
 // describe turns what the repos root says into the API's view. A staged
@@ -296,9 +239,9 @@ func (s *Projects) describe(pi gitops.ProjectInfo) ProjectInfo {
 	if !pi.Mirror {
 		return out
 	}
-	out.Kind, out.Upstream, out.Host, out.Credential = KindMirror, pi.Config.Upstream, HostKind(pi.Config.Host), pi.Config.Credential
+	out.Kind, out.Upstream, out.Host, out.Credential = KindMirror, pi.Config.Upstream, refs.HostKind(pi.Config.Host), pi.Config.Credential
 	if out.Host == "" {
-		out.Host = HostGeneric
+		out.Host = refs.HostGeneric
 	}
 	if !pi.Staged {
 		return out
@@ -312,7 +255,7 @@ func (s *Projects) describe(pi gitops.ProjectInfo) ProjectInfo {
 	return out
 }
 
-func (s *Projects) clonesHere(p Project) bool {
+func (s *Projects) clonesHere(p refs.Project) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.cloning[p]
@@ -322,7 +265,7 @@ func (s *Projects) clonesHere(p Project) bool {
 // startClone runs the first fetch of a staged mirror in the background,
 // bounded by the upstream timeout, then publishes it or records why not.
 // One clone per project runs in this process at a time.
-func (s *Projects) startClone(p Project, cfg gitops.MirrorConfig) {
+func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -332,7 +275,7 @@ func (s *Projects) startClone(p Project, cfg gitops.MirrorConfig) {
 		return
 	}
 	if s.cloning == nil {
-		s.cloning = make(map[Project]context.CancelFunc)
+		s.cloning = make(map[refs.Project]context.CancelFunc)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout())
 	s.cloning[p] = cancel
@@ -356,22 +299,22 @@ func (s *Projects) startClone(p Project, cfg gitops.MirrorConfig) {
 		if perr != nil || !pi.Staged {
 			return // deleted meanwhile, or in place after all
 		}
-		defer s.records.Delete(p)
+		defer s.records.Forget(p)
 		if werr := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(err)); werr != nil {
 			log.Error("recording the failed clone", "err", werr)
 		}
 	}()
 }
 
-func (s *Projects) clone(ctx context.Context, p Project, cfg gitops.MirrorConfig) error {
+func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) error {
 	up, err := s.upstream(cfg)
 	if err != nil {
 		return err
 	}
-	if err := s.Repos.FetchStaged(ctx, p, up, HostKind(cfg.Host).cloneRefspecs()); err != nil {
+	if err := s.Repos.FetchStaged(ctx, p, up, cloneRefspecs(refs.HostKind(cfg.Host))); err != nil {
 		return err
 	}
-	defer s.records.Delete(p)
+	defer s.records.Forget(p)
 	return s.Repos.Publish(p)
 }
 
@@ -399,14 +342,10 @@ func publicError(err error) string {
 }
 
 // Get answers one project, local or mirror.
-func (s *Projects) Get(ctx context.Context, p Project) (ProjectInfo, error) {
+func (s *Projects) Get(ctx context.Context, p refs.Project) (ProjectInfo, error) {
 	pi, err := s.Repos.Project(p)
-	var nf *gitops.ProjectNotFoundError
-	if errors.As(err, &nf) {
-		return ProjectInfo{}, &ProjectNotFoundError{Project: p}
-	}
 	if err != nil {
-		return ProjectInfo{}, unavailable("reading project", err)
+		return ProjectInfo{}, refs.FromGit(p, "reading project", err)
 	}
 	return s.describe(pi), nil
 }
@@ -415,25 +354,21 @@ func (s *Projects) Get(ctx context.Context, p Project) (ProjectInfo, error) {
 // project name; "" for the first page), and the cursor of the next page
 // ("" when this is the last).
 func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]ProjectInfo, string, error) {
-	if limit < 1 || limit > MaxListLimit {
-		return nil, "", &InvalidInputError{Field: "limit", Reason: "must be from 1 to " + strconv.Itoa(MaxListLimit)}
-	}
-	if cursor != "" {
-		if _, err := ParseProject(cursor); err != nil {
-			return nil, "", &InvalidInputError{Field: "cursor", Reason: "is not a cursor this service gave"}
-		}
+	validName := func(c string) bool { _, err := refs.ParseProject(c); return err == nil }
+	if err := refs.CheckPage(cursor, limit, validName); err != nil {
+		return nil, "", err
 	}
 	live, err := s.Repos.Projects(ctx)
 	if err != nil {
-		return nil, "", unavailable("listing projects", err)
+		return nil, "", refs.Unavailable("listing projects", err)
 	}
 	staged, err := s.Repos.StagedProjects(ctx)
 	if err != nil {
-		return nil, "", unavailable("listing projects", err)
+		return nil, "", refs.Unavailable("listing projects", err)
 	}
 	names := slices.Compact(slices.Sorted(slices.Values(append(live, staged...))))
-	start, _ := slices.BinarySearch(names, Project(cursor))
-	if cursor != "" && start < len(names) && names[start] == Project(cursor) {
+	start, _ := slices.BinarySearch(names, refs.Project(cursor))
+	if cursor != "" && start < len(names) && names[start] == refs.Project(cursor) {
 		start++
 	}
 	var out []ProjectInfo
@@ -444,12 +379,11 @@ func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]Projec
 			break
 		}
 		pi, err := s.Repos.Project(name)
-		var nf *gitops.ProjectNotFoundError
-		if errors.As(err, &nf) {
+		if refs.IsProjectNotFound(err) {
 			continue // removed since the listing
 		}
 		if err != nil {
-			return nil, "", unavailable("reading project", err)
+			return nil, "", refs.Unavailable("reading project", err)
 		}
 		out = append(out, s.describe(pi))
 	}
@@ -458,20 +392,16 @@ func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]Projec
 
 // Delete removes a mirror: the records of its pins, then its repository
 // with every ref. A local project is *ProjectConflictError; no such
-// project *ProjectNotFoundError. A clone this process runs is stopped.
-func (s *Projects) Delete(ctx context.Context, p Project) error {
+// project *refs.ProjectNotFoundError. A clone this process runs is stopped.
+func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	pi, err := s.Repos.Project(p)
-	var nf *gitops.ProjectNotFoundError
-	if errors.As(err, &nf) {
-		return &ProjectNotFoundError{Project: p}
-	}
 	if err != nil {
-		return unavailable("reading project", err)
+		return refs.FromGit(p, "reading project", err)
 	}
 	if !pi.Mirror {
 		return &ProjectConflictError{Project: p, Reason: "is a local project: the service deletes only mirrors"}
 	}
-	defer s.records.Delete(p)
+	defer s.records.Forget(p)
 	s.mu.Lock()
 	if cancel, ok := s.cloning[p]; ok {
 		cancel()
@@ -480,14 +410,14 @@ func (s *Projects) Delete(ctx context.Context, p Project) error {
 	// Records first: if Redis fails, nothing is gone and a retry works; the
 	// other way round, records of a vanished repository would stay.
 	if err := s.Store.PurgeProject(ctx, p); err != nil {
-		return unavailable("removing the pins' records", err)
+		return refs.Unavailable("removing the pins' records", err)
 	}
 	err = s.Repos.RemoveMirror(p)
-	if errors.As(err, &nf) {
+	if refs.IsProjectNotFound(err) {
 		return nil // removed by a racing delete
 	}
 	if err != nil {
-		return unavailable("removing mirror", err)
+		return refs.Unavailable("removing mirror", err)
 	}
 	s.logger().Info("mirror deleted", "project", string(p))
 	return nil
@@ -503,48 +433,4 @@ func (s *Projects) Close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-}
-
-// PurgeProject removes every record of the project: its pins, indexes and
-// due set (every key under its hash tag), and its entry in the project set.
-func (s *Store) PurgeProject(ctx context.Context, p Project) error {
-	pattern := s.base(p) + "*"
-	purge := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		var batch []string
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			err := c.Unlink(ctx, batch...).Err()
-			batch = batch[:0]
-			return err
-		}
-		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 500 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return flush()
-	}
-	var err error
-	if cc, ok := s.Client.(*redis.ClusterClient); ok {
-		// Keys live on the master owning the project's slot; SCAN sees one
-		// node at a time.
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return purge(ctx, c) })
-	} else {
-		err = purge(ctx, s.Client)
-	}
-	if err != nil {
-		return &StoreError{Op: "purge project", Err: err}
-	}
-	if err := s.Client.SRem(ctx, s.projectsKey(), string(p)).Err(); err != nil {
-		return &StoreError{Op: "purge project", Err: err}
-	}
-	return nil
 }

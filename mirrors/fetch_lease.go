@@ -1,4 +1,4 @@
-package refs
+package mirrors
 
 import (
 	"context"
@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 )
 
 // FetchLeases is gitops.FetchLease in Redis, so that replicas sharing one
@@ -19,7 +18,7 @@ import (
 // The lease expires by itself after TTL, so a replica that died while
 // fetching holds up the others at most that long.
 type FetchLeases struct {
-	Store *Store
+	Store *refs.Store
 	// TTL is how long a lease lives unless released: the upstream timeout
 	// plus a margin.
 	TTL time.Duration
@@ -28,17 +27,15 @@ type FetchLeases struct {
 	Logger *slog.Logger
 }
 
-func (l *FetchLeases) keys(p Project) []string {
-	b := l.Store.base(p)
-	return []string{b + "fetch:lease", b + "fetch:seq", b + "fetch:done"}
-}
-
 // pollScript answers the last successful fetch, and takes the lease if it
 // is free (numbering the fetch) or else answers the latest number begun.
-var pollScript = redis.NewScript(`
+//
+// KEYS[2] the fetch counter  KEYS[3] the last successful fetch
+// ARGV[3] how long the counter and the record are kept (ms)
+var pollScript = refs.NewLeaseScript(`
 local done = redis.call('HMGET', KEYS[3], 'seq', 'refspecs')
 local doneSeq, doneSpecs = tonumber(done[1] or '0'), done[2] or ''
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if take() then
   local seq = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return {1, seq, doneSeq, doneSpecs}
@@ -49,33 +46,35 @@ return {0, seq, doneSeq, doneSpecs}
 
 // releaseScript ends the lease if it is still this holder's, and records a
 // successful fetch.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-if ARGV[2] == '1' then
+//
+// KEYS[2] the fetch counter  KEYS[3] the last successful fetch
+// ARGV[3] "1" after a success  ARGV[4] the fetch's number
+// ARGV[5] its refspecs  ARGV[6] how long the record is kept (ms)
+var releaseScript = refs.NewLeaseScript(`
+drop()
+if ARGV[3] == '1' then
   local cur = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
-  if tonumber(ARGV[3]) > cur then
-    redis.call('HSET', KEYS[3], 'seq', ARGV[3], 'refspecs', ARGV[4])
+  if tonumber(ARGV[4]) > cur then
+    redis.call('HSET', KEYS[3], 'seq', ARGV[4], 'refspecs', ARGV[5])
   end
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
 end
 return 1
 `)
 
 // Poll implements gitops.FetchLease.
 func (l *FetchLeases) Poll(ctx context.Context, name gitops.ProjectName) (gitops.LeaseState, error) {
-	token := newToken()
 	ttl := l.TTL
 	if ttl <= 0 {
 		ttl = gitops.DefaultUpstreamTimeout + 10*time.Second
 	}
+	lease := refs.NewLease(l.Store.Client, l.Store.Keys.FetchLease(name), ttl)
 	// The counter and the record outlive many leases, not forever.
 	keep := strconv.FormatInt((24 * time.Hour).Milliseconds(), 10)
-	keys := l.keys(name)
-	res, err := pollScript.Run(ctx, l.Store.Client, keys, token, ttl.Milliseconds(), keep).Slice()
+	keys := []string{l.Store.Keys.FetchSeq(name), l.Store.Keys.FetchDone(name)}
+	res, err := lease.Run(ctx, pollScript, keys, keep).Slice()
 	if err != nil || len(res) != 4 {
-		return gitops.LeaseState{}, &StoreError{Op: "fetch lease", Err: err}
+		return gitops.LeaseState{}, &refs.StoreError{Op: "fetch lease", Err: err}
 	}
 	num := func(v any) int64 { n, _ := v.(int64); return n }
 	st := gitops.LeaseState{Taken: num(res[0]) == 1, Begun: num(res[1]), Done: num(res[2])}
@@ -93,7 +92,7 @@ func (l *FetchLeases) Poll(ctx context.Context, name gitops.ProjectName) (gitops
 			if ok {
 				okArg = "1"
 			}
-			if err := releaseScript.Run(ctx, l.Store.Client, keys, token, okArg, seq, strings.Join(refspecs, "\n"), keep).Err(); err != nil {
+			if err := lease.Run(ctx, releaseScript, keys, okArg, seq, strings.Join(refspecs, "\n"), keep).Err(); err != nil {
 				logger := l.Logger
 				if logger == nil {
 					logger = slog.Default()

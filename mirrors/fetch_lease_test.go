@@ -1,4 +1,4 @@
-package refs
+package mirrors
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -21,7 +22,7 @@ type replica struct {
 	projects *Projects
 }
 
-func newReplica(t *testing.T, dir, creds string, store *Store) *replica {
+func newReplica(t *testing.T, dir, creds string, store *refs.Store) *replica {
 	t.Helper()
 	root := &gitops.Root{Dir: dir}
 	t.Cleanup(root.Close)
@@ -54,10 +55,10 @@ func TestReplicasShareMirrorFetches(t *testing.T) {
 	if err := os.WriteFile(creds, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	store := &Store{Client: testdata.StartRedis(t).Client(t)}
+	store := &refs.Store{Client: testdata.StartRedis(t).Client(t)}
 	a, b := newReplica(t, dir, creds, store), newReplica(t, dir, creds, store)
 	ctx := context.Background()
-	name := Project("mirrors/gh")
+	name := refs.Project("mirrors/gh")
 	if _, _, err := a.projects.Register(ctx, MirrorRequest{Project: name, Upstream: u.URL(), Host: "github", Credential: "up"}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +77,11 @@ func TestReplicasShareMirrorFetches(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = r.projects.FetchForPin(ctx, repo, PinRequest{Project: name, PipelineID: 1, MergeRequestIID: 1})
-		return err
+		mergeRef, err := refs.HostGitHub.PinMergeRef(1)
+		if err != nil {
+			return err
+		}
+		return r.projects.FetchForPin(ctx, repo, refs.PinRequest{Project: name, PipelineID: 1, MergeRequestIID: 1}, mergeRef)
 	}
 	// A's first pin holds the lease, its fetch hanging upstream; then
 	// more pins arrive on both replicas.

@@ -1,0 +1,32 @@
+// Package mirrors keeps the projects whose repositories the service cloned
+// from an upstream: the project registry, upstream credentials, the fetches
+// a pin on a mirror needs, and the mirrors' housekeeping.
+//
+// Projects registers a mirror (a background first clone into a staged
+// repository, renamed into place once it succeeded), says what every
+// project is (local or mirror, cloning, ready or failed: read from the
+// repository's own git config, never from Redis), deletes mirrors with their
+// pins' records, and fetches what a pin on a mirror names before the pin is
+// made: it is the refs.PinFetcher the pin service is given. Which merge or
+// head ref a merge request has on the mirror's host is refs.HostKind's
+// answer, the same one the pins use. Upstream credentials come from a file
+// (CredentialFile) read again when it changes, each bound to the hosts it is
+// for.
+//
+// Replicas sharing one repos root share a mirror's fetches (FetchLeases:
+// one replica fetches at a time, the others reuse what it fetched), through
+// a refs.Lease in Redis that expires by itself if its holder dies.
+//
+// Housekeeping runs git's housekeeping (gitops.Root.HousekeepMirror: gc
+// --auto with a two-week prune grace) in every mirror, never in a local
+// project, at most once per mirror per interval across replicas and never
+// in one mirror on two replicas at once (a refs.Lease per mirror, which
+// outlives the run's bound). HousekeepingMetrics shows each mirror's size
+// and last fetch from a snapshot of the disk at most a minute old, and
+// counts the runs.
+//
+// mirrors imports refs (the domain's types, errors, Redis keys and lease)
+// and gitops. It is imported by api (the /api/v1/projects routes), jobs
+// (the housekeeping task) and cmd, which wires it into refs.Service as its
+// PinFetcher; refs never imports it.
+package mirrors
