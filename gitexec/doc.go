@@ -19,7 +19,8 @@
 // (housekeeping: --maintenance-timeout).
 //
 // gitexec imports nothing of refkeeper and no cgo package (git2go stays in
-// gitops): a cgo-free client binary can use it. Only this package imports
-// os/exec and net/http/cgi is imported nowhere (the layout test checks
-// both).
+// gitops): a cgo-free client binary can use it. Of the non-test code, only
+// this package imports os/exec, and none net/http/cgi (the test helpers in
+// testdata may use both; the layout test checks it). Any package may
+// import gitexec; today gitops, githttp and cmd/refkeeper do.
 package gitexec
