@@ -267,17 +267,15 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	run := backendRun{
-		repoPath:   repoPath,
-		method:     r.Method,
-		rest:       rest,
-		remoteAddr: r.RemoteAddr,
-		version:    version,
-		config:     config,
-		body:       body,
-		project:    label,
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		run.contentType = ct
+		repoPath:    repoPath,
+		method:      r.Method,
+		rest:        rest,
+		remoteAddr:  r.RemoteAddr,
+		contentType: r.Header.Get("Content-Type"),
+		version:     version,
+		config:      config,
+		body:        body,
+		project:     label,
 	}
 	if scope != nil && svc == uploadPackAdvert && version != protocolV2 {
 		// A v0 advertisement names HEAD's target in its capabilities
