@@ -37,8 +37,8 @@ test: deps fmt-check vet
 ## in Go 1.27); a count has no deadline to race. FUZZTIME=30s still works.
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := gitops:FuzzParseProjectName gitops:FuzzParseDecimalID gitops:FuzzParseObjectID \
-                api:FuzzDecodePinBody api:FuzzDecodeFinishBody api:FuzzSplitGitPath \
-                api:FuzzFetchScopeFilter
+                api:FuzzDecodePinBody api:FuzzDecodeFinishBody githttp:FuzzSplitGitPath \
+                githttp:FuzzFetchScopeFilter pktline:FuzzDecode
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/githttp"
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
@@ -94,10 +95,13 @@ func toHTTPError(err error) *httpError {
 		upDown      *mirrors.UpstreamUnavailableError
 		upRejected  *mirrors.UpstreamRejectedError
 		upNoRef     *mirrors.UpstreamRefNotFoundError
+		gitRefused  *githttp.Error
 	)
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.As(err, &gitRefused):
+		return &httpError{Status: gitRefused.Status, Code: gitErrorCode(gitRefused.Status), Message: gitRefused.Message}
 	case errors.As(err, &invalid):
 		return &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: invalid.Error()}
 	case errors.As(err, &noProject):
@@ -149,6 +153,27 @@ func toHTTPError(err error) *httpError {
 		}
 	}
 	return &httpError{Status: http.StatusInternalServerError, Code: codeInternal, Message: internalMessage, Err: err}
+}
+
+// gitErrorCode is the contract's code of a git mount's answer, by its
+// status.
+func gitErrorCode(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return codeUnauthorized
+	case http.StatusForbidden:
+		return codeForbidden
+	case http.StatusNotFound:
+		return codeNotFound
+	case http.StatusMethodNotAllowed:
+		return codeMethodNotAllowed
+	case http.StatusUnsupportedMediaType:
+		return codeUnsupportedMedia
+	}
+	if status >= 500 {
+		return codeInternal
+	}
+	return codeInvalidRequest
 }
 
 // errorHandler writes every error as the contract's JSON body. Causes of 5xx

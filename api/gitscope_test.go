@@ -356,10 +356,11 @@ func TestScopedFetchRules(t *testing.T) {
 }
 
 // TestGitBackendEnvironment: git http-backend (here a wrapper that writes
-// down the environment it was given, then runs the real git) sees no
-// variable of the server's own environment but the loader's, no header
-// but Content-Type and the protocol version the server read, and no
-// token.
+// down the environment and arguments it was given, then runs the real git)
+// sees no variable of the server's own environment, only the git runner's
+// allow list and the CGI variables http-backend reads; no header but
+// Content-Type and the protocol version the server read; no token; and
+// runs with hooks off (and a fetch token's scope) on its command line.
 func TestGitBackendEnvironment(t *testing.T) {
 	real, err := exec.LookPath("git")
 	if err != nil {
@@ -367,7 +368,7 @@ func TestGitBackendEnvironment(t *testing.T) {
 	}
 	dumps := t.TempDir()
 	wrapper := filepath.Join(t.TempDir(), "git")
-	script := "#!/bin/sh\ntr '\\0' '\\n' < /proc/$$/environ > " + dumps + "/env.$$\nexec " + real + " \"$@\"\n"
+	script := "#!/bin/sh\ntr '\\0' '\\n' < /proc/$$/environ > " + dumps + "/env.$$\necho \"$*\" > " + dumps + "/argv.$$\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -401,17 +402,17 @@ func TestGitBackendEnvironment(t *testing.T) {
 	}
 
 	allowed := map[string]bool{}
-	for _, k := range strings.Fields(`SERVER_SOFTWARE SERVER_PROTOCOL HTTP_HOST GATEWAY_INTERFACE REQUEST_METHOD
-		QUERY_STRING REQUEST_URI PATH_INFO SCRIPT_NAME SCRIPT_FILENAME SERVER_PORT REMOTE_ADDR REMOTE_HOST REMOTE_PORT
-		SERVER_NAME CONTENT_LENGTH CONTENT_TYPE HTTP_CONTENT_TYPE HTTP_GIT_PROTOCOL PATH LD_LIBRARY_PATH
-		GIT_PROJECT_ROOT GIT_HTTP_EXPORT_ALL GIT_HTTP_MAX_REQUEST_BUFFER GIT_CONFIG_NOSYSTEM GIT_CONFIG_GLOBAL
-		LC_ALL GIT_CONFIG_COUNT`) {
+	for _, k := range strings.Fields(`SERVER_PROTOCOL GATEWAY_INTERFACE REQUEST_METHOD QUERY_STRING PATH_INFO
+		REMOTE_ADDR CONTENT_LENGTH CONTENT_TYPE HTTP_GIT_PROTOCOL
+		GIT_PROJECT_ROOT GIT_HTTP_EXPORT_ALL GIT_HTTP_MAX_REQUEST_BUFFER
+		PATH HOME GIT_CONFIG_NOSYSTEM GIT_CONFIG_GLOBAL GIT_TERMINAL_PROMPT LC_ALL`) {
 		allowed[k] = true
 	}
 	files, _ := filepath.Glob(filepath.Join(dumps, "env.*"))
 	if len(files) != 3 {
 		t.Fatalf("%d environments written down, want 3", len(files))
 	}
+	scopedRuns := 0
 	for _, file := range files {
 		raw, err := os.ReadFile(file)
 		if err != nil {
@@ -421,8 +422,7 @@ func TestGitBackendEnvironment(t *testing.T) {
 		for line := range strings.Lines(string(raw)) {
 			k, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
 			env[k] = v
-			isConfig := strings.HasPrefix(k, "GIT_CONFIG_KEY_") || strings.HasPrefix(k, "GIT_CONFIG_VALUE_")
-			if !allowed[k] && !isConfig {
+			if !allowed[k] {
 				t.Errorf("%s reached git http-backend", k)
 			}
 			for _, s := range []string{token, scoped, apiSecret, keySecret} {
@@ -437,10 +437,23 @@ func TestGitBackendEnvironment(t *testing.T) {
 		if v, ok := env["HTTP_GIT_PROTOCOL"]; ok && v != "version=2" {
 			t.Errorf("HTTP_GIT_PROTOCOL=%q", v)
 		}
-		if env["GIT_CONFIG_GLOBAL"] != "/dev/null" || env["GIT_CONFIG_NOSYSTEM"] != "1" ||
-			env["GIT_CONFIG_KEY_0"] != "core.hooksPath" || env["GIT_CONFIG_VALUE_0"] != "/dev/null" {
+		if env["GIT_CONFIG_GLOBAL"] != "/dev/null" || env["GIT_CONFIG_NOSYSTEM"] != "1" || env["HOME"] != "/dev/null" {
 			t.Errorf("git configuration not pinned down: %q", raw)
 		}
+		argv, err := os.ReadFile(strings.Replace(file, "env.", "argv.", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := strings.Fields(string(argv))
+		if len(args) < 3 || args[0] != "-c" || args[1] != "core.hooksPath=/dev/null" || args[len(args)-1] != "http-backend" {
+			t.Errorf("git http-backend started without hooks off: %q", argv)
+		}
+		if scopedRun := strings.Contains(string(argv), "uploadpack.hideRefs=!refs/pipelines/7"); scopedRun {
+			scopedRuns++
+		}
+	}
+	if scopedRuns != 2 {
+		t.Errorf("%d runs of http-backend held to the fetch token's pin, want 2", scopedRuns)
 	}
 }
 

@@ -8,12 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// httpMetrics are the API's Prometheus metrics, on the registry cmd gives.
+// httpMetrics are the API's Prometheus metrics, on the registry cmd gives
+// (the git mount registers its own there too).
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	fetches  *prometheus.CounterVec
-	bytes    *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -25,15 +24,9 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "refkeeper_http_request_duration_seconds", Help: "HTTP request duration by route pattern.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"route"}),
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused); project \"invalid\": a name that is not a project.",
-		}, []string{"project", "outcome"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "refkeeper_git_bytes_served_total", Help: "Bytes sent by git smart HTTP, by project.",
-		}, []string{"project"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.fetches, m.bytes)
+		reg.MustRegister(m.requests, m.duration)
 	}
 	return m
 }
@@ -62,14 +55,4 @@ func responseStatus(c echo.Context, err error) int {
 		return toHTTPError(err).Status
 	}
 	return c.Response().Status
-}
-
-func (m *httpMetrics) fetch(project, outcome string) {
-	m.fetches.WithLabelValues(project, outcome).Inc()
-}
-
-func (m *httpMetrics) gitBytes(project string, n int64) {
-	if n > 0 {
-		m.bytes.WithLabelValues(project).Add(float64(n))
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/githttp"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -76,7 +77,7 @@ func (h *handlers) pinJSON(p refs.Pin) pinJSON {
 		out.MergeRequestIID = &iid
 	}
 	if p.State != refs.StateDeleted {
-		token := h.signer.sign(p)
+		token := h.signer.Sign(p)
 		out.FetchToken = &token
 	}
 	return out
@@ -97,7 +98,7 @@ func (h *handlers) fetchURL(p refs.Project) string {
 
 type handlers struct {
 	pins      Pins
-	signer    *fetchSigner
+	signer    *githttp.FetchSigner
 	fetchBase string
 }
 

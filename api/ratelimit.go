@@ -13,6 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/refkeeper/refkeeper/githttp"
 )
 
 // RateLimit is requests per second and the burst allowed above it; a zero
@@ -133,14 +135,14 @@ func addressBucket(a netip.Addr) string {
 // limiter's memory holds no secret), and only of a token known to be valid:
 // made-up tokens would each make a bucket. An invalid token counts against
 // its address alone.
-func tokenKey(tokens *tokenSet, signer *fetchSigner) func(echo.Context) string {
+func tokenKey(tokens *tokenSet, signer *githttp.FetchSigner) func(echo.Context) string {
 	return func(c echo.Context) string {
 		t := presentedToken(c.Request(), true)
 		if t == "" {
 			return ""
 		}
 		if !tokens.valid(t) {
-			if _, err := signer.verify(t); err != nil {
+			if _, err := signer.Verify(t); err != nil {
 				return ""
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/refkeeper/refkeeper/githttp"
 )
 
 // Config is what New needs. Zero values mean the defaults given per field.
@@ -34,6 +36,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// GitBinary runs `git http-backend`. Empty: "git" from PATH.
 	GitBinary string
+	// GitTimeout bounds each `git http-backend` (--git-timeout, as every
+	// git process). Zero: gitexec.DefaultTimeout.
+	GitTimeout time.Duration
 	// FetchTokenKeys sign and verify the scoped fetch tokens of pins (at
 	// least 16 bytes each): the first signs, all verify, for rotation. Empty:
 	// a random key, so tokens die with the process and differ per replica.
@@ -75,12 +80,23 @@ func New(cfg Config) (http.Handler, error) {
 		keys = [][]byte{key}
 		logger.Warn("no fetch token key set: using a random one; fetch tokens will not survive a restart or work across replicas")
 	}
-	signer, err := newFetchSigner(keys)
+	signer, err := githttp.NewFetchSigner(keys)
 	if err != nil {
 		return nil, err
 	}
 	tokens := newTokenSet(cfg.Tokens)
-	git, err := newGitServer(cfg.Pins, tokens, signer, cfg.GitBinary, logger, metrics)
+	git, err := githttp.New(githttp.Config{
+		Pins: cfg.Pins,
+		Credentials: func(r *http.Request) (string, bool) {
+			t := presentedToken(r, true)
+			return t, tokens.valid(t)
+		},
+		Signer:     signer,
+		Git:        cfg.GitBinary,
+		Timeout:    cfg.GitTimeout,
+		Logger:     logger,
+		Registerer: registry,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +145,8 @@ func New(cfg Config) (http.Handler, error) {
 
 	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
 
-	e.Any("/git/*", git.serve) // authorizes itself: API or scoped fetch token
+	// The git mount authorizes itself: API or scoped fetch token.
+	e.Any("/git/*", func(c echo.Context) error { return git.Serve(c.Response(), c.Request()) })
 	return e, nil
 }
 

@@ -2,7 +2,6 @@ package gitops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
@@ -107,28 +106,36 @@ func (r *Repo) CreateChecked(ctx context.Context, ref RefName, id ObjectID, allo
 		ok, err := allow()
 		return []bool{ok}, err
 	}
-	for round := 0; ; round++ {
+	retryRefused(func(round int, last bool) bool {
 		declined, terr := r.transactChecked(ctx, []Update{{Ref: ref, New: id, Old: ZeroID}}, check)
 		if terr == nil {
-			return !declined[0], nil
+			created, err = !declined[0], nil
+			return false
 		}
-		var cerr *CheckError
-		var timeout *TimeoutError
-		if errors.As(terr, &cerr) || errors.As(terr, &timeout) || ctx.Err() != nil {
-			return false, terr
+		if refusalIsFinal(ctx, terr) {
+			err = terr
+			return false
 		}
 		if round == 0 && r.clearStaleLocks([]RefName{ref}, false) > 0 {
-			continue
+			return true
 		}
 		q := &createRequest{ref: ref, id: id}
 		if !r.settleFromState(q) {
-			return false, r.explain(terr)
+			err = r.explain(terr)
+			return false
 		}
 		if q.locked == "" {
-			return false, q.err
+			err = q.err
+			return false
 		}
-		if err := r.awaitLock(ctx, ref, q.locked, round); err != nil {
-			return false, err
+		if err = r.awaitLock(ctx, ref, q.locked, last); err != nil {
+			return false
 		}
-	}
+		if last { // a stale lock removed at the last try: the caller retries
+			err = &LockedError{Ref: ref, Path: q.locked}
+			return false
+		}
+		return true
+	})
+	return created, err
 }

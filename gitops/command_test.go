@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // realGit is the path of the git CLI, for wrappers that end by running it.
@@ -99,7 +101,7 @@ exec `+realGit(t)+` "$@"
 	// What the shell running the wrapper adds itself.
 	shell := map[string]bool{"PWD": true, "SHLVL": true, "_": true, "OLDPWD": true}
 	allowed := map[string]bool{}
-	for _, kv := range gitEnv() {
+	for _, kv := range gitexec.Env() {
 		allowed[strings.SplitN(kv, "=", 2)[0]] = true
 	}
 	runs := strings.Split(strings.TrimSuffix(string(raw), "END\n"), "END\n")

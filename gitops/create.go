@@ -26,10 +26,6 @@ type createRequest struct {
 // caller waits for the lock and queues again.
 const groupLockTimeout = 50 * time.Millisecond
 
-// lockedRetries bounds how often a create waits for its ref's lock and asks
-// again.
-const lockedRetries = 3
-
 // maxCreateBatch is the most refs one group-commit transaction holds: a
 // transaction's locks are all held until it commits, and one failing ref
 // sends the whole batch round again.
@@ -70,7 +66,7 @@ func (r *Repo) Create(ctx context.Context, ref RefName, id ObjectID) (created bo
 		// meant to follow). git removes a ref before its lock, so once the
 		// lock is seen gone, what is read next is the ref that writer left.
 		if lock := r.heldLock(ref, false); lock != "" {
-			if err := r.awaitLock(ctx, ref, lock, attempt); err != nil {
+			if err := r.awaitLock(ctx, ref, lock, attempt+1 >= maxRounds); err != nil {
 				return false, err
 			}
 			continue
@@ -97,7 +93,7 @@ func (r *Repo) Create(ctx context.Context, ref RefName, id ObjectID) (created bo
 		// Another writer holds the ref (a sweep deleting it, a racing
 		// replica creating it): wait here, not in the shared writer, then
 		// answer from what it left.
-		if err := r.awaitLock(ctx, ref, req.locked, attempt); err != nil {
+		if err := r.awaitLock(ctx, ref, req.locked, attempt+1 >= maxRounds); err != nil {
 			return false, err
 		}
 	}
@@ -121,12 +117,13 @@ func (r *Repo) answerFromRef(ref RefName, id ObjectID) (settled bool, err error)
 }
 
 // awaitLock waits for the lock another writer holds on ref, after a create
-// found it held; nil means ask again.
-func (r *Repo) awaitLock(ctx context.Context, ref RefName, lock string, attempt int) error {
+// found it held; nil means ask again. On the last of its tries (maxRounds)
+// a create does not wait: a lock still held is *LockedError.
+func (r *Repo) awaitLock(ctx context.Context, ref RefName, lock string, last bool) error {
 	if r.clearIfStale(lock) {
 		return nil // a crashed writer's
 	}
-	if attempt+1 >= lockedRetries {
+	if last {
 		return &LockedError{Ref: ref, Path: lock}
 	}
 	if held, err := r.waitUnlocked(ctx, ref); err != nil {
@@ -257,7 +254,10 @@ func (r *Repo) createBatch(batch []*createRequest) {
 		unique = append(unique, q)
 	}
 	pending := unique
-	for round := 0; len(pending) > 0; round++ {
+	retryRefused(func(round int, last bool) bool {
+		if len(pending) == 0 {
+			return false
+		}
 		updates := make([]Update, len(pending))
 		for i, q := range pending {
 			updates[i] = Update{Ref: q.ref, New: q.id, Old: ZeroID}
@@ -267,15 +267,14 @@ func (r *Repo) createBatch(batch []*createRequest) {
 			for _, q := range pending {
 				q.created = true
 			}
-			break
+			return false
 		}
-		var timeout *TimeoutError
-		if errors.As(terr, &timeout) {
-			// A hung git: another round would hang as long again.
+		// Not a caller's context: the transaction is shared.
+		if refusalIsFinal(context.Background(), terr) {
 			for _, q := range pending {
 				q.err = terr
 			}
-			break
+			return false
 		}
 		// git refused the whole transaction: a ref created since its
 		// caller looked, a held lock, a crashed writer's lock file (git
@@ -297,14 +296,15 @@ func (r *Repo) createBatch(batch []*createRequest) {
 		// Nothing settled and no lock removed: the cause may still have
 		// gone (another replica removed the stale lock), so try once more
 		// before giving up.
-		if (len(retry) == len(pending) && !cleared && round > 0) || round+1 >= maxBatchRounds {
+		if (len(retry) == len(pending) && !cleared && round > 0) || last {
 			for _, q := range retry {
 				q.err = r.explain(terr)
 			}
-			break
+			return false
 		}
 		pending = retry
-	}
+		return len(pending) > 0
+	})
 
 	for _, q := range dups {
 		f := first[q.ref]

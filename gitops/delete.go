@@ -47,10 +47,6 @@ type DeleteResult struct {
 	Err     error    // for Failed
 }
 
-// maxBatchRounds bounds how often a batch is tried again after taking out
-// the refs that made its transaction fail (moved, vanished, locked).
-const maxBatchRounds = 3
-
 // DeleteBatch deletes every ref that still points at its expected object, in
 // as few transactions as possible: one packed-refs rewrite per transaction
 // instead of one per ref. Refs that moved are kept, refs already gone count
@@ -85,7 +81,12 @@ func (r *Repo) DeleteBatchChecked(ctx context.Context, refs []RefState, check Ch
 			results[i].Outcome, results[i].Err = Failed, err
 		}
 	}
-	for round := 0; len(pending) > 0; round++ {
+	// A batch is tried again after the refs that made its transaction
+	// fail (moved, vanished, locked) are taken out.
+	retryRefused(func(round int, last bool) bool {
+		if len(pending) == 0 {
+			return false
+		}
 		updates := make([]Update, len(pending))
 		for k, i := range pending {
 			updates[k] = Update{Ref: refs[i].Ref, New: ZeroID, Old: refs[i].ID}
@@ -98,14 +99,12 @@ func (r *Repo) DeleteBatchChecked(ctx context.Context, refs []RefState, check Ch
 					results[i].Outcome = Declined
 				}
 			}
-			return results, nil
+			return false
 		}
-		var cerr *CheckError
-		var timeout *TimeoutError
-		if errors.As(terr, &cerr) || errors.As(terr, &timeout) || ctx.Err() != nil {
+		if refusalIsFinal(ctx, terr) {
 			// Nothing changed, and trying again would not help now.
 			fail(pending, terr)
-			return results, nil
+			return false
 		}
 		// Sort out the refs that made the transaction fail; retry the rest.
 		var retry []int
@@ -125,17 +124,18 @@ func (r *Repo) DeleteBatchChecked(ctx context.Context, refs []RefState, check Ch
 				retry = append(retry, i)
 			}
 		}
-		if len(retry) == len(pending) || round+1 >= maxBatchRounds {
+		if len(retry) == len(pending) || last {
 			// Nothing to take out, so retrying would fail the same way.
 			err := r.explain(terr)
 			if lock := r.heldLock("", true); lock != "" {
 				err = &LockedError{Path: lock}
 			}
 			fail(retry, err)
-			return results, nil
+			return false
 		}
 		pending = retry
-	}
+		return len(pending) > 0
+	})
 	return results, nil
 }
 

@@ -1,4 +1,6 @@
-// Package gitops is the only package that touches git.
+// Package gitops is the service's one access to its repositories but for
+// serving them to runners (package githttp, read-only, through git
+// http-backend): every write, every libgit2 read, every upstream fetch.
 //
 // A Root is the directory of bare repositories. It opens one by validated
 // project name (never outside the root, also not through a symlink) and
@@ -25,11 +27,15 @@
 // (CreateDemo, which builds a new demo repository from nothing, is the one
 // writer of other refs.)
 //
-// Every git process, writers and `git pack-refs` alike, is built by one
-// function (Root.command): an environment from an allow list (no secret of
-// the service reaches git or a program it starts), repository hooks off,
-// and an end: when the caller's context ends or the Root's GitTimeout
-// passes, SIGTERM (git removes its lock files), then SIGKILL after a grace.
+// Every git process gitops starts (writers, `git pack-refs`, merge-tree,
+// rev-list, fetches, gc) runs through the one git runner, package gitexec,
+// with the Root's settings (Root.command): an environment from an allow
+// list (no secret of the service reaches git or a program it starts),
+// repository hooks off, its own process group, and an end: when the
+// caller's context ends or the Root's GitTimeout passes, SIGTERM (git
+// removes its lock files), then SIGKILL after a grace. Housekeeping alone
+// has a longer bound of its own (HousekeepingOptions.Timeout,
+// --maintenance-timeout).
 // Calls that run git or wait take a context: a caller whose context ends
 // stops waiting (for a lock, for its turn in the group commit), while a
 // transaction git has begun runs to its end, since one cut short in its
@@ -63,5 +69,7 @@
 // in the background once enough were created.
 //
 // Only package refs imports gitops (and cmd, to build the Root); git2go
-// appears nowhere else, so it can be replaced here alone.
+// appears nowhere else, so it can be replaced here alone. gitops imports
+// gitexec; the git smart-HTTP server that runners fetch from is package
+// githttp, which runs git through gitexec too, not through gitops.
 package gitops

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	git "github.com/libgit2/git2go/v34"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // Identity is the author and committer of computed merges: "Name <email>".
@@ -256,10 +257,9 @@ func (r *Repo) mergeTree(ctx context.Context, spec MergeSpec) (ObjectID, string,
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	var exit *exec.ExitError
 	switch {
 	case runErr == nil:
-	case errors.As(runErr, &exit) && exit.ExitCode() == 1:
+	case gitexec.ExitCode(runErr) == 1:
 		return "", quarantine, &MergeConflictError{Source: spec.Source, Target: spec.Target, Paths: conflictPaths(stdout.Bytes())}
 	case strings.Contains(stderr.String(), "refusing to merge unrelated histories"):
 		return "", quarantine, &UnrelatedHistoriesError{Source: spec.Source, Target: spec.Target}

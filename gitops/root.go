@@ -12,14 +12,17 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // Defaults for Root's zero-valued fields.
 const (
 	DefaultStaleLockAge = 5 * time.Minute
 	DefaultLockTimeout  = time.Second
-	// DefaultGitTimeout is the longest one git process may run.
-	DefaultGitTimeout = 60 * time.Second
+	// DefaultGitTimeout is the longest one git process may run: the
+	// runner's own default.
+	DefaultGitTimeout = gitexec.DefaultTimeout
 )
 
 // Root is the directory that holds every bare repository. The zero values of
@@ -48,7 +51,7 @@ type Root struct {
 	Observer TransactionObserver
 
 	// killGrace is how long git has to exit after SIGTERM. Zero:
-	// defaultKillGrace; tests shorten it.
+	// gitexec.DefaultKillGrace; tests shorten it.
 	killGrace time.Duration
 
 	mu    sync.Mutex

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // Update is one ref change in a transaction: set Ref to New if it is at Old
@@ -81,7 +81,7 @@ func (s updaterState) String() string {
 type Updater struct {
 	repo   *Repo
 	ctx    context.Context
-	cmd    *exec.Cmd
+	cmd    *gitexec.Cmd
 	stdin  io.WriteCloser
 	out    *bufio.Reader
 	stderr *lockedBuffer
@@ -281,11 +281,10 @@ func (u *Updater) failed(cause error) error {
 	waitErr := u.cmd.Wait() // also waits until stderr is copied
 	stderr := strings.TrimSpace(u.stderr.String())
 	var err error
-	var exit *exec.ExitError
 	switch {
 	case u.ctx.Err() != nil:
 		err = fmt.Errorf("git update-ref ended: %w", u.ctx.Err())
-	case errors.As(waitErr, &exit) && exit.Sys().(syscall.WaitStatus).Signaled() &&
+	case gitexec.Signaled(waitErr) &&
 		time.Since(u.born) >= u.repo.root.gitTimeout():
 		err = &TimeoutError{Args: updateRefArgs, Limit: u.repo.root.gitTimeout()}
 	default:

@@ -8,12 +8,12 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/refkeeper/refkeeper/client"
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 const checkoutUsage = `refkeeper checkout DIR [--project PROJECT --pipeline ID] [flags]
@@ -333,10 +333,13 @@ func (co *checkout) once(ctx context.Context, creds *credentialServer) error {
 
 // runGit runs git in the work tree with an environment that carries no
 // refkeeper token (git hands its environment to every program it runs),
-// English messages (classify reads them) and no prompts.
+// English messages (classify reads them) and no prompts. It is the runner
+// side's git, the runner's own settings kept (proxies, certificates): not
+// the server's allow list, and no bound but ctx; started as every git
+// process is (gitexec.Command), so when ctx ends git and the helpers it
+// started (git-remote-http) get SIGTERM together, SIGKILL after a grace.
 func (co *checkout) runGit(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, co.git, append([]string{"-C", co.dir}, args...)...)
-	cmd.Env = gitEnv(os.Environ())
+	cmd := gitexec.Command(ctx, gitexec.Process{Git: co.git, Env: gitEnv(os.Environ())}, append([]string{"-C", co.dir}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

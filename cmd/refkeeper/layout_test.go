@@ -12,17 +12,23 @@ import (
 const module = "github.com/refkeeper/refkeeper"
 
 // allowedInternal says which of the project's packages each package may
-// import: cmd -> api, jobs -> mirrors -> refs -> gitops and api -> hooks ->
-// refs, one way only. refs reaches the mirrors through the interface it
-// declares (refs.PinFetcher), so it never imports mirrors or hooks.
+// import: cmd -> api, jobs -> mirrors -> refs -> gitops -> gitexec, api ->
+// hooks -> refs and api -> githttp -> refs, gitexec, pktline, one way only.
+// refs reaches the mirrors through the interface it declares
+// (refs.PinFetcher), so it never imports mirrors or hooks.
 var allowedInternal = map[string][]string{
-	"gitops":        {},
+	// gitexec runs every git process; pktline is git's framing. Both are
+	// leaves, without cgo, for a cgo-free client binary (cgoFree).
+	"gitexec":       {},
+	"pktline":       {},
+	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
+	"githttp":       {"refs", "gitexec", "pktline"},
 	"mirrors":       {"refs", "gitops"},
-	"api":           {"hooks", "mirrors", "refs"},
+	"api":           {"githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "client"},
+	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "client"},
 	"testdata":      {},
 	// systest runs the built binary and talks to it from outside only:
 	// its tests may import the test helpers and nothing else of ours.
@@ -32,6 +38,20 @@ var allowedInternal = map[string][]string{
 	// client is what users' programs import: nothing of ours.
 	"client": {},
 }
+
+// processOwner is the one package that starts processes (os/exec) and the
+// library the service does not use (net/http/cgi: githttp speaks CGI to
+// http-backend over gitexec, so it gets the runner's bound, process group
+// and kill grace). Test files and the test helpers (testdata: real git,
+// redis-server, an upstream git host) may use both.
+var processOwner = map[string][]string{
+	"os/exec":      {"gitexec", "testdata"},
+	"net/http/cgi": {"testdata"},
+}
+
+// cgoFree are the packages a cgo-free binary (the runners' client) may
+// build on: none of their dependencies may be git2go.
+var cgoFree = []string{"gitexec", "pktline", "client"}
 
 // confined names third-party libraries and the only packages that may import
 // them, so each can be replaced in one place.
@@ -49,9 +69,11 @@ var testsToo = map[string]bool{"systest": true}
 type listedPackage struct {
 	ImportPath   string
 	Dir          string
-	Imports      []string
+	Imports      []string // of the non-test files
 	TestImports  []string
 	XTestImports []string
+	Deps         []string
+	CgoFiles     []string
 }
 
 func listPackages(t *testing.T) []listedPackage {
@@ -112,6 +134,53 @@ func TestImportDirection(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestProcessesStartInOnePlace: no package but gitexec (and the test
+// helpers) imports os/exec in its non-test files, none net/http/cgi, so
+// every git process is started one way.
+func TestProcessesStartInOnePlace(t *testing.T) {
+	pkgs := listPackages(t)
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		for _, imp := range p.Imports {
+			if owners, ok := processOwner[imp]; ok {
+				seen[imp+" "+rel] = true
+				if !contains(owners, rel) {
+					t.Errorf("%s imports %s, which only %v may import (start git through gitexec)", rel, imp, owners)
+				}
+			}
+		}
+	}
+	// The check sees imports at all: gitexec's own is among them.
+	if !seen["os/exec gitexec"] {
+		t.Errorf("go list reports no os/exec import of gitexec; the check proves nothing")
+	}
+}
+
+// TestCgoFree: the packages a cgo-free binary builds on reach no git2go and
+// have no cgo files.
+func TestCgoFree(t *testing.T) {
+	found := 0
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		if !contains(cgoFree, rel) {
+			continue
+		}
+		found++
+		if len(p.CgoFiles) > 0 {
+			t.Errorf("%s has cgo files %v", rel, p.CgoFiles)
+		}
+		for _, d := range p.Deps {
+			if strings.HasPrefix(d, "github.com/libgit2/git2go") {
+				t.Errorf("%s depends on %s", rel, d)
+			}
+		}
+	}
+	if found != len(cgoFree) {
+		t.Errorf("found %d of the cgo-free packages %v", found, cgoFree)
 	}
 }
 

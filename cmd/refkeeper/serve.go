@@ -238,6 +238,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		Logger:         logger,
 		Registry:       registry,
 		FetchTokenKeys: keys,
+		GitTimeout:     cfg.GitTimeout, // http-backend too: no git process outlives --git-timeout
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,

@@ -1,4 +1,4 @@
-package api
+package githttp
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/refkeeper/refkeeper/pktline"
 )
 
 // protocolV2 is the only version that changes what upload-pack reads; v1
@@ -34,76 +36,26 @@ func protocolVersion(h http.Header) int {
 	return version
 }
 
-// pktKind is what one pkt-line is.
-type pktKind int
-
-const (
-	pktData pktKind = iota
-	pktFlush
-	pktDelim
-)
-
-type pktLine struct {
-	kind pktKind
-	text string // data without its trailing newline
-}
-
-var errMalformedPkt = &httpError{Status: http.StatusBadRequest, Code: codeInvalidRequest,
-	Message: "malformed git request: not one upload-pack request in pkt-lines"}
-
-// maxPktLen is git's LARGE_PACKET_MAX plus the four length bytes.
-const maxPktLen = 65520
-
-// parsePktLines splits a request body into pkt-lines. Anything that is not
-// a well-formed sequence of data, flush and delim packets (a response-end
-// packet, a bad length, a short packet) is an error.
-func parsePktLines(body []byte) ([]pktLine, error) {
-	var out []pktLine
-	for len(body) > 0 {
-		if len(body) < 4 {
-			return nil, errMalformedPkt
-		}
-		n, err := strconv.ParseUint(string(body[:4]), 16, 16)
-		if err != nil {
-			return nil, errMalformedPkt
-		}
-		switch {
-		case n == 0:
-			out = append(out, pktLine{kind: pktFlush})
-			body = body[4:]
-			continue
-		case n == 1:
-			out = append(out, pktLine{kind: pktDelim})
-			body = body[4:]
-			continue
-		case n < 4 || n > maxPktLen || int(n) > len(body):
-			return nil, errMalformedPkt
-		}
-		data := body[4:n]
-		if bytes.IndexByte(data, 0) >= 0 {
-			return nil, errMalformedPkt
-		}
-		out = append(out, pktLine{kind: pktData, text: strings.TrimSuffix(string(data), "\n")})
-		body = body[n:]
+// decodeRequest splits an upload-pack request body into pkt-lines:
+// anything but a well-formed sequence of data, flush and delim packets (a
+// response-end packet, a bad length, a short packet, a NUL in data) is
+// errMalformedPkt. Each data line is rebuilt from its text with one
+// newline, as git's client sends it, so git reads exactly the text that
+// was checked.
+func decodeRequest(body []byte) ([]pktline.Packet, error) {
+	lines, err := pktline.Decode(body)
+	if err != nil {
+		return nil, errMalformedPkt
 	}
-	return out, nil
-}
-
-// encodePktLines is the inverse of parsePktLines; data lines get their
-// newline back, as git's client sends them.
-func encodePktLines(lines []pktLine) []byte {
-	var b bytes.Buffer
-	for _, l := range lines {
-		switch l.kind {
-		case pktFlush:
-			b.WriteString("0000")
-		case pktDelim:
-			b.WriteString("0001")
-		default:
-			fmt.Fprintf(&b, "%04x%s\n", len(l.text)+5, l.text)
+	for i, l := range lines {
+		if l.Kind == pktline.ResponseEnd || bytes.IndexByte(l.Data, 0) >= 0 {
+			return nil, errMalformedPkt
+		}
+		if l.Kind == pktline.Data {
+			lines[i] = pktline.Line(l.Text())
 		}
 	}
-	return b.Bytes()
+	return lines, nil
 }
 
 // fetchScope is what a fetch token may fetch: one ref, at the SHA its pin
@@ -141,7 +93,7 @@ type fetchScope struct {
 //     request, nothing after it; unknown capabilities and ls-refs
 //     arguments are dropped, unknown fetch arguments refused.
 func (s fetchScope) filter(version int, body []byte) ([]byte, error) {
-	lines, err := parsePktLines(body)
+	lines, err := decodeRequest(body)
 	if err != nil {
 		return nil, err
 	}
@@ -153,22 +105,26 @@ func (s fetchScope) filter(version int, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodePktLines(lines), nil
+	out, err := pktline.Encode(lines)
+	if err != nil { // a line grew past a packet: refused, never cut
+		return nil, errMalformedPkt
+	}
+	return out, nil
 }
 
 func (s fetchScope) refuse(format string, args ...any) error {
-	return &httpError{Status: http.StatusForbidden, Code: codeForbidden,
+	return &Error{Status: http.StatusForbidden,
 		Message: "a fetch token fetches only " + s.ref + " at " + s.sha + ": " + fmt.Sprintf(format, args...)}
 }
 
 // filterV2 holds a protocol v2 request (capabilities, delim, arguments,
 // flush) to the scope.
-func (s fetchScope) filterV2(lines []pktLine) ([]pktLine, error) {
-	var out []pktLine
+func (s fetchScope) filterV2(lines []pktline.Packet) ([]pktline.Packet, error) {
+	var out []pktline.Packet
 	command := ""
 	i := 0
-	for ; i < len(lines) && lines[i].kind == pktData; i++ {
-		key, value, _ := strings.Cut(lines[i].text, "=")
+	for ; i < len(lines) && lines[i].Kind == pktline.Data; i++ {
+		key, value, _ := strings.Cut(lines[i].Text(), "=")
 		switch key {
 		case "command":
 			if command != "" {
@@ -193,13 +149,13 @@ func (s fetchScope) filterV2(lines []pktLine) ([]pktLine, error) {
 	default:
 		return nil, s.refuse("command %q is not served", command)
 	}
-	var args []pktLine
-	if lines[i].kind == pktDelim {
-		for i++; i < len(lines) && lines[i].kind == pktData; i++ {
+	var args []pktline.Packet
+	if lines[i].Kind == pktline.Delim {
+		for i++; i < len(lines) && lines[i].Kind == pktline.Data; i++ {
 			args = append(args, lines[i])
 		}
 	}
-	if i != len(lines)-1 || lines[i].kind != pktFlush {
+	if i != len(lines)-1 || lines[i].Kind != pktline.Flush {
 		return nil, s.refuse("one request per body, ending in a flush")
 	}
 	if command == "ls-refs" {
@@ -210,20 +166,20 @@ func (s fetchScope) filterV2(lines []pktLine) ([]pktLine, error) {
 			return nil, err
 		}
 	}
-	out = append(out, pktLine{kind: pktDelim})
+	out = append(out, pktline.Packet{Kind: pktline.Delim})
 	out = append(out, args...)
-	return append(out, pktLine{kind: pktFlush}), nil
+	return append(out, pktline.Packet{Kind: pktline.Flush}), nil
 }
 
 // lsRefsArgs keeps peel and symrefs and asks for the pinned ref only.
-func (s fetchScope) lsRefsArgs(args []pktLine) []pktLine {
-	var out []pktLine
+func (s fetchScope) lsRefsArgs(args []pktline.Packet) []pktline.Packet {
+	var out []pktline.Packet
 	for _, a := range args {
-		if a.text == "peel" || a.text == "symrefs" {
+		if a.Text() == "peel" || a.Text() == "symrefs" {
 			out = append(out, a)
 		}
 	}
-	return append(out, pktLine{text: "ref-prefix " + s.ref})
+	return append(out, pktline.Line("ref-prefix "+s.ref))
 }
 
 // noObject stands in for haves that were all dropped from a v2 round that
@@ -234,8 +190,8 @@ const noObject = "0000000000000000000000000000000000000000"
 
 // fetchArgs checks the arguments of a v2 fetch (v2) or the lines of a v0
 // request (v0).
-func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
-	var out []pktLine
+func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) ([]pktline.Packet, error) {
+	var out []pktline.Packet
 	var reached map[string]bool
 	reaches := func(oid string) (bool, error) {
 		if oid == s.sha {
@@ -251,11 +207,11 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 	}
 	sawHave, keptHave, droppedShallow, done := false, false, false, false
 	for _, a := range args {
-		if a.kind != pktData {
+		if a.Kind != pktline.Data {
 			out = append(out, a)
 			continue
 		}
-		key, value, _ := strings.Cut(a.text, " ")
+		key, value, _ := strings.Cut(a.Text(), " ")
 		switch key {
 		case "want":
 			if !v2 { // v0 want lines carry capabilities
@@ -304,11 +260,11 @@ func (s fetchScope) fetchArgs(args []pktLine, v2 bool) ([]pktLine, error) {
 		// upload-pack would take the client for having the history behind
 		// a shallow commit it was not told of, and leave objects out of
 		// the pack: without haves the pack is whole.
-		out = slices.DeleteFunc(out, func(l pktLine) bool { return strings.HasPrefix(l.text, "have ") })
+		out = slices.DeleteFunc(out, func(l pktline.Packet) bool { return strings.HasPrefix(l.Text(), "have ") })
 		keptHave = false
 	}
 	if v2 && sawHave && !keptHave && !done {
-		out = append(out, pktLine{text: "have " + noObject})
+		out = append(out, pktline.Line("have "+noObject))
 	}
 	return out, nil
 }
@@ -324,16 +280,16 @@ var v0Capabilities = map[string]bool{
 // filterV0 holds a v0 (or v1) stateless request to the scope: want lines
 // (the first with capabilities), shallow and deepen lines, a flush, then
 // haves and done or a flush.
-func (s fetchScope) filterV0(lines []pktLine) ([]pktLine, error) {
-	if len(lines) > 0 && lines[0].kind == pktData && !strings.HasPrefix(lines[0].text, "want ") {
+func (s fetchScope) filterV0(lines []pktline.Packet) ([]pktline.Packet, error) {
+	if len(lines) > 0 && lines[0].Kind == pktline.Data && !strings.HasPrefix(lines[0].Text(), "want ") {
 		return nil, s.refuse("a fetch request starts with want")
 	}
 	// upload-pack reads capabilities from every want line, not only the
 	// first: each is rebuilt from the ones allowed.
 	lines = slices.Clone(lines)
 	for i, l := range lines {
-		rest, ok := strings.CutPrefix(l.text, "want ")
-		if l.kind != pktData || !ok {
+		rest, ok := strings.CutPrefix(l.Text(), "want ")
+		if l.Kind != pktline.Data || !ok {
 			continue
 		}
 		fields := strings.Fields(rest)
@@ -344,7 +300,7 @@ func (s fetchScope) filterV0(lines []pktLine) ([]pktLine, error) {
 				kept = append(kept, c)
 			}
 		}
-		lines[i].text = strings.Join(kept, " ")
+		lines[i] = pktline.Line(strings.Join(kept, " "))
 	}
 	// Wants, shallows and deepens come before the first flush; haves and
 	// done after it; nothing after done or a second flush.
@@ -353,10 +309,10 @@ func (s fetchScope) filterV0(lines []pktLine) ([]pktLine, error) {
 		if done || flushes == 2 {
 			return nil, s.refuse("one request per body")
 		}
-		switch key, _, _ := strings.Cut(l.text, " "); {
-		case l.kind == pktDelim:
+		switch key, _, _ := strings.Cut(l.Text(), " "); {
+		case l.Kind == pktline.Delim:
 			return nil, errMalformedPkt
-		case l.kind == pktFlush:
+		case l.Kind == pktline.Flush:
 			flushes++
 		case (key == "have" || key == "done") != (flushes == 1):
 			return nil, s.refuse("%q out of place", key)

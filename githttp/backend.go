@@ -1,0 +1,284 @@
+package githttp
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/pktline"
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// maxRequestBody bounds a buffered fetch negotiation. git sends large
+// negotiations chunked; bodies are read whole (a scoped one is checked
+// before git sees it) and passed on with a length. This keeps a client
+// from filling memory.
+const maxRequestBody = 32 << 20
+
+// readBody reads a request body whole (up to the limit); a gzip body (git
+// compresses large negotiations) is inflated here, under the same limit,
+// and git gets it plain.
+func readBody(r *http.Request) ([]byte, error) {
+	var in io.Reader = http.NoBody
+	if r.Body != nil {
+		in = r.Body
+	}
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		z, err := gzip.NewReader(in)
+		if err != nil {
+			return nil, badRequest("reading gzip request body: %v", err)
+		}
+		defer z.Close()
+		in = z
+	default:
+		return nil, &Error{Status: http.StatusUnsupportedMediaType,
+			Message: fmt.Sprintf("content encoding %q is not supported: use gzip or none", enc)}
+	}
+	body, err := io.ReadAll(io.LimitReader(in, maxRequestBody+1))
+	if err != nil {
+		return nil, badRequest("reading request body: %v", err)
+	}
+	if len(body) > maxRequestBody {
+		return nil, &http.MaxBytesError{Limit: maxRequestBody}
+	}
+	return body, nil
+}
+
+// backendRun is one request for git http-backend, as the server rebuilt
+// it: nothing of the client's request reaches git but what is here.
+type backendRun struct {
+	repoPath    string // the repository, resolved inside the repos root
+	method      string
+	rest        string // "/info/refs", "/git-upload-pack"
+	remoteAddr  string
+	contentType string
+	version     int // the protocol version the server read
+	config      [][2]string
+	body        []byte // nil: none (GET)
+	project     string // for logs
+	// rewrite, when set, takes a 200's whole body and answers the one
+	// sent instead.
+	rewrite func([]byte) ([]byte, error)
+}
+
+// cgiEnv is the CGI environment git http-backend gets on top of the
+// runner's allow list: the variables it reads, built from the request
+// the server rebuilt, never from the client's headers. So no header
+// reaches git but Content-Type and the protocol version the server itself
+// read (a client's Git_Protocol or GIT_PROTOCOL would otherwise become
+// HTTP_GIT_PROTOCOL), no query but the service, and no Authorization.
+// PATH_INFO is "/<repo dir name>/<rest>" below GIT_PROJECT_ROOT, the
+// repository's resolved parent: git http-backend serves nothing else.
+func (b backendRun) cgiEnv() []string {
+	env := []string{
+		"GIT_PROJECT_ROOT=" + filepath.Dir(b.repoPath),
+		"GIT_HTTP_EXPORT_ALL=1",
+		fmt.Sprintf("GIT_HTTP_MAX_REQUEST_BUFFER=%d", maxRequestBody),
+		"GATEWAY_INTERFACE=CGI/1.1",
+		"SERVER_PROTOCOL=HTTP/1.1",
+		"REQUEST_METHOD=" + b.method,
+		"PATH_INFO=/" + filepath.Base(b.repoPath) + b.rest,
+		"QUERY_STRING=",
+	}
+	if b.rest == "/info/refs" { // the one query splitPath admits
+		env[len(env)-1] = "QUERY_STRING=service=git-upload-pack"
+	}
+	if host, _, err := net.SplitHostPort(b.remoteAddr); err == nil {
+		env = append(env, "REMOTE_ADDR="+host)
+	}
+	if b.contentType != "" {
+		env = append(env, "CONTENT_TYPE="+b.contentType)
+	}
+	if b.body != nil {
+		env = append(env, "CONTENT_LENGTH="+strconv.Itoa(len(b.body)))
+	}
+	if b.version == protocolV2 {
+		env = append(env, "HTTP_GIT_PROTOCOL=version=2")
+	}
+	return env
+}
+
+// args are http-backend's command line: the request's git configuration
+// (given with -c, git passes it on to the upload-pack it runs).
+func (b backendRun) args() []string {
+	var args []string
+	for _, kv := range b.config {
+		args = append(args, "-c", kv[0]+"="+kv[1])
+	}
+	return append(args, "http-backend")
+}
+
+// runBackend speaks CGI to git http-backend, run through the one git
+// runner (so it ends at the Timeout or when the client goes, with the
+// upload-pack it started, like every git process): the body on its stdin,
+// its header block parsed, the rest streamed to w as git writes it. It
+// answers the status sent and the bytes of body written. An error is an
+// answer not sent: git could not be started, or ended (or was ended)
+// before its header block was whole, which is *refs.UnavailableError (the
+// client may retry); a rewrite that failed. A failure after the header
+// was sent is logged: the client sees a response cut short.
+func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backendRun) (status int, written int64, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := s.git.CommandWith(ctx, gitexec.Options{Dir: b.repoPath, Env: b.cgiEnv()}, b.args()...)
+	if b.body != nil {
+		cmd.Stdin = bytes.NewReader(b.body)
+	}
+	cmd.Stderr = &logWriter{logger: s.logger, project: b.project}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
+	}
+	if err := cmd.Start(); err != nil {
+		// Its binary gone (replaced during an upgrade), no memory or
+		// processes left to fork: nothing was served; the client may
+		// retry.
+		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
+	}
+	// finish waits for git once its output is read; stop first ends a git
+	// whose answer is no longer wanted (SIGTERM to its group, as at the
+	// bound). Wait closes the pipe only after the grace, so it is drained
+	// first.
+	finish := func(stop bool) error {
+		if stop {
+			cancel()
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		return cmd.Wait()
+	}
+	out := bufio.NewReader(stdout)
+	status, header, err := readCGIHeader(out)
+	if err != nil {
+		waitErr := finish(true)
+		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr)
+		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: errors.Join(err, waitErr)}
+	}
+	if b.rewrite != nil && status == http.StatusOK {
+		whole, rerr := io.ReadAll(out)
+		waitErr := finish(rerr != nil)
+		if rerr == nil && waitErr != nil {
+			rerr = waitErr
+		}
+		if rerr != nil {
+			return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: rerr}
+		}
+		if whole, err = b.rewrite(whole); err != nil {
+			return 0, 0, err
+		}
+		header.Del("Content-Length")
+		copyHeader(w.Header(), header)
+		w.WriteHeader(status)
+		n, err := w.Write(whole)
+		return status, int64(n), err
+	}
+	copyHeader(w.Header(), header)
+	w.WriteHeader(status)
+	written, copyErr := streamTo(w, out)
+	if waitErr := finish(copyErr != nil); copyErr != nil || waitErr != nil {
+		// The answer is on its way: only the log can tell.
+		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written)
+	}
+	return status, written, nil
+}
+
+// readCGIHeader reads a CGI program's header block: its Status line (none:
+// 200) and the other fields.
+func readCGIHeader(r *bufio.Reader) (int, http.Header, error) {
+	mime, err := textproto.NewReader(r).ReadMIMEHeader()
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading git http-backend's CGI header: %w", err)
+	}
+	header := http.Header(mime)
+	status := http.StatusOK
+	if line := header.Get("Status"); line != "" {
+		code, _, _ := strings.Cut(line, " ")
+		if status, err = strconv.Atoi(code); err != nil || status < 100 || status > 999 {
+			return 0, nil, fmt.Errorf("git http-backend's CGI status %q", line)
+		}
+		header.Del("Status")
+	}
+	return status, header, nil
+}
+
+// copyHeader adds git's header fields to the response's.
+func copyHeader(dst, src http.Header) {
+	for k, v := range src {
+		dst[k] = append(dst[k], v...)
+	}
+}
+
+// streamTo copies git's body to w as it comes, flushing each piece so a
+// pack reaches the client while git writes it.
+func streamTo(w http.ResponseWriter, r io.Reader) (int64, error) {
+	flusher, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	var written int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// stripSymrefs drops the symref=... capabilities from a v0 ref
+// advertisement: the capabilities follow a NUL on the first ref line.
+func stripSymrefs(advert []byte) ([]byte, error) {
+	packets, err := pktline.Decode(advert)
+	if err != nil {
+		return nil, errBadAdvertisement
+	}
+	for i, p := range packets {
+		switch p.Kind {
+		case pktline.Flush:
+			continue
+		case pktline.Data:
+		default:
+			return nil, errBadAdvertisement
+		}
+		refPart, caps, ok := bytes.Cut(p.Data, []byte{0})
+		if !ok {
+			continue
+		}
+		var kept [][]byte
+		for _, c := range bytes.Fields(caps) {
+			if !bytes.HasPrefix(c, []byte("symref=")) {
+				kept = append(kept, c)
+			}
+		}
+		line := append(append(slices.Clip(refPart), 0), append(bytes.Join(kept, []byte(" ")), '\n')...)
+		packets[i] = pktline.Packet{Kind: pktline.Data, Data: line}
+	}
+	out, err := pktline.Encode(packets)
+	if err != nil {
+		return nil, errBadAdvertisement
+	}
+	return out, nil
+}

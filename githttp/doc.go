@@ -1,0 +1,32 @@
+// Package githttp is the runners' fetch path: it serves the repositories
+// read-only over git's smart HTTP protocol, at /git/<project>.git/...
+// (Server, mounted by api), with the real git.
+//
+// A request is authorized by an API token (every project) or a pin's
+// scoped fetch token (FetchSigner: HMAC-signed, one pipeline ref of one
+// project while that pin lives, keys rotating). Pushes are refused (403),
+// only the smart protocol is served, and a fetch token's upload-pack
+// request (protocol v0 and v2) is read as pkt-lines (package pktline)
+// and held to its pin before git sees it (uploadpack.go): wants of the
+// pinned SHA only, haves the pin reaches, no tags or filters; its v0
+// advertisement lists the pinned ref alone, symrefs removed.
+//
+// git http-backend runs through the one git runner (package gitexec), like
+// every git process of the service: its allow-listed environment, hooks
+// off, its own process group, SIGTERM at the end of the request or at the
+// Timeout (--git-timeout), SIGKILL after a grace. The server speaks CGI to
+// it itself (backend.go): an environment of the runner's allow list and
+// the CGI variables http-backend reads, built from the request the server
+// rebuilt, so no header reaches git but Content-Type and the protocol
+// version the server read from the canonical Git-Protocol header, and no
+// Authorization or REFKEEPER_* variable ever does; the body buffered (up
+// to 32 MiB, gzip inflated: git sends large negotiations chunked) and
+// given on stdin with its length; the CGI header block parsed and the rest
+// streamed to the client as git writes it. git that cannot start, or ends
+// before its header, is *refs.UnavailableError (503, retry).
+//
+// Errors are *Error (a status and a message) or the domain's; the mounting
+// package writes them. githttp registers refkeeper_git_fetches_total and
+// refkeeper_git_bytes_served_total. It imports refs, gitexec and pktline;
+// only api imports it. (A pack cache of generated packs will live here.)
+package githttp

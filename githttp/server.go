@@ -1,0 +1,340 @@
+package githttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/refs"
+)
+
+// Pins is what the git mount asks of the domain; *refs.Service.
+type Pins interface {
+	Get(ctx context.Context, p refs.Project, id refs.PipelineID) (refs.Pin, error)
+	RepoPath(p refs.Project) (string, error)
+	Ancestors(ctx context.Context, p refs.Project, sha refs.ObjectID, limit int) ([]refs.ObjectID, error)
+}
+
+// Config is what New needs.
+type Config struct {
+	// Pins is the domain. Required.
+	Pins Pins
+	// Credentials reads the token a request presents (a bearer token, or
+	// the password of HTTP basic auth, which git's credential helpers
+	// send) and reports whether it is an API token: read access to every
+	// project. Required.
+	Credentials func(r *http.Request) (token string, apiToken bool)
+	// Signer verifies the pins' scoped fetch tokens. Required.
+	Signer *FetchSigner
+	// Git runs `git http-backend`. Empty: "git" from PATH.
+	Git string
+	// Timeout bounds each `git http-backend` (and the upload-pack it runs):
+	// --git-timeout, as for every git process. Zero: gitexec.DefaultTimeout.
+	Timeout time.Duration
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the fetch metrics. Nil: none registered.
+	Registerer prometheus.Registerer
+}
+
+// Server serves repositories read-only over git's smart HTTP protocol, at
+// /git/<project>.git/..., by running `git http-backend` (the real git)
+// through the one git runner.
+type Server struct {
+	pins        Pins
+	credentials func(*http.Request) (string, bool)
+	signer      *FetchSigner
+	git         *gitexec.Runner
+	logger      *slog.Logger
+	metrics     *metrics
+}
+
+// New builds the git mount. A git that cannot be found is an error now,
+// not at the first fetch.
+func New(cfg Config) (*Server, error) {
+	if cfg.Pins == nil || cfg.Credentials == nil || cfg.Signer == nil {
+		return nil, errors.New("githttp: Pins, Credentials and Signer are required")
+	}
+	path, err := gitexec.LookPath(cfg.Git)
+	if err != nil {
+		return nil, fmt.Errorf("git smart HTTP: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Server{
+		pins:        cfg.Pins,
+		credentials: cfg.Credentials,
+		signer:      cfg.Signer,
+		git:         &gitexec.Runner{Git: path, Timeout: cfg.Timeout},
+		logger:      logger,
+		metrics:     newMetrics(cfg.Registerer),
+	}, nil
+}
+
+// notAProjectLabel stands in the metrics for a name that is not a project:
+// malformed, or with no repository behind it.
+const notAProjectLabel = "invalid"
+
+// service is one smart-HTTP endpoint of a repository.
+type service int
+
+const (
+	uploadPackAdvert service = iota + 1 // GET info/refs?service=git-upload-pack
+	uploadPack                          // POST git-upload-pack
+	receivePack                         // push, in either form: refused
+)
+
+// splitPath splits "/git/<project>.git/<rest>" into the project and the
+// service. Project names may contain ".git" themselves, so the service
+// suffix decides where the name ends.
+func splitPath(path, query string) (project string, svc service, rest string, err error) {
+	p, ok := strings.CutPrefix(path, "/git/")
+	if !ok {
+		return "", 0, "", errNotFound
+	}
+	for _, s := range []struct {
+		suffix string
+		svc    service
+	}{
+		{".git/info/refs", uploadPackAdvert},
+		{".git/git-upload-pack", uploadPack},
+		{".git/git-receive-pack", receivePack},
+	} {
+		if name, ok := strings.CutSuffix(p, s.suffix); ok {
+			svc := s.svc
+			if svc == uploadPackAdvert && query != "service=git-upload-pack" {
+				if query == "service=git-receive-pack" {
+					svc = receivePack
+				} else {
+					return "", 0, "", errDumbHTTP
+				}
+			}
+			return name, svc, strings.TrimPrefix(s.suffix, ".git"), nil
+		}
+	}
+	return "", 0, "", errNotFound
+}
+
+// Challenge is the WWW-Authenticate value of the mount's 401s: it makes
+// git ask its credential helpers, and report a refusal clearly, instead of
+// failing silently.
+const Challenge = `Basic realm="refkeeper"`
+
+// authorize accepts an API token (read access to every project) or a scoped
+// fetch token (one pipeline ref, while its pin lives). It answers the scope,
+// nil for full access.
+func (s *Server) authorize(r *http.Request) (*FetchClaims, error) {
+	token, apiToken := s.credentials(r)
+	if apiToken {
+		return nil, nil
+	}
+	claims, err := s.signer.Verify(token)
+	if err != nil {
+		return nil, errAuth
+	}
+	return &claims, nil
+}
+
+// checkScope admits a scoped token only to its own project, and only while
+// the pin it was issued for is alive; it answers what the token may fetch.
+func (s *Server) checkScope(r *http.Request, scope *FetchClaims, p refs.Project) (fetchScope, error) {
+	if scope.Project != string(p) {
+		return fetchScope{}, errAuth
+	}
+	pin, err := s.pins.Get(r.Context(), p, refs.PipelineID(scope.PipelineID))
+	if refs.IsUnavailable(err) {
+		return fetchScope{}, err
+	}
+	if err != nil || !scope.matches(pin) {
+		return fetchScope{}, errAuth
+	}
+	return fetchScope{ref: pin.Ref().String(), sha: string(pin.SHA)}, nil
+}
+
+// scopedConfig makes upload-pack advertise one ref: every other ref (and
+// HEAD) is hidden, and in v0 wants of unadvertised objects are refused.
+// v2 lets a client want any object whatever this says: fetchScope.filter
+// checks those requests before git sees them.
+func scopedConfig(ref string) [][2]string {
+	return [][2]string{
+		{"uploadpack.hideRefs", "refs/"},
+		{"uploadpack.hideRefs", "HEAD"},
+		{"uploadpack.hideRefs", "!" + ref},
+		{"uploadpack.allowAnySHA1InWant", "false"},
+		{"uploadpack.allowReachableSHA1InWant", "false"},
+		{"uploadpack.allowTipSHA1InWant", "false"},
+		// uploadpack.allowRefInWant stays off: git 2.39's upload-pack
+		// sends wanted-refs before shallow-info, which its own client
+		// cannot read in a shallow fetch. A want-ref that filter lets
+		// through (the pinned ref) is then refused by git itself.
+	}
+}
+
+// haveWalk bounds how much of a pinned commit's history is read to check
+// a scoped fetch's haves: older haves are dropped, which makes a pack
+// bigger, never wrong, and keeps the check's cost fixed.
+const haveWalk = 10000
+
+// reachFrom lists the commits sha reaches, newest first, up to haveWalk.
+func (s *Server) reachFrom(ctx context.Context, p refs.Project, sha string) func() (map[string]bool, error) {
+	return func() (map[string]bool, error) {
+		ids, err := s.pins.Ancestors(ctx, p, refs.ObjectID(sha), haveWalk)
+		if err != nil {
+			return nil, err
+		}
+		reached := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			reached[string(id)] = true
+		}
+		return reached, nil
+	}
+}
+
+// Serve answers one request below /git/. An error is an answer not yet
+// written, for the caller to write: *Error, *http.MaxBytesError, a domain
+// error of refs (the project's name, Redis unavailable), or
+// *refs.UnavailableError when git http-backend could not run or ended
+// before it answered. A 401 has its challenge header set already.
+func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
+	scope, err := s.authorize(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", Challenge)
+		return err
+	}
+	name, svc, rest, err := splitPath(r.URL.Path, r.URL.RawQuery)
+	if err != nil {
+		return err
+	}
+	// The project is resolved before any answer is chosen, so that metrics
+	// are labelled with real projects only: a name is the client's to make
+	// up, and each new label value would be a new time series kept forever.
+	// The answers still come in the order below, so a scoped token learns
+	// nothing about other projects.
+	p, nameErr := refs.ParseProject(name)
+	repoPath, repoErr := "", nameErr
+	if nameErr == nil {
+		repoPath, repoErr = s.pins.RepoPath(p)
+	}
+	label := string(p)
+	if repoErr != nil {
+		label = notAProjectLabel
+	}
+	if svc == receivePack {
+		s.metrics.fetch(label, "refused")
+		return errPush
+	}
+	if (svc == uploadPackAdvert) != (r.Method == http.MethodGet || r.Method == http.MethodHead) ||
+		(svc == uploadPack) != (r.Method == http.MethodPost) {
+		return errMethod
+	}
+	if nameErr != nil {
+		return nameErr
+	}
+	var config [][2]string
+	var allowed fetchScope
+	if scope != nil {
+		if allowed, err = s.checkScope(r, scope, p); err != nil {
+			w.Header().Set("WWW-Authenticate", Challenge)
+			s.metrics.fetch(label, "refused")
+			return err
+		}
+		config = scopedConfig(allowed.ref)
+	}
+	if repoErr != nil {
+		return repoErr
+	}
+	allowed.reach = s.reachFrom(r.Context(), p, allowed.sha)
+	version := protocolVersion(r.Header)
+	var body []byte
+	if svc == uploadPack {
+		if body, err = readBody(r); err != nil {
+			return err
+		}
+		if scope != nil {
+			if body, err = allowed.filter(version, body); err != nil {
+				s.metrics.fetch(label, "refused")
+				return err
+			}
+		}
+	}
+	run := backendRun{
+		repoPath:    repoPath,
+		method:      r.Method,
+		rest:        rest,
+		remoteAddr:  r.RemoteAddr,
+		contentType: r.Header.Get("Content-Type"),
+		version:     version,
+		config:      config,
+		body:        body,
+		project:     label,
+	}
+	if scope != nil && svc == uploadPackAdvert && version != protocolV2 {
+		// A v0 advertisement names HEAD's target in its capabilities
+		// (symref=HEAD:refs/heads/main) even with HEAD hidden: it is
+		// rewritten before it is sent. It is one ref long.
+		run.rewrite = stripSymrefs
+	}
+	status, n, err := s.runBackend(r.Context(), w, run)
+	outcome := "ok"
+	if err != nil || status >= 400 {
+		outcome = "error"
+	}
+	if svc == uploadPack {
+		s.metrics.fetch(label, outcome)
+	}
+	s.metrics.gitBytes(label, n)
+	return err
+}
+
+// metrics are the git mount's Prometheus metrics.
+type metrics struct {
+	fetches *prometheus.CounterVec
+	bytes   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused); project \"invalid\": a name that is not a project.",
+		}, []string{"project", "outcome"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "refkeeper_git_bytes_served_total", Help: "Bytes sent by git smart HTTP, by project.",
+		}, []string{"project"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.fetches, m.bytes)
+	}
+	return m
+}
+
+func (m *metrics) fetch(project, outcome string) {
+	m.fetches.WithLabelValues(project, outcome).Inc()
+}
+
+func (m *metrics) gitBytes(project string, n int64) {
+	if n > 0 {
+		m.bytes.WithLabelValues(project).Add(float64(n))
+	}
+}
+
+// logWriter turns http-backend's stderr into log lines.
+type logWriter struct {
+	logger  *slog.Logger
+	project string
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	if msg := strings.TrimSpace(string(b)); msg != "" {
+		w.logger.Warn("git http-backend", "project", w.project, "stderr", msg)
+	}
+	return len(b), nil
+}
