@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/refs/refstest"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -28,25 +28,17 @@ type fixture struct {
 }
 
 // newFixture serves group/app (testdata.NewMergeRequestProject) over a
-// Server alone, on a real refs.Service with a real redis-server; gitBinary
-// runs http-backend ("" : git).
+// Server alone, on the pin service of refstest (real git, a real
+// redis-server); gitBinary runs http-backend ("" : git).
 func newFixture(t *testing.T, gitBinary string) *fixture {
 	t.Helper()
-	root := t.TempDir()
-	g := testdata.NewMergeRequestProject(t, root)
-	repos := &gitops.Root{Dir: root}
-	t.Cleanup(repos.Close)
-	svc := &refs.Service{
-		Repos:  repos,
-		Store:  &refs.Store{Client: testdata.StartRedis(t).Client(t)},
-		Policy: refs.Policy{Retention: time.Hour, MaxAge: 24 * time.Hour},
-	}
+	f := refstest.New(t)
 	signer, err := NewFetchSigner([][]byte{[]byte("githttp-test-key-0123456789")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := New(Config{
-		Pins: svc,
+		Pins: f.Service,
 		Credentials: func(r *http.Request) (string, bool) {
 			_, password, _ := r.BasicAuth()
 			return password, password == apiToken
@@ -70,7 +62,7 @@ func newFixture(t *testing.T, gitBinary string) *fixture {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return &fixture{server: s, url: "http://x:" + apiToken + "@" + strings.TrimPrefix(srv.URL, "http://") + "/git/group/app.git", git: g}
+	return &fixture{server: s, url: "http://x:" + apiToken + "@" + strings.TrimPrefix(srv.URL, "http://") + "/git/group/app.git", git: f.Git}
 }
 
 // runGit runs the real git client as a runner would.

@@ -6,6 +6,6 @@
 // built before they use it.
 //
 // refstest imports refs, gitops and testdata. Only tests import it (api,
-// hooks, jobs, mirrors and cmd tests; refs' own tests are inside the
+// githttp, hooks, jobs, mirrors and cmd tests; refs' own tests are inside the
 // package and cannot).
 package refstest
