@@ -241,8 +241,8 @@ type serveFlag struct {
 // variables whose names were chosen before the rule (see docs/running.md).
 func (f serveFlag) withEnv(env string) serveFlag { f.env = env; return f }
 
-// holdsSecret keeps the value out of every message: it is, or may hold, a
-// secret.
+// holdsSecret keeps the value out of every message and out of
+// /debug/pprof/cmdline: it is, or may hold, a secret, or names where one is.
 func (f serveFlag) holdsSecret() serveFlag { f.secret = true; return f }
 
 // derivedDefault says what the flag's empty default stands for.

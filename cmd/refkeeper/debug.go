@@ -35,20 +35,13 @@ func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 	return func() { _ = srv.Close() }, nil
 }
 
-// flagShown says which flags' values hold no secret; every other flag's
-// value is shown as REDACTED, so a flag added later stays hidden until it
-// is listed here. (--redis is shown with its user name and password
+// flagShown says whether a flag's value may be shown: it is a flag of
+// serveFlags not marked holdsSecret. A name serve does not know is hidden,
+// value and all. (--redis is shown with its user name and password
 // redacted, by redactFlagValue.)
 func flagShown(name string) bool {
-	switch name {
-	case "listen", "repos", "retention", "max-age", "gc-interval", "reconcile-interval",
-		"fetch-url", "role", "demo", "stale-lock-age", "log-level", "rate-limit-address",
-		"rate-limit-token", "debug-listen", "tokens-file", "fetch-token-keys-file", "shutdown-timeout", "worker-concurrency",
-		"trusted-proxies", "merge-identity", "git-timeout", "git-lock-timeout", "credentials", "upstream-timeout",
-		"maintenance-interval", "maintenance-timeout":
-		return true
-	}
-	return false
+	f, ok := lookupServeFlag(name)
+	return ok && !f.secret
 }
 
 // boolFlag says which flags take no separate value: the argument after one
