@@ -212,13 +212,24 @@ func (r *Root) Project(name ProjectName) (ProjectInfo, error) {
 	}
 	staged := r.stagingPath(name)
 	bare, serr := isBareRepo(staged)
+	var pi ProjectInfo
+	if serr == nil && bare {
+		pi, serr = info(name, staged, true)
+		// What was read is the staged mirror's only if it is still there
+		// after the read: a rename in between leaves a half-read record.
+		if still, _ := isBareRepo(staged); serr == nil && still {
+			return pi, nil
+		}
+	}
+	// A staged mirror is renamed into place when its clone succeeds: one
+	// that was published after RepoPath looked is in place now, not lost.
+	if path, perr := r.RepoPath(name); perr == nil {
+		return info(name, path, false)
+	}
 	if serr != nil {
 		return ProjectInfo{}, &StorageError{Op: "reading " + string(name), Err: serr}
 	}
-	if !bare {
-		return ProjectInfo{}, err
-	}
-	return info(name, staged, true)
+	return ProjectInfo{}, err
 }
 
 // StagedProjects lists the staged mirrors' names, in lexical order.

@@ -98,3 +98,32 @@ func TestPublishNeverTakesALocalProjectsName(t *testing.T) {
 		t.Error("the staged mirror is gone after a refused Publish")
 	}
 }
+
+// A reader that asks about a mirror while its clone is published (renamed
+// into place) finds it staged or in place, never gone and never an error.
+func TestProjectDuringPublish(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cfg := MirrorConfig{Upstream: "https://git.example.com/one.git", Host: "gitlab"}
+	for round := 0; round < 50; round++ {
+		name := ProjectName("mirrors/m" + strings.Repeat("x", round%5) + string(rune('a'+round%26)) + string(rune('a'+round/26)))
+		if _, err := f.root.Stage(ctx, name, cfg); err != nil {
+			t.Fatalf("Stage: %v", err)
+		}
+		published := make(chan error, 1)
+		go func() { published <- f.root.Publish(name) }()
+		for done := false; !done; {
+			select {
+			case err := <-published:
+				if err != nil {
+					t.Fatalf("Publish: %v", err)
+				}
+				done = true
+			default:
+			}
+			if pi, err := f.root.Project(name); err != nil || pi.Config != cfg {
+				t.Fatalf("round %d: Project during Publish = %+v %v", round, pi, err)
+			}
+		}
+	}
+}
