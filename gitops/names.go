@@ -126,3 +126,45 @@ func ParseDecimalID(s string) (int64, error) {
 	}
 	return id, nil
 }
+
+// ProjectPattern names a set of projects: one project's name, "prefix/*"
+// (every project whose name starts with "prefix/", at any depth) or "*"
+// (every project). Only ParseProjectPattern makes one.
+type ProjectPattern string
+
+// AllProjects is the pattern that matches every project.
+const AllProjects ProjectPattern = "*"
+
+// ParseProjectPattern validates s: "*", a project name, or a project name
+// followed by "/*".
+func ParseProjectPattern(s string) (ProjectPattern, error) {
+	if s == string(AllProjects) {
+		return AllProjects, nil
+	}
+	name, _ := strings.CutSuffix(s, "/*")
+	if _, err := ParseProjectName(name); err != nil {
+		return "", &InvalidNameError{Kind: "project pattern", Value: s, Reason: `must be "*", a project name or a project name followed by "/*"`}
+	}
+	return ProjectPattern(s), nil
+}
+
+// Match says whether the pattern covers project p.
+func (pat ProjectPattern) Match(p ProjectName) bool {
+	if pat == AllProjects {
+		return true
+	}
+	if prefix, ok := strings.CutSuffix(string(pat), "*"); ok {
+		return strings.HasPrefix(string(p), prefix)
+	}
+	return string(pat) == string(p)
+}
+
+// MatchAny says whether any of the patterns covers p.
+func MatchAny(patterns []ProjectPattern, p ProjectName) bool {
+	for _, pat := range patterns {
+		if pat.Match(p) {
+			return true
+		}
+	}
+	return false
+}

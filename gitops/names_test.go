@@ -121,3 +121,37 @@ func TestPipelineRefRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestProjectPattern(t *testing.T) {
+	for _, bad := range []string{"", "/*", "group/", "group/**", "*/app", "gr*up", "group/../*", ".hidden/*", "group/*/app"} {
+		if _, err := ParseProjectPattern(bad); err == nil {
+			t.Errorf("ParseProjectPattern(%q) accepted", bad)
+		}
+	}
+	tests := []struct {
+		pattern string
+		match   []ProjectName
+		miss    []ProjectName
+	}{
+		{"*", []ProjectName{"app", "group/app", "a/b/c"}, nil},
+		{"group/app", []ProjectName{"group/app"}, []ProjectName{"group/app2", "group/app/sub", "group", "other/group/app"}},
+		{"group/*", []ProjectName{"group/app", "group/sub/app"}, []ProjectName{"group", "groupie/app", "other/group/app"}},
+		{"a/b/*", []ProjectName{"a/b/c", "a/b/c/d"}, []ProjectName{"a/b", "a/bc/d", "a/c/b"}},
+	}
+	for _, tt := range tests {
+		pat, err := ParseProjectPattern(tt.pattern)
+		if err != nil {
+			t.Fatalf("ParseProjectPattern(%q): %v", tt.pattern, err)
+		}
+		for _, p := range tt.match {
+			if !pat.Match(p) || !MatchAny([]ProjectPattern{"x/y", pat}, p) {
+				t.Errorf("%q does not match %q", tt.pattern, p)
+			}
+		}
+		for _, p := range tt.miss {
+			if pat.Match(p) || MatchAny([]ProjectPattern{pat}, p) {
+				t.Errorf("%q matches %q", tt.pattern, p)
+			}
+		}
+	}
+}

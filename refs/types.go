@@ -10,6 +10,20 @@ import (
 // Project is a validated project name; see gitops.ParseProjectName.
 type Project = gitops.ProjectName
 
+// ProjectPattern names a set of projects ("group/app", "group/*", "*"); see
+// gitops.ParseProjectPattern.
+type ProjectPattern = gitops.ProjectPattern
+
+// ParseProjectPattern validates a project pattern as a configuration file
+// names it.
+func ParseProjectPattern(s string) (ProjectPattern, error) {
+	pat, err := gitops.ParseProjectPattern(s)
+	if err != nil {
+		return "", &InvalidInputError{Field: "projects", Reason: err.Error()}
+	}
+	return pat, nil
+}
+
 // ObjectID is a validated 40-hex commit SHA.
 type ObjectID = gitops.ObjectID
 
