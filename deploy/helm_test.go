@@ -275,7 +275,7 @@ func checkServer(t *testing.T, r rendered, flags serveFlags) {
 			t.Errorf("arg %q is not --flag=value", a)
 			continue
 		}
-		if _, known := flags.envOf[name]; !known {
+		if !flags.flags[name] {
 			t.Errorf("arg %q: refkeeper serve has no --%s", a, name)
 		}
 		if secretFlags[name] {
@@ -296,7 +296,7 @@ func checkServer(t *testing.T, r rendered, flags serveFlags) {
 		t.Errorf("terminationGracePeriodSeconds %v is not above --shutdown-timeout %v", grace, shutdown)
 	}
 	for _, e := range c.Env {
-		if !flags.isEnv[e.Name] {
+		if !flags.envs[e.Name] {
 			t.Errorf("env %s is no variable refkeeper serve reads", e.Name)
 		}
 		if e.Value != "" && strings.Contains(e.Value, "@") {

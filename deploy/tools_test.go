@@ -33,31 +33,44 @@ func run(tb testing.TB, env []string, name string, args ...string) (string, erro
 	return out.String(), err
 }
 
-// serveFlags are the flags of `refkeeper serve` and their environment
-// variables, as the built binary's -h lists them.
+// serveFlags are the flags of `refkeeper serve` and the environment
+// variables it reads, as the built binary's -h lists them.
 type serveFlags struct {
-	envOf map[string]string // flag name -> environment variable
-	isEnv map[string]bool   // environment variable -> true
+	flags map[string]bool // flag names, without dashes
+	envs  map[string]bool // environment variables
 }
 
-var flagEnvLine = regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)\s+(REFKEEPER_[A-Z0-9_]+)\s*$`)
+// In -h, each flag starts a line with two spaces and one or two dashes
+// (continuation lines are indented further), and the variables are named
+// in full wherever they are listed.
+var (
+	helpFlag = regexp.MustCompile(`(?m)^  --?([a-z][a-z0-9-]*)`)
+	helpEnv  = regexp.MustCompile(`\bREFKEEPER_[A-Z0-9_]+\b`)
+)
 
-// knownServeFlags builds the binary and reads its flag table.
+// knownServeFlags builds the binary and reads its flags and variables.
 func knownServeFlags(tb testing.TB) serveFlags {
 	tb.Helper()
 	out, err := run(tb, nil, testdata.RefkeeperBinary(tb), "serve", "-h")
 	if err != nil {
 		tb.Fatalf("refkeeper serve -h: %v\n%s", err, out)
 	}
-	f := serveFlags{envOf: map[string]string{}, isEnv: map[string]bool{}}
-	for _, m := range flagEnvLine.FindAllStringSubmatch(out, -1) {
-		f.envOf[m[1]] = m[2]
-		f.isEnv[m[2]] = true
+	f := serveFlags{flags: map[string]bool{}, envs: map[string]bool{}}
+	for _, m := range helpFlag.FindAllStringSubmatch(out, -1) {
+		f.flags[m[1]] = true
 	}
-	// Enough of the table to know the parse worked.
+	for _, env := range helpEnv.FindAllString(out, -1) {
+		f.envs[env] = true
+	}
+	// Enough of both to know the parse worked.
 	for _, want := range []string{"listen", "redis", "tokens-file", "shutdown-timeout"} {
-		if f.envOf[want] == "" {
-			tb.Fatalf("refkeeper serve -h lists no --%s with its variable; the output:\n%s", want, out)
+		if !f.flags[want] {
+			tb.Fatalf("refkeeper serve -h lists no --%s; the output:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"REFKEEPER_REDIS_URL", "REFKEEPER_GITLAB_HOOK_TOKEN"} {
+		if !f.envs[want] {
+			tb.Fatalf("refkeeper serve -h names no %s; the output:\n%s", want, out)
 		}
 	}
 	return f
