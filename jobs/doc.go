@@ -21,6 +21,10 @@
 // delivered twice or overlapping the next one still runs git in a mirror
 // at most once per interval and never twice at once.
 //
+// RegisterQueueMetrics puts asynq's own queue metrics (its x/metrics
+// collector: depth by state, latency, size) on /metrics, each scrape bounded
+// so that an unreachable Redis costs those series, not the whole scrape.
+//
 // Delivery is at least once, so every handler is idempotent: the domain
 // re-reads what is due before acting, and a sweep may run twice. Transient
 // failures (Redis blinking, a held git lock) are returned to asynq, which

@@ -99,6 +99,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	// Replicas stamp and compare records with one clock: Redis's.
 	clock := &refs.RedisClock{Client: rdb}
 	metrics := refs.NewMetrics(registry, store, clock)
+	// The task queues live in the shared Redis: every role reports them.
+	jobs.RegisterQueueMetrics(registry, rdb)
 	root.Observer = metrics // before any request or task uses the root
 	expiry := &jobs.ExpiryScheduler{Client: taskClient}
 	svc := &refs.Service{
