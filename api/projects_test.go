@@ -411,8 +411,12 @@ func TestMirrorPinsFetchFromUpstream(t *testing.T) {
 }
 
 func TestMirrorPinStalledUpstreamTimesOut(t *testing.T) {
-	f := newMirrorFixture(t, 2*time.Second)
+	// The clone runs under a minute, which a loaded machine needs; the
+	// pin's fetch under 2 s.
+	f := newMirrorFixture(t, time.Minute)
 	f.readyMirror(t, "github")
+	f.projects.UpstreamTimeout = 2 * time.Second
+	f.projects.Fetcher.Timeout = 2 * time.Second
 	f.upstream.Stall()
 	a := f.do(t, http.MethodPut, "/api/v1/projects/mirrors%2Fgh/pipelines/1/ref", `{"merge_request_iid": 1}`)
 	if a.status != http.StatusServiceUnavailable || a.errCode() != "upstream_unavailable" || a.header.Get("Retry-After") == "" {
