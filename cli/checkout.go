@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -135,13 +135,13 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 		return c.finish(err)
 	}
 	fmt.Fprintf(c.stdout, "%s: HEAD is %s (%s from %s)\n", c.name, target.sha, target.localRef, target.fetchURL.Redacted())
-	return exitOK
+	return ExitOK
 }
 
 // gone prints the one line of a gone pin and answers its exit status.
 func (c *cli) gone(ref string, why error) int {
 	fmt.Fprintf(c.stderr, "%s: %s is gone (%v): re-pin before retrying this job\n", c.name, ref, why)
-	return exitGone
+	return ExitGone
 }
 
 // lookUpTarget reads the pin through the API; a deleted or absent pin is
