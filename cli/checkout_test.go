@@ -75,12 +75,15 @@ func TestCheckout(t *testing.T) {
 	}
 	env := pinEnv(pin)
 
-	// As in a job, where the orchestrator put it in the environment: git
-	// must not inherit it.
+	// As in a job, where the orchestrator or the runner put them in the
+	// environment: git must not inherit them.
 	t.Setenv("REFKEEPER_FETCH_TOKEN", *pin.FetchToken)
+	t.Setenv("REFKEEPER_ID_TOKEN", "the-jobs-id-token-0123456789")
+	t.Setenv(envActionsRequestToken, "the-runtimes-request-token-0123456789")
 	dir := filepath.Join(t.TempDir(), "work")
 	hooks := spyHooks(t, dir)
-	code, out, errOut := cliRun(t, env, nil, "checkout", dir)
+	// The spy's repository is not checkout's own: --force.
+	code, out, errOut := cliRun(t, env, nil, "checkout", dir, "--force")
 	if code != 0 || headOf(t, dir) != p.First || !strings.Contains(out, "HEAD is "+p.First) {
 		t.Fatalf("checkout = %d\n%s%s", code, out, errOut)
 	}
@@ -93,6 +96,11 @@ func TestCheckout(t *testing.T) {
 	}
 	if strings.Contains(string(spied), *pin.FetchToken) || strings.Contains(out+errOut, *pin.FetchToken) {
 		t.Fatal("the fetch token reached git's environment or command line, or the output")
+	}
+	for _, secret := range []string{"the-jobs-id-token-0123456789", "the-runtimes-request-token-0123456789"} {
+		if strings.Contains(string(spied), secret) {
+			t.Fatalf("%s reached git's environment", secret)
+		}
 	}
 	// Again in the same directory (a retried job on the same runner).
 	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.First {
@@ -258,9 +266,11 @@ func TestCheckoutRetries(t *testing.T) {
 	})
 
 	t.Run("a lock in the work tree", func(t *testing.T) {
+		// A retried job on the same runner: the work tree of an earlier
+		// checkout, where something holds the index's lock.
 		dir := filepath.Join(t.TempDir(), "w")
-		if out, err := testdata.RunnerGit(t, t.TempDir(), "init", "-q", dir); err != nil {
-			t.Fatal(out)
+		if code, _, errOut := cliRun(t, pinEnv(pin), nil, "checkout", dir); code != 0 {
+			t.Fatalf("first checkout = %d %s", code, errOut)
 		}
 		lock := filepath.Join(dir, ".git", "index.lock")
 		if err := os.WriteFile(lock, nil, 0o644); err != nil {

@@ -123,12 +123,9 @@ func (c *cli) token(af *apiFlags) (string, error) {
 	return "", usagef("no API token: set REFKEEPER_TOKEN or --token-file")
 }
 
-// client builds the API client; every retry it makes is printed.
-func (c *cli) client(af *apiFlags) (*client.Client, error) {
-	token, err := c.token(af)
-	if err != nil {
-		return nil, err
-	}
+// client builds the API client with token; every retry it makes is
+// printed.
+func (c *cli) client(af *apiFlags, token string) (*client.Client, error) {
 	if af.attempts < 1 {
 		return nil, usagef("--attempts must be at least 1")
 	}
@@ -269,7 +266,11 @@ func runAPICommand(ctx context.Context, c *cli, args []string, usageLine string,
 	if err != nil {
 		return c.finish(err)
 	}
-	cl, err := c.client(&af)
+	token, err := c.token(&af)
+	if err != nil {
+		return c.finish(err)
+	}
+	cl, err := c.client(&af, token)
 	if err != nil {
 		return c.finish(err)
 	}
