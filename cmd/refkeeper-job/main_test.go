@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,16 +20,78 @@ func TestMain(m *testing.M) { testdata.Main(m) }
 
 const testToken = "test-token-0123456789abcdef"
 
-// buildJobBinary builds this package as the Dockerfile's job target and
-// `make build-job` do (CGO_ENABLED=0), into the test's temporary directory,
-// named refkeeper as in the job image.
+// dockerStage is one stage of the Dockerfile: its FROM line's name and its
+// instructions, one a line.
+type dockerStage struct {
+	name  string
+	lines []string
+}
+
+// dockerStages reads the repository's Dockerfile (its instructions have no
+// continuation lines but in RUN commands, which only the server's stages
+// use).
+func dockerStages(tb testing.TB) []dockerStage {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var stages []dockerStage
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "FROM ") {
+			f := strings.Fields(line)
+			name := ""
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				name = f[3]
+			}
+			stages = append(stages, dockerStage{name: name})
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1].lines = append(stages[len(stages)-1].lines, line)
+		}
+	}
+	return stages
+}
+
+// buildJobBinary builds the job binary with the Dockerfile's own command
+// (its build-job stage's go build, CGO_ENABLED=0), into the test's
+// temporary directory, named refkeeper as in the job image. It also holds
+// the Dockerfile to its shape: the job target copies that binary into
+// /usr/local/bin, and the last stage, what a plain `docker build` builds,
+// is still the server's.
 func buildJobBinary(tb testing.TB) string {
 	tb.Helper()
+	stages := dockerStages(tb)
+	byName := map[string]dockerStage{}
+	for _, st := range stages {
+		byName[st.name] = st
+	}
+	const copyLine = "COPY --from=build-job /out/refkeeper /usr/local/bin/refkeeper"
+	if job, ok := byName["job"]; !ok || !slices.Contains(job.lines, copyLine) {
+		tb.Fatalf("the Dockerfile has no job stage with %q: %v", copyLine, job.lines)
+	}
+	if last := stages[len(stages)-1]; last.name == "job" || !slices.Contains(last.lines, `CMD ["serve"]`) {
+		tb.Fatalf("the Dockerfile's last stage is not the server's: %v", last.lines)
+	}
+	var build string
+	for _, line := range byName["build-job"].lines {
+		if cmd, ok := strings.CutPrefix(line, "RUN CGO_ENABLED=0 go build "); ok && strings.HasSuffix(cmd, " -o /out/refkeeper ./cmd/refkeeper-job") {
+			build = strings.TrimPrefix(line, "RUN ")
+		}
+	}
+	if build == "" || strings.Contains(strings.Join(byName["build-job"].lines, "\n"), "libgit2") {
+		tb.Fatalf("the Dockerfile's build-job stage does not build ./cmd/refkeeper-job with CGO_ENABLED=0 alone: %v", byName["build-job"].lines)
+	}
 	bin := filepath.Join(tb.TempDir(), "refkeeper")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=jobtest", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd := exec.Command("sh", "-c", strings.ReplaceAll(build, "/out/refkeeper", bin))
+	cmd.Dir = filepath.Join("..", "..") // the build context, COPY . .
+	// The Dockerfile's build argument; CGO_ENABLED comes from the command.
+	cmd.Env = append(os.Environ(), "VERSION=jobtest", "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+		tb.Fatalf("%s: %v\n%s", build, err, out)
 	}
 	return bin
 }
