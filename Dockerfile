@@ -8,8 +8,27 @@ COPY . .
 ARG VERSION=dev
 RUN go build -ldflags "-X main.version=${VERSION}" -o /out/refkeeper ./cmd/refkeeper
 
-# Run: libgit2 for reads, git for ref transactions and smart HTTP.
-FROM debian:bookworm-slim
+# The job binary: the client commands alone (checkout, pin, get, ...),
+# CGO_ENABLED=0, so no libgit2 in this stage or in its image.
+FROM golang:1.26-bookworm AS build-job
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=${VERSION}" -o /out/refkeeper ./cmd/refkeeper-job
+
+# The image CI jobs run in (docker build --target job): git and the static
+# job binary as `refkeeper`, nothing else. No ENTRYPOINT and no USER: CI
+# runners start their own shell in a job's image as the user they choose
+# (GitLab needs `entrypoint: [""]` otherwise).
+FROM alpine:3.22 AS job
+RUN apk add --no-cache git ca-certificates
+COPY --from=build-job /out/refkeeper /usr/local/bin/refkeeper
+
+# Run: libgit2 for reads, git for ref transactions and smart HTTP. The last
+# stage, so a plain `docker build` still builds the server's image.
+FROM debian:bookworm-slim AS serve
 RUN apt-get update && apt-get install -y --no-install-recommends libgit2-1.5 git ca-certificates && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data refkeeper && mkdir -p /data/repos && chown -R refkeeper /data
 COPY --from=build /out/refkeeper /usr/local/bin/refkeeper

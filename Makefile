@@ -8,13 +8,18 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build run test vet fmt-check fuzz soak bench gobench bench-fetch clean
+.PHONY: deps build build-job run test vet fmt-check fuzz soak bench gobench bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/refkeeper
+
+## build-job: the job binary (client commands only), static, without cgo or libgit2:
+## what a CI job's image needs besides git (the Dockerfile's `job` target).
+build-job:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/refkeeper-job ./cmd/refkeeper-job
 
 ## run: build and serve on the embedded defaults, with the demo repository.
 run: build

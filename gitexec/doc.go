@@ -1,7 +1,7 @@
 // Package gitexec runs the git CLI: it is the one place a git process is
 // started, for the server (gitops writes refs, fetches and merges through
 // it; githttp runs `git http-backend` through it) and for the runner side
-// (cmd/refkeeper's checkout).
+// (package cli's checkout).
 //
 // Command starts every process the same way: in a process group of its
 // own, signalled whole, so a helper git starts (git-remote-http,

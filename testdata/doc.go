@@ -10,7 +10,7 @@
 // binary RefkeeperBinary builds once per test binary; a package that uses
 // it calls Main from its TestMain, which removes that binary at the end.
 // RunnerGit runs the git CLI as a CI runner does, and WaitFor waits for
-// what another process does. The system tests (systest), main's CLI tests
+// what another process does. The system tests (systest), the CLI's tests (cli)
 // and the client's tests share them.
 //
 // The package lives in a directory named testdata so that `go test ./...`

@@ -5,9 +5,11 @@
 //	                          scheduler (--role api|worker|all)
 //	refkeeper pin|finish|get|list|delete|close|gc|projects
 //	                          the API's client for people and scripts
-//	                          (cli*.go, on package client)
-//	refkeeper checkout DIR    a job's fetch of its pinned ref (checkout*.go)
+//	refkeeper checkout DIR    a job's fetch of its pinned ref
 //	refkeeper version         print the version
+//
+// The client commands (pin … checkout) are package cli's, which the job
+// binary (cmd/refkeeper-job, without cgo) runs too; main dispatches to it.
 //
 // main only turns process arguments, environment and signals into a call of
 // run; each subcommand lives in its own file. This is the one place that

@@ -28,8 +28,12 @@ var allowedInternal = map[string][]string{
 	"api":           {"githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "client"},
-	"testdata":      {},
+	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	// The client commands (cli) and the job binary that runs them alone:
+	// no cgo below them (cgoFree).
+	"cli":               {"client", "gitexec"},
+	"cmd/refkeeper-job": {"cli"},
+	"testdata":          {},
 	// systest runs the built binary and talks to it from outside only:
 	// its tests may import the test helpers and nothing else of ours.
 	"systest": {"testdata"},
@@ -52,9 +56,10 @@ var processOwner = map[string][]string{
 	"net/http/cgi": {"testdata"},
 }
 
-// cgoFree are the packages a cgo-free binary (the runners' client) may
-// build on: none of their dependencies may be git2go.
-var cgoFree = []string{"gitexec", "pktline", "client"}
+// cgoFree are the packages a cgo-free binary (the job binary,
+// cmd/refkeeper-job, built with CGO_ENABLED=0) may build on: none of their
+// dependencies may be git2go.
+var cgoFree = []string{"gitexec", "pktline", "client", "cli", "cmd/refkeeper-job"}
 
 // confined names third-party libraries and the only packages that may import
 // them, so each can be replaced in one place.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/refkeeper/refkeeper/cli"
 )
 
 func main() {
@@ -30,25 +32,13 @@ const (
 	exitUsage = 2
 )
 
-const usage = `usage: refkeeper <command> [flags]
+var usage = `usage: refkeeper <command> [flags]
 
 commands:
   serve     run the HTTP API, task workers and GC scheduler
-  pin       pin a pipeline's ref (by SHA, merge request or computed merge)
-  finish    release a pin (its ref stays for the retention window)
-  get       print a pin (exit 3 when it is gone)
-  list      list a project's pins
-  delete    delete a pipeline's ref now
-  close     say a merge request was merged or closed
-  gc        run one GC sweep now
-  projects  list, show, mirror or remove projects
-  checkout  fetch and check out a pinned ref in a job (exit 3: re-pin)
-  version   print the version
+` + cli.Usage + `  version   print the version
 
-Run 'refkeeper <command> -h' for the flags of a command. The API commands
-read --url or REFKEEPER_URL, and the token from REFKEEPER_TOKEN or
---token-file (never from the command line).
-`
+` + cli.UsageFooter
 
 // run executes one command and answers the process exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -59,8 +49,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
-	case "pin", "finish", "get", "list", "delete", "close", "gc", "projects", "checkout":
-		return runCLI(ctx, args[0], args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -68,6 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "refkeeper: unknown command %q (try 'refkeeper help')\n", args[0])
-	return exitUsage
+	// The client commands, and the one line of an unknown command, are
+	// package cli's, as in the job binary.
+	return cli.Run(ctx, args[0], args[1:], getenv, stdout, stderr)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/refkeeper/refkeeper/testdata"
@@ -17,4 +19,22 @@ const testToken = "test-token-0123456789abcdef"
 func startServer(tb testing.TB, args ...string) *testdata.Server {
 	tb.Helper()
 	return testdata.StartServer(tb, append([]string{"--tokens", testToken}, args...)...)
+}
+
+// TestClientCommandsDispatch: the server binary runs every client command
+// of package cli (each answers -h with its own usage) and leaves an unknown
+// command to cli's one line.
+func TestClientCommandsDispatch(t *testing.T) {
+	for _, name := range []string{"pin", "finish", "get", "list", "delete", "close", "gc", "projects", "checkout"} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), []string{name, "-h"}, func(string) string { return "" }, &stdout, &stderr)
+		if code != exitOK || !strings.Contains(stderr.String(), "usage: refkeeper "+name) {
+			t.Errorf("%s -h = %d\n%s", name, code, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"frobnicate"}, func(string) string { return "" }, &stdout, &stderr); code != exitUsage ||
+		stderr.String() != "refkeeper: unknown command \"frobnicate\" (try 'refkeeper help')\n" {
+		t.Errorf("unknown command = %d %q", code, stderr.String())
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -75,12 +75,15 @@ func TestCheckout(t *testing.T) {
 	}
 	env := pinEnv(pin)
 
-	// As in a job, where the orchestrator put it in the environment: git
-	// must not inherit it.
+	// As in a job, where the orchestrator or the runner put them in the
+	// environment: git must not inherit them.
 	t.Setenv("REFKEEPER_FETCH_TOKEN", *pin.FetchToken)
+	t.Setenv("REFKEEPER_ID_TOKEN", "the-jobs-id-token-0123456789")
+	t.Setenv(envActionsRequestToken, "the-runtimes-request-token-0123456789")
 	dir := filepath.Join(t.TempDir(), "work")
 	hooks := spyHooks(t, dir)
-	code, out, errOut := cliRun(t, env, nil, "checkout", dir)
+	// The spy's repository is not checkout's own: --force.
+	code, out, errOut := cliRun(t, env, nil, "checkout", dir, "--force")
 	if code != 0 || headOf(t, dir) != p.First || !strings.Contains(out, "HEAD is "+p.First) {
 		t.Fatalf("checkout = %d\n%s%s", code, out, errOut)
 	}
@@ -94,6 +97,11 @@ func TestCheckout(t *testing.T) {
 	if strings.Contains(string(spied), *pin.FetchToken) || strings.Contains(out+errOut, *pin.FetchToken) {
 		t.Fatal("the fetch token reached git's environment or command line, or the output")
 	}
+	for _, secret := range []string{"the-jobs-id-token-0123456789", "the-runtimes-request-token-0123456789"} {
+		if strings.Contains(string(spied), secret) {
+			t.Fatalf("%s reached git's environment", secret)
+		}
+	}
 	// Again in the same directory (a retried job on the same runner).
 	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.First {
 		t.Fatalf("second checkout = %d %s", code, errOut)
@@ -102,7 +110,7 @@ func TestCheckout(t *testing.T) {
 	// A SHA that is not what the ref holds: verified, exit 1.
 	bad := pinEnv(pin)
 	bad["REFKEEPER_SHA"] = p.Second
-	if code, _, errOut := cliRun(t, bad, nil, "checkout", filepath.Join(t.TempDir(), "w")); code != exitError || !strings.Contains(errOut, "not the pinned "+p.Second) {
+	if code, _, errOut := cliRun(t, bad, nil, "checkout", filepath.Join(t.TempDir(), "w")); code != ExitError || !strings.Contains(errOut, "not the pinned "+p.Second) {
 		t.Fatalf("checkout of another SHA = %d %s", code, errOut)
 	}
 
@@ -111,14 +119,14 @@ func TestCheckout(t *testing.T) {
 	}
 	oneLine := regexp.MustCompile(`^refkeeper checkout: refs/pipelines/7 is gone \(.+\): re-pin before retrying this job\n$`)
 	code, _, errOut = cliRun(t, env, nil, "checkout", filepath.Join(t.TempDir(), "w"))
-	if code != exitGone || !oneLine.MatchString(errOut) || !strings.Contains(errOut, "fetch token was refused") {
+	if code != ExitGone || !oneLine.MatchString(errOut) || !strings.Contains(errOut, "fetch token was refused") {
 		t.Fatalf("checkout with the token of a deleted pin = %d %q", code, errOut)
 	}
 	// With an API token the ref's absence shows as git's own message.
 	withAPIToken := pinEnv(pin)
 	withAPIToken["REFKEEPER_FETCH_TOKEN"] = testToken
 	code, _, errOut = cliRun(t, withAPIToken, nil, "checkout", filepath.Join(t.TempDir(), "w"))
-	if code != exitGone || !oneLine.MatchString(errOut) || !strings.Contains(errOut, "couldn't find remote ref refs/pipelines/7") {
+	if code != ExitGone || !oneLine.MatchString(errOut) || !strings.Contains(errOut, "couldn't find remote ref refs/pipelines/7") {
 		t.Fatalf("checkout of a deleted ref with an API token = %d %q", code, errOut)
 	}
 
@@ -135,11 +143,11 @@ func TestCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut = cliRun(t, lookup, nil, "checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "8")
-	if code != exitGone || !strings.HasSuffix(errOut, "re-pin before retrying this job\n") || strings.Count(errOut, "\n") != 1 {
+	if code != ExitGone || !strings.HasSuffix(errOut, "re-pin before retrying this job\n") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("checkout --project of a deleted pin = %d %q", code, errOut)
 	}
 	code, _, errOut = cliRun(t, lookup, nil, "checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "77")
-	if code != exitGone || strings.Count(errOut, "\n") != 1 {
+	if code != ExitGone || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("checkout --project of a pipeline never pinned = %d %q", code, errOut)
 	}
 
@@ -165,7 +173,7 @@ func TestCheckout(t *testing.T) {
 	}
 	code, _, errOut = cliRun(t, map[string]string{"REFKEEPER_URL": skewed.Base, "REFKEEPER_TOKEN": testToken}, nil,
 		"checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "10")
-	if code != exitError || !strings.Contains(errOut, "although the pin is live") {
+	if code != ExitError || !strings.Contains(errOut, "although the pin is live") {
 		t.Fatalf("checkout with a token the fetch server refuses = %d %s", code, errOut)
 	}
 
@@ -178,7 +186,7 @@ func TestCheckout(t *testing.T) {
 		{map[string]string{"REFKEEPER_FETCH_URL": "http://job:secret@127.0.0.1/git/group/app.git", "REFKEEPER_REFSPEC": pin.Refspec, "REFKEEPER_SHA": p.First, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
 		{map[string]string{"REFKEEPER_FETCH_URL": pin.FetchURL, "REFKEEPER_REFSPEC": "main", "REFKEEPER_SHA": p.First, "REFKEEPER_FETCH_TOKEN": "t"}, nil},
 	} {
-		if code, _, errOut := cliRun(t, tc.env, nil, append([]string{"checkout", t.TempDir()}, tc.args...)...); code != exitUsage {
+		if code, _, errOut := cliRun(t, tc.env, nil, append([]string{"checkout", t.TempDir()}, tc.args...)...); code != ExitUsage {
 			t.Errorf("checkout %v with %v = %d %s", tc.args, tc.env, code, errOut)
 		}
 	}
@@ -258,9 +266,11 @@ func TestCheckoutRetries(t *testing.T) {
 	})
 
 	t.Run("a lock in the work tree", func(t *testing.T) {
+		// A retried job on the same runner: the work tree of an earlier
+		// checkout, where something holds the index's lock.
 		dir := filepath.Join(t.TempDir(), "w")
-		if out, err := testdata.RunnerGit(t, t.TempDir(), "init", "-q", dir); err != nil {
-			t.Fatal(out)
+		if code, _, errOut := cliRun(t, pinEnv(pin), nil, "checkout", dir); code != 0 {
+			t.Fatalf("first checkout = %d %s", code, errOut)
 		}
 		lock := filepath.Join(dir, ".git", "index.lock")
 		if err := os.WriteFile(lock, nil, 0o644); err != nil {
@@ -278,7 +288,7 @@ func TestCheckoutRetries(t *testing.T) {
 		gone := pinEnv(pin)
 		gone["REFKEEPER_FETCH_URL"] = "http://" + testdata.FreeAddr(t) + "/git/group/app.git"
 		code, _, errOut := cliRun(t, gone, nil, "checkout", filepath.Join(t.TempDir(), "w"), "--retry-delay", "1ms", "--max-delay", "2ms", "--attempts", "3")
-		if code != exitError || strings.Count(errOut, "retrying in") != 2 || !strings.Contains(errOut, "gave up after 3 attempts") {
+		if code != ExitError || strings.Count(errOut, "retrying in") != 2 || !strings.Contains(errOut, "gave up after 3 attempts") {
 			t.Fatalf("checkout against nothing = %d\n%s", code, errOut)
 		}
 	})

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -14,14 +14,14 @@ import (
 )
 
 // cliRun runs one refkeeper command in this process with env as its whole
-// environment, as main would.
+// environment, as either main would.
 func cliRun(tb testing.TB, env map[string]string, stderr *hookWriter, args ...string) (code int, stdout, errOut string) {
 	tb.Helper()
 	var out bytes.Buffer
 	if stderr == nil {
 		stderr = &hookWriter{}
 	}
-	code = run(tb.Context(), args, func(k string) string { return env[k] }, &out, stderr)
+	code = Run(tb.Context(), args[0], args[1:], func(k string) string { return env[k] }, &out, stderr)
 	return code, out.String(), stderr.String()
 }
 
@@ -131,11 +131,11 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("delete = %d\n%s", code, out)
 	}
 	code, out, errOut = cliRun(t, env, nil, "get", "group/app", "7")
-	if code != exitGone || !strings.Contains(out, "deleted") || !strings.Contains(errOut, "is deleted") {
+	if code != ExitGone || !strings.Contains(out, "deleted") || !strings.Contains(errOut, "is deleted") {
 		t.Fatalf("get of a deleted pin = %d\n%s%s", code, out, errOut)
 	}
 	for _, args := range [][]string{{"get", "group/app", "99"}, {"finish", "group/app", "99"}, {"delete", "group/app", "99"}} {
-		if code, _, errOut := cliRun(t, env, nil, args...); code != exitGone || !strings.Contains(errOut, "pin_not_found") {
+		if code, _, errOut := cliRun(t, env, nil, args...); code != ExitGone || !strings.Contains(errOut, "pin_not_found") {
 			t.Errorf("%v = %d %s", args, code, errOut)
 		}
 	}
@@ -151,7 +151,7 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "merge_conflict") || !strings.Contains(errOut, "(conflicts: feature.txt)") {
 		t.Fatalf("pin of a conflicting merge = %d %s", code, errOut)
 	}
-	if code, _, _ := cliRun(t, env, nil, "pin", "group/app", "31", "--merge-source", "feature"); code != exitUsage {
+	if code, _, _ := cliRun(t, env, nil, "pin", "group/app", "31", "--merge-source", "feature"); code != ExitUsage {
 		t.Fatalf("--merge-source without --merge-target = %d", code)
 	}
 
@@ -164,14 +164,14 @@ func TestCLI(t *testing.T) {
 	if code, _, errOut := cliRun(t, noToken, nil, "get", "group/app", "8", "--token-file", file); code != 0 {
 		t.Fatalf("--token-file = %d %s", code, errOut)
 	}
-	if code, _, errOut := cliRun(t, noToken, nil, "get", "group/app", "8"); code != exitUsage || !strings.Contains(errOut, "REFKEEPER_TOKEN") {
+	if code, _, errOut := cliRun(t, noToken, nil, "get", "group/app", "8"); code != ExitUsage || !strings.Contains(errOut, "REFKEEPER_TOKEN") {
 		t.Fatalf("no token = %d %s", code, errOut)
 	}
-	if code, _, _ := cliRun(t, noToken, nil, "get", "group/app", "8", "--token", testToken); code != exitUsage {
+	if code, _, _ := cliRun(t, noToken, nil, "get", "group/app", "8", "--token", testToken); code != ExitUsage {
 		t.Fatalf("--token on the command line = %d, want usage", code)
 	}
 	wrong := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": "wrong-token-0123456789abcdef"}
-	if code, _, errOut := cliRun(t, wrong, nil, "get", "group/app", "8"); code != exitError || !strings.Contains(errOut, "unauthorized") {
+	if code, _, errOut := cliRun(t, wrong, nil, "get", "group/app", "8"); code != ExitError || !strings.Contains(errOut, "unauthorized") {
 		t.Fatalf("wrong token = %d %s", code, errOut)
 	}
 	for _, args := range [][]string{
@@ -182,8 +182,8 @@ func TestCLI(t *testing.T) {
 		{"get", "group/app"},
 		{"projects", "frobnicate"},
 	} {
-		if code, _, _ := cliRun(t, env, nil, args...); code != exitUsage {
-			t.Errorf("%v = %d, want %d", args, code, exitUsage)
+		if code, _, _ := cliRun(t, env, nil, args...); code != ExitUsage {
+			t.Errorf("%v = %d, want %d", args, code, ExitUsage)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -100,7 +100,7 @@ func runProjects(ctx context.Context, c *cli, args []string) int {
 		})
 	}
 	fmt.Fprintf(c.stderr, "usage: %s\n", projectsUsage)
-	return exitUsage
+	return ExitUsage
 }
 
 func str(s string) string { return s }

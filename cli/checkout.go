@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -16,13 +16,21 @@ import (
 	"github.com/refkeeper/refkeeper/gitexec"
 )
 
-const checkoutUsage = `refkeeper checkout DIR [--project PROJECT --pipeline ID] [flags]
+const checkoutUsage = `refkeeper checkout DIR [--project PROJECT --pipeline ID] [--expect-sha SHA] [--force] [flags]
 
 Fetches a pinned ref into DIR (shallow, with the git CLI), checks out its
 SHA detached and verifies HEAD. What to fetch comes from REFKEEPER_FETCH_URL,
 REFKEEPER_REFSPEC, REFKEEPER_SHA and REFKEEPER_FETCH_TOKEN, as the pin gives
 them; or, with --project and --pipeline, from the pin itself, looked up with
-the API token (REFKEEPER_URL, REFKEEPER_TOKEN or --token-file).
+the first of: REFKEEPER_TOKEN (or --token-file), the job's ID token
+REFKEEPER_ID_TOKEN, an ID token requested from the Actions runtime
+(ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN, audience refkeeper).
+
+DIR must be absent, empty, or a work tree an earlier checkout made that has
+no local changes (untracked files included); else nothing is touched and
+the exit status is 1 (--force overrides). --expect-sha (or
+REFKEEPER_EXPECT_SHA) is the job's own commit: unless the pin's sha or its
+merge's source_sha is that commit, nothing is fetched, exit status 1.
 
 Transient failures (connection errors, 5xx, 429, a lock) are retried with
 backoff, each retry printed. Exit status: 0 when HEAD is the pinned SHA;
@@ -35,7 +43,10 @@ type checkoutTarget struct {
 	refspec  string
 	localRef string // the refspec's destination
 	sha      string
-	token    string
+	// mergeSource is the source_sha of a computed merge's pin (known
+	// when the pin was looked up): the job's own commit may be it.
+	mergeSource string
+	token       string
 }
 
 var (
@@ -72,6 +83,8 @@ type checkoutFlags struct {
 	// waitForPin is how long a lookup waits for a pin that does not exist
 	// yet: a host's webhook may arrive after the job started. 0: not at all.
 	waitForPin time.Duration
+	expectSHA  string // the job's own commit, which the pin must be or merge
+	force      bool   // work in DIR whatever it holds
 }
 
 func runCheckout(ctx context.Context, c *cli, args []string) int {
@@ -84,6 +97,8 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 	fs.Int64Var(&cf.pipeline, "pipeline", 0, "look the pin up: its pipeline id")
 	fs.StringVar(&cf.git, "git", "git", "the git program")
 	fs.DurationVar(&cf.waitForPin, "wait-for-pin", 0, "with --project: wait this long for a pin that does not exist yet (the webhook that makes it may come after the job started)")
+	fs.StringVar(&cf.expectSHA, "expect-sha", c.getenv("REFKEEPER_EXPECT_SHA"), "the job's own commit: fetch nothing unless the pin's sha or merge source is it (env REFKEEPER_EXPECT_SHA)")
+	fs.BoolVar(&cf.force, "force", false, "work in DIR even if an earlier checkout did not make it or it has local changes, which are lost")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return c.finish(err)
@@ -91,20 +106,18 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 	if af.attempts < 1 {
 		return c.finish(usagef("--attempts must be at least 1"))
 	}
-	dir := pos[0]
-	var target *checkoutTarget
-	if cf.project != "" || cf.pipeline != 0 {
-		if cf.project == "" || cf.pipeline < 1 {
-			return c.finish(usagef("--project and --pipeline go together"))
-		}
-		if target, err = lookUpTarget(ctx, c, &af, &cf); err != nil {
-			var gone *goneError
-			if errors.As(err, &gone) {
-				return c.gone(fmt.Sprintf("refs/pipelines/%d", cf.pipeline), err)
-			}
-			return c.finish(err)
-		}
-	} else {
+	if cf.expectSHA = strings.ToLower(strings.TrimSpace(cf.expectSHA)); cf.expectSHA != "" && !shaPattern.MatchString(cf.expectSHA) {
+		return c.finish(usagef("--expect-sha %q is not 40 (or 64) hex digits", cf.expectSHA))
+	}
+	lookup := cf.project != "" || cf.pipeline != 0
+	if lookup && (cf.project == "" || cf.pipeline < 1) {
+		return c.finish(usagef("--project and --pipeline go together"))
+	}
+	var (
+		target *checkoutTarget
+		cl     *client.Client
+	)
+	if !lookup {
 		var missing []string
 		for _, name := range []string{"REFKEEPER_FETCH_URL", "REFKEEPER_REFSPEC", "REFKEEPER_SHA", "REFKEEPER_FETCH_TOKEN"} {
 			if c.getenv(name) == "" {
@@ -120,12 +133,39 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 			return c.finish(err)
 		}
 	}
-	co := &checkout{cli: c, git: cf.git, dir: dir, target: target, attempts: af.attempts, delay: af.retryDelay, maxDelay: af.maxDelay}
+	co := &checkout{cli: c, git: cf.git, dir: pos[0], force: cf.force, attempts: af.attempts, delay: af.retryDelay, maxDelay: af.maxDelay}
+	if !cf.force {
+		// Before the network: a DIR that is not checkout's to use is the
+		// job's setup to fix, whatever the pin.
+		if err := co.checkDir(ctx); err != nil {
+			return c.finish(err)
+		}
+	}
+	if lookup {
+		token, err := c.lookupToken(ctx, &af)
+		if err != nil {
+			return c.finish(err)
+		}
+		if cl, err = c.client(&af, token); err != nil {
+			return c.finish(err)
+		}
+		if target, err = lookUpTarget(ctx, c, cl, &af, &cf); err != nil {
+			var gone *goneError
+			if errors.As(err, &gone) {
+				return c.gone(fmt.Sprintf("refs/pipelines/%d", cf.pipeline), err)
+			}
+			return c.finish(err)
+		}
+	}
+	if err := checkExpectedSHA(target, cf.expectSHA); err != nil {
+		return c.finish(err)
+	}
+	co.target = target
 	err = co.run(ctx)
-	if errors.Is(err, errFetchTokenRefused) && cf.project != "" {
+	if errors.Is(err, errFetchTokenRefused) && lookup {
 		// With the API at hand, tell a deleted pin from a token that is
 		// wrong for a pin that lives.
-		err = recheckPin(ctx, c, &af, &cf, err)
+		err = recheckPin(ctx, c, cl, &af, &cf, err)
 	}
 	var gone *goneError
 	if errors.As(err, &gone) || errors.Is(err, errFetchTokenRefused) {
@@ -135,22 +175,42 @@ func runCheckout(ctx context.Context, c *cli, args []string) int {
 		return c.finish(err)
 	}
 	fmt.Fprintf(c.stdout, "%s: HEAD is %s (%s from %s)\n", c.name, target.sha, target.localRef, target.fetchURL.Redacted())
-	return exitOK
+	return ExitOK
 }
 
 // gone prints the one line of a gone pin and answers its exit status.
 func (c *cli) gone(ref string, why error) int {
 	fmt.Fprintf(c.stderr, "%s: %s is gone (%v): re-pin before retrying this job\n", c.name, ref, why)
-	return exitGone
+	return ExitGone
+}
+
+// expectError is a pin that is not of the job's own commit: exit status
+// 1, never retried (asking again gives the same pin).
+type expectError struct {
+	pinned string // what the pin holds, for the message
+	expect string
+}
+
+func (e *expectError) Error() string {
+	return fmt.Sprintf("the pin is %s, not the job's commit %s (--expect-sha): nothing fetched", e.pinned, e.expect)
+}
+
+// checkExpectedSHA holds the pin to the job's own commit, when one is
+// expected: the pinned sha itself, or the source of a computed merge.
+func checkExpectedSHA(t *checkoutTarget, expect string) error {
+	if expect == "" || expect == t.sha || (t.mergeSource != "" && expect == t.mergeSource) {
+		return nil
+	}
+	pinned := t.sha
+	if t.mergeSource != "" {
+		pinned += " (a merge of " + t.mergeSource + ")"
+	}
+	return &expectError{pinned: pinned, expect: expect}
 }
 
 // lookUpTarget reads the pin through the API; a deleted or absent pin is
 // gone.
-func lookUpTarget(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags) (*checkoutTarget, error) {
-	cl, err := c.client(af)
-	if err != nil {
-		return nil, err
-	}
+func lookUpTarget(ctx context.Context, c *cli, cl *client.Client, af *apiFlags, cf *checkoutFlags) (*checkoutTarget, error) {
 	pin, err := cl.GetPin(ctx, cf.project, cf.pipeline)
 	deadline := time.Now().Add(cf.waitForPin)
 	for attempt := 1; errors.Is(err, client.CodePinNotFound) && time.Now().Before(deadline); attempt++ {
@@ -174,15 +234,19 @@ func lookUpTarget(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags) 
 	if pin.State == client.StateDeleted || pin.FetchToken == nil {
 		return nil, &goneError{msg: fmt.Sprintf("the pin of pipeline %d is deleted", cf.pipeline)}
 	}
-	return newCheckoutTarget(pin.FetchURL, pin.Refspec, pin.SHA, *pin.FetchToken)
+	t, err := newCheckoutTarget(pin.FetchURL, pin.Refspec, pin.SHA, *pin.FetchToken)
+	if err == nil && pin.Merge != nil {
+		t.mergeSource = pin.Merge.SourceSHA
+	}
+	return t, err
 }
 
 // recheckPin asks the API about a pin whose fetch token git had refused:
 // gone if the pin is, else the refusal is the failure.
-func recheckPin(ctx context.Context, c *cli, af *apiFlags, cf *checkoutFlags, refused error) error {
+func recheckPin(ctx context.Context, c *cli, cl *client.Client, af *apiFlags, cf *checkoutFlags, refused error) error {
 	now := *cf
 	now.waitForPin = 0 // it existed a moment ago
-	if _, err := lookUpTarget(ctx, c, af, &now); err != nil {
+	if _, err := lookUpTarget(ctx, c, cl, af, &now); err != nil {
 		return err
 	}
 	// Not %w: this is no gone pin, and must not exit as one.
@@ -194,6 +258,7 @@ type checkout struct {
 	cli      *cli
 	git      string
 	dir      string
+	force    bool // checkDir was skipped: git checkout -f
 	target   *checkoutTarget
 	attempts int
 	delay    time.Duration
@@ -308,6 +373,11 @@ func (co *checkout) once(ctx context.Context, creds *credentialServer) error {
 	if _, err := co.runGit(ctx, "init", "-q"); err != nil {
 		return err
 	}
+	// Marked before the fetch, so that a retry of a job whose checkout
+	// failed half-way may use DIR again.
+	if _, err := co.runGit(ctx, "config", "--local", checkoutMark, "true"); err != nil {
+		return err
+	}
 	if _, err := co.runGit(ctx,
 		// Only our helper answers for this fetch, and no header of the
 		// user's configuration competes with its credentials.
@@ -317,7 +387,13 @@ func (co *checkout) once(ctx context.Context, creds *credentialServer) error {
 		co.target.fetchURL.String(), co.target.refspec); err != nil {
 		return err
 	}
-	if _, err := co.runGit(ctx, "checkout", "-q", "-f", "--detach", co.target.localRef); err != nil {
+	// Without --force DIR was clean when checked: git's own checks then
+	// keep anything that came since, instead of -f throwing it away.
+	checkout := []string{"checkout", "-q", "--detach", co.target.localRef}
+	if co.force {
+		checkout = []string{"checkout", "-q", "-f", "--detach", co.target.localRef}
+	}
+	if _, err := co.runGit(ctx, checkout...); err != nil {
 		return err
 	}
 	head, err := co.runGit(ctx, "rev-parse", "--verify", "HEAD^{commit}")
@@ -366,6 +442,7 @@ func gitEnv(environ []string) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch {
 		case name == "REFKEEPER_TOKEN", name == "REFKEEPER_FETCH_TOKEN",
+			name == "REFKEEPER_ID_TOKEN", name == envActionsRequestToken,
 			name == "LC_ALL", name == "LANG", name == "LANGUAGE", name == "GIT_TERMINAL_PROMPT",
 			name == "GIT_DIR", name == "GIT_WORK_TREE", name == "GIT_INDEX_FILE":
 			continue

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -16,10 +16,6 @@ import (
 	"github.com/refkeeper/refkeeper/client"
 )
 
-// exitGone is the exit status of a command that found its pin gone: a
-// retried job must pin again before it fetches.
-const exitGone = 3
-
 // Defaults of the API commands' connection flags.
 const (
 	defaultAPIURL     = "http://127.0.0.1:8080"
@@ -35,8 +31,12 @@ type cli struct {
 	stdout, stderr io.Writer
 }
 
-// usagef is a command line the command cannot run: exit status 2 (the
-// *usageError of serve's flags).
+// usageError is a command line the command cannot run: exit status 2
+// with one line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
 func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
 
 // goneError is a pin that no longer exists: exit status 3.
@@ -123,12 +123,9 @@ func (c *cli) token(af *apiFlags) (string, error) {
 	return "", usagef("no API token: set REFKEEPER_TOKEN or --token-file")
 }
 
-// client builds the API client; every retry it makes is printed.
-func (c *cli) client(af *apiFlags) (*client.Client, error) {
-	token, err := c.token(af)
-	if err != nil {
-		return nil, err
-	}
+// client builds the API client with token; every retry it makes is
+// printed.
+func (c *cli) client(af *apiFlags, token string) (*client.Client, error) {
 	if af.attempts < 1 {
 		return nil, usagef("--attempts must be at least 1")
 	}
@@ -166,10 +163,10 @@ func retryReason(err error) string {
 // finish prints err (if any) as one line and answers the exit status.
 func (c *cli) finish(err error) int {
 	if err == nil {
-		return exitOK
+		return ExitOK
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+		return ExitOK
 	}
 	fmt.Fprintf(c.stderr, "%s: %v\n", c.name, err)
 	var (
@@ -178,11 +175,11 @@ func (c *cli) finish(err error) int {
 	)
 	switch {
 	case errors.As(err, &usage):
-		return exitUsage
+		return ExitUsage
 	case errors.As(err, &gone), errors.Is(err, client.CodePinNotFound):
-		return exitGone
+		return ExitGone
 	}
-	return exitError
+	return ExitError
 }
 
 // positiveID reads a pipeline id or merge request iid argument.
@@ -269,7 +266,11 @@ func runAPICommand(ctx context.Context, c *cli, args []string, usageLine string,
 	if err != nil {
 		return c.finish(err)
 	}
-	cl, err := c.client(&af)
+	token, err := c.token(&af)
+	if err != nil {
+		return c.finish(err)
+	}
+	cl, err := c.client(&af, token)
 	if err != nil {
 		return c.finish(err)
 	}
@@ -277,13 +278,3 @@ func runAPICommand(ctx context.Context, c *cli, args []string, usageLine string,
 }
 
 func (c *cli) stderrf(format string, args ...any) { fmt.Fprintf(c.stderr, format, args...) }
-
-// runCLI runs one of the client commands.
-func runCLI(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c := &cli{name: "refkeeper " + name, getenv: getenv, stdout: stdout, stderr: stderr}
-	commands := map[string]func(context.Context, *cli, []string) int{
-		"pin": runPin, "finish": runFinish, "get": runGet, "list": runList, "delete": runDelete,
-		"close": runClose, "gc": runGC, "projects": runProjects, "checkout": runCheckout,
-	}
-	return commands[name](ctx, c, args)
-}
