@@ -21,14 +21,16 @@ var allowedInternal = map[string][]string{
 	// leaves, without cgo, for a cgo-free client binary (cgoFree).
 	"gitexec":       {},
 	"pktline":       {},
+	"watchfile":     {},
+	"access":        {"refs", "watchfile"},
 	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
 	"mirrors":       {"refs", "gitops"},
-	"api":           {"githttp", "hooks", "mirrors", "refs"},
+	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "client"},
+	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "client"},
 	"testdata":      {},
 	// systest runs the built binary and talks to it from outside only:
 	// its tests may import the test helpers and nothing else of ours.
