@@ -94,6 +94,8 @@ func Parse(path string, raw []byte) (*Policy, error) {
 		switch {
 		case errors.As(err, &syn):
 			return nil, bad("is not valid JSON (at byte %d)", syn.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return nil, bad("is not valid JSON (it ends too early)")
 		case errors.As(err, &typ):
 			return nil, bad("field %q has the wrong type", typ.Field)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
