@@ -439,3 +439,30 @@ func TestPerProjectHookSecrets(t *testing.T) {
 		t.Errorf("group/app's pipeline refs = %v, want just the real one", refs)
 	}
 }
+
+// TestReplayedHookAnswerHasNoFetchToken: an answer remembered before
+// answers stopped carrying fetch tokens is replayed without them.
+func TestReplayedHookAnswerHasNoFetchToken(t *testing.T) {
+	var deliveries *hooks.RedisDeliveries
+	f := newFixture(t, withHooks(hooks.GitHub), func(cfg *api.Config) {
+		deliveries = cfg.Hooks.(*hooks.Receiver).Deliveries.(*hooks.RedisDeliveries)
+	})
+	old := `{"action":"pinned","reason":"pipeline 5 pinned","pins":[{"project":"group/app","pipeline_id":5,"ref":"refs/pipelines/5",` +
+		`"sha":"` + f.c1 + `","refspec":"+refs/pipelines/5:refs/pipelines/5","fetch_url":"http://x/git/group/app.git",` +
+		`"fetch_token":"rkf1_live-token-from-an-old-answer","merge_request_iid":null,"state":"pinned",` +
+		`"created_at":"2026-12-01T10:00:00Z","finished_at":null,"expires_at":null,"merge":null}]}`
+	if err := deliveries.RememberDelivery(t.Context(), "github", "old-1", []byte(old), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	a := f.githubHook(t, "workflow_run", "old-1", []byte(`{"action":"completed"}`))
+	if a.status != 200 || strings.Contains(a.raw, "live-token") {
+		t.Fatalf("replayed answer = %d %s, want it without the fetch token", a.status, a.raw)
+	}
+	pins, _ := a.body["pins"].([]any)
+	if len(pins) != 1 || a.body["action"] != "pinned" {
+		t.Fatalf("replayed answer = %s, want the remembered one", a.raw)
+	}
+	if tok, present := pins[0].(map[string]any)["fetch_token"]; !present || tok != nil {
+		t.Fatalf("replayed pin's fetch_token = %v (present %v), want null", tok, present)
+	}
+}
