@@ -428,6 +428,12 @@ func TestPerProjectHookSecrets(t *testing.T) {
 			}
 		}
 	}
+	// other/*'s secret, replaying group/app's delivery id with a body of
+	// its own: not group/app's remembered answer.
+	ping := []byte(`{"action":"completed","repository":{"full_name":"other/lib"}}`)
+	if a := send(secretOther, "real-1", ping); a.status != 200 || strings.Contains(a.raw, "group/app") {
+		t.Fatalf("other/*'s delivery with group/app's delivery id = %d %s, want its own answer", a.status, a.raw)
+	}
 	// A delivery that names another project than its payload acts on
 	// cannot exist (one name is read), so: a body naming other/lib signed
 	// with other/*'s secret is verified, and is about other/lib alone.

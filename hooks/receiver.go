@@ -121,6 +121,12 @@ func (r *Receiver) Receive(ctx context.Context, h Host, header http.Header, body
 	}
 	hostWide := matched == 0 && r.Secrets.of(h) != ""
 	id := deliveryID(h, header)
+	if id != "" && !hostWide {
+		// Verified for one project: its delivery ids are its own, so a
+		// project's secret cannot replay another project's remembered
+		// answer by sending that delivery's id.
+		id = named + " " + id
+	}
 	if id != "" {
 		answer, seen, err := r.Deliveries.RecallDelivery(ctx, string(h), id)
 		if err != nil {
