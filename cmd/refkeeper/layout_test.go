@@ -26,7 +26,7 @@ var allowedInternal = map[string][]string{
 	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
-	"mirrors":       {"refs", "gitops"},
+	"mirrors":       {"refs", "gitops", "watchfile"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
