@@ -27,6 +27,7 @@
 //
 // mirrors imports refs (the domain's types, errors, Redis keys and lease),
 // gitops and watchfile (the credentials file's re-read). It is imported by
-// api (the /api/v1/projects routes), jobs (the housekeeping task) and cmd, which wires it into refs.Service as its
-// PinFetcher; refs never imports it.
+// api (the /api/v1/projects routes), jobs (the housekeeping task) and
+// cmd, which wires it into refs.Service as its PinFetcher; refs never
+// imports it.
 package mirrors
