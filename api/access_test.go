@@ -472,3 +472,29 @@ func TestReplayedHookAnswerHasNoFetchToken(t *testing.T) {
 		t.Fatalf("replayed pin's fetch_token = %v (present %v), want null", tok, present)
 	}
 }
+
+// TestRateLimitScopedTokens: each scoped token of the access file has its
+// own bucket, as an admin token does; a made-up one only its address's.
+func TestRateLimitScopedTokens(t *testing.T) {
+	f := newFixture(t, withAccessFile(t), func(c *api.Config) { c.TokenLimit = api.RateLimit{Rate: 0.001, Burst: 2} })
+	scoped := func(tok string) [2]string { return [2]string{"Authorization", "Bearer " + tok} }
+	steps := []struct {
+		name string
+		tok  string
+		want int // 0: anything but 429
+	}{
+		{"pipeline token", pipelineToken, 0},
+		{"pipeline token again", pipelineToken, 0},
+		{"pipeline token over its burst", pipelineToken, 429},
+		{"read token has its own bucket", readToken, 0},
+		{"read token again", readToken, 0},
+		{"read token over its burst", readToken, 429},
+		{"admin token has its own bucket", token, 0},
+	}
+	for _, s := range steps {
+		got := f.status(t, limitedPath, scoped(s.tok))
+		if s.want == 429 && got != 429 || s.want == 0 && got == 429 {
+			t.Errorf("%s: %d, want %s", s.name, got, map[int]string{0: "not 429", 429: "429"}[s.want])
+		}
+	}
+}
