@@ -58,8 +58,8 @@ type Config struct {
 	// one of them. Empty: the connection's address, whatever the header
 	// says.
 	TrustedProxies []netip.Prefix
-	// Hooks receives the git hosts' webhooks on /hooks/<host>, for each host
-	// it has a secret for; nil: no webhook routes.
+	// Hooks receives the git hosts' webhooks on /hooks/<host>; a host no
+	// secret covers answers 404, asked per request; nil: no webhook routes.
 	Hooks Webhooks
 }
 
