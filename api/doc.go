@@ -27,6 +27,7 @@
 // valid token (API or fetch token), in buckets of bounded number
 // (ratelimit.go).
 //
-// api imports access, githttp, hooks, mirrors and refs (never gitops: it runs no
-// git itself); only cmd imports api. echo appears only here and in cmd.
+// api imports access, githttp, hooks, mirrors and refs (never gitops: it
+// runs no git itself); only cmd imports api. echo appears only here and in
+// cmd.
 package api
