@@ -8,6 +8,13 @@
 // /api/v1/openapi.json; openapi_test.go validates real answers against it
 // and checks it lists exactly the routes served).
 //
+// Every route names the access.Action it performs; a token's grant (admin
+// for --tokens, else its role and projects in the --access file, package
+// access) must cover it, else 403 forbidden before anything is read or
+// changed (auth.go). The project listing is filtered to what the caller
+// may read, and the git mount is told which projects an API token may
+// fetch. Webhook answers carry no fetch token.
+//
 // It owns HTTP concerns only: routing (echo), bearer and basic auth, strict
 // JSON decoding, and the one mapping from the domain's typed errors to status
 // codes and the JSON error body. Everything else it asks of refs (pins)
@@ -20,6 +27,7 @@
 // valid token (API or fetch token), in buckets of bounded number
 // (ratelimit.go).
 //
-// api imports githttp, hooks, mirrors and refs (never gitops: it runs no
-// git itself); only cmd imports api. echo appears only here and in cmd.
+// api imports access, githttp, hooks, mirrors and refs (never gitops: it
+// runs no git itself); only cmd imports api. echo appears only here and in
+// cmd.
 package api

@@ -297,7 +297,7 @@ func TestOpenAPIServedIsTheFile(t *testing.T) {
 // onlyDocumented says why.
 func TestOpenAPIAnswers(t *testing.T) {
 	allHooks := withHooks(hooks.GitLab, hooks.GitHub, hooks.Gitea)
-	f := newFixture(t, withProjects(t), allHooks)
+	f := newFixture(t, withProjects(t), allHooks, withAccessFile(t))
 	k := loadContract(t, fetchDocument(t, f.srv.URL))
 	head := f.withHead(t)
 	f.git.Git(t, "branch", "conflict", f.c1)
@@ -406,6 +406,14 @@ func TestOpenAPIAnswers(t *testing.T) {
 		c.headers = []string{"Authorization: Bearer wrong"}
 		c.name = "wrong token: " + c.method + " " + c.path
 		rows = append(rows, c)
+		// A valid token whose role or projects do not cover the call; a
+		// listing of projects is filtered instead.
+		if c.path != "/api/v1/projects" {
+			forbidden := c
+			forbidden.headers, forbidden.status, forbidden.code = []string{asToken(otherToken)}, 403, "forbidden"
+			forbidden.name = "another project's token: " + c.method + " " + c.path
+			rows = append(rows, forbidden)
+		}
 		if strings.HasPrefix(c.path, p) {
 			c.path, c.headers, c.status, c.code = strings.Replace(c.path, p, bad, 1), nil, 400, "invalid_request"
 			c.name = "bad project name: " + c.method + " " + c.path

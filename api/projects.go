@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -68,6 +69,10 @@ func deref(s *string) string {
 	return *s
 }
 
+// maxFilteredPages bounds the pages of projects one listing reads while
+// it filters out those the caller may not read.
+const maxFilteredPages = 8
+
 type projectHandlers struct {
 	projects Projects
 }
@@ -123,14 +128,30 @@ func (h *projectHandlers) list(c echo.Context) error {
 		}
 		limit = n
 	}
-	infos, next, err := h.projects.List(c.Request().Context(), q.Get("cursor"), limit)
-	if err != nil {
-		return err
+	// Only the projects the caller may read are listed. Pages are read
+	// asking for no more than still fits, so nothing is skipped or listed
+	// twice, and a few at most per request, so that a token of a few
+	// projects among many costs a bounded amount: the cursor goes on
+	// where this page stopped.
+	g := callerGrant(c)
+	out := projectListJSON{Projects: []projectJSON{}}
+	cursor := q.Get("cursor")
+	for range maxFilteredPages {
+		infos, next, err := h.projects.List(c.Request().Context(), cursor, limit-len(out.Projects))
+		if err != nil {
+			return err
+		}
+		for _, pi := range infos {
+			if g.May(access.ReadPins, pi.Project) {
+				out.Projects = append(out.Projects, toProjectJSON(pi))
+			}
+		}
+		cursor = next
+		if next == "" || len(out.Projects) == limit {
+			break
+		}
 	}
-	out := projectListJSON{Projects: make([]projectJSON, 0, len(infos)), NextCursor: optionalString(next)}
-	for _, pi := range infos {
-		out.Projects = append(out.Projects, toProjectJSON(pi))
-	}
+	out.NextCursor = optionalString(cursor)
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -135,13 +135,13 @@ func addressBucket(a netip.Addr) string {
 // limiter's memory holds no secret), and only of a token known to be valid:
 // made-up tokens would each make a bucket. An invalid token counts against
 // its address alone.
-func tokenKey(tokens *tokenSet, signer *githttp.FetchSigner) func(echo.Context) string {
+func tokenKey(tokens *authenticator, signer *githttp.FetchSigner) func(echo.Context) string {
 	return func(c echo.Context) string {
 		t := presentedToken(c.Request(), true)
 		if t == "" {
 			return ""
 		}
-		if !tokens.valid(t) {
+		if _, ok := tokens.grant(t); !ok {
 			if _, err := signer.Verify(t); err != nil {
 				return ""
 			}

@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/githttp"
+	"github.com/refkeeper/refkeeper/refs"
 )
 
 // Config is what New needs. Zero values mean the defaults given per field.
@@ -24,8 +26,12 @@ type Config struct {
 	Pins Pins
 	// Projects keeps mirrors; *mirrors.Projects. Nil: no /api/v1/projects routes.
 	Projects Projects
-	// Tokens are the bearer tokens accepted on /api/ and /git/. Required.
+	// Tokens are the admin bearer tokens accepted on /api/ and /git/.
+	// Required.
 	Tokens []string
+	// Access is the --access file: scoped tokens (roles and projects) and
+	// per-project webhook secrets. Nil: admin tokens only.
+	Access *access.File
 	// FetchURL is the base URL runners fetch from, e.g. http://host:8080;
 	// a pin's fetch_url is FetchURL + "/git/<project>.git".
 	FetchURL string
@@ -52,8 +58,8 @@ type Config struct {
 	// one of them. Empty: the connection's address, whatever the header
 	// says.
 	TrustedProxies []netip.Prefix
-	// Hooks receives the git hosts' webhooks on /hooks/<host>, for each host
-	// it has a secret for; nil: no webhook routes.
+	// Hooks receives the git hosts' webhooks on /hooks/<host>; a host no
+	// secret covers answers 404, asked per request; nil: no webhook routes.
 	Hooks Webhooks
 }
 
@@ -84,12 +90,16 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens := newTokenSet(cfg.Tokens)
+	tokens := &authenticator{admins: newTokenSet(cfg.Tokens), access: cfg.Access}
 	git, err := githttp.New(githttp.Config{
 		Pins: cfg.Pins,
-		Credentials: func(r *http.Request) (string, bool) {
+		Credentials: func(r *http.Request) (string, func(refs.Project) bool) {
 			t := presentedToken(r, true)
-			return t, tokens.valid(t)
+			g, ok := tokens.grant(t)
+			if !ok {
+				return t, nil
+			}
+			return t, func(p refs.Project) bool { return g.May(access.Fetch, p) }
 		},
 		Signer:     signer,
 		Git:        cfg.GitBinary,
@@ -126,21 +136,25 @@ func New(cfg Config) (http.Handler, error) {
 
 	// Auth is per route, not per group: echo's group middleware turns a
 	// wrong method (405) into a 404.
-	auth := requireToken(tokens, false, `Bearer realm="refkeeper"`)
+	// Every route names what it does (access.Action): allow answers 403
+	// forbidden before the handler runs when the caller's role or
+	// projects do not cover it.
+	auth := requireToken(tokens, `Bearer realm="refkeeper"`)
+	read, write, admin := allow(access.ReadPins), allow(access.WritePins), allow(access.Administer)
 	const v1 = "/api/v1"
-	e.PUT(v1+"/projects/:project/pipelines/:id/ref", h.putPin, auth)
-	e.GET(v1+"/projects/:project/pipelines/:id/ref", h.getPin, auth)
-	e.DELETE(v1+"/projects/:project/pipelines/:id/ref", h.deletePin, auth)
-	e.POST(v1+"/projects/:project/pipelines/:id/finish", h.finish, auth)
-	e.GET(v1+"/projects/:project/pipelines", h.list, auth)
-	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth)
-	e.POST(v1+"/gc", h.gc, auth)
+	e.PUT(v1+"/projects/:project/pipelines/:id/ref", h.putPin, auth, write)
+	e.GET(v1+"/projects/:project/pipelines/:id/ref", h.getPin, auth, read)
+	e.DELETE(v1+"/projects/:project/pipelines/:id/ref", h.deletePin, auth, write)
+	e.POST(v1+"/projects/:project/pipelines/:id/finish", h.finish, auth, write)
+	e.GET(v1+"/projects/:project/pipelines", h.list, auth, read)
+	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth, write)
+	e.POST(v1+"/gc", h.gc, auth, admin)
 	if cfg.Projects != nil {
 		ph := &projectHandlers{projects: cfg.Projects}
-		e.GET(v1+"/projects", ph.list, auth)
-		e.PUT(v1+"/projects/:project", ph.put, auth)
-		e.GET(v1+"/projects/:project", ph.get, auth)
-		e.DELETE(v1+"/projects/:project", ph.delete, auth)
+		e.GET(v1+"/projects", ph.list, auth, read)
+		e.PUT(v1+"/projects/:project", ph.put, auth, admin)
+		e.GET(v1+"/projects/:project", ph.get, auth, read)
+		e.DELETE(v1+"/projects/:project", ph.delete, auth, admin)
 	}
 
 	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token

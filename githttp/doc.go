@@ -2,7 +2,9 @@
 // read-only over git's smart HTTP protocol, at /git/<project>.git/...
 // (Server, mounted by api), with the real git.
 //
-// A request is authorized by an API token (every project) or a pin's
+// A request is authorized by an API token (the projects its role covers,
+// as the mounting package says; any other is 403 before the repository is
+// looked up, so nothing is learnt of it) or a pin's
 // scoped fetch token (FetchSigner: HMAC-signed, one pipeline ref of one
 // project while that pin lives, keys rotating). Pushes are refused (403),
 // only the smart protocol is served, and a fetch token's upload-pack

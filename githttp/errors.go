@@ -26,6 +26,8 @@ var (
 		Message: "repositories are read-only: pushing is refused"}
 	errAuth = &Error{Status: http.StatusUnauthorized,
 		Message: "missing or wrong token: use an API token or the pin's fetch_token"}
+	errForbidden = &Error{Status: http.StatusForbidden,
+		Message: "this token's role or projects do not cover fetching this project"}
 	errMethod = &Error{Status: http.StatusMethodNotAllowed,
 		Message: "method not allowed on this route"}
 	errMalformedPkt = &Error{Status: http.StatusBadRequest,

@@ -28,9 +28,10 @@ type Config struct {
 	Pins Pins
 	// Credentials reads the token a request presents (a bearer token, or
 	// the password of HTTP basic auth, which git's credential helpers
-	// send) and reports whether it is an API token: read access to every
-	// project. Required.
-	Credentials func(r *http.Request) (token string, apiToken bool)
+	// send). For an API token it answers mayFetch, which says which
+	// projects that token may fetch (its role and projects); nil means the
+	// token is not an API token (it may still be a fetch token). Required.
+	Credentials func(r *http.Request) (token string, mayFetch func(refs.Project) bool)
 	// Signer verifies the pins' scoped fetch tokens. Required.
 	Signer *FetchSigner
 	// Git runs `git http-backend`. Empty: "git" from PATH.
@@ -49,7 +50,7 @@ type Config struct {
 // through the one git runner.
 type Server struct {
 	pins        Pins
-	credentials func(*http.Request) (string, bool)
+	credentials func(*http.Request) (string, func(refs.Project) bool)
 	signer      *FetchSigner
 	git         *gitexec.Runner
 	logger      *slog.Logger
@@ -129,19 +130,19 @@ func splitPath(path, query string) (project string, svc service, rest string, er
 // failing silently.
 const Challenge = `Basic realm="refkeeper"`
 
-// authorize accepts an API token (read access to every project) or a scoped
-// fetch token (one pipeline ref, while its pin lives). It answers the scope,
-// nil for full access.
-func (s *Server) authorize(r *http.Request) (*FetchClaims, error) {
-	token, apiToken := s.credentials(r)
-	if apiToken {
-		return nil, nil
+// authorize accepts an API token (read access to the projects its role
+// covers, answered as mayFetch) or a scoped fetch token (one pipeline ref,
+// while its pin lives, answered as its claims).
+func (s *Server) authorize(r *http.Request) (mayFetch func(refs.Project) bool, scope *FetchClaims, err error) {
+	token, mayFetch := s.credentials(r)
+	if mayFetch != nil {
+		return mayFetch, nil, nil
 	}
 	claims, err := s.signer.Verify(token)
 	if err != nil {
-		return nil, errAuth
+		return nil, nil, errAuth
 	}
-	return &claims, nil
+	return nil, &claims, nil
 }
 
 // checkScope admits a scoped token only to its own project, and only while
@@ -205,7 +206,7 @@ func (s *Server) reachFrom(ctx context.Context, p refs.Project, sha string) func
 // *refs.UnavailableError when git http-backend could not run or ended
 // before it answered. A 401 has its challenge header set already.
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
-	scope, err := s.authorize(r)
+	mayFetch, scope, err := s.authorize(r)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", Challenge)
 		return err
@@ -238,6 +239,12 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if nameErr != nil {
 		return nameErr
+	}
+	// An API token outside its projects learns nothing of the project,
+	// not even whether it exists: 403 before the repository is looked up.
+	if mayFetch != nil && !mayFetch(p) {
+		s.metrics.fetch(label, "refused")
+		return errForbidden
 	}
 	var config [][2]string
 	var allowed fetchScope

@@ -39,9 +39,12 @@ func newFixture(t *testing.T, gitBinary string) *fixture {
 	}
 	s, err := New(Config{
 		Pins: f.Service,
-		Credentials: func(r *http.Request) (string, bool) {
+		Credentials: func(r *http.Request) (string, func(refs.Project) bool) {
 			_, password, _ := r.BasicAuth()
-			return password, password == apiToken
+			if password != apiToken {
+				return password, nil
+			}
+			return password, func(refs.Project) bool { return true }
 		},
 		Signer: signer,
 		Git:    gitBinary,

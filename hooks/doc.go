@@ -8,6 +8,12 @@
 // "sha256=" and the lower-case hex HMAC-SHA256 of the body; Gitea: the bare
 // hex HMAC-SHA256 in X-Gitea-Signature or Forgejo's X-Forgejo-Signature),
 // then parsed, mapped to one domain call and answered with an Action.
+// The secrets tried are the host-wide one (Secrets) and those of the
+// project the payload names (PerProject, the access file's hooks):
+// reading that name first is one bounded pass over a body the caller has
+// already size-limited. A delivery verified by a project's own secret acts
+// on that project only, and its delivery id is remembered under that
+// project, so no project's secret replays another's answer.
 // What is ignored or failed for good is still an answer (hosts disable hooks
 // that keep failing); only a transient failure is an error, so that the host
 // delivers again.

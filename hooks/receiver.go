@@ -50,7 +50,12 @@ type Receiver struct {
 	Domain Domain
 	// Deliveries remembers deliveries' answers and pins' event times.
 	Deliveries Deliveries
-	Secrets    Secrets
+	// Secrets are the host-wide secrets (the --*-hook-* flags): each
+	// covers every project of its host.
+	Secrets Secrets
+	// PerProject are the secrets of single projects (the --access file's
+	// hooks); nil: none.
+	PerProject ProjectSecrets
 	// DeliveryTTL is how long a delivery's answer is kept for its
 	// redeliveries; zero: DefaultDeliveryTTL.
 	DeliveryTTL time.Duration
@@ -67,8 +72,33 @@ func (r *Receiver) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Enabled reports whether the host's webhooks are on (its secret is set).
-func (r *Receiver) Enabled(h Host) bool { return r.Secrets.of(h) != "" }
+// Enabled reports whether the host's webhooks are on: a host-wide secret is
+// set, or a per-project one exists (asked anew each time, so an access
+// file re-read that adds or removes the last one turns the route on or
+// off).
+func (r *Receiver) Enabled(h Host) bool {
+	return r.Secrets.of(h) != "" || r.PerProject != nil && r.PerProject.CoversHost(string(h))
+}
+
+// secretsFor lists the secrets that may sign a delivery naming project
+// name: the host-wide one first, then those of the project.
+func (r *Receiver) secretsFor(h Host, name string) []string {
+	var out []string
+	if s := r.Secrets.of(h); s != "" {
+		out = append(out, s)
+	}
+	if r.PerProject == nil {
+		return out
+	}
+	// A delivery that names no project (a ping, a push of another kind)
+	// is for the secrets that cover every project only: "" matches no
+	// project's name and no prefix, only "*".
+	p, err := refs.ParseProject(name)
+	if err != nil {
+		p = ""
+	}
+	return append(out, r.PerProject.HookSecrets(string(h), p)...)
+}
 
 // Render writes a Result as the body of the answer.
 type Render func(Result) ([]byte, error)
@@ -80,11 +110,23 @@ type Render func(Result) ([]byte, error)
 // then nothing is remembered, and the host's redelivery is applied anew.
 func (r *Receiver) Receive(ctx context.Context, h Host, header http.Header, body []byte, render Render) ([]byte, error) {
 	label := eventLabel(h, r.eventHeader(h, header))
-	if err := verify(h, r.Secrets.of(h), header, body); err != nil {
+	// The signature must verify with a secret that covers the project the
+	// payload names: another project's secret is no better than none.
+	named := payloadProject(h, body)
+	secrets := r.secretsFor(h, named)
+	matched, err := verifyAny(h, secrets, header, body)
+	if err != nil {
 		r.Metrics.count(h, label, countRejected)
 		return nil, err
 	}
+	hostWide := matched == 0 && r.Secrets.of(h) != ""
 	id := deliveryID(h, header)
+	if id != "" && !hostWide {
+		// Verified for one project: its delivery ids are its own, so a
+		// project's secret cannot replay another project's remembered
+		// answer by sending that delivery's id.
+		id = named + " " + id
+	}
 	if id != "" {
 		answer, seen, err := r.Deliveries.RecallDelivery(ctx, string(h), id)
 		if err != nil {
@@ -100,6 +142,12 @@ func (r *Receiver) Receive(ctx context.Context, h Host, header http.Header, body
 	if err != nil {
 		r.Metrics.count(h, label, countMalformed)
 		return nil, err
+	}
+	// A project's own secret vouches for that project only: the event
+	// must act on the very name it was verified for.
+	if !hostWide && ev.kind != kindIgnore && ev.project != named {
+		r.Metrics.count(h, label, countRejected)
+		return nil, &UnauthorizedError{Host: h, Reason: "the delivery acts on another project than its signature covers"}
 	}
 	res, err := r.apply(ctx, ev)
 	if err != nil {

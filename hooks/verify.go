@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/refkeeper/refkeeper/refs"
 )
 
 // Host is a kind of git host whose webhooks are understood.
@@ -59,6 +62,63 @@ func Signature(secret string, body []byte) string {
 func equalSecret(presented, secret string) bool {
 	a, b := sha256.Sum256([]byte(presented)), sha256.Sum256([]byte(secret))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// ProjectSecrets are per-project webhook secrets (the --access file's
+// hooks entries); *access.File has them, wired by cmd.
+type ProjectSecrets interface {
+	// HookSecrets lists the secrets that cover host's deliveries for p.
+	HookSecrets(host string, p refs.Project) []string
+	// CoversHost says whether any secret is for host.
+	CoversHost(host string) bool
+}
+
+// payloadProject reads only the project a delivery names
+// (project.path_with_namespace for GitLab, repository.full_name for the
+// others), before its signature is checked: one pass of encoding/json over
+// a body whose size the caller has already bounded, into two strings.
+// "" when the body names none or is not JSON.
+func payloadProject(h Host, body []byte) string {
+	var v struct {
+		Project struct {
+			PathWithNamespace string `json:"path_with_namespace"`
+		} `json:"project"`
+		Repository struct {
+			FullName string `json:"full_name"`
+		} `json:"repository"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	if h == GitLab {
+		return v.Project.PathWithNamespace
+	}
+	return v.Repository.FullName
+}
+
+// verifyAny checks a delivery against each secret in turn, all of them
+// whatever matched (no secret's position leaks through timing), and
+// answers which matched first; -1 and the first secret's error (or one
+// saying none covers the project) when none did.
+func verifyAny(h Host, secrets []string, header http.Header, body []byte) (int, error) {
+	if len(secrets) == 0 {
+		return -1, &UnauthorizedError{Host: h, Reason: "no webhook secret covers the project this delivery names"}
+	}
+	matched := -1
+	var first error
+	for i, secret := range secrets {
+		err := verify(h, secret, header, body)
+		if err == nil && matched < 0 {
+			matched = i
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if matched < 0 {
+		return -1, first
+	}
+	return matched, nil
 }
 
 // verify checks a delivery by its host's scheme over the raw body.

@@ -4,15 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/watchfile"
 )
 
 // CredentialFile is the --credentials file: named upstream credentials,
@@ -28,10 +26,8 @@ type CredentialFile struct {
 	// Path is the file; empty: no credentials at all.
 	Path string
 
+	watch   watchfile.File
 	mu      sync.Mutex
-	modTime time.Time
-	size    int64
-	loaded  bool
 	entries map[string]storedCredential
 }
 
@@ -99,24 +95,21 @@ func (c *CredentialFile) Lookup(name, upstreamURL string) (cred gitops.Credentia
 	return e.cred, true, e.allows(upstreamURL), err
 }
 
-// reloadLocked reads the file if it changed (or always, with force).
+// reloadLocked reads the file if it changed (or always, with force), the
+// one way re-read files are watched (package watchfile); on an error the
+// entries last read stay.
 func (c *CredentialFile) reloadLocked(force bool) error {
-	st, err := os.Stat(c.Path)
-	if err != nil {
-		reason := err.Error()
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			reason = pe.Err.Error()
-		}
-		return &CredentialFileError{Path: c.Path, Reason: reason}
+	c.watch.Path = c.Path
+	_, err := c.watch.Load(force, c.parseLocked)
+	var re *watchfile.ReadError
+	if errors.As(err, &re) {
+		return &CredentialFileError{Path: c.Path, Reason: re.Reason}
 	}
-	if !force && c.loaded && st.ModTime().Equal(c.modTime) && st.Size() == c.size {
-		return nil
-	}
-	raw, err := os.ReadFile(c.Path)
-	if err != nil {
-		return &CredentialFileError{Path: c.Path, Reason: "cannot be read"}
-	}
+	return err
+}
+
+// parseLocked replaces the entries with the file's raw content.
+func (c *CredentialFile) parseLocked(raw []byte) error {
 	var parsed map[string]credentialEntry
 	if err := json.Unmarshal(raw, &parsed); err != nil {
 		// encoding/json's messages may quote a character of the input:
@@ -140,6 +133,6 @@ func (c *CredentialFile) reloadLocked(force bool) error {
 		}
 		entries[name] = storedCredential{cred: gitops.Credential{Username: e.Username, Password: e.Password}, hosts: e.Hosts}
 	}
-	c.entries, c.modTime, c.size, c.loaded = entries, st.ModTime(), st.Size(), true
+	c.entries = entries
 	return nil
 }

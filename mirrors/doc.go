@@ -25,8 +25,9 @@
 // and last fetch from a snapshot of the disk at most a minute old, and
 // counts the runs.
 //
-// mirrors imports refs (the domain's types, errors, Redis keys and lease)
-// and gitops. It is imported by api (the /api/v1/projects routes), jobs
-// (the housekeeping task) and cmd, which wires it into refs.Service as its
-// PinFetcher; refs never imports it.
+// mirrors imports refs (the domain's types, errors, Redis keys and lease),
+// gitops and watchfile (the credentials file's re-read). It is imported by
+// api (the /api/v1/projects routes), jobs (the housekeeping task) and
+// cmd, which wires it into refs.Service as its PinFetcher; refs never
+// imports it.
 package mirrors

@@ -24,6 +24,9 @@ func ParseProjectPattern(s string) (ProjectPattern, error) {
 	return pat, nil
 }
 
+// MatchAny says whether any of the patterns covers p; see gitops.MatchAny.
+func MatchAny(patterns []ProjectPattern, p Project) bool { return gitops.MatchAny(patterns, p) }
+
 // ObjectID is a validated 40-hex commit SHA.
 type ObjectID = gitops.ObjectID
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
@@ -90,6 +91,10 @@ type serveConfig struct {
 	// Credentials is the JSON file of named upstream credentials for
 	// mirrors; empty: none.
 	Credentials string
+	// Access is the JSON file of scoped tokens, CI identities and
+	// per-project webhook secrets; empty: admin tokens and host-wide hook
+	// secrets only.
+	Access string
 	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
 	UpstreamTimeout time.Duration
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
@@ -194,6 +199,10 @@ var serveFlags = []serveFlag{
 	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"]}}, read again when it changes",
 		"", func(c *serveConfig) *string { return &c.Credentials }, stringCodec, checkEmptyOr(checkCredentials)).
 		holdsSecret(),
+	// Its loader's errors name the file already.
+	newFlag("access", "JSON `file` of scoped tokens (roles, projects), CI identities and per-project webhook secrets, read again when it changes",
+		"", func(c *serveConfig) *string { return &c.Access }, stringCodec, checkEmptyOr(checkAccess)).
+		holdsSecret(),
 	newFlag("upstream-timeout", "the longest one upstream fetch may take",
 		gitops.DefaultUpstreamTimeout, func(c *serveConfig) *time.Duration { return &c.UpstreamTimeout }, durationCodec, checkPositive),
 	newFlag("maintenance-interval", "how often git's housekeeping (gc --auto) runs in each mirror; 0: never",
@@ -206,13 +215,13 @@ var serveFlags = []serveFlag{
 		defaultShutdownTimeout, func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }, durationCodec, checkPositive),
 	newFlag("worker-concurrency", "tasks a worker runs at once",
 		defaultWorkerConcurrency, func(c *serveConfig) *int { return &c.WorkerConcurrency }, intCodec, checkAtLeastOne),
-	newFlag("gitlab-hook-token", "the `secret` GitLab sends in X-Gitlab-Token; empty: /hooks/gitlab is off",
+	newFlag("gitlab-hook-token", "the `secret` GitLab sends in X-Gitlab-Token; every project; empty: /hooks/gitlab is off unless the --access file has a secret for it",
 		"", func(c *serveConfig) *string { return &c.Hooks.GitLabToken }, stringCodec, nil).
 		holdsSecret(),
-	newFlag("github-hook-secret", "the `secret` of GitHub's X-Hub-Signature-256; empty: /hooks/github is off",
+	newFlag("github-hook-secret", "the `secret` of GitHub's X-Hub-Signature-256; every project; empty: /hooks/github is off unless the --access file has a secret for it",
 		"", func(c *serveConfig) *string { return &c.Hooks.GitHubSecret }, stringCodec, nil).
 		holdsSecret(),
-	newFlag("gitea-hook-secret", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; empty: /hooks/gitea is off",
+	newFlag("gitea-hook-secret", "the `secret` of Gitea's and Forgejo's X-Gitea-Signature; every project; empty: /hooks/gitea is off unless the --access file has a secret for it",
 		"", func(c *serveConfig) *string { return &c.Hooks.GiteaSecret }, stringCodec, nil).
 		holdsSecret(),
 }
@@ -472,6 +481,10 @@ func checkFetchURL(s string) error {
 func checkRedisURL(s string) error {
 	_, err := redisOptions(s)
 	return err
+}
+
+func checkAccess(path string) error {
+	return (&access.File{Path: path}).Load()
 }
 
 func checkCredentials(path string) error {

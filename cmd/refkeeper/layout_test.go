@@ -21,14 +21,16 @@ var allowedInternal = map[string][]string{
 	// leaves, without cgo, for a cgo-free client binary (cgoFree).
 	"gitexec":       {},
 	"pktline":       {},
+	"watchfile":     {},
+	"access":        {"refs", "watchfile"},
 	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
-	"mirrors":       {"refs", "gitops"},
-	"api":           {"githttp", "hooks", "mirrors", "refs"},
+	"mirrors":       {"refs", "gitops", "watchfile"},
+	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
@@ -232,10 +233,24 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 	for _, k := range cfg.FetchTokenKeys {
 		keys = append(keys, []byte(k))
 	}
+	// One access file per process, shared by the API and the hooks, so
+	// one re-read serves both.
+	var accessFile *access.File
+	if cfg.Access != "" {
+		accessFile = &access.File{Path: cfg.Access, Logger: logger}
+		if err := accessFile.Load(); err != nil {
+			return nil, err
+		}
+	}
+	var perProject hooks.ProjectSecrets
+	if accessFile != nil {
+		perProject = accessFile
+	}
 	return api.New(api.Config{
 		Pins:           svc,
 		Projects:       projects,
 		Tokens:         tokens,
+		Access:         accessFile,
 		FetchURL:       fetchBase,
 		Logger:         logger,
 		Registry:       registry,
@@ -249,6 +264,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 			// An event time lives as long as a pin may.
 			Deliveries: &hooks.RedisDeliveries{Client: svc.Store.Client, Keys: svc.Store.Keys, EventTTL: svc.Policy.MaxAge},
 			Secrets:    cfg.Hooks,
+			PerProject: perProject,
 			Metrics:    hooks.NewMetrics(registry),
 			Logger:     logger,
 		},

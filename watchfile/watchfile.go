@@ -1,0 +1,74 @@
+package watchfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+)
+
+// File is one watched file. Its zero value with Path set is ready; it is
+// safe for concurrent use.
+type File struct {
+	// Path is the file.
+	Path string
+
+	mu sync.Mutex
+	// stamp is the file as last read (good or bad); seen says there was a
+	// read at all.
+	stamp   stamp
+	seen    bool
+	lastErr error
+}
+
+type stamp struct {
+	modTime time.Time
+	size    int64
+}
+
+// ReadError is a file that could not be stat'ed or read. Reason never quotes
+// the file's content.
+type ReadError struct {
+	Path   string
+	Reason string
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("%s: %s", e.Path, e.Reason) }
+
+// Load calls parse with the file's bytes when the file changed since the
+// last call (or always, with force). changed says whether parse ran now;
+// err is the error of the read or parse now, or, when nothing changed, the
+// error of the last read (a bad file stays bad until it changes, without
+// being read again on every use). The caller keeps whatever parse built
+// only when err is nil, so a bad edit leaves the last good version in force.
+func (f *File) Load(force bool, parse func(raw []byte) error) (changed bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := os.Stat(f.Path)
+	if err != nil {
+		reason := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			reason = pe.Err.Error()
+		}
+		err = &ReadError{Path: f.Path, Reason: reason}
+		// A missing file is a change worth one log line, then quiet.
+		changed = !f.seen || f.lastErr == nil || f.lastErr.Error() != err.Error()
+		f.seen, f.stamp, f.lastErr = true, stamp{}, err
+		return changed, err
+	}
+	now := stamp{modTime: st.ModTime(), size: st.Size()}
+	if !force && f.seen && now == f.stamp {
+		return false, f.lastErr
+	}
+	raw, err := os.ReadFile(f.Path)
+	if err != nil {
+		err = &ReadError{Path: f.Path, Reason: "cannot be read"}
+	} else {
+		err = parse(raw)
+	}
+	f.seen, f.stamp, f.lastErr = true, now, err
+	return true, err
+}
