@@ -92,6 +92,9 @@ type serveConfig struct {
 	Credentials string
 	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
 	UpstreamTimeout time.Duration
+	// UpstreamAllow is the comma-separated patterns a mirror's upstream
+	// must match (mirrors.ParseUpstreamPolicy).
+	UpstreamAllow string
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
@@ -196,6 +199,8 @@ var serveFlags = []serveFlag{
 		holdsSecret(),
 	newFlag("upstream-timeout", "the longest one upstream fetch may take",
 		gitops.DefaultUpstreamTimeout, func(c *serveConfig) *time.Duration { return &c.UpstreamTimeout }, durationCodec, checkPositive),
+	newFlag("upstream-allow", "comma-separated `patterns` scheme://host[:port][/path-prefix] a mirror's upstream must match; internal addresses only where a pattern names the host",
+		mirrors.DefaultUpstreamAllow, func(c *serveConfig) *string { return &c.UpstreamAllow }, stringCodec, checkUpstreamAllow),
 	newFlag("maintenance-interval", "how often git's housekeeping (gc --auto) runs in each mirror; 0: never",
 		time.Hour, func(c *serveConfig) *time.Duration { return &c.MaintenanceInterval }, durationCodec, checkNotNegative[time.Duration](" (0: off)")),
 	newFlag("maintenance-timeout", "the longest one mirror's housekeeping may take",
@@ -471,6 +476,11 @@ func checkFetchURL(s string) error {
 
 func checkRedisURL(s string) error {
 	_, err := redisOptions(s)
+	return err
+}
+
+func checkUpstreamAllow(list string) error {
+	_, err := mirrors.ParseUpstreamPolicy(list)
 	return err
 }
 
