@@ -2,8 +2,8 @@ package testdata
 
 import (
 	"bytes"
-	"encoding/json"
 	"crypto/subtle"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cgi"
