@@ -1,7 +1,6 @@
 package systest
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,11 +20,10 @@ func TestMirrorEndToEnd(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-timeout", "30s"}
+	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--upstream-timeout", "30s"}
 	srv := startServer(t, args...)
 	const api = "/api/v1/projects/mirrors%2Fgh"
 

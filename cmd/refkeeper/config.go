@@ -194,7 +194,7 @@ var serveFlags = []serveFlag{
 	newFlag("debug-listen", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off",
 		"", func(c *serveConfig) *string { return &c.DebugListen }, stringCodec, checkEmptyOr(checkHostPort)),
 	// Its loader's errors name the file already.
-	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"]}}, read again when it changes",
+	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"], \"projects\": [\"group/*\"]}} (hosts required), read again when it changes",
 		"", func(c *serveConfig) *string { return &c.Credentials }, stringCodec, checkEmptyOr(checkCredentials)).
 		holdsSecret(),
 	newFlag("upstream-timeout", "the longest one upstream fetch may take",
