@@ -3,12 +3,16 @@ package mirrors
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/refs"
@@ -337,5 +341,92 @@ func TestFetchForPinChecksThePolicyAgain(t *testing.T) {
 	}
 	if n := u.Fetches() + u.Refused() - before; n != 0 {
 		t.Errorf("the upstream was reached %d times after the policy stopped allowing it", n)
+	}
+}
+
+// startDNS serves A records for names over UDP on loopback, as a resolver
+// of the network would, and answers a resolver that asks it alone.
+func startDNS(t *testing.T, records map[string][]netip.Addr) *net.Resolver {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+			b.EnableCompression()
+			_ = b.StartQuestions()
+			_ = b.Question(q)
+			_ = b.StartAnswers()
+			name := strings.TrimSuffix(q.Name.String(), ".")
+			for _, a := range records[name] {
+				rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}
+				switch {
+				case q.Type == dnsmessage.TypeA && a.Is4():
+					_ = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+				case q.Type == dnsmessage.TypeAAAA && a.Is6():
+					_ = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+				}
+			}
+			msg, err := b.Finish()
+			if err == nil {
+				_, _ = conn.WriteTo(msg, from)
+			}
+		}
+	}()
+	addr := conn.LocalAddr().String()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", addr)
+	}}
+}
+
+// A name whose DNS answer is internal is refused through "*" (a public
+// looking name mapped to a private address, or with one internal address
+// among public ones); named by a pattern it is allowed, and git is handed
+// exactly the addresses the answer held.
+func TestUpstreamPolicyChecksWhatTheNameResolvesTo(t *testing.T) {
+	ctx := context.Background()
+	resolver := startDNS(t, map[string][]netip.Addr{
+		"public.example.org":   {netip.MustParseAddr("93.184.216.34")},
+		"private.example.org":  {netip.MustParseAddr("10.0.0.5")},
+		"mixed.example.org":    {netip.MustParseAddr("93.184.216.34"), netip.MustParseAddr("192.168.1.20")},
+		"metadata.example.org": {netip.MustParseAddr("169.254.169.254")},
+		"v6.example.org":       {netip.MustParseAddr("fd00::1")},
+	})
+	policy := mustPolicy(t, "https://*,https://private.example.org")
+	policy.Resolver = resolver
+	got, err := policy.Check(ctx, "https://public.example.org/group/app.git")
+	if err != nil || !slices.Equal(got.Resolve, []string{"public.example.org:443:93.184.216.34"}) {
+		t.Errorf("public name: %v %v, want it pinned to 93.184.216.34", got, err)
+	}
+	got, err = policy.Check(ctx, "https://private.example.org/group/app.git")
+	if err != nil || !slices.Equal(got.Resolve, []string{"private.example.org:443:10.0.0.5"}) {
+		t.Errorf("private name named by a pattern: %v %v, want it pinned to 10.0.0.5", got, err)
+	}
+	for _, name := range []string{"mixed", "metadata", "v6"} {
+		if _, err := policy.Check(ctx, "https://"+name+".example.org/group/app.git"); !IsUpstreamNotAllowed(err) {
+			t.Errorf("%s.example.org through *: %v, want not allowed", name, err)
+		}
+	}
+	var unavail *gitops.UpstreamUnavailableError
+	if _, err := policy.Check(ctx, "https://none.example.org/x.git"); !errors.As(err, &unavail) {
+		t.Errorf("a name that does not resolve: %v, want UpstreamUnavailableError", err)
 	}
 }
