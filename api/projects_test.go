@@ -531,7 +531,7 @@ func TestMirrorCredentialBoundToHosts(t *testing.T) {
 func TestMirrorNamesThatCannotBeRepositories(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute)
 	body := fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, f.upstream.URL())
-	for _, name := range []string{"group/app.git/x", "group/app.git", "mirrors/" + strings.Repeat("a", 252)} {
+	for _, name := range []string{"group/app.git/x", "group/app.git", "m/" + strings.Repeat("a", 252), strings.Repeat("b", 253)} {
 		a := f.do(t, http.MethodPut, "/api/v1/projects/"+strings.ReplaceAll(name, "/", "%2F"), body)
 		if a.status != http.StatusBadRequest || a.errCode() != "invalid_request" {
 			t.Errorf("PUT mirror %.40s…: %d %s, want 400 invalid_request", name, a.status, a.raw)
