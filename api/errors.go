@@ -36,6 +36,7 @@ const (
 	codeProjectConflict  = "project_conflict"
 	codeUpstreamDown     = "upstream_unavailable"
 	codeUpstreamRejected = "upstream_rejected"
+	codeUpstreamRefused  = "upstream_not_allowed"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -95,6 +96,7 @@ func toHTTPError(err error) *httpError {
 		upDown      *mirrors.UpstreamUnavailableError
 		upRejected  *mirrors.UpstreamRejectedError
 		upNoRef     *mirrors.UpstreamRefNotFoundError
+		upRefused   *mirrors.UpstreamNotAllowedError
 		gitRefused  *githttp.Error
 	)
 	switch {
@@ -116,6 +118,9 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeMergeRefNotFound, Message: noMergeRef.Error()}
 	case errors.As(err, &projConfl):
 		return &httpError{Status: http.StatusConflict, Code: codeProjectConflict, Message: projConfl.Error()}
+	case errors.As(err, &upRefused):
+		// One message whatever the reason: the detail is for the log.
+		return &httpError{Status: http.StatusForbidden, Code: codeUpstreamRefused, Message: upRefused.Error(), Err: err}
 	case errors.As(err, &upDown):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUpstreamDown, Message: upDown.Error(), Err: err}
 	case errors.As(err, &upRejected):

@@ -312,6 +312,12 @@ func TestOpenAPIAnswers(t *testing.T) {
 	const bad = "/api/v1/projects/..%2Fetc"
 
 	// One request per operation, for the answers every operation can give.
+	// An upstream the policy of withProjects allows (a directory, no
+	// repository: its clone fails later).
+	nowhere := filepath.Join(t.TempDir(), "nowhere.git")
+	if err := os.Mkdir(nowhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	every := []call{
 		{method: "PUT", path: p + "/pipelines/70/ref", body: good},
 		{method: "GET", path: p + "/pipelines/70/ref"},
@@ -321,7 +327,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 		{method: "POST", path: p + "/merge_requests/12/close"},
 		{method: "POST", path: "/api/v1/gc"},
 		{method: "GET", path: "/api/v1/projects"},
-		{method: "PUT", path: "/api/v1/projects/mirrors%2Fx", body: `{"upstream":"file:///nowhere.git"}`},
+		{method: "PUT", path: "/api/v1/projects/mirrors%2Fx", body: `{"upstream":"file://` + nowhere + `"}`},
 		{method: "GET", path: p},
 		{method: "DELETE", path: "/api/v1/projects/mirrors%2Fx"},
 	}
@@ -730,7 +736,12 @@ func narrowedCodes(doc map[string]any, r map[string]any) []string {
 func withProjects(t *testing.T) func(*api.Config) {
 	return func(cfg *api.Config) {
 		svc := cfg.Pins.(*refs.Service)
-		projects := &mirrors.Projects{Repos: svc.Repos, Fetcher: &gitops.Fetcher{Root: svc.Repos}, Store: svc.Store}
+		// Its mirrors' upstreams are file:// repositories of the tests.
+		policy, err := mirrors.ParseUpstreamPolicy("file://" + os.TempDir() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		projects := &mirrors.Projects{Repos: svc.Repos, Fetcher: &gitops.Fetcher{Root: svc.Repos}, Store: svc.Store, Policy: policy}
 		t.Cleanup(projects.Close)
 		svc.Mirrors = projects
 		cfg.Projects = projects
@@ -806,6 +817,7 @@ func projectRows(t *testing.T, f *fixture) []call {
 		{name: "await the clone", method: "AWAIT", path: mirror},
 		{name: "register again", method: "PUT", path: mirror, body: register, status: 200},
 		{name: "register over a local project", method: "PUT", path: p, body: register, status: 409, code: "project_conflict"},
+		{name: "register an upstream the policy refuses", method: "PUT", path: "/api/v1/projects/mirrors%2Fno", body: `{"upstream":"file:///etc/x.git"}`, status: 403, code: "upstream_not_allowed"},
 		{name: "register with a password in the URL", method: "PUT", path: mirror, body: `{"upstream":"https://u:pw@git.example.com/x.git"}`, status: 400, code: "invalid_request"},
 		{name: "register without upstream", method: "PUT", path: mirror, body: `{"host":"gitlab"}`, status: 400, code: "invalid_request", docRejects: true},
 		{name: "register an unknown host kind", method: "PUT", path: mirror, body: `{"upstream":"file:///x.git","host":"bitbucket"}`, status: 400, code: "invalid_request", docRejects: true},
@@ -843,6 +855,17 @@ func mirrorUpstreamRows(t *testing.T, k *contract) {
 	c = pin(2)
 	c.name, c.status, c.code = "upstream refuses the credentials", 502, "upstream_rejected"
 	k.send(t, m.srv.URL, c)
+	// The operator narrows the credential to other projects: the next
+	// fetch of this mirror may no longer use it.
+	narrowed, _ := json.Marshal(map[string]map[string]any{"upstream": {"username": testdata.UpstreamUser,
+		"password": "rotated", "hosts": []string{m.upstream.CredentialHost()}, "projects": []string{"acme/*"}}})
+	if err := os.WriteFile(m.creds, narrowed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = pin(4)
+	c.name, c.status, c.code = "the credential is not for the project", 403, "upstream_not_allowed"
+	k.send(t, m.srv.URL, c)
+	writeCredentials(t, m.creds, m.upstream, "rotated")
 	m.upstream.Stop()
 	c = pin(3)
 	c.name, c.status, c.code = "upstream gone", 503, "upstream_unavailable"

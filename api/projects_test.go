@@ -41,7 +41,7 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 	root, g, r := fx.Dir, fx.Git, fx.Redis
 	u := testdata.StartUpstream(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	writeCredentials(t, creds, testdata.UpstreamPassword)
+	writeCredentials(t, creds, u, testdata.UpstreamPassword)
 	logs := &testdata.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Registered first, so it runs last: after every clone has ended.
@@ -54,7 +54,13 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 	})
 	reposRoot, store := fx.Repos, fx.Store
 	reposRoot.Logger = logger
+	// The upstream is on loopback, which the default policy refuses.
+	policy, err := mirrors.ParseUpstreamPolicy(testdata.LoopbackUpstreams)
+	if err != nil {
+		t.Fatal(err)
+	}
 	projects := &mirrors.Projects{
+		Policy:          policy,
 		Repos:           reposRoot,
 		Fetcher:         &gitops.Fetcher{Root: reposRoot, Timeout: upstreamTimeout},
 		Store:           store,
@@ -87,9 +93,9 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 	}
 }
 
-func writeCredentials(t *testing.T, path, password string) {
+func writeCredentials(t *testing.T, path string, u *testdata.Upstream, password string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]map[string]string{"upstream": {"username": testdata.UpstreamUser, "password": password}})
+	body := u.CredentialsJSON("upstream", password)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, body, 0o600); err != nil {
 		t.Fatal(err)
@@ -307,7 +313,7 @@ func TestMirrorRegistrationRefusals(t *testing.T) {
 func TestMirrorCloneFailsThenRetries(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute)
 	u := f.upstream
-	writeCredentials(t, f.creds, "wrong-password")
+	writeCredentials(t, f.creds, f.upstream, "wrong-password")
 	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
 		t.Fatalf("PUT: %d %s", a.status, a.raw)
 	}
@@ -323,7 +329,7 @@ func TestMirrorCloneFailsThenRetries(t *testing.T) {
 		t.Errorf("a failed clone is in place (%v)", err)
 	}
 	// The file is fixed (a rotated token): the next PUT uses it.
-	writeCredentials(t, f.creds, testdata.UpstreamPassword)
+	writeCredentials(t, f.creds, f.upstream, testdata.UpstreamPassword)
 	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
 		t.Fatalf("PUT again: %d %s, want 202", a.status, a.raw)
 	}
@@ -396,7 +402,7 @@ func TestMirrorPinsFetchFromUpstream(t *testing.T) {
 	}
 	noneWritten(t, 6)
 	// The file catches up: read again, the next pin works.
-	writeCredentials(t, f.creds, "rotated")
+	writeCredentials(t, f.creds, f.upstream, "rotated")
 	if a := pin(6, `{"merge_request_iid": 1}`); a.status != http.StatusCreated {
 		t.Errorf("pin after the credentials file changed: %d %s, want 201", a.status, a.raw)
 	}
@@ -487,8 +493,9 @@ func waitUntil(t *testing.T, cond func() bool) {
 	}
 }
 
-// A credential bound to hosts is refused for an upstream elsewhere: whoever
-// may register mirrors cannot send it to a server of their own.
+// A credential bound to hosts is refused for an upstream elsewhere (whoever
+// may register mirrors cannot send it to a server of their own), and one
+// bound to projects for another project: 403 upstream_not_allowed.
 func TestMirrorCredentialBoundToHosts(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute)
 	u := f.upstream.URL()
@@ -499,13 +506,68 @@ func TestMirrorCredentialBoundToHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, u))
-	if a.status != http.StatusBadRequest || a.errCode() != "invalid_request" {
-		t.Fatalf("PUT with a credential for other hosts: %d %s, want 400 invalid_request", a.status, a.raw)
+	if a.status != http.StatusForbidden || a.errCode() != "upstream_not_allowed" {
+		t.Fatalf("PUT with a credential for other hosts: %d %s, want 403 upstream_not_allowed", a.status, a.raw)
+	}
+	body, _ = json.Marshal(map[string]map[string]any{
+		"upstream": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword,
+			"hosts": []string{f.upstream.CredentialHost()}, "projects": []string{"acme/*"}},
+	})
+	if err := os.WriteFile(f.creds, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a = f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, u))
+	if a.status != http.StatusForbidden || a.errCode() != "upstream_not_allowed" {
+		t.Fatalf("PUT with a credential for other projects: %d %s, want 403 upstream_not_allowed", a.status, a.raw)
 	}
 	if a := f.do(t, http.MethodGet, mirrorPath, ""); a.status != http.StatusNotFound {
 		t.Errorf("after a refused PUT the project exists: %d %s", a.status, a.raw)
 	}
 	if f.upstream.Fetches()+f.upstream.Refused() != 0 {
 		t.Errorf("a refused PUT reached the upstream")
+	}
+}
+
+// A project name with a segment ending in .git would lie inside another
+// project's repository; a last segment too long for a directory entry
+// cannot be stored. Both are bad input (400), never an outage (503), and
+// nothing is made.
+func TestMirrorNamesThatCannotBeRepositories(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	body := fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, f.upstream.URL())
+	for _, name := range []string{"group/app.git/x", "group/app.git", "m/" + strings.Repeat("a", 252), strings.Repeat("b", 253)} {
+		a := f.do(t, http.MethodPut, "/api/v1/projects/"+strings.ReplaceAll(name, "/", "%2F"), body)
+		if a.status != http.StatusBadRequest || a.errCode() != "invalid_request" {
+			t.Errorf("PUT mirror %.40s…: %d %s, want 400 invalid_request", name, a.status, a.raw)
+		}
+		a = f.do(t, http.MethodPut, "/api/v1/projects/"+strings.ReplaceAll(name, "/", "%2F")+"/pipelines/7/ref", fmt.Sprintf(`{"sha": %q}`, f.c1))
+		if a.status != http.StatusBadRequest || a.errCode() != "invalid_request" {
+			t.Errorf("PUT pin in %.40s…: %d %s, want 400 invalid_request", name, a.status, a.raw)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(f.root, ".mirrors")); len(entries) != 0 {
+		t.Errorf("a refused name left %d entries in the staging area", len(entries))
+	}
+	if _, err := os.Stat(filepath.Join(f.root, "group", "app.git", "x.git")); !os.IsNotExist(err) {
+		t.Errorf("a project was made inside group/app's repository (%v)", err)
+	}
+}
+
+// With the default policy a loopback upstream is refused at once, as 403
+// upstream_not_allowed, before anything is written or connected to.
+func TestMirrorLoopbackUpstreamRefusedByDefault(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	f.projects.Policy = nil // the default, https://*
+	for _, up := range []string{f.upstream.URL(), strings.Replace(f.upstream.URL(), "127.0.0.1", "localhost", 1), "http://169.254.169.254/latest/meta-data/", "file://" + f.upstream.Repo.Dir} {
+		a := f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q}`, up))
+		if a.status != http.StatusForbidden || a.errCode() != "upstream_not_allowed" {
+			t.Errorf("PUT mirror of %s: %d %s, want 403 upstream_not_allowed", up, a.status, a.raw)
+		}
+	}
+	if a := f.do(t, http.MethodGet, mirrorPath, ""); a.status != http.StatusNotFound {
+		t.Errorf("after refused PUTs the project exists: %d %s", a.status, a.raw)
+	}
+	if n := f.upstream.Fetches() + f.upstream.Refused(); n != 0 {
+		t.Errorf("the loopback upstream was reached %d times", n)
 	}
 }

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,14 +13,11 @@ import (
 )
 
 // writeCredentials writes the server's --credentials file with the one
-// credential "gh" for the test upstream, and answers its path.
-func writeCredentials(tb testing.TB, password string) string {
+// credential "gh" for the test upstream u, and answers its path.
+func writeCredentials(tb testing.TB, u *testdata.Upstream, password string) string {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "credentials.json")
-	body, err := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": password}})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	body := u.CredentialsJSON("gh", password)
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -57,7 +53,8 @@ func TestProjectsAgainstServer(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "", "--repos", root, "--redis", r.URL(),
-		"--credentials", writeCredentials(t, testdata.UpstreamPassword), "--upstream-timeout", "30s")
+		"--credentials", writeCredentials(t, u, testdata.UpstreamPassword), "--upstream-timeout", "30s",
+		"--upstream-allow", testdata.LoopbackUpstreams)
 	ctx := t.Context()
 	c := newClient(t, srv.Base, apiToken, client.Options{})
 	const mirror = "mirrors/gh"
@@ -130,7 +127,8 @@ func TestUpstreamErrorsAgainstServer(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	srv := startServer(t, "", "--repos", t.TempDir(), "--redis", r.URL(),
-		"--credentials", writeCredentials(t, testdata.UpstreamPassword), "--upstream-timeout", "30s")
+		"--credentials", writeCredentials(t, u, testdata.UpstreamPassword), "--upstream-timeout", "30s",
+		"--upstream-allow", testdata.LoopbackUpstreams)
 	ctx := t.Context()
 	var events []client.RetryEvent
 	const maxDelay = 200 * time.Millisecond

@@ -34,6 +34,12 @@ type Upstream struct {
 	URL string
 	// Credential, when not nil, is handed to git when the upstream asks.
 	Credential *Credential
+	// Resolve pins the addresses git connects to, as curl's
+	// CURLOPT_RESOLVE entries "host:port:addr[,addr]" (git's
+	// http.curloptResolve): whoever checked the upstream's addresses
+	// hands them over, so git does not look the host up again and
+	// connect somewhere else (a DNS answer that changed in between).
+	Resolve []string
 }
 
 // credentialHelper is the helper git asks for the upstream's credential. It
@@ -64,8 +70,10 @@ const fetchedMarker = "refkeeper-fetched"
 
 // fetchConfig are the settings of every upstream fetch: protocol v2 (its
 // ref-prefix filter keeps the listing to the refs asked for), no automatic
-// maintenance (a fetch stays bounded; housekeeping runs on its own) and no
-// prompts or configured credential helpers.
+// maintenance (a fetch stays bounded; housekeeping runs on its own), no
+// prompts or configured credential helpers, and no redirects: the upstream
+// was checked against the service's policy, the target of a redirect was
+// not (nor are http-alternates, which git follows only with redirects).
 var fetchConfig = []string{
 	"-c", "protocol.version=2",
 	"-c", "maintenance.auto=false",
@@ -73,7 +81,30 @@ var fetchConfig = []string{
 	"-c", "fetch.writeCommitGraph=false",
 	"-c", "credential.helper=",
 	"-c", "core.askPass=",
-	"-c", "http.followRedirects=initial",
+	"-c", "http.followRedirects=false",
+}
+
+// transportConfig lets git use the upstream's own transport and no other
+// (a redirect or a submodule cannot switch it to another), and pins the
+// host's addresses.
+func transportConfig(up Upstream) ([]string, error) {
+	u, err := url.Parse(up.URL)
+	if err != nil {
+		return nil, &InvalidNameError{Kind: "upstream", Value: up.URL, Reason: "is not a URL"}
+	}
+	switch u.Scheme {
+	case "http", "https", "file":
+	default:
+		return nil, &InvalidNameError{Kind: "upstream", Value: up.URL, Reason: "scheme must be http, https or file"}
+	}
+	args := []string{"-c", "protocol.allow=never", "-c", "protocol." + u.Scheme + ".allow=always"}
+	for _, r := range up.Resolve {
+		if strings.ContainsAny(r, " \t\r\n") {
+			return nil, &InvalidNameError{Kind: "upstream resolution", Value: r, Reason: "has white space"}
+		}
+		args = append(args, "-c", "http.curloptResolve="+r)
+	}
+	return args, nil
 }
 
 // checkRefspec accepts "<src>:<dst>" with an optional "+", where dst is not
@@ -112,6 +143,11 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 		}
 	}
 	args := append([]string{}, fetchConfig...)
+	transport, err := transportConfig(up)
+	if err != nil {
+		return err
+	}
+	args = append(args, transport...)
 	var pipeR, pipeW *os.File
 	if up.Credential != nil {
 		helper, err := credentialHelper(up.URL)
@@ -140,7 +176,7 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	if err == nil {
 		// Its time is the last good fetch (git's own FETCH_HEAD is
 		// rewritten by failed fetches too).
@@ -153,6 +189,7 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 }
 
 var (
+	redirectRe   = regexp.MustCompile(`returned error: 3[0-9][0-9]`)
 	missingRefRe = regexp.MustCompile(`couldn't find remote ref (\S+)`)
 	notOurRefRe  = regexp.MustCompile(`not our ref ([0-9a-f]{40})`)
 )
@@ -164,6 +201,9 @@ func classifyFetch(ctx context.Context, url, stderr string, err error, took time
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return &UpstreamUnavailableError{Upstream: url, Reason: fmt.Sprintf("no answer within %s", took.Round(time.Millisecond)),
 			Err: errors.Join(ctxErr, cause)}
+	}
+	if redirectRe.MatchString(stderr) {
+		return &UpstreamRedirectError{Upstream: url, Err: cause}
 	}
 	if m := missingRefRe.FindStringSubmatch(stderr); m != nil {
 		return &UpstreamRefNotFoundError{Upstream: url, Ref: m[1]}

@@ -347,3 +347,44 @@ func TestCredentialStaysWithItsHost(t *testing.T) {
 		t.Error("the credential was not sent to its own upstream's host")
 	}
 }
+
+// git connects to the addresses it is handed (http.curloptResolve), not to
+// what it would look up itself: a name no resolver knows reaches the
+// upstream through its pinned address. A redirect is not followed and is
+// its own error.
+func TestFetchUsesThePinnedResolutionAndNoRedirect(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	port := u.BaseURL()[strings.LastIndexByte(u.BaseURL(), ':')+1:]
+	pinned := Upstream{
+		URL:        "http://refkeeper-pinned.invalid:" + port + "/" + testdata.UpstreamProject + ".git",
+		Credential: upstreamCredential,
+		Resolve:    []string{"refkeeper-pinned.invalid:" + port + ":127.0.0.1"},
+	}
+	if err := root.FetchStaged(context.Background(), name, pinned, CloneRefspecs()); err != nil {
+		t.Fatalf("fetch through the pinned address: %v", err)
+	}
+	if u.Fetches() != 1 {
+		t.Errorf("the upstream served %d fetches, want 1", u.Fetches())
+	}
+	unpinned := pinned
+	unpinned.Resolve = nil
+	var unavail *UpstreamUnavailableError
+	if err := root.FetchStaged(context.Background(), name, unpinned, CloneRefspecs()); !errors.As(err, &unavail) {
+		t.Errorf("without the pin the name resolved: %v", err)
+	}
+
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, u.BaseURL()+r.URL.RequestURI(), http.StatusMovedPermanently)
+	}))
+	t.Cleanup(redirector.Close)
+	before := u.Fetches() + u.Refused()
+	var redirect *UpstreamRedirectError
+	err := root.FetchStaged(context.Background(), name, Upstream{URL: redirector.URL + "/" + testdata.UpstreamProject + ".git"}, CloneRefspecs())
+	if !errors.As(err, &redirect) {
+		t.Errorf("a redirecting upstream: %v, want UpstreamRedirectError", err)
+	}
+	if n := u.Fetches() + u.Refused() - before; n != 0 {
+		t.Errorf("the redirect was followed: the target saw %d requests", n)
+	}
+}

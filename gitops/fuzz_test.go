@@ -10,7 +10,7 @@ import (
 // FuzzParseProjectName: whatever is accepted joins to a path inside the root
 // and round-trips unchanged.
 func FuzzParseProjectName(f *testing.F) {
-	for _, s := range []string{"group/app", "..", "a/../b", "/etc/passwd", "a\x00b", "%2E%2E", "a//b", ".git", "x/"} {
+	for _, s := range []string{"group/app", "..", "a/../b", "/etc/passwd", "a\x00b", "%2E%2E", "a//b", ".git", "x/", "demo/app.git/x", "app.git"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -25,10 +25,16 @@ func FuzzParseProjectName(f *testing.F) {
 		if joined := filepath.Join("/root", s+".git"); joined != "/root/"+s+".git" {
 			t.Fatalf("accepted %q does not join verbatim: %s", s, joined)
 		}
-		for _, seg := range strings.Split(s, "/") {
-			if seg == "" || seg[0] == '.' {
+		segs := strings.Split(s, "/")
+		for _, seg := range segs {
+			// A segment ending in .git would put a project inside
+			// another's repository.
+			if seg == "" || seg[0] == '.' || strings.HasSuffix(seg, ".git") {
 				t.Fatalf("accepted %q with segment %q", s, seg)
 			}
+		}
+		if last := segs[len(segs)-1]; len(last+".git") > 255 {
+			t.Fatalf("accepted %q, whose repository's name %q does not fit in a directory entry", s, last+".git")
 		}
 	})
 }

@@ -14,18 +14,43 @@ type ProjectName string
 // MaxProjectNameLen is the longest project name accepted, in bytes.
 const MaxProjectNameLen = 255
 
+// repoSuffix ends the directory name of every repository below the root.
+const repoSuffix = ".git"
+
+// maxFileNameLen is the file systems' NAME_MAX: the longest name of one
+// directory entry. The last segment of a name becomes "<segment>.git", so
+// it may be at most maxFileNameLen-len(repoSuffix) bytes; longer, the
+// mkdir or rename fails with ENAMETOOLONG, which is bad input, not an
+// outage.
+const maxFileNameLen = 255
+
 // ParseProjectName validates s: 1 to 255 bytes of segments [A-Za-z0-9._-]+
-// joined by "/", where no segment is "." or ".." or starts with ".".
+// joined by "/", where no segment is "." or "..", starts with "." or ends in
+// ".git", and the last one is at most 251 bytes (it is stored as
+// "<segment>.git", which must fit in one directory entry).
+//
+// A segment ending in ".git" is refused because the repository of
+// "demo/app" is the directory demo/app.git: a project "demo/app.git/x"
+// would lie inside it, and whatever git does in the outer repository
+// (pack-refs, gc) would reach into the inner one.
 func ParseProjectName(s string) (ProjectName, error) {
 	if len(s) == 0 || len(s) > MaxProjectNameLen {
 		return "", &InvalidNameError{Kind: "project name", Value: s, Reason: "must be 1 to 255 characters"}
 	}
-	for _, seg := range strings.Split(s, "/") {
+	segs := strings.Split(s, "/")
+	if last := segs[len(segs)-1]; len(last)+len(repoSuffix) > maxFileNameLen {
+		return "", &InvalidNameError{Kind: "project name", Value: s,
+			Reason: "has a last path segment longer than " + strconv.Itoa(maxFileNameLen-len(repoSuffix)) + " characters"}
+	}
+	for _, seg := range segs {
 		if seg == "" {
 			return "", &InvalidNameError{Kind: "project name", Value: s, Reason: "has an empty path segment"}
 		}
 		if seg[0] == '.' {
 			return "", &InvalidNameError{Kind: "project name", Value: s, Reason: "has a path segment starting with '.'"}
+		}
+		if strings.HasSuffix(seg, repoSuffix) {
+			return "", &InvalidNameError{Kind: "project name", Value: s, Reason: "has a path segment ending in \".git\""}
 		}
 		for i := 0; i < len(seg); i++ {
 			if !isNameByte(seg[i]) {

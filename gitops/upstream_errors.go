@@ -34,6 +34,20 @@ func (e *UpstreamRejectedError) Error() string {
 
 func (e *UpstreamRejectedError) Unwrap() error { return e.Err }
 
+// UpstreamRedirectError is an upstream that answered with a redirect, which
+// git was told not to follow: where it points was never checked against
+// the service's upstream policy. Nothing was written.
+type UpstreamRedirectError struct {
+	Upstream string
+	Err      error
+}
+
+func (e *UpstreamRedirectError) Error() string {
+	return fmt.Sprintf("upstream %s redirects elsewhere; redirects are not followed", e.Upstream)
+}
+
+func (e *UpstreamRedirectError) Unwrap() error { return e.Err }
+
 // UpstreamRefNotFoundError is a ref (or an object asked for by SHA) that the
 // upstream does not have.
 type UpstreamRefNotFoundError struct {

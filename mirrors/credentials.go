@@ -14,14 +14,18 @@ import (
 )
 
 // CredentialFile is the --credentials file: named upstream credentials,
-// {"name": {"username": "…", "password": "…"}}, each optionally bound to
-// the hosts it is for ("hosts": ["github.com"]): a mirror whose upstream
-// is on another host cannot use it, so whoever may register mirrors cannot
-// point a credential at a server of their own. It is read again when its
-// modification time or size changed since the last read (checked on every
-// use: one stat), so a token rotated hourly by whatever writes the file is
-// used from its next fetch on. Secrets stay in memory: no method returns
-// them in an error, and Credential values print without the password.
+// {"name": {"username": "…", "password": "…", "hosts": ["github.com"],
+// "projects": ["acme/*"]}}. Each is bound to the hosts it is for (required):
+// a credential goes only over https to those hosts, or over http to a host
+// written "http://host[:port]", so whoever may register mirrors cannot
+// point a credential at a server of their own; and to the projects whose
+// mirrors may use it (project patterns; default every project). It is read
+// again when its modification time or size changed since the last read
+// (checked on every use: one stat), so a token rotated hourly by whatever
+// writes the file is used from its next fetch on; a file that became
+// unreadable or invalid leaves the entries last read in force. Secrets stay
+// in memory: no method returns them in an error, and Credential values
+// print without the password.
 type CredentialFile struct {
 	// Path is the file; empty: no credentials at all.
 	Path string
@@ -33,22 +37,56 @@ type CredentialFile struct {
 
 // storedCredential is one entry of the file.
 type storedCredential struct {
-	cred  gitops.Credential
-	hosts []string // empty: any host
+	cred     gitops.Credential
+	hosts    []credentialHost
+	projects []gitops.ProjectPattern
+}
+
+// credentialHost is one entry of "hosts": a host and port a credential may
+// be sent to, over https, or over http when written "http://host[:port]".
+type credentialHost struct {
+	scheme string // https or http
+	host   string // lower case, as url.URL.Hostname answers it
+	port   string // never empty: the scheme's own when not written
+}
+
+// parseCredentialHost reads "host[:port]" or "http://host[:port]".
+func parseCredentialHost(s string) (credentialHost, bool) {
+	scheme, rest := "https", s
+	if r, ok := strings.CutPrefix(s, "http://"); ok {
+		scheme, rest = "http", r
+	}
+	if rest == "" || strings.ContainsAny(rest, "/@ ?#\\") {
+		return credentialHost{}, false
+	}
+	u, err := url.Parse(scheme + "://" + rest)
+	if err != nil || u.Hostname() == "" {
+		return credentialHost{}, false
+	}
+	h := credentialHost{scheme: scheme, host: strings.ToLower(u.Hostname()), port: u.Port()}
+	if h.port == "" {
+		h.port = defaultPort(scheme)
+	}
+	return h, true
 }
 
 // allows reports whether the credential may be sent to the upstream at
-// rawURL: its host (with the port, as written) is one of the entry's hosts,
-// or the entry names none.
-func (c storedCredential) allows(rawURL string) bool {
-	if len(c.hosts) == 0 {
-		return true
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
+// rawURL for project p: the URL's scheme, host and port are one of the
+// entry's hosts, and a pattern of the entry covers p.
+func (c storedCredential) allows(rawURL string, p gitops.ProjectName) bool {
+	if !gitops.MatchAny(c.projects, p) {
 		return false
 	}
-	return slices.ContainsFunc(c.hosts, func(h string) bool { return strings.EqualFold(h, u.Host) })
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // file:// asks for no credential: none is handed over
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPort(u.Scheme)
+	}
+	want := credentialHost{scheme: u.Scheme, host: strings.ToLower(u.Hostname()), port: port}
+	return slices.Contains(c.hosts, want)
 }
 
 // CredentialFileError is a credentials file that cannot be read or is not
@@ -66,6 +104,7 @@ type credentialEntry struct {
 	Username string   `json:"username"`
 	Password string   `json:"password"`
 	Hosts    []string `json:"hosts"`
+	Projects []string `json:"projects"`
 }
 
 // Load reads the file now; cmd calls it at start-up so that a bad file
@@ -77,11 +116,12 @@ func (c *CredentialFile) Load() error {
 }
 
 // Lookup answers the credential of that name for the upstream at
-// upstreamURL. ok is false when the file has no such entry (or there is no
-// file); allowed is false when the entry is bound to other hosts. When the
-// file changed into something unreadable, the entries last read stay in use
-// and the error is returned alongside them, for the caller to log.
-func (c *CredentialFile) Lookup(name, upstreamURL string) (cred gitops.Credential, ok, allowed bool, err error) {
+// upstreamURL of project p. ok is false when the file has no such entry (or
+// there is no file); allowed is false when the entry is bound to other
+// hosts, another scheme or other projects. When the file changed into
+// something unreadable, the entries last read stay in use and the error is
+// returned alongside them, for the caller to log.
+func (c *CredentialFile) Lookup(name, upstreamURL string, p gitops.ProjectName) (cred gitops.Credential, ok, allowed bool, err error) {
 	if c == nil || c.Path == "" {
 		return gitops.Credential{}, false, false, nil
 	}
@@ -92,7 +132,7 @@ func (c *CredentialFile) Lookup(name, upstreamURL string) (cred gitops.Credentia
 	if !ok {
 		return gitops.Credential{}, false, false, err
 	}
-	return e.cred, true, e.allows(upstreamURL), err
+	return e.cred, true, e.allows(upstreamURL, p), err
 }
 
 // reloadLocked reads the file if it changed (or always, with force), the
@@ -114,7 +154,7 @@ func (c *CredentialFile) parseLocked(raw []byte) error {
 	if err := json.Unmarshal(raw, &parsed); err != nil {
 		// encoding/json's messages may quote a character of the input:
 		// say where, never what.
-		reason := "is not a JSON object of {\"username\", \"password\"} entries"
+		reason := "is not a JSON object of {\"username\", \"password\", \"hosts\"} entries"
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
 			reason = fmt.Sprintf("is not valid JSON (at byte %d)", syn.Offset)
@@ -126,12 +166,28 @@ func (c *CredentialFile) parseLocked(raw []byte) error {
 		if name == "" || e.Username == "" || e.Password == "" {
 			return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q needs a name, a username and a password", name)}
 		}
-		for _, h := range e.Hosts {
-			if h == "" || strings.ContainsAny(h, "/@ ") {
-				return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q has a host that is not host[:port]", name)}
-			}
+		if len(e.Hosts) == 0 {
+			return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q needs \"hosts\": the hosts it may be sent to", name)}
 		}
-		entries[name] = storedCredential{cred: gitops.Credential{Username: e.Username, Password: e.Password}, hosts: e.Hosts}
+		stored := storedCredential{cred: gitops.Credential{Username: e.Username, Password: e.Password}}
+		for _, h := range e.Hosts {
+			ch, ok := parseCredentialHost(h)
+			if !ok {
+				return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q has a host that is not host[:port] or http://host[:port]", name)}
+			}
+			stored.hosts = append(stored.hosts, ch)
+		}
+		if e.Projects == nil {
+			stored.projects = []gitops.ProjectPattern{gitops.AllProjects}
+		}
+		for _, raw := range e.Projects {
+			pat, err := gitops.ParseProjectPattern(raw)
+			if err != nil {
+				return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q has a project pattern that is not \"*\", a project name or name/*", name)}
+			}
+			stored.projects = append(stored.projects, pat)
+		}
+		entries[name] = stored
 	}
 	c.entries = entries
 	return nil

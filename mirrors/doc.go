@@ -11,7 +11,14 @@
 // head ref a merge request has on the mirror's host is refs.HostKind's
 // answer, the same one the pins use. Upstream credentials come from a file
 // (CredentialFile) read again when it changes, each bound to the hosts it is
-// for.
+// for and the projects that may use it.
+//
+// Every upstream is checked against UpstreamPolicy (--upstream-allow) at
+// registration and before every fetch: the patterns, then the addresses the
+// host resolves to (internal ones only through a pattern naming the host),
+// which are handed to git pinned (gitops.Upstream.Resolve). A refusal, a
+// redirect or a credential not for that host or project is
+// *UpstreamNotAllowedError, one message whatever the reason.
 //
 // Replicas sharing one repos root share a mirror's fetches (FetchLeases:
 // one replica fetches at a time, the others reuse what it fetched), through

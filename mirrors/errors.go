@@ -65,10 +65,13 @@ func upstreamError(p refs.Project, op string, err error) error {
 		unavail  *gitops.UpstreamUnavailableError
 		rejected *gitops.UpstreamRejectedError
 		missing  *gitops.UpstreamRefNotFoundError
+		redirect *gitops.UpstreamRedirectError
 	)
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &redirect):
+		return &UpstreamNotAllowedError{Upstream: redirect.Upstream, Detail: "answered with a redirect"}
 	case errors.As(err, &unavail):
 		return &UpstreamUnavailableError{Project: p, Reason: unavail.Reason, Cause: err}
 	case errors.As(err, &rejected):

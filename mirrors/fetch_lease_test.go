@@ -2,7 +2,6 @@ package mirrors
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,11 +25,16 @@ func newReplica(t *testing.T, dir, creds string, store *refs.Store) *replica {
 	t.Helper()
 	root := &gitops.Root{Dir: dir}
 	t.Cleanup(root.Close)
+	policy, err := ParseUpstreamPolicy(testdata.LoopbackUpstreams)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &Projects{
 		Repos:       root,
 		Fetcher:     &gitops.Fetcher{Root: root, Lease: &FetchLeases{Store: store, TTL: time.Minute}},
 		Store:       store,
 		Credentials: &CredentialFile{Path: creds},
+		Policy:      policy,
 	}
 	t.Cleanup(p.Close)
 	return &replica{root: root, projects: p}
@@ -51,8 +55,7 @@ func TestReplicasShareMirrorFetches(t *testing.T) {
 	dir := t.TempDir()
 	u := testdata.StartUpstream(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"up": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	store := &refs.Store{Client: testdata.StartRedis(t).Client(t)}

@@ -122,12 +122,12 @@ func (s *Projects) record(p refs.Project) (gitops.ProjectInfo, error) {
 // fetch runs a shared fetch of refspecs into the mirror, its failures in
 // the domain's terms.
 func (s *Projects) fetch(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig, refspecs []string) error {
-	up, err := s.upstream(cfg)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	up, err := s.upstream(ctx, p, cfg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
-	defer cancel()
 	err = s.Fetcher.FetchMirror(ctx, p, up, refspecs)
 	if refs.IsProjectNotFound(err) { // deleted since its record was read
 		s.records.Forget(p)

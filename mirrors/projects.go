@@ -75,6 +75,10 @@ type Projects struct {
 	Store   *refs.Store
 	// Credentials are the named upstream credentials; nil: none.
 	Credentials *CredentialFile
+	// Policy says which upstreams a mirror may have (--upstream-allow),
+	// checked at registration and before every fetch. Nil: the default,
+	// DefaultUpstreamAllow.
+	Policy *UpstreamPolicy
 	// UpstreamTimeout bounds one upstream fetch, the first clone too.
 	// Zero: gitops.DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
@@ -138,25 +142,44 @@ func ParseUpstream(raw string) (string, error) {
 	return raw, nil
 }
 
-// upstream is how to reach the mirror's upstream now: its URL and the
-// credential its record names, read from the credentials file as it is now.
-func (s *Projects) upstream(cfg gitops.MirrorConfig) (gitops.Upstream, error) {
-	up := gitops.Upstream{URL: cfg.Upstream}
+// upstream is how to reach p's upstream now: checked against the policy
+// (its addresses resolved and pinned), with the credential its record
+// names as the credentials file is now, if that credential is for the
+// upstream's host and for p. A refusal is *UpstreamNotAllowedError, logged
+// with its detail here (the caller sees the same message whatever it is).
+func (s *Projects) upstream(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) (gitops.Upstream, error) {
+	checked, err := s.Policy.Check(ctx, cfg.Upstream)
+	if err != nil {
+		s.logRefusal(p, err)
+		return gitops.Upstream{}, err
+	}
+	up := gitops.Upstream{URL: checked.URL, Resolve: checked.Resolve}
 	if cfg.Credential == "" {
 		return up, nil
 	}
-	cred, ok, allowed, err := s.Credentials.Lookup(cfg.Credential, cfg.Upstream)
+	cred, ok, allowed, err := s.Credentials.Lookup(cfg.Credential, cfg.Upstream, p)
 	if err != nil {
 		s.logger().Warn("credentials file unreadable, using what was read before", "err", err)
 	}
 	if !ok {
-		return up, &UpstreamRejectedError{Project: "", Reason: "credential " + strconv.Quote(cfg.Credential) + " is not in the credentials file"}
+		return up, &UpstreamRejectedError{Project: p, Reason: "credential " + strconv.Quote(cfg.Credential) + " is not in the credentials file"}
 	}
 	if !allowed {
-		return up, &UpstreamRejectedError{Project: "", Reason: "credential " + strconv.Quote(cfg.Credential) + " is not for the upstream's host"}
+		err := &UpstreamNotAllowedError{Upstream: cfg.Upstream, Detail: "credential " + strconv.Quote(cfg.Credential) + " is not for this host or project"}
+		s.logRefusal(p, err)
+		return up, err
 	}
 	up.Credential = &cred
 	return up, nil
+}
+
+// logRefusal writes why the policy refused an upstream to the server's
+// log, the one place that says it.
+func (s *Projects) logRefusal(p refs.Project, err error) {
+	var na *UpstreamNotAllowedError
+	if errors.As(err, &na) {
+		s.logger().Warn("upstream not allowed", "project", string(p), "upstream", na.Upstream, "why", na.Detail)
+	}
 }
 
 // Register makes p a mirror of req.Upstream. created is true when a clone
@@ -174,17 +197,17 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		return ProjectInfo{}, false, err
 	}
 	if req.Credential != "" {
-		_, ok, allowed, _ := s.Credentials.Lookup(req.Credential, up)
-		if !ok {
+		if _, ok, _, _ := s.Credentials.Lookup(req.Credential, up, req.Project); !ok {
 			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
 				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
 		}
-		if !allowed {
-			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
-				Reason: strconv.Quote(req.Credential) + " is not for the upstream's host"}
-		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
+	// The policy and the credential's hosts and projects, before anything
+	// is written: a refused registration leaves no trace.
+	if _, err := s.upstream(ctx, req.Project, cfg); err != nil {
+		return ProjectInfo{}, false, err
+	}
 	defer s.records.Forget(req.Project)
 	for attempt := 0; attempt < 3; attempt++ {
 		pi, err := s.Repos.Project(req.Project)
@@ -307,7 +330,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) {
 }
 
 func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) error {
-	up, err := s.upstream(cfg)
+	up, err := s.upstream(ctx, p, cfg)
 	if err != nil {
 		return err
 	}
@@ -327,8 +350,14 @@ func publicError(err error) string {
 		rejected *gitops.UpstreamRejectedError
 		exists   *gitops.ProjectExistsError
 		own      *UpstreamRejectedError
+		refused  *UpstreamNotAllowedError
+		redirect *gitops.UpstreamRedirectError
 	)
 	switch {
+	case errors.As(err, &refused):
+		return refused.Error()
+	case errors.As(err, &redirect):
+		return (&UpstreamNotAllowedError{Upstream: redirect.Upstream}).Error()
 	case errors.As(err, &unavail):
 		return unavail.Error()
 	case errors.As(err, &rejected):

@@ -2,7 +2,6 @@ package systest
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -100,11 +99,10 @@ func benchMirrorOn(t *testing.T, root string, plan mirrorBenchSizes) ([]mirrorRo
 	r := testdata.StartRedis(t)
 	repos := filepath.Join(root, "repos")
 	creds := filepath.Join(root, "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"up": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, "--repos", repos, "--redis", r.URL(), "--role", "api", "--credentials", creds,
+	srv := startServer(t, "--repos", repos, "--redis", r.URL(), "--role", "api", "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams,
 		"--rate-limit-address", "0", "--rate-limit-token", "0", "--log-level", "warn")
 	client := benchClient(plan.concurrent)
 	const api = "/api/v1/projects/bench%2Fmirror"

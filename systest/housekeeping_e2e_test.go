@@ -1,7 +1,6 @@
 package systest
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -49,11 +48,10 @@ func TestMirrorHousekeepingAndMetricsEndToEnd(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--maintenance-interval", "1s")
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--maintenance-interval", "1s")
 	const api = "/api/v1/projects/mirrors%2Fgh"
 	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {
 		t.Fatalf("register = %d %v", code, pj)

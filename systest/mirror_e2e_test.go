@@ -1,7 +1,6 @@
 package systest
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,11 +20,10 @@ func TestMirrorEndToEnd(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-timeout", "30s"}
+	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--upstream-timeout", "30s"}
 	srv := startServer(t, args...)
 	const api = "/api/v1/projects/mirrors%2Fgh"
 
@@ -83,5 +81,82 @@ func TestMirrorEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(firstLogs+srv.Logs.String(), testdata.UpstreamPassword) {
 		t.Errorf("the server's log shows the upstream password")
+	}
+}
+
+// TestMirrorUpstreamPolicyEndToEnd: the built binary, as an attacker with an
+// API token would drive it. With the defaults a loopback upstream, the
+// metadata service and a local path are 403 upstream_not_allowed; with
+// loopback allowed, a credential server of the caller's own (answering 401
+// Basic and recording what it gets) receives no credential whatever is
+// registered: a credential for other hosts, for other projects, or a
+// redirect to it. Each refusal answers the same message.
+func TestMirrorUpstreamPolicyEndToEnd(t *testing.T) {
+	r := testdata.StartRedis(t)
+	trap := testdata.StartCredentialTrap(t)
+	rd := testdata.StartRedirector(t, trap.Host())
+	creds := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(creds, []byte(`{
+		"elsewhere": {"username": "bot", "password": "leak-1-elsewhere", "hosts": ["github.com"]},
+		"acme": {"username": "bot", "password": "leak-2-acme", "hosts": ["`+trap.Host()+`"], "projects": ["acme/*"]},
+		"redirector": {"username": "bot", "password": "leak-3-redirect", "hosts": ["`+rd.Host()+`"]}
+	}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defaults := startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--credentials", creds)
+	var messages []string
+	for _, up := range []string{trap.URL(), "http://169.254.169.254/latest/meta-data/", "file:///etc/x.git",
+		strings.Replace(trap.URL(), "127.0.0.1", "localhost", 1)} {
+		code, body := defaults.call(t, "PUT", "/api/v1/projects/mirrors%2Fx", fmt.Sprintf(`{"upstream": %q}`, up))
+		e, _ := body["error"].(map[string]any)
+		if code != 403 || e["code"] != "upstream_not_allowed" {
+			t.Errorf("default policy, %s: %d %v, want 403 upstream_not_allowed", up, code, body)
+		}
+		msg, _ := e["message"].(string)
+		messages = append(messages, strings.Replace(msg, up, "URL", 1))
+	}
+	for _, m := range messages[1:] {
+		if m != messages[0] {
+			t.Errorf("refusals tell reasons apart: %q vs %q", m, messages[0])
+		}
+	}
+
+	srv := startServer(t, "--repos", t.TempDir(), "--redis", r.URL(), "--credentials", creds,
+		"--upstream-allow", testdata.LoopbackUpstreams)
+	for _, tc := range []struct{ project, upstream, credential string }{
+		{"mirrors%2Fa", trap.URL(), "elsewhere"},
+		{"mirrors%2Fb", trap.URL(), "acme"},
+	} {
+		code, body := srv.call(t, "PUT", "/api/v1/projects/"+tc.project,
+			fmt.Sprintf(`{"upstream": %q, "credential": %q}`, tc.upstream, tc.credential))
+		if code != 403 {
+			t.Errorf("credential %s for %s: %d %v, want 403", tc.credential, tc.project, code, body)
+		}
+	}
+	if code, body := srv.call(t, "PUT", "/api/v1/projects/mirrors%2Fc",
+		fmt.Sprintf(`{"upstream": %q, "credential": "redirector"}`, rd.URL())); code != 202 {
+		t.Fatalf("register the redirector: %d %v", code, body)
+	}
+	var pj map[string]any
+	testdata.WaitFor(t, "the clone through a redirect", 30*time.Second, func() bool {
+		_, pj = srv.call(t, "GET", "/api/v1/projects/mirrors%2Fc", "")
+		return pj["state"] != "cloning"
+	})
+	if msg, _ := pj["last_error"].(string); pj["state"] != "failed" || !strings.Contains(msg, "not allowed") {
+		t.Errorf("clone through a redirect: %v, want failed, not allowed", pj)
+	}
+	if rd.Requests() == 0 {
+		t.Error("the redirector was never asked")
+	}
+	if got := trap.Authorizations(); len(got) != 0 {
+		t.Fatalf("the trap received credentials: %q", got)
+	}
+	if n := trap.Requests(); n != 0 {
+		t.Errorf("the trap was reached %d times", n)
+	}
+	for _, logs := range []string{defaults.Logs.String(), srv.Logs.String()} {
+		if strings.Contains(logs, "leak-") {
+			t.Errorf("a log line shows a password:\n%s", logs)
+		}
 	}
 }

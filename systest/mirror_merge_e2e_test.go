@@ -2,7 +2,6 @@ package systest
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,11 +22,10 @@ func TestMirrorComputedMergeEndToEnd(t *testing.T) {
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]string{"gh": {"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--github-hook-secret", e2eGitHubSecret)
+	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--github-hook-secret", e2eGitHubSecret)
 	const api = "/api/v1/projects/acme%2Fapp"
 	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {
 		t.Fatalf("register = %d %v, want 202", code, pj)

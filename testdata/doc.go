@@ -4,7 +4,10 @@
 // repositories built with the git CLI (NewBareRepo), and a git host to mirror
 // (StartUpstream: `git http-backend` behind basic auth, with GitHub- and
 // GitLab-shaped merge request refs, that can stop, stall and change its
-// password).
+// password; it is on loopback, so a service mirroring it allows
+// LoopbackUpstreams). The servers an attacker would point a mirror at are
+// real too: StartCredentialTrap (asks for a password and records what it
+// gets) and StartRedirector (answers 301 elsewhere).
 //
 // StartServer runs `refkeeper serve` as a process of its own, from the
 // binary RefkeeperBinary builds once per test binary; a package that uses

@@ -3,6 +3,7 @@ package testdata
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cgi"
@@ -105,6 +106,25 @@ func (u *Upstream) URL() string { return u.srv.URL + "/" + UpstreamProject + ".g
 
 // BaseURL is the server's address, http://127.0.0.1:<port>.
 func (u *Upstream) BaseURL() string { return u.srv.URL }
+
+// LoopbackUpstreams is the --upstream-allow pattern that lets a service
+// under test mirror an Upstream: it is on loopback, which the default
+// policy refuses, so every test that mirrors one allows it by name.
+const LoopbackUpstreams = "http://127.0.0.1:*"
+
+// CredentialHost is how a credentials file names the Upstream in "hosts":
+// http://127.0.0.1:<port> (a credential goes over plain http only to a host
+// written so).
+func (u *Upstream) CredentialHost() string { return u.srv.URL }
+
+// CredentialsJSON is a credentials file holding the Upstream's user with
+// password under name, bound to the Upstream's host.
+func (u *Upstream) CredentialsJSON(name, password string) []byte {
+	body, _ := json.Marshal(map[string]map[string]any{name: {
+		"username": UpstreamUser, "password": password, "hosts": []string{u.CredentialHost()},
+	}})
+	return body
+}
 
 // Fetches counts the fetches served: authorized ref advertisements of
 // upload-pack (GET info/refs?service=git-upload-pack), one per `git fetch`,

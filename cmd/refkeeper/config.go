@@ -97,6 +97,9 @@ type serveConfig struct {
 	Access string
 	// UpstreamTimeout bounds one upstream fetch (a mirror's first clone too).
 	UpstreamTimeout time.Duration
+	// UpstreamAllow is the comma-separated patterns a mirror's upstream
+	// must match (mirrors.ParseUpstreamPolicy).
+	UpstreamAllow string
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
@@ -196,7 +199,7 @@ var serveFlags = []serveFlag{
 	newFlag("debug-listen", "`address` serving Go's pprof profiles, no token (keep it on loopback); empty: off",
 		"", func(c *serveConfig) *string { return &c.DebugListen }, stringCodec, checkEmptyOr(checkHostPort)),
 	// Its loader's errors name the file already.
-	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"]}}, read again when it changes",
+	newFlag("credentials", "JSON `file` of named upstream credentials {\"name\": {\"username\": …, \"password\": …, \"hosts\": [\"host\"], \"projects\": [\"group/*\"]}} (hosts required), read again when it changes",
 		"", func(c *serveConfig) *string { return &c.Credentials }, stringCodec, checkEmptyOr(checkCredentials)).
 		holdsSecret(),
 	// Its loader's errors name the file already.
@@ -205,6 +208,8 @@ var serveFlags = []serveFlag{
 		holdsSecret(),
 	newFlag("upstream-timeout", "the longest one upstream fetch may take",
 		gitops.DefaultUpstreamTimeout, func(c *serveConfig) *time.Duration { return &c.UpstreamTimeout }, durationCodec, checkPositive),
+	newFlag("upstream-allow", "comma-separated `patterns` scheme://host[:port][/path-prefix] a mirror's upstream must match; internal addresses only where a pattern names the host",
+		mirrors.DefaultUpstreamAllow, func(c *serveConfig) *string { return &c.UpstreamAllow }, stringCodec, checkUpstreamAllow),
 	newFlag("maintenance-interval", "how often git's housekeeping (gc --auto) runs in each mirror; 0: never",
 		time.Hour, func(c *serveConfig) *time.Duration { return &c.MaintenanceInterval }, durationCodec, checkNotNegative[time.Duration](" (0: off)")),
 	newFlag("maintenance-timeout", "the longest one mirror's housekeeping may take",
@@ -485,6 +490,11 @@ func checkRedisURL(s string) error {
 
 func checkAccess(path string) error {
 	return (&access.File{Path: path}).Load()
+}
+
+func checkUpstreamAllow(list string) error {
+	_, err := mirrors.ParseUpstreamPolicy(list)
+	return err
 }
 
 func checkCredentials(path string) error {

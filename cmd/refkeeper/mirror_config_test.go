@@ -15,17 +15,21 @@ func TestMirrorFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.UpstreamTimeout != 60*time.Second || c.Credentials != "" {
-		t.Fatalf("defaults: upstream timeout %s, credentials %q; want 60s and none", c.UpstreamTimeout, c.Credentials)
+	if c.UpstreamTimeout != 60*time.Second || c.Credentials != "" || c.UpstreamAllow != "https://*" {
+		t.Fatalf("defaults: upstream timeout %s, credentials %q, upstream allow %q; want 60s, none and https://*", c.UpstreamTimeout, c.Credentials, c.UpstreamAllow)
 	}
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, []byte(`{"gl": {"username": "bot", "password": "s3cr3t"}}`), 0o600); err != nil {
+	if err := os.WriteFile(creds, []byte(`{"gl": {"username": "bot", "password": "s3cr3t", "hosts": ["gitlab.com"]}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err = parseServeConfig([]string{"--upstream-timeout", "5s"},
-		env(map[string]string{"REFKEEPER_UPSTREAM_TIMEOUT": "9s", "REFKEEPER_CREDENTIALS": creds}), &bytes.Buffer{})
+		env(map[string]string{"REFKEEPER_UPSTREAM_TIMEOUT": "9s", "REFKEEPER_CREDENTIALS": creds,
+			"REFKEEPER_UPSTREAM_ALLOW": "https://*.example.com,file:///srv/git/"}), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.UpstreamAllow != "https://*.example.com,file:///srv/git/" {
+		t.Fatalf("upstream allow = %q, want the env's", c.UpstreamAllow)
 	}
 	if c.UpstreamTimeout != 5*time.Second || c.Credentials != creds {
 		t.Fatalf("config = %s %q, want the flag's 5s and the env's file", c.UpstreamTimeout, c.Credentials)
@@ -43,12 +47,20 @@ func TestBadMirrorFlagsExitTwo(t *testing.T) {
 	if err := os.WriteFile(incomplete, []byte(`{"gl": {"username": "bot"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A credential that could go anywhere is refused at start.
+	unbound := filepath.Join(dir, "unbound.json")
+	if err := os.WriteFile(unbound, []byte(`{"gl": {"username": "bot", "password": "s3cr3t"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, args := range map[string][]string{
-		"zero timeout":       {"--upstream-timeout", "0s"},
-		"bad timeout":        {"--upstream-timeout", "soon"},
-		"missing file":       {"--credentials", filepath.Join(dir, "none.json")},
-		"not JSON":           {"--credentials", broken},
-		"entry without pass": {"--credentials", incomplete},
+		"zero timeout":              {"--upstream-timeout", "0s"},
+		"bad timeout":               {"--upstream-timeout", "soon"},
+		"missing file":              {"--credentials", filepath.Join(dir, "none.json")},
+		"not JSON":                  {"--credentials", broken},
+		"entry without pass":        {"--credentials", incomplete},
+		"entry without hosts":       {"--credentials", unbound},
+		"bad upstream pattern":      {"--upstream-allow", "ssh://*"},
+		"file pattern not absolute": {"--upstream-allow", "file://srv/git"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

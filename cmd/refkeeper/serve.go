@@ -117,8 +117,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		MergeIdentity:     cfg.MergeIdentity,
 	}
 
+	policy, err := mirrors.ParseUpstreamPolicy(cfg.UpstreamAllow)
+	if err != nil {
+		return err // checked with the flags: not reached
+	}
 	projects := &mirrors.Projects{
-		Repos: root,
+		Repos:  root,
+		Policy: policy,
 		Fetcher: &gitops.Fetcher{Root: root, Timeout: cfg.UpstreamTimeout,
 			// Replicas take turns and share fetches; a lease outlives
 			// a fetch only by a margin.
