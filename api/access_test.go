@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,6 +246,38 @@ func TestProjectListingIsFiltered(t *testing.T) {
 	first, next := names(otherToken, "?limit=1")
 	if strings.Join(first, ",") != "other/lib" {
 		t.Errorf("token of other/*, limit 1, lists %v (next %v)", first, next)
+	}
+	// A cursor names only what the caller may see: other/*'s token must not
+	// learn group/app from it, nor group/app's token other/lib.
+	if next != nil {
+		t.Errorf("token of other/*, limit 1: next_cursor %v, want null (no other project it may read)", next)
+	}
+	if got, next := names(readToken, "?limit=1"); strings.Join(got, ",") != "group/app" || next != nil {
+		t.Errorf("read token of group/app, limit 1: %v next %v, want [group/app] and null", got, next)
+	}
+	if got, next := names(token, "?limit=1"); strings.Join(got, ",") != "group/app" || next != "group/app" {
+		t.Errorf("admin, limit 1: %v next %v, want [group/app] and group/app", got, next)
+	}
+	// Many projects the caller may not read, before and between the ones
+	// it may: each page and each cursor holds only its own projects.
+	for i := range 20 {
+		testdata.NewBareRepo(t, f.root, fmt.Sprintf("aaa/secret%02d", i))
+		testdata.NewBareRepo(t, f.root, fmt.Sprintf("other/secret%02d", i))
+	}
+	var seen []string
+	for cursor, pages := "", 0; pages < 10; pages++ {
+		got, next := names(readToken, "?limit=1&cursor="+url.QueryEscape(cursor))
+		seen = append(seen, got...)
+		if next != nil && !slices.Contains(got, next.(string)) {
+			t.Errorf("read token of group/app got next_cursor %q with page %v: a name it may not see", next, got)
+		}
+		if next == nil {
+			break
+		}
+		cursor = next.(string)
+	}
+	if strings.Join(seen, ",") != "group/app" {
+		t.Errorf("read token of group/app listed %v over its pages, want [group/app]", seen)
 	}
 }
 

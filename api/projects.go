@@ -17,7 +17,7 @@ import (
 type Projects interface {
 	Register(ctx context.Context, req mirrors.MirrorRequest) (mirrors.ProjectInfo, bool, error)
 	Get(ctx context.Context, p refs.Project) (mirrors.ProjectInfo, error)
-	List(ctx context.Context, cursor string, limit int) ([]mirrors.ProjectInfo, string, error)
+	List(ctx context.Context, cursor string, limit int, visible func(refs.Project) bool) ([]mirrors.ProjectInfo, string, error)
 	Delete(ctx context.Context, p refs.Project) error
 }
 
@@ -68,10 +68,6 @@ func deref(s *string) string {
 	}
 	return *s
 }
-
-// maxFilteredPages bounds the pages of projects one listing reads while
-// it filters out those the caller may not read.
-const maxFilteredPages = 8
 
 type projectHandlers struct {
 	projects Projects
@@ -128,28 +124,17 @@ func (h *projectHandlers) list(c echo.Context) error {
 		}
 		limit = n
 	}
-	// Only the projects the caller may read are listed. Pages are read
-	// asking for no more than still fits, so nothing is skipped or listed
-	// twice, and a few at most per request, so that a token of a few
-	// projects among many costs a bounded amount: the cursor goes on
-	// where this page stopped.
+	// Only the projects the caller may read are listed, and the cursor is
+	// the last of them: the names of the others never leave the server.
 	g := callerGrant(c)
+	visible := func(p refs.Project) bool { return g.May(access.ReadPins, p) }
+	infos, cursor, err := h.projects.List(c.Request().Context(), q.Get("cursor"), limit, visible)
+	if err != nil {
+		return err
+	}
 	out := projectListJSON{Projects: []projectJSON{}}
-	cursor := q.Get("cursor")
-	for range maxFilteredPages {
-		infos, next, err := h.projects.List(c.Request().Context(), cursor, limit-len(out.Projects))
-		if err != nil {
-			return err
-		}
-		for _, pi := range infos {
-			if g.May(access.ReadPins, pi.Project) {
-				out.Projects = append(out.Projects, toProjectJSON(pi))
-			}
-		}
-		cursor = next
-		if next == "" || len(out.Projects) == limit {
-			break
-		}
+	for _, pi := range infos {
+		out.Projects = append(out.Projects, toProjectJSON(pi))
 	}
 	out.NextCursor = optionalString(cursor)
 	return c.JSON(http.StatusOK, out)

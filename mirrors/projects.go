@@ -381,8 +381,10 @@ func (s *Projects) Get(ctx context.Context, p refs.Project) (ProjectInfo, error)
 
 // List answers the projects in name order, limit at a time after cursor (a
 // project name; "" for the first page), and the cursor of the next page
-// ("" when this is the last).
-func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]ProjectInfo, string, error) {
+// ("" when this is the last). Only the projects visible says yes to are
+// read and listed (nil: all), and the next cursor is always the last of
+// them: a caller learns no name it may not see, not even from a cursor.
+func (s *Projects) List(ctx context.Context, cursor string, limit int, visible func(refs.Project) bool) ([]ProjectInfo, string, error) {
 	validName := func(c string) bool { _, err := refs.ParseProject(c); return err == nil }
 	if err := refs.CheckPage(cursor, limit, validName); err != nil {
 		return nil, "", err
@@ -403,6 +405,9 @@ func (s *Projects) List(ctx context.Context, cursor string, limit int) ([]Projec
 	var out []ProjectInfo
 	next := ""
 	for _, name := range names[start:] {
+		if visible != nil && !visible(name) {
+			continue
+		}
 		if len(out) == limit {
 			next = string(out[len(out)-1].Project)
 			break
