@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -339,6 +340,23 @@ func TestGitFetchScope(t *testing.T) {
 		}
 	}
 	// Its own project it fetches.
+	// /metrics needs no token: its labels must not tell other/*'s token
+	// that group/app exists (nor anyone what names were tried).
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(line, "refkeeper_git_fetches_total{") && strings.Contains(line, `outcome="refused"`) &&
+			!strings.Contains(line, `project="invalid"`) {
+			t.Errorf("a refused fetch is labelled with the project it was refused: %s", line)
+		}
+	}
+	if !strings.Contains(string(metrics), `refkeeper_git_fetches_total{outcome="refused",project="invalid"}`) {
+		t.Errorf("the refused fetches are not counted:\n%s", metrics)
+	}
 	if out, err := fetch(otherToken, "other/lib"); err != nil {
 		t.Errorf("fetch of other/lib with its token: %v\n%s", err, out)
 	}

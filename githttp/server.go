@@ -215,18 +215,22 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The project is resolved before any answer is chosen, so that metrics
-	// are labelled with real projects only: a name is the client's to make
-	// up, and each new label value would be a new time series kept forever.
-	// The answers still come in the order below, so a scoped token learns
-	// nothing about other projects.
+	// Metrics are labelled with a real project only when the caller may
+	// fetch it: a name is the client's to make up (each new label value
+	// would be a new time series kept forever), and /metrics needs no
+	// token, so a label must not tell anyone whether a project they may not
+	// read exists. The repository is looked up only for such a caller; the
+	// answers come in the order below, so a scoped token learns nothing
+	// about other projects.
 	p, nameErr := refs.ParseProject(name)
+	covers := nameErr == nil &&
+		(mayFetch == nil || mayFetch(p)) && (scope == nil || scope.Project == string(p))
 	repoPath, repoErr := "", nameErr
-	if nameErr == nil {
+	if covers {
 		repoPath, repoErr = s.pins.RepoPath(p)
 	}
 	label := string(p)
-	if repoErr != nil {
+	if !covers || repoErr != nil {
 		label = notAProjectLabel
 	}
 	if svc == receivePack {
@@ -241,7 +245,7 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		return nameErr
 	}
 	// An API token outside its projects learns nothing of the project,
-	// not even whether it exists: 403 before the repository is looked up.
+	// not even whether it exists: 403, and its repository never looked up.
 	if mayFetch != nil && !mayFetch(p) {
 		s.metrics.fetch(label, "refused")
 		return errForbidden
@@ -311,7 +315,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused); project \"invalid\": a name that is not a project.",
+			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused); project \"invalid\": a name that is not a project, or one the caller may not fetch.",
 		}, []string{"project", "outcome"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refkeeper_git_bytes_served_total", Help: "Bytes sent by git smart HTTP, by project.",
