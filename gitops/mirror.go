@@ -201,35 +201,58 @@ func info(name ProjectName, dir string, staged bool) (ProjectInfo, error) {
 
 // Project says what the name is: a local project, a mirror in place, or a
 // staged mirror. It fails with *ProjectNotFoundError when there is none.
+//
+// A staged mirror's record is rewritten and the mirror renamed into place
+// when its clone succeeds (Publish): a read that meets either half-way is
+// read again, a few times, before it is an error.
 func (r *Root) Project(name ProjectName) (ProjectInfo, error) {
+	var err error
+	for range projectReadAttempts {
+		var pi ProjectInfo
+		var settled bool
+		if pi, settled, err = r.project(name); settled {
+			return pi, err
+		}
+	}
+	return ProjectInfo{}, err
+}
+
+// projectReadAttempts bounds how often Project reads a mirror that is
+// being published; each read is short, and a publish is two file renames.
+const projectReadAttempts = 5
+
+// project is one read of Project: settled is false when it met a staged
+// mirror being published, and err then says what went wrong.
+func (r *Root) project(name ProjectName) (pi ProjectInfo, settled bool, err error) {
 	path, err := r.RepoPath(name)
 	if err == nil {
-		return info(name, path, false)
+		pi, err = info(name, path, false)
+		return pi, true, err
 	}
 	var nf *ProjectNotFoundError
 	if !errors.As(err, &nf) {
-		return ProjectInfo{}, err
+		return ProjectInfo{}, true, err
 	}
 	staged := r.stagingPath(name)
 	bare, serr := isBareRepo(staged)
-	var pi ProjectInfo
 	if serr == nil && bare {
 		pi, serr = info(name, staged, true)
 		// What was read is the staged mirror's only if it is still there
 		// after the read: a rename in between leaves a half-read record.
 		if still, _ := isBareRepo(staged); serr == nil && still {
-			return pi, nil
+			return pi, true, nil
 		}
 	}
 	// A staged mirror is renamed into place when its clone succeeds: one
 	// that was published after RepoPath looked is in place now, not lost.
 	if path, perr := r.RepoPath(name); perr == nil {
-		return info(name, path, false)
+		pi, err = info(name, path, false)
+		return pi, true, err
 	}
 	if serr != nil {
-		return ProjectInfo{}, &StorageError{Op: "reading " + string(name), Err: serr}
+		return ProjectInfo{}, false, &StorageError{Op: "reading " + string(name), Err: serr}
 	}
-	return ProjectInfo{}, err
+	return ProjectInfo{}, true, err
 }
 
 // StagedProjects lists the staged mirrors' names, in lexical order.
