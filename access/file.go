@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/strictjson"
 	"github.com/refkeeper/refkeeper/watchfile"
 )
 
@@ -105,6 +106,12 @@ func Parse(path string, raw []byte) (*Policy, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, bad("has more than one JSON value")
+	}
+	// encoding/json took "Role" for "role" and the last of two equal keys:
+	// a file must say what it is read as.
+	var keyErr *strictjson.KeyError
+	if err := strictjson.CheckKeys(raw, &in); errors.As(err, &keyErr) {
+		return nil, bad("%s", keyErr.Error())
 	}
 	pol := &Policy{}
 	names := map[string]bool{}

@@ -100,6 +100,12 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown top-level field", `{"users": []}`, `unknown field "users"`},
 		{"unknown token field", tok(`"name": "a", "sha256": "` + d + `", "role": "read", "projects": ["*"], "token": "x"`), `unknown field "token"`},
 		{"two values", `{} {}`, "more than one JSON value"},
+		// encoding/json alone reads "Role" as "role" and keeps the last of
+		// two: a read entry that a reader sees as read would be admin.
+		{"case-variant key", tok(`"name": "a", "sha256": "` + d + `", "role": "read", "projects": ["group/app"], "Role": "admin"`), `key "Role" is not a field here`},
+		{"case-variant projects", tok(`"name": "a", "sha256": "` + d + `", "role": "read", "projects": ["group/app"], "PROJECTS": ["*"]`), `key "PROJECTS" is not a field here`},
+		{"key twice", tok(`"name": "a", "sha256": "` + d + `", "role": "read", "role": "admin", "projects": ["*"]`), `key "role" appears twice`},
+		{"top-level case variant", `{"Tokens": []}`, `key "Tokens" is not a field here`},
 		{"not JSON", `{"tokens": [`, "not valid JSON"},
 		{"wrong type", `{"tokens": {}}`, "wrong type"},
 		{"no name", tok(`"sha256": "` + d + `", "role": "read", "projects": ["*"]`), "needs a name"},

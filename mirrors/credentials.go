@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/strictjson"
 	"github.com/refkeeper/refkeeper/watchfile"
 )
 
@@ -160,6 +161,12 @@ func (c *CredentialFile) parseLocked(raw []byte) error {
 			reason = fmt.Sprintf("is not valid JSON (at byte %d)", syn.Offset)
 		}
 		return &CredentialFileError{Path: c.Path, Reason: reason}
+	}
+	// encoding/json took "Hosts" for "hosts" and the last of two equal
+	// keys: a file must say what it is read as.
+	var keyErr *strictjson.KeyError
+	if err := strictjson.CheckKeys(raw, &parsed); errors.As(err, &keyErr) {
+		return &CredentialFileError{Path: c.Path, Reason: keyErr.Error()}
 	}
 	entries := make(map[string]storedCredential, len(parsed))
 	for name, e := range parsed {

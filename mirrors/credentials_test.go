@@ -78,6 +78,10 @@ func TestCredentialFileRefusesUnboundEntries(t *testing.T) {
 		`{"gh": {"username": "u", "password": "p", "hosts": ["github.com/acme"]}}`,
 		`{"gh": {"username": "u", "password": "p", "hosts": ["user@github.com"]}}`,
 		`{"gh": {"username": "u", "password": "p", "hosts": ["github.com"], "projects": ["../x"]}}`,
+		// Read case-insensitively, these would send the password anywhere.
+		`{"gh": {"username": "u", "password": "p", "hosts": ["github.com"], "Hosts": ["evil.example"]}}`,
+		`{"gh": {"username": "u", "password": "p", "hosts": ["github.com"], "hosts": ["evil.example"]}}`,
+		`{"gh": {"username": "u", "password": "p", "hosts": ["github.com"]}, "gh": {"username": "u", "password": "p", "hosts": ["evil.example"]}}`,
 	} {
 		writeFile(t, path, bad, t0)
 		var fe *CredentialFileError
