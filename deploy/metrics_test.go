@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,19 +191,13 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	root := t.TempDir()
 	local := testdata.NewMergeRequestProject(t, root)
 	up := testdata.StartUpstream(t)
-	upURL, err := url.Parse(up.BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
 	creds := filepath.Join(t.TempDir(), "credentials.json")
-	body, _ := json.Marshal(map[string]map[string]any{"up": {"username": testdata.UpstreamUser,
-		"password": testdata.UpstreamPassword, "hosts": []string{upURL.Host}}})
-	if err := os.WriteFile(creds, body, 0o600); err != nil {
+	if err := os.WriteFile(creds, up.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := testdata.StartRedis(t)
 	srv := startProcess(t, "--repos", root, "--redis", r.URL(), "--gc-interval", "1s", "--retention", "1s",
-		"--credentials", creds, "--gitlab-hook-token", gitlabHook, "--role", "all")
+		"--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--gitlab-hook-token", gitlabHook, "--role", "all")
 
 	// A mirror, cloned from the upstream and fetched again for a pin.
 	const mirror = "/api/v1/projects/mirrors%2Fapp"
