@@ -1,5 +1,6 @@
 // Package watchfile re-reads a configuration file when it changed: one stat
-// per use, a new read only when the modification time or size moved. It is
+// per use, a new read only when the modification time, size, change time or
+// inode moved. It is
 // the one way refkeeper's re-read files (the --access and --credentials
 // files) notice an edit or a rotation by whatever writes them, with no
 // goroutine and no inotify: a file on a Kubernetes Secret volume (a symlink

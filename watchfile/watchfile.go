@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,9 +24,25 @@ type File struct {
 	lastErr error
 }
 
+// stamp tells one version of the file from another without reading it.
+// The modification time and size alone miss an edit that keeps both (cp -p,
+// rsync -t, tar x, touch -r set the old mtime on new content), so the
+// change time and inode are in it too: no tool can set those back, and a
+// rename into place (a Kubernetes Secret's symlink swap) changes the inode.
 type stamp struct {
 	modTime time.Time
 	size    int64
+	ctime   time.Time
+	inode   uint64
+}
+
+func stampOf(st fs.FileInfo) stamp {
+	s := stamp{modTime: st.ModTime(), size: st.Size()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.ctime = time.Unix(sys.Ctim.Unix())
+		s.inode = sys.Ino
+	}
+	return s
 }
 
 // ReadError is a file that could not be stat'ed or read. Reason never quotes
@@ -59,7 +76,7 @@ func (f *File) Load(force bool, parse func(raw []byte) error) (changed bool, err
 		f.seen, f.stamp, f.lastErr = true, stamp{}, err
 		return changed, err
 	}
-	now := stamp{modTime: st.ModTime(), size: st.Size()}
+	now := stampOf(st)
 	if !force && f.seen && now == f.stamp {
 		return false, f.lastErr
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,5 +78,48 @@ func TestLoadReadsOnlyChanges(t *testing.T) {
 		if reads[i] != want[i] {
 			t.Fatalf("reads = %q, want %q", reads, want)
 		}
+	}
+}
+
+// An edit that keeps the size and puts the old modification time back (cp
+// -p, rsync -t, tar x, touch -r) is still a change: a revoked token must not
+// stay valid because its replacement digest has the same length.
+func TestLoadSeesEditsThatKeepTimeAndSize(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	mtime := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var last string
+	parse := func(raw []byte) error { last = string(raw); return nil }
+	write := func(p, body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &watchfile.File{Path: path}
+	write(path, "version-a")
+	if _, err := f.Load(false, parse); err != nil || last != "version-a" {
+		t.Fatalf("first Load: %v %q", err, last)
+	}
+	// Replaced by a rename (a new inode), same size and mtime.
+	write(path+".new", "version-b")
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := f.Load(false, parse); err != nil || !changed || last != "version-b" {
+		t.Errorf("after a rename with the old size and mtime: changed %v, %v, read %q, want version-b", changed, err, last)
+	}
+	// Rewritten in place, same size and mtime: only the change time moved.
+	before, _ := os.Stat(path)
+	write(path, "version-c")
+	after, _ := os.Stat(path)
+	if before.Sys().(*syscall.Stat_t).Ctim == after.Sys().(*syscall.Stat_t).Ctim {
+		t.Skip("this file system's change time did not move between two writes")
+	}
+	if changed, err := f.Load(false, parse); err != nil || !changed || last != "version-c" {
+		t.Errorf("after an in-place edit with the old size and mtime: changed %v, %v, read %q, want version-c", changed, err, last)
 	}
 }
