@@ -239,6 +239,9 @@ func TestBadInput(t *testing.T) {
 		{"absolute", "PUT", "/api/v1/projects/%2Fetc%2Fpasswd/pipelines/1/ref", good, nil, 400, "invalid_request"},
 		{"NUL", "PUT", "/api/v1/projects/group%00app/pipelines/1/ref", good, nil, 400, "invalid_request"},
 		{"trailing slash", "PUT", "/api/v1/projects/group%2F/pipelines/1/ref", good, nil, 400, "invalid_request"},
+		// Decoded once: %252F is a "%2F" in the name, which no name has.
+		{"double-encoded slash", "PUT", "/api/v1/projects/group%252Fapp/pipelines/1/ref", good, nil, 400, "invalid_request"},
+		{"double-encoded slash, lower case", "PUT", "/api/v1/projects/group%252fapp/pipelines/1/ref", good, nil, 400, "invalid_request"},
 		{"short sha", "PUT", p + "/pipelines/1/ref", `{"sha":"` + f.c1[:39] + `"}`, nil, 400, "invalid_request"},
 		{"non-hex sha", "PUT", p + "/pipelines/1/ref", `{"sha":"` + strings.Repeat("z", 40) + `"}`, nil, 400, "invalid_request"},
 		{"HEAD", "PUT", p + "/pipelines/1/ref", `{"sha":"HEAD"}`, nil, 400, "invalid_request"},

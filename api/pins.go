@@ -104,9 +104,17 @@ type handlers struct {
 
 // projectParam reads {project}: URL-escaped, "/" written as %2F.
 func projectParam(c echo.Context) (refs.Project, error) {
-	raw, err := url.PathUnescape(c.Param("project"))
-	if err != nil {
-		return "", badRequest("invalid project: %v", err)
+	// echo routes on the escaped path when the request's differs from the
+	// decoded one (a %2F in it) and then hands out escaped parameters, and
+	// on the decoded path otherwise. Decode exactly once either way:
+	// group%252Fapp names "group%2Fapp", never group/app, so a proxy rule
+	// written against %2F paths means what it says.
+	raw := c.Param("project")
+	if c.Request().URL.RawPath != "" {
+		var err error
+		if raw, err = url.PathUnescape(raw); err != nil {
+			return "", badRequest("invalid project: %v", err)
+		}
 	}
 	return refs.ParseProject(raw)
 }
