@@ -149,6 +149,11 @@ func ParseUpstream(raw string) (string, error) {
 // with its detail here (the caller sees the same message whatever it is).
 func (s *Projects) upstream(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) (gitops.Upstream, error) {
 	checked, err := s.Policy.Check(ctx, cfg.Upstream)
+	if err != nil && !IsUpstreamNotAllowed(err) {
+		// A host that does not resolve now: retryable, like an
+		// unreachable one (503 upstream_unavailable), never a 500.
+		return gitops.Upstream{}, upstreamError(p, "checking upstream", err)
+	}
 	if err != nil {
 		s.logRefusal(p, err)
 		return gitops.Upstream{}, err

@@ -337,6 +337,11 @@ func (p *UpstreamPolicy) checkFile(u *url.URL, rawURL string, patterns []upstrea
 		// that registrations cannot probe the server's file system.
 		return refuse("cannot be resolved")
 	}
+	// A repository is a directory: a file there may be a gitfile
+	// ("gitdir: /elsewhere"), which git follows out of the allowed place.
+	if st, err := os.Stat(real); err != nil || !st.IsDir() {
+		return refuse("not a directory")
+	}
 	for _, pat := range patterns {
 		if pat.scheme != "file" {
 			continue
@@ -369,11 +374,38 @@ func (p *UpstreamPolicy) resolver() *net.Resolver {
 
 // internalAddr reports whether a is an address a wildcard pattern never
 // reaches: loopback, private (RFC 1918, fc00::/7), link-local (with
-// 169.254.169.254, the cloud metadata service), multicast, unspecified.
+// 169.254.169.254, the cloud metadata service), multicast, unspecified,
+// and the special-purpose ranges of specialPurpose.
 func internalAddr(a netip.Addr) bool {
-	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !a.IsValid()
+	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !a.IsValid() {
+		return true
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
+
+// specialPurpose are the ranges (IANA's special-purpose registries) that
+// are no public internet host, or that carry an IPv4 address inside IPv6:
+// a network a wildcard must not reach either (carrier-grade NAT and
+// tailnets, a cloud's metadata service at 100.100.100.200, benchmarking,
+// reserved space, NAT64, 6to4, Teredo, site-local).
+var specialPurpose = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
+		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
+		"::/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+		"2001::/32", "2001:db8::/32", "2002::/16", "fec0::/10",
+	} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
 
 // IsUpstreamNotAllowed reports whether err is a refusal of the policy.
 func IsUpstreamNotAllowed(err error) bool {

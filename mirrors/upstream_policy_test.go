@@ -63,6 +63,16 @@ func TestUpstreamPolicyCheck(t *testing.T) {
 		{"", "https://[fe80::1]/x.git", false, ""},
 		{"", "https://[::ffff:127.0.0.1]/x.git", false, ""},
 		{"", "https://0.0.0.0/x.git", false, ""},
+		// special-purpose ranges and IPv4 carried in IPv6
+		{"", "https://0.0.0.1/x.git", false, ""},
+		{"", "https://100.64.0.1/x.git", false, ""},           // carrier-grade NAT, tailnets
+		{"", "https://100.100.100.200/x.git", false, ""},      // a cloud's metadata service
+		{"", "https://198.18.0.1/x.git", false, ""},           // benchmarking
+		{"", "https://240.0.0.1/x.git", false, ""},            // reserved
+		{"", "https://[::127.0.0.1]/x.git", false, ""},        // IPv4-compatible
+		{"", "https://[64:ff9b::a9fe:a9fe]/x.git", false, ""}, // NAT64 of 169.254.169.254
+		{"", "https://[2002:7f00:1::]/x.git", false, ""},      // 6to4 of 127.0.0.1
+		{"", "https://[fec0::1]/x.git", false, ""},            // site-local
 		{"", "https://224.0.0.1/x.git", false, ""},
 		{"", "https://localhost/x.git", false, ""},          // resolves to loopback through *
 		{"", "https://127.1/x.git", false, ""},              // an address in disguise, not a name
@@ -127,6 +137,9 @@ func TestUpstreamPolicyFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(allowed, "gitfile.git"), []byte("gitdir: "+secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(secret, filepath.Join(allowed, "link.git")); err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +165,7 @@ func TestUpstreamPolicyFile(t *testing.T) {
 		"file://" + filepath.Join(allowed, "link.git"), // a link out of it
 		"file://" + allowed + "/../" + filepath.Base(outside) + "/secret.git",
 		"file://" + allowed, // the directory itself
+		"file://" + filepath.Join(allowed, "gitfile.git"), // "gitdir: <outside>", which git follows
 		"file://" + filepath.Join(allowed, "none.git"),
 		"file:///etc/passwd",
 		"file://localhost" + repo,
@@ -428,5 +442,14 @@ func TestUpstreamPolicyChecksWhatTheNameResolvesTo(t *testing.T) {
 	var unavail *gitops.UpstreamUnavailableError
 	if _, err := policy.Check(ctx, "https://none.example.org/x.git"); !errors.As(err, &unavail) {
 		t.Errorf("a name that does not resolve: %v, want UpstreamUnavailableError", err)
+	}
+	// Registered, such a name is a retryable 503 upstream_unavailable (the
+	// mirrors' own error type, which api maps), never a 500.
+	p := newAttackProjects(t, "https://*", "")
+	p.Policy.Resolver = resolver
+	_, _, err = p.Register(ctx, MirrorRequest{Project: "mirrors/x", Upstream: "https://none.example.org/x.git"})
+	var mirrorsUnavail *UpstreamUnavailableError
+	if !errors.As(err, &mirrorsUnavail) {
+		t.Errorf("Register of a name that does not resolve = %T %v, want *mirrors.UpstreamUnavailableError", err, err)
 	}
 }
