@@ -2,8 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,10 +19,7 @@ func TestCLIProjects(t *testing.T) {
 	testdata.NewMergeRequestProject(t, root) // the local project group/app
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "gh")
 	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--upstream-timeout", "30s")
 	env := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 	decodeProject := func(out string) client.Project {

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -191,10 +189,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	root := t.TempDir()
 	local := testdata.NewMergeRequestProject(t, root)
 	up := testdata.StartUpstream(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, up.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := up.CredentialsFile(t, "up")
 	r := testdata.StartRedis(t)
 	srv := startProcess(t, "--repos", root, "--redis", r.URL(), "--gc-interval", "1s", "--retention", "1s",
 		"--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--gitlab-hook-token", gitlabHook, "--role", "all")

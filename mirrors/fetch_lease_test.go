@@ -2,9 +2,7 @@ package mirrors
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -54,10 +52,7 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 func TestReplicasShareMirrorFetches(t *testing.T) {
 	dir := t.TempDir()
 	u := testdata.StartUpstream(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "up")
 	store := &refs.Store{Client: testdata.StartRedis(t).Client(t)}
 	a, b := newReplica(t, dir, creds, store), newReplica(t, dir, creds, store)
 	ctx := context.Background()

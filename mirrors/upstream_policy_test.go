@@ -331,10 +331,7 @@ func TestCredentialNeverReachesAnotherServer(t *testing.T) {
 func TestFetchForPinChecksThePolicyAgain(t *testing.T) {
 	ctx := context.Background()
 	u := testdata.StartUpstream(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("up", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "up")
 	p := newAttackProjects(t, testdata.LoopbackUpstreams, creds)
 	if _, _, err := p.Register(ctx, MirrorRequest{Project: "mirrors/gh", Upstream: u.URL(), Host: "github", Credential: "up"}); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -47,10 +46,7 @@ func TestMirrorHousekeepingAndMetricsEndToEnd(t *testing.T) {
 	testdata.NewMergeRequestProject(t, root) // the local project group/app
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "gh")
 	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--maintenance-interval", "1s")
 	const api = "/api/v1/projects/mirrors%2Fgh"
 	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {

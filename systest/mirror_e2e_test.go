@@ -19,10 +19,7 @@ func TestMirrorEndToEnd(t *testing.T) {
 	testdata.NewMergeRequestProject(t, root) // the local project group/app
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "gh")
 	args := []string{"--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--upstream-timeout", "30s"}
 	srv := startServer(t, args...)
 	const api = "/api/v1/projects/mirrors%2Fgh"

@@ -3,8 +3,6 @@ package systest
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,10 +19,7 @@ func TestMirrorComputedMergeEndToEnd(t *testing.T) {
 	root := t.TempDir()
 	u := testdata.StartUpstream(t)
 	r := testdata.StartRedis(t)
-	creds := filepath.Join(t.TempDir(), "credentials.json")
-	if err := os.WriteFile(creds, u.CredentialsJSON("gh", testdata.UpstreamPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := u.CredentialsFile(t, "gh")
 	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--github-hook-secret", e2eGitHubSecret)
 	const api = "/api/v1/projects/acme%2Fapp"
 	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {

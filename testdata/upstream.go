@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -116,6 +117,17 @@ const LoopbackUpstreams = "http://127.0.0.1:*"
 // http://127.0.0.1:<port> (a credential goes over plain http only to a host
 // written so).
 func (u *Upstream) CredentialHost() string { return u.srv.URL }
+
+// CredentialsFile writes CredentialsJSON(name, UpstreamPassword) to a file
+// of the test's own (mode 0600) and answers its path, for --credentials.
+func (u *Upstream) CredentialsFile(tb testing.TB, name string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "credentials.json")
+	if err := os.WriteFile(path, u.CredentialsJSON(name, UpstreamPassword), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
 
 // CredentialsJSON is a credentials file holding the Upstream's user with
 // password under name, bound to the Upstream's host.
