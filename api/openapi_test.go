@@ -26,9 +26,11 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
 
+	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/idtoken"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
@@ -297,8 +299,11 @@ func TestOpenAPIServedIsTheFile(t *testing.T) {
 // onlyDocumented says why.
 func TestOpenAPIAnswers(t *testing.T) {
 	allHooks := withHooks(hooks.GitLab, hooks.GitHub, hooks.Gitea)
-	f := newFixture(t, withProjects(t), allHooks, withAccessFile(t))
+	iss := testdata.StartIssuer(t)
+	f := newFixture(t, withProjects(t), allHooks, withIdentities(t, iss))
 	k := loadContract(t, fetchDocument(t, f.srv.URL))
+	// A CI job's ID token of pipeline 71 of group/app.
+	job := asToken(iss.Token(t, testdata.GitLabClaims("group/app", 71, testdata.IssuerAudience)))
 	head := f.withHead(t)
 	f.git.Git(t, "branch", "conflict", f.c1)
 	conflicting := f.git.Commit(t, "conflict", map[string]string{"app.txt": "other\n"}, "conflicting edit")
@@ -400,6 +405,11 @@ func TestOpenAPIAnswers(t *testing.T) {
 		{name: "delete in no project", method: "DELETE", path: nope + "/pipelines/99/ref", status: 404, code: "project_not_found"},
 		{name: "delete id 2^63", method: "DELETE", path: p + "/pipelines/9223372036854775808/ref", status: 400, code: "invalid_request", docRejects: true},
 
+		{name: "a job pins its pipeline", method: "PUT", path: p + "/pipelines/71/ref", body: good, headers: []string{job}, status: 201},
+		{name: "a job pins it again", method: "PUT", path: p + "/pipelines/71/ref", body: good, headers: []string{job}, status: 200},
+		{name: "a job gets its pin", method: "GET", path: p + "/pipelines/71/ref", headers: []string{job}, status: 200},
+		{name: "a job finishes its pin", method: "POST", path: p + "/pipelines/71/finish", body: `{"status":"success"}`, headers: []string{job}, status: 200},
+
 		{name: "healthz", method: "GET", path: "/healthz", headers: noToken, status: 200},
 		{name: "readyz", method: "GET", path: "/readyz", headers: noToken, status: 200},
 		{name: "metrics", method: "GET", path: "/metrics", headers: noToken, status: 200},
@@ -420,6 +430,12 @@ func TestOpenAPIAnswers(t *testing.T) {
 			forbidden.name = "another project's token: " + c.method + " " + c.path
 			rows = append(rows, forbidden)
 		}
+		// A job's ID token covers its own pipeline's pin alone: every
+		// operation here, the listing of projects too, is 403.
+		jobs := c
+		jobs.headers, jobs.status, jobs.code = []string{job}, 403, "forbidden"
+		jobs.name = "a job's ID token: " + c.method + " " + c.path
+		rows = append(rows, jobs)
 		if strings.HasPrefix(c.path, p) {
 			c.path, c.headers, c.status, c.code = strings.Replace(c.path, p, bad, 1), nil, 400, "invalid_request"
 			c.name = "bad project name: " + c.method + " " + c.path
@@ -729,6 +745,78 @@ func narrowedCodes(doc map[string]any, r map[string]any) []string {
 		out = append(out, c.(string))
 	}
 	return out
+}
+
+// TestOpenAPISecurity: the document names the schemes a caller may use
+// (bearer API tokens, CI jobs' ID tokens, basic for the git mount), the
+// routes of one pin take an ID token, and every operation that needs a
+// token lists the 401 of a missing one, the 403 of one that does not
+// cover it and the 503 of an issuer that cannot be asked.
+func TestOpenAPISecurity(t *testing.T) {
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := loadContract(t, raw)
+	schemes := k.doc.Components.SecuritySchemes
+	for name, want := range map[string]string{"bearer": "bearer", "idToken": "bearer", "basic": "basic"} {
+		s := schemes[name]
+		if s == nil || s.Value.Type != "http" || s.Value.Scheme != want || s.Value.Description == "" {
+			t.Errorf("security scheme %s is missing or not http %s with a description", name, want)
+		}
+	}
+	if s := schemes["idToken"]; s != nil && (s.Value.BearerFormat != "JWT" || !strings.Contains(s.Value.Description, "identities")) {
+		t.Errorf("the idToken scheme does not describe ID tokens: %+v", s.Value)
+	}
+	pinOps := map[string]bool{
+		"PUT /api/v1/projects/{project}/pipelines/{id}/ref":     true,
+		"GET /api/v1/projects/{project}/pipelines/{id}/ref":     true,
+		"POST /api/v1/projects/{project}/pipelines/{id}/finish": true,
+	}
+	secured := 0
+	for key, op := range k.docOperations() {
+		reqs := k.doc.Security
+		if op.Security != nil {
+			reqs = *op.Security
+		}
+		if len(reqs) == 0 {
+			continue
+		}
+		secured++
+		names := map[string]bool{}
+		for _, r := range reqs {
+			for name := range r {
+				names[name] = true
+			}
+		}
+		if !names["bearer"] || names["idToken"] != pinOps[key] || names["basic"] {
+			t.Errorf("%s: security %v; want bearer, and idToken exactly on the routes of one pin", key, names)
+		}
+		for _, status := range []int{401, 403, 503} {
+			if op.Responses.Status(status) == nil {
+				t.Errorf("%s needs a token but does not list %d", key, status)
+			}
+		}
+	}
+	if secured < 10 {
+		t.Fatalf("%d operations need a token: the check proves nothing", secured)
+	}
+}
+
+// withIdentities gives the API the access file of baseTokens with iss
+// trusted as a GitLab issuer for group/*, and the ID token verifier.
+func withIdentities(t *testing.T, iss *testdata.Issuer) func(*api.Config) {
+	path := filepath.Join(t.TempDir(), "access.json")
+	body, err := json.Marshal(map[string]any{"tokens": baseTokens(), "identities": []map[string]any{
+		{"issuer": iss.URL, "audience": testdata.IssuerAudience, "kind": "gitlab", "projects": []string{"group/*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, path, body)
+	return func(cfg *api.Config) {
+		cfg.Access = &access.File{Path: path}
+		cfg.IDTokens = &idtoken.Verifier{Identities: cfg.Access.Identities}
+	}
 }
 
 // withProjects serves the projects routes, and pins on mirrors, over the

@@ -95,11 +95,21 @@ func runShell(tb testing.TB, dir, script string, env map[string]string) (string,
 
 // TestREADMERunnerSnippets runs the three runner snippets of docs/runners.md as far
 // as this machine allows: the shell job whole, and the refkeeper line of the
-// GitLab and GitHub snippets with the variables those runners set.
+// GitLab and GitHub snippets with the variables those runners set, the ID
+// tokens the snippets ask their CI system for (from real issuers the
+// server's access file trusts) and no API token.
 func TestREADMERunnerSnippets(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
+	gl, gh := testdata.StartIssuer(t), testdata.StartIssuer(t)
+	access := filepath.Join(t.TempDir(), "access.json")
+	body := fmt.Sprintf(`{"identities": [
+		{"issuer": %q, "audience": "refkeeper", "kind": "gitlab", "projects": ["group/*"]},
+		{"issuer": %q, "audience": "refkeeper", "kind": "github", "projects": ["group/*"]}]}`, gl.URL, gh.URL)
+	if err := os.WriteFile(access, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--access", access)
 	blocks := readmeBlocks(t, "<!-- checkout_readme_test.go runs")
 	if len(blocks) != 3 {
 		t.Fatalf("%d marked blocks in %s, want 3 (shell, GitLab, GitHub)", len(blocks), runnerDocs)
@@ -146,8 +156,26 @@ func TestREADMERunnerSnippets(t *testing.T) {
 				t.Fatalf("pin = %d %v", code, pin)
 			}
 			env := tc.env(t.TempDir(), id)
-			env["REFKEEPER_URL"], env["REFKEEPER_TOKEN"] = srv.Base, testToken
-			line := refkeeperLine(t, blocks[1+i])
+			env["REFKEEPER_URL"] = srv.Base
+			// What the snippet asks its CI system for, the runner sets.
+			block := blocks[1+i]
+			if strings.Contains(block, "REFKEEPER_TOKEN") {
+				t.Fatalf("the %s snippet gives the job an API token:\n%s", tc.name, block)
+			}
+			if strings.Contains(block, "id_tokens:") && strings.Contains(block, "REFKEEPER_ID_TOKEN:") {
+				env["REFKEEPER_ID_TOKEN"] = gl.Token(t, testdata.GitLabClaims("group/app", id, testdata.IssuerAudience))
+			}
+			if strings.Contains(block, "id-token: write") {
+				gh.SetActionsJob("group/app", id)
+				env["ACTIONS_ID_TOKEN_REQUEST_URL"] = gh.ActionsRequestURL()
+				env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = testdata.IssuerActionsRequestToken
+			}
+			// The job's own commit: the merge request pipeline's (the pin).
+			env["CI_COMMIT_SHA"] = p.merge
+			if strings.Contains(block, "REFKEEPER_EXPECT_SHA:") {
+				env["REFKEEPER_EXPECT_SHA"] = p.merge
+			}
+			line := refkeeperLine(t, block)
 			out, err := runShell(t, t.TempDir(), line, env)
 			if err != nil || headOf(t, tc.dir(env)) != p.merge {
 				t.Fatalf("%s: %v\n%s", line, err, out)

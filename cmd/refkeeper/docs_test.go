@@ -225,3 +225,67 @@ func headingAnchors(text string) []string {
 	}
 	return anchors
 }
+
+// fencedBlocks answers the fenced code blocks of a markdown text.
+func fencedBlocks(text string) []string {
+	var blocks []string
+	var cur []string
+	fenced := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			if fenced {
+				blocks = append(blocks, strings.Join(cur, "\n"))
+				cur = nil
+			}
+			fenced = !fenced
+			continue
+		}
+		if fenced {
+			cur = append(cur, line)
+		}
+	}
+	return blocks
+}
+
+// TestDocsJobsHoldNoAPIToken: the examples follow the security model
+// (docs/security.md): a block that is a CI job's (it names the job's own
+// variables or is a job definition) holds no API token, and one that looks
+// its pin up gets the job's ID token from the CI system.
+func TestDocsJobsHoldNoAPIToken(t *testing.T) {
+	top := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(top, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, filepath.Join(top, "README.md"))
+	jobMarks := []string{"$CI_PIPELINE_ID", "$GITHUB_RUN_ID", "$CI_PROJECT_DIR", "$GITHUB_WORKSPACE",
+		"pre_get_sources_script", "steps:", "script:", "RUN_ID="}
+	apiToken := regexp.MustCompile(`REFKEEPER_TOKEN|secrets\.REFKEEPER|--token-file|\$TOKEN\b|\$\{TOKEN\}|(^|\s)rk\s`)
+	jobs, lookups := 0, 0
+	for _, page := range pages {
+		raw, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range fencedBlocks(string(raw)) {
+			if !slices.ContainsFunc(jobMarks, func(m string) bool { return strings.Contains(b, m) }) {
+				continue
+			}
+			jobs++
+			if m := apiToken.FindString(b); m != "" {
+				t.Errorf("%s: a job's block uses an API token (%q); jobs use their ID token:\n%s", page, strings.TrimSpace(m), b)
+			}
+			if strings.Contains(b, "refkeeper checkout") && strings.Contains(b, "--project") {
+				lookups++
+				gitlab := strings.Contains(b, "id_tokens:") && strings.Contains(b, "REFKEEPER_ID_TOKEN:") && strings.Contains(b, "aud: refkeeper")
+				actions := strings.Contains(b, "id-token: write")
+				if !gitlab && !actions {
+					t.Errorf("%s: a job looks its pin up without its ID token (GitLab id_tokens with aud refkeeper, or Actions' id-token: write):\n%s", page, b)
+				}
+			}
+		}
+	}
+	if jobs < 5 || lookups < 2 {
+		t.Fatalf("found %d job blocks, %d pin lookups: the check proves nothing", jobs, lookups)
+	}
+}
