@@ -158,6 +158,12 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if err != nil {
 		return Pin{}, false, Unavailable("reading pin", err)
 	}
+	if !known {
+		// A ref without a record: its record is what the pin had, lost.
+		if current, known, err = s.recoverPin(ctx, repo, req.Project, req.PipelineID); err != nil {
+			return Pin{}, false, err
+		}
+	}
 	live := known && current.State != StateDeleted
 	sha := req.SHA
 	var merge *Merge
@@ -170,9 +176,11 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 		}
 	case sha == "" && req.MergeRequestIID == 0:
 		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
-	case sha == "" && live && current.MergeRequestIID == req.MergeRequestIID:
+	case sha == "" && live && (current.MergeRequestIID == req.MergeRequestIID || current.Adopted && current.MergeRequestIID == 0):
 		// Pinning the same pipeline by merge request again means the pin it
-		// already has, wherever the merge ref has moved since.
+		// already has, wherever the merge ref has moved since; so does
+		// pinning a pipeline whose record came back without its merge
+		// request (recoverPin), which this pin then records.
 		sha = current.SHA
 	case sha == "":
 		sha, err = repo.ResolveRef(mergeRef)
@@ -291,6 +299,15 @@ func (s *Service) Get(ctx context.Context, p Project, id PipelineID) (Pin, error
 		return Pin{}, Unavailable("reading pin", err)
 	}
 	if !ok {
+		repo, err := s.open(p)
+		if err != nil {
+			return Pin{}, err
+		}
+		if pin, ok, err = s.recoverPin(ctx, repo, p, id); err != nil {
+			return Pin{}, err
+		}
+	}
+	if !ok {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
 	return pin, nil
@@ -308,12 +325,34 @@ func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, er
 		return Pin{}, Unavailable("finishing pin", err)
 	}
 	if !out.HasPin {
+		if out, err = s.finishRecovered(ctx, p, id); err != nil {
+			return Pin{}, err
+		}
+	}
+	if !out.HasPin {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
 	if out.Pin.State == StateFinished && !out.Due.IsZero() {
 		s.schedule(ctx, p, out.Due)
 	}
 	return out.Pin, nil
+}
+
+// finishRecovered finishes a pin whose record Redis lost, once recoverPin
+// brought it back from its ref; without a ref, the answer has no pin.
+func (s *Service) finishRecovered(ctx context.Context, p Project, id PipelineID) (outcome, error) {
+	repo, err := s.open(p)
+	if err != nil {
+		return outcome{}, err
+	}
+	if _, ok, err := s.recoverPin(ctx, repo, p, id); err != nil || !ok {
+		return outcome{}, err
+	}
+	out, err := s.Store.Finish(ctx, p, id, s.now(), s.Policy)
+	if err != nil {
+		return outcome{}, Unavailable("finishing pin", err)
+	}
+	return out, nil
 }
 
 // schedule asks for the project's due deletions to run at `at`.

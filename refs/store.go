@@ -353,6 +353,11 @@ func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]Ob
 	return adopted, nil
 }
 
+// Adopt adopts one ref, as AdoptMany does; see adoptScript.
+func (s *Store) Adopt(ctx context.Context, p Project, id PipelineID, sha ObjectID, now, listedAt time.Time) (outcome, error) {
+	return s.run(ctx, adoptScript, p, id, string(sha), ms(now), ms(listedAt))
+}
+
 // closeAttempts bounds how often CloseMergeRequest reads a merge request's
 // pins again because one was pinned while it was closing.
 const closeAttempts = 5
