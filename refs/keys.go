@@ -55,6 +55,10 @@ func (k Keys) purge(p Project) string   { return k.base(p) + "purge" }
 // project answers any merge request's pins.
 func (k Keys) MergeRequests(p Project) string { return k.base(p) + "mrs" }
 
+// Incarnation holds the server ids of the data set every project was last
+// reconciled against (see Store.Incarnation).
+func (k Keys) Incarnation() string { return k.prefix() + ":incarnation" }
+
 // Reconciled marks a recent reconcile of the project.
 func (k Keys) Reconciled(p Project) string { return k.base(p) + "reconciled" }
 
