@@ -59,6 +59,10 @@ func (k Keys) MergeRequests(p Project) string { return k.base(p) + "mrs" }
 // reconciled against (see Store.Incarnation).
 func (k Keys) Incarnation() string { return k.prefix() + ":incarnation" }
 
+// Replicated is written right before a WAIT for replicas (see
+// Store.Replicated); it expires on its own.
+func (k Keys) Replicated(p Project) string { return k.base(p) + "replicated" }
+
 // Reconciled marks a recent reconcile of the project.
 func (k Keys) Reconciled(p Project) string { return k.base(p) + "reconciled" }
 

@@ -238,6 +238,9 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	if out.Status == statusNew {
 		s.registerProject(ctx, req.Project)
 	}
+	if err := s.replicated(ctx, req.Project); err != nil {
+		return Pin{}, false, err
+	}
 	return out.Pin, created, nil
 }
 
@@ -335,6 +338,9 @@ func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, er
 	if out.Pin.State == StateFinished && !out.Due.IsZero() {
 		s.schedule(ctx, p, out.Due)
 	}
+	if err := s.replicated(ctx, p); err != nil {
+		return Pin{}, err
+	}
 	return out.Pin, nil
 }
 
@@ -386,6 +392,9 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 			break
 		}
 	}
+	if err := s.replicated(ctx, p); err != nil {
+		return nil, err
+	}
 	return pins, nil
 }
 
@@ -412,7 +421,11 @@ func (s *Service) List(ctx context.Context, p Project, st State, cursor string, 
 // Ready checks that Redis answers and the repos root is readable.
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.Store.Ping(ctx); err != nil {
-		return Unavailable("redis", err)
+		where := "redis"
+		if s.Store.Addr != "" {
+			where = "redis at " + s.Store.Addr
+		}
+		return &UnavailableError{Op: where + " does not answer", Cause: err}
 	}
 	if err := s.Repos.Check(); err != nil {
 		return &UnavailableError{Op: "reading repos root", Cause: err}
