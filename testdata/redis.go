@@ -55,6 +55,13 @@ func StartRedis(tb testing.TB) *Redis {
 	return startOnFreePort(tb, &Redis{dir: tb.TempDir()})
 }
 
+// StartRedisWith is StartRedis with more redis-server arguments (for
+// example --requirepass).
+func StartRedisWith(tb testing.TB, args ...string) *Redis {
+	tb.Helper()
+	return startOnFreePort(tb, &Redis{dir: tb.TempDir(), args: args})
+}
+
 // StartReplica starts a redis-server that replicates master and waits until
 // it has master's data.
 func StartReplica(tb testing.TB, master *Redis) *Redis {
@@ -274,7 +281,7 @@ func (r *Redis) waitReadyLocked() error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		info, err := pingInfo(addr, deadline)
+		info, err := pingInfo(addr, r.requirePass(), deadline)
 		if err == nil {
 			if !strings.Contains(info, fmt.Sprintf("\nprocess_id:%d\r", r.cmd.Process.Pid)) {
 				return fmt.Errorf("another redis-server answers on port %d", r.port)
@@ -296,17 +303,25 @@ func (r *Redis) waitReadyLocked() error {
 // section. It speaks RESP over a plain connection rather than using a
 // go-redis client, which would log every refused dial while the server is
 // still starting.
-func pingInfo(addr string, deadline time.Time) (string, error) {
+func pingInfo(addr, password string, deadline time.Time) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(deadline)
+	br := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return "", err
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			return "", fmt.Errorf("AUTH answered %q: %v", strings.TrimSpace(line), err)
+		}
+	}
 	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {
 		return "", err
 	}
-	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -352,6 +367,17 @@ func (r *Redis) stopLocked() (killed bool, err error) {
 	}
 	<-exited
 	return true, nil
+}
+
+// requirePass is the password the server was started with (--requirepass),
+// or "".
+func (r *Redis) requirePass() string {
+	for i, a := range r.args {
+		if a == "--requirepass" && i+1 < len(r.args) {
+			return r.args[i+1]
+		}
+	}
+	return ""
 }
 
 // freePort asks the kernel for an unused port. It is released before
