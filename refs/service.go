@@ -154,6 +154,14 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 			return Pin{}, false, err
 		}
 	}
+	// Checked before anything is read or recovered: bad input changes
+	// nothing.
+	switch {
+	case req.Merge != nil && req.SHA != "":
+		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
+	case req.Merge == nil && req.SHA == "" && req.MergeRequestIID == 0:
+		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
+	}
 	current, known, err := s.Store.Get(ctx, req.Project, req.PipelineID)
 	if err != nil {
 		return Pin{}, false, Unavailable("reading pin", err)
@@ -168,14 +176,10 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	sha := req.SHA
 	var merge *Merge
 	switch {
-	case req.Merge != nil && sha != "":
-		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
 	case req.Merge != nil:
 		if sha, merge, err = s.computeMerge(ctx, repo, req); err != nil {
 			return Pin{}, false, err
 		}
-	case sha == "" && req.MergeRequestIID == 0:
-		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
 	case sha == "" && live && (current.MergeRequestIID == req.MergeRequestIID || current.Adopted && current.MergeRequestIID == 0):
 		// Pinning the same pipeline by merge request again means the pin it
 		// already has, wherever the merge ref has moved since; so does
