@@ -654,3 +654,47 @@ func TestRateLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchTokenOfALostRecord: Redis loses a pin's record while its ref
+// stays; the next fetch with the pin's token brings the record back and
+// goes through, and the token still opens nothing else.
+func TestFetchTokenOfALostRecord(t *testing.T) {
+	f := newFixture(t)
+	pin := f.do(t, "PUT", p+"/pipelines/7/ref", `{"sha":"`+f.merge+`","merge_request_iid":12}`)
+	other := f.do(t, "PUT", p+"/pipelines/8/ref", `{"sha":"`+f.c1+`"}`)
+	if pin.status != 201 || other.status != 201 {
+		t.Fatalf("pins = %d %d", pin.status, other.status)
+	}
+	scoped, _ := pin.body["fetch_token"].(string)
+	f.redis.FlushAll(t)
+
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	url := "http://job:" + scoped + "@" + host + "/git/group/app.git"
+	work := t.TempDir()
+	out, err := gitCLI(t, work, "ls-remote", url)
+	if err != nil || strings.TrimSpace(out) != f.merge+"\trefs/pipelines/7" {
+		t.Fatalf("fetch token after Redis lost its pin's record: %v\n%s", err, out)
+	}
+	got := f.do(t, "GET", p+"/pipelines/7/ref", "")
+	if got.status != 200 || got.body["state"] != "pinned" || got.body["sha"] != f.merge {
+		t.Fatalf("pin after the fetch = %d %s", got.status, got.raw)
+	}
+	// The token opens its own pipeline only, whose record came back too.
+	otherToken, _ := other.body["fetch_token"].(string)
+	if out, err := gitCLI(t, work, "ls-remote", strings.Replace(url, scoped, otherToken, 1)); err != nil || strings.Contains(out, "refs/pipelines/7") {
+		t.Fatalf("pipeline 8's token after the loss: %v\n%s", err, out)
+	}
+	// A pin by merge request names it: it records the merge request again.
+	again := f.do(t, "PUT", p+"/pipelines/7/ref", `{"merge_request_iid":12}`)
+	if again.status != 200 || again.body["merge_request_iid"] != float64(12) || again.body["sha"] != f.merge {
+		t.Fatalf("pin by merge request after the loss = %d %s", again.status, again.raw)
+	}
+	if out, err := gitCLI(t, work, "ls-remote", url); err != nil || !strings.Contains(out, "refs/pipelines/7") {
+		t.Fatalf("old token after the record came back: %v\n%s", err, out)
+	}
+	// Deleted, the pin's tokens are dead as before.
+	f.do(t, "DELETE", p+"/pipelines/7/ref", "")
+	if out, err := gitCLI(t, work, "ls-remote", url); err == nil {
+		t.Fatalf("token of a deleted pin:\n%s", out)
+	}
+}

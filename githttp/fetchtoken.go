@@ -102,5 +102,14 @@ func (s *FetchSigner) Verify(token string) (FetchClaims, error) {
 // project and pipeline, same incarnation, and not deleted.
 func (c FetchClaims) matches(p refs.Pin) bool {
 	return c.Project == string(p.Project) && c.PipelineID == int64(p.PipelineID) &&
-		(c.job || c.CreatedMS == p.CreatedAt.UnixMilli()) && p.State != refs.StateDeleted
+		(c.job || c.sameIncarnation(p)) && p.State != refs.StateDeleted
+}
+
+// sameIncarnation: the pin the token was issued for is this one. A pin
+// whose record was adopted (Redis lost the record, the ref stayed) was
+// created before it was first seen, at a time no record keeps any more: a
+// token issued before then is taken to be its own.
+func (c FetchClaims) sameIncarnation(p refs.Pin) bool {
+	created := p.CreatedAt.UnixMilli()
+	return c.CreatedMS == created || p.Adopted && c.CreatedMS < created
 }

@@ -41,6 +41,9 @@ type WorkerConfig struct {
 	// ShutdownTimeout is how long Shutdown waits for running tasks. Zero: 30s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// QueueLogger takes asynq's own messages (its pollers' failures while
+	// Redis is down, several a second); nil: Logger.
+	QueueLogger *slog.Logger
 	// Registerer receives the task metrics. Nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -89,6 +92,10 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	queue := queueOrDefault(cfg.Queue)
 	m := newTaskMetrics(cfg.Registerer)
+	queueLogger := cfg.QueueLogger
+	if queueLogger == nil {
+		queueLogger = logger
+	}
 
 	server := asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              concurrency,
@@ -97,7 +104,7 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		DelayedTaskCheckInterval: poll,
 		RetryDelayFunc:           retryDelay,
 		ShutdownTimeout:          shutdown,
-		Logger:                   slogAdapter{logger.With("component", "asynq")},
+		Logger:                   slogAdapter{queueLogger.With("component", "asynq")},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			retried, _ := asynq.GetRetryCount(ctx)

@@ -16,6 +16,14 @@ const deleteAttempts = 3
 // pipeline with neither pin nor ref is PinNotFoundError; one already deleted
 // is done.
 func (s *Service) Delete(ctx context.Context, p Project, id PipelineID) error {
+	if err := s.delete(ctx, p, id); err != nil {
+		return err
+	}
+	return s.replicated(ctx, p)
+}
+
+// delete is Delete but for the wait for replicas.
+func (s *Service) delete(ctx context.Context, p Project, id PipelineID) error {
 	repo, err := s.open(p)
 	if err != nil {
 		return err

@@ -42,6 +42,12 @@
 // and the holder goes round again, so deleters never take each other's
 // claims and a burst of expiries costs a few transactions.
 //
+// Redis may lose acknowledged writes (a failover to a lagging replica):
+// a request naming a pin whose ref has no record adopts the ref first
+// (recover.go), a sweep reconciles every project when Redis's server ids
+// changed (incarnation.go), and Store.Replicated (replicas.go) makes a
+// request wait until enough replicas have its changes.
+//
 // Every time is Clock's; in production that is RedisClock, so replicas
 // stamp and compare records with one clock. Metrics read the pin counts
 // from Redis at most every 15 s, in one pipelined round trip, whatever the

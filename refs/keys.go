@@ -55,6 +55,14 @@ func (k Keys) purge(p Project) string   { return k.base(p) + "purge" }
 // project answers any merge request's pins.
 func (k Keys) MergeRequests(p Project) string { return k.base(p) + "mrs" }
 
+// Incarnation holds the server ids of the data set every project was last
+// reconciled against (see Store.Incarnation).
+func (k Keys) Incarnation() string { return k.prefix() + ":incarnation" }
+
+// Replicated is written right before a WAIT for replicas (see
+// Store.Replicated); it expires on its own.
+func (k Keys) Replicated(p Project) string { return k.base(p) + "replicated" }
+
 // Reconciled marks a recent reconcile of the project.
 func (k Keys) Reconciled(p Project) string { return k.base(p) + "reconciled" }
 

@@ -154,25 +154,37 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 			return Pin{}, false, err
 		}
 	}
+	// Checked before anything is read or recovered: bad input changes
+	// nothing.
+	switch {
+	case req.Merge != nil && req.SHA != "":
+		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
+	case req.Merge == nil && req.SHA == "" && req.MergeRequestIID == 0:
+		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
+	}
 	current, known, err := s.Store.Get(ctx, req.Project, req.PipelineID)
 	if err != nil {
 		return Pin{}, false, Unavailable("reading pin", err)
+	}
+	if !known {
+		// A ref without a record: its record is what the pin had, lost.
+		if current, known, err = s.recoverPin(ctx, repo, req.Project, req.PipelineID); err != nil {
+			return Pin{}, false, err
+		}
 	}
 	live := known && current.State != StateDeleted
 	sha := req.SHA
 	var merge *Merge
 	switch {
-	case req.Merge != nil && sha != "":
-		return Pin{}, false, &InvalidInputError{Field: "merge", Reason: "give sha or merge, not both"}
 	case req.Merge != nil:
 		if sha, merge, err = s.computeMerge(ctx, repo, req); err != nil {
 			return Pin{}, false, err
 		}
-	case sha == "" && req.MergeRequestIID == 0:
-		return Pin{}, false, &InvalidInputError{Field: "sha", Reason: "sha or merge_request_iid is required"}
-	case sha == "" && live && current.MergeRequestIID == req.MergeRequestIID:
+	case sha == "" && live && (current.MergeRequestIID == req.MergeRequestIID || current.Adopted && current.MergeRequestIID == 0):
 		// Pinning the same pipeline by merge request again means the pin it
-		// already has, wherever the merge ref has moved since.
+		// already has, wherever the merge ref has moved since; so does
+		// pinning a pipeline whose record came back without its merge
+		// request (recoverPin), which this pin then records.
 		sha = current.SHA
 	case sha == "":
 		sha, err = repo.ResolveRef(mergeRef)
@@ -229,6 +241,9 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 	}
 	if out.Status == statusNew {
 		s.registerProject(ctx, req.Project)
+	}
+	if err := s.replicated(ctx, req.Project); err != nil {
+		return Pin{}, false, err
 	}
 	return out.Pin, created, nil
 }
@@ -291,6 +306,15 @@ func (s *Service) Get(ctx context.Context, p Project, id PipelineID) (Pin, error
 		return Pin{}, Unavailable("reading pin", err)
 	}
 	if !ok {
+		repo, err := s.open(p)
+		if err != nil {
+			return Pin{}, err
+		}
+		if pin, ok, err = s.recoverPin(ctx, repo, p, id); err != nil {
+			return Pin{}, err
+		}
+	}
+	if !ok {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
 	return pin, nil
@@ -308,12 +332,37 @@ func (s *Service) Finish(ctx context.Context, p Project, id PipelineID) (Pin, er
 		return Pin{}, Unavailable("finishing pin", err)
 	}
 	if !out.HasPin {
+		if out, err = s.finishRecovered(ctx, p, id); err != nil {
+			return Pin{}, err
+		}
+	}
+	if !out.HasPin {
 		return Pin{}, &PinNotFoundError{Project: p, PipelineID: id}
 	}
 	if out.Pin.State == StateFinished && !out.Due.IsZero() {
 		s.schedule(ctx, p, out.Due)
 	}
+	if err := s.replicated(ctx, p); err != nil {
+		return Pin{}, err
+	}
 	return out.Pin, nil
+}
+
+// finishRecovered finishes a pin whose record Redis lost, once recoverPin
+// brought it back from its ref; without a ref, the answer has no pin.
+func (s *Service) finishRecovered(ctx context.Context, p Project, id PipelineID) (outcome, error) {
+	repo, err := s.open(p)
+	if err != nil {
+		return outcome{}, err
+	}
+	if _, ok, err := s.recoverPin(ctx, repo, p, id); err != nil || !ok {
+		return outcome{}, err
+	}
+	out, err := s.Store.Finish(ctx, p, id, s.now(), s.Policy)
+	if err != nil {
+		return outcome{}, Unavailable("finishing pin", err)
+	}
+	return out, nil
 }
 
 // schedule asks for the project's due deletions to run at `at`.
@@ -347,6 +396,9 @@ func (s *Service) CloseMergeRequest(ctx context.Context, p Project, iid MergeReq
 			break
 		}
 	}
+	if err := s.replicated(ctx, p); err != nil {
+		return nil, err
+	}
 	return pins, nil
 }
 
@@ -373,7 +425,11 @@ func (s *Service) List(ctx context.Context, p Project, st State, cursor string, 
 // Ready checks that Redis answers and the repos root is readable.
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.Store.Ping(ctx); err != nil {
-		return Unavailable("redis", err)
+		where := "redis"
+		if s.Store.Addr != "" {
+			where = "redis at " + s.Store.Addr
+		}
+		return &UnavailableError{Op: where + " does not answer", Cause: err}
 	}
 	if err := s.Repos.Check(); err != nil {
 		return &UnavailableError{Op: "reading repos root", Cause: err}

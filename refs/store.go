@@ -18,6 +18,12 @@ type Store struct {
 	Client redis.UniversalClient
 	// Keys is the key schema; the zero value is the default one.
 	Keys Keys
+	// Addr says where Redis is, for messages (readiness): an address, or
+	// the sentinels and master name; never a password. Empty: not said.
+	Addr string
+	// WaitReplicas is how many replicas must have a request's changes
+	// before it answers (see Replicated); zero: none.
+	WaitReplicas int
 }
 
 // StoreError is a failed Redis call: transient, nothing was changed by the
@@ -351,6 +357,11 @@ func (s *Store) AdoptMany(ctx context.Context, p Project, refs map[PipelineID]Ob
 		}
 	}
 	return adopted, nil
+}
+
+// Adopt adopts one ref, as AdoptMany does; see adoptScript.
+func (s *Store) Adopt(ctx context.Context, p Project, id PipelineID, sha ObjectID, now, listedAt time.Time) (outcome, error) {
+	return s.run(ctx, adoptScript, p, id, string(sha), ms(now), ms(listedAt))
 }
 
 // closeAttempts bounds how often CloseMergeRequest reads a merge request's

@@ -66,6 +66,14 @@ func (s *Service) SweepAll(ctx context.Context) (SweepResult, error) {
 func (s *Service) sweep(ctx context.Context, reconcileAll bool) (SweepResult, error) {
 	start := time.Now()
 	var res SweepResult
+	inc, lost, err := s.dataLost(ctx)
+	if err != nil {
+		return res, err
+	}
+	if lost {
+		// The reconcile markers may have survived what was lost.
+		reconcileAll = true
+	}
 	projects, err := s.sweepProjects(ctx)
 	if err != nil {
 		return res, err
@@ -79,9 +87,39 @@ func (s *Service) sweep(ctx context.Context, reconcileAll bool) (SweepResult, er
 			s.logger().Warn("sweep skipped a project; next sweep retries", "project", p, "err", err)
 		}
 	}
+	if lost && res.FailedProjects == 0 {
+		// Until every project is reconciled, every sweep reconciles all.
+		if err := s.Store.MarkIncarnation(ctx, inc); err != nil {
+			s.logger().Warn("could not record the reconcile after Redis lost data; the next sweep reconciles again", "err", err)
+		}
+	}
 	res.Duration = time.Since(start)
 	s.Metrics.sweepDone(res.Duration, res.FailedProjects)
 	return res, nil
+}
+
+// dataLost tells whether Redis may have lost data since every project was
+// last reconciled: its server ids changed (a restart, a failover) or the key
+// holding them is gone (the data flushed). inc names the data set now.
+func (s *Service) dataLost(ctx context.Context) (inc string, lost bool, err error) {
+	inc, err = s.Store.Incarnation(ctx)
+	if err != nil {
+		return "", false, Unavailable("reading Redis's server ids", err)
+	}
+	last, ok, err := s.Store.LastIncarnation(ctx)
+	if err != nil {
+		return "", false, Unavailable("reading Redis's server ids", err)
+	}
+	if ok && last == inc {
+		return inc, false, nil
+	}
+	if ok {
+		s.logger().Warn("Redis restarted or failed over and may have lost pins: reconciling every project with its refs on disk",
+			"was", last, "now", inc)
+	} else {
+		s.logger().Info("no reconcile recorded in this Redis (new, or its data was lost): reconciling every project with its refs on disk")
+	}
+	return inc, true, nil
 }
 
 // sweepProjects is the union of the projects on disk and those with records

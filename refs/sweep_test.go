@@ -185,3 +185,31 @@ func TestRenewingTheExpiryLeaseKeepsTheNote(t *testing.T) {
 		t.Fatalf("ReleaseExpiry = %v, %v; want the holder sent round again", again, err)
 	}
 }
+
+// TestSweepReconcilesAllAfterRedisLostData: Redis restarts from a snapshot
+// older than its last writes, so a pin it acknowledged is gone while the
+// projects' reconcile markers, taken before, came back. The next periodic
+// sweep sees the new server and reconciles every project anyway.
+func TestSweepReconcilesAllAfterRedisLostData(t *testing.T) {
+	e := newEnv(t)
+	e.svc.ReconcileInterval = time.Hour
+	ctx := t.Context()
+	e.pin(t, 1, e.c1)
+	if _, err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.redis.Client(t).Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.pin(t, 2, e.c1)
+	e.redis.Kill(t)
+	e.redis.Start(t) // from the snapshot: pin 2 is gone, the marker is there
+
+	res, err := e.svc.Sweep(ctx)
+	if err != nil || res.Adopted != 1 || res.Kept != 2 {
+		t.Fatalf("sweep after Redis lost pin 2 = %+v, %v; want it adopted", res, err)
+	}
+	if res, _ := e.svc.Sweep(ctx); res.Adopted != 0 || res.Kept != 2 {
+		t.Fatalf("next sweep = %+v; want no listing (the reconcile is recorded)", res)
+	}
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing refkeeper needs, if it is missing:
 # libgit2 (cgo, for git2go), pkg-config, git (the write path and the runner
-# side of the tests), redis-server (the tests start their own), and the
-# tools the deploy/ tests run: helm (built from the Go module proxy) and
+# side of the tests), redis-server and redis-sentinel (the tests start their
+# own, and fail a master over to its replica), and the tools the deploy/ tests run: helm (built from the Go module proxy) and
 # promtool (taken from Debian's prometheus package, without installing or
 # starting the server).
 set -euo pipefail
@@ -29,6 +29,7 @@ pkg-config --exists libgit2 2>/dev/null || missing+=(libgit2-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v git >/dev/null || missing+=(git)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v gcc >/dev/null || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2

@@ -1,6 +1,7 @@
 // Package testdata holds helpers that give tests real dependencies instead
 // of mocks: a redis-server process on a free port (StartRedis), a Redis
-// Cluster of three such processes (StartCluster), bare git
+// Cluster of three such processes (StartCluster), a master with a replica
+// and three redis-sentinel processes to fail it over (StartFailover), bare git
 // repositories built with the git CLI (NewBareRepo), and a git host to mirror
 // (StartUpstream: `git http-backend` behind basic auth, with GitHub- and
 // GitLab-shaped merge request refs, that can stop, stall and change its

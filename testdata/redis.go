@@ -35,6 +35,9 @@ const (
 type Redis struct {
 	dir  string   // --dir and log file location, removed by tb.TempDir
 	args []string // more redis-server arguments
+	// sentinelOf, when set, makes this a redis-sentinel watching that
+	// master (see StartSentinels) instead of a redis-server.
+	sentinelOf *sentinelConfig
 
 	mu     sync.Mutex
 	port   int
@@ -49,7 +52,30 @@ func StartRedis(tb testing.TB) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Fatalf("testdata: redis-server is not on PATH (install redis-server to run this test): %v", err)
 	}
-	r := &Redis{dir: tb.TempDir()}
+	return startOnFreePort(tb, &Redis{dir: tb.TempDir()})
+}
+
+// StartRedisWith is StartRedis with more redis-server arguments (for
+// example --requirepass).
+func StartRedisWith(tb testing.TB, args ...string) *Redis {
+	tb.Helper()
+	return startOnFreePort(tb, &Redis{dir: tb.TempDir(), args: args})
+}
+
+// StartReplica starts a redis-server that replicates master and waits until
+// it has master's data.
+func StartReplica(tb testing.TB, master *Redis) *Redis {
+	tb.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr())
+	r := startOnFreePort(tb, &Redis{dir: tb.TempDir(), args: []string{"--replicaof", host, port}})
+	r.WaitInSync(tb)
+	return r
+}
+
+// startOnFreePort launches r on a free port, trying again when another
+// process took the port first.
+func startOnFreePort(tb testing.TB, r *Redis) *Redis {
+	tb.Helper()
 	var errs []error
 	for range startAttempts {
 		port, err := freePort()
@@ -66,8 +92,69 @@ func StartRedis(tb testing.TB) *Redis {
 		}
 		errs = append(errs, err)
 	}
-	tb.Fatalf("testdata: start redis-server (%d attempts): %v", startAttempts, errors.Join(errs...))
+	tb.Fatalf("testdata: start %s (%d attempts): %v", r.program(), startAttempts, errors.Join(errs...))
 	return nil
+}
+
+// program is the executable r runs.
+func (r *Redis) program() string {
+	if r.sentinelOf != nil {
+		return "redis-sentinel"
+	}
+	return "redis-server"
+}
+
+// WaitInSync waits until this replica's link to its master is up and it has
+// loaded the master's data.
+func (r *Redis) WaitInSync(tb testing.TB) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), DisableIdentity: true})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		info, err := c.Info(ctx, "replication").Result()
+		cancel()
+		if err == nil && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testdata: replica %s is not in sync after 30s: %v\n%s", r.Addr(), err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Kill ends the server with SIGKILL, as a crash would: nothing is saved,
+// and replicas keep only what they had received.
+func (r *Redis) Kill(tb testing.TB) {
+	tb.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	cmd, exited := r.cmd, r.exited
+	r.cmd, r.exited = nil, nil
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		tb.Fatalf("testdata: SIGKILL redis-server on port %d: %v", r.port, err)
+	}
+	<-exited
+}
+
+// SaveAndStop writes the server's data to its RDB file and stops it; Start
+// loads that file again. A replica stopped so misses what its master is
+// sent meanwhile.
+func (r *Redis) SaveAndStop(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), DisableIdentity: true})
+	defer c.Close()
+	if err := c.Save(ctx).Err(); err != nil {
+		tb.Fatalf("testdata: SAVE on %s: %v", r.Addr(), err)
+	}
+	r.Stop(tb)
 }
 
 // Addr is the server's host:port.
@@ -145,14 +232,24 @@ func (r *Redis) launch() error {
 	// Note where this run's output starts, so errors show only its lines.
 	logStart, _ := logFile.Seek(0, io.SeekEnd)
 
-	cmd := exec.Command("redis-server",
-		"--port", strconv.Itoa(r.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", r.dir,
-		"--daemonize", "no",
-	)
+	var cmd *exec.Cmd
+	if r.sentinelOf != nil {
+		conf, err := r.sentinelOf.write(r.dir, r.port)
+		if err != nil {
+			logFile.Close()
+			return err
+		}
+		cmd = exec.Command("redis-sentinel", conf)
+	} else {
+		cmd = exec.Command("redis-server",
+			"--port", strconv.Itoa(r.port),
+			"--bind", "127.0.0.1",
+			"--save", "",
+			"--appendonly", "no",
+			"--dir", r.dir,
+			"--daemonize", "no",
+		)
+	}
 	cmd.Args = append(cmd.Args, r.args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -170,7 +267,7 @@ func (r *Redis) launch() error {
 
 	if err := r.waitReadyLocked(); err != nil {
 		_, _ = r.stopLocked()
-		return fmt.Errorf("port %d: %w\nredis-server output:\n%s", r.port, err, readFrom(logPath, logStart))
+		return fmt.Errorf("port %d: %w\n%s output:\n%s", r.port, err, r.program(), readFrom(logPath, logStart))
 	}
 	return nil
 }
@@ -184,7 +281,7 @@ func (r *Redis) waitReadyLocked() error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		info, err := pingInfo(addr, deadline)
+		info, err := pingInfo(addr, r.requirePass(), deadline)
 		if err == nil {
 			if !strings.Contains(info, fmt.Sprintf("\nprocess_id:%d\r", r.cmd.Process.Pid)) {
 				return fmt.Errorf("another redis-server answers on port %d", r.port)
@@ -193,10 +290,10 @@ func (r *Redis) waitReadyLocked() error {
 		}
 		select {
 		case <-r.exited:
-			return fmt.Errorf("redis-server exited before answering: %v", r.cmd.ProcessState)
+			return fmt.Errorf("%s exited before answering: %v", r.program(), r.cmd.ProcessState)
 		case <-tick.C:
 			if time.Now().After(deadline) {
-				return fmt.Errorf("redis-server did not answer PING within %v: %v", readyTimeout, err)
+				return fmt.Errorf("%s did not answer PING within %v: %v", r.program(), readyTimeout, err)
 			}
 		}
 	}
@@ -206,17 +303,25 @@ func (r *Redis) waitReadyLocked() error {
 // section. It speaks RESP over a plain connection rather than using a
 // go-redis client, which would log every refused dial while the server is
 // still starting.
-func pingInfo(addr string, deadline time.Time) (string, error) {
+func pingInfo(addr, password string, deadline time.Time) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(deadline)
+	br := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return "", err
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			return "", fmt.Errorf("AUTH answered %q: %v", strings.TrimSpace(line), err)
+		}
+	}
 	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {
 		return "", err
 	}
-	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -262,6 +367,17 @@ func (r *Redis) stopLocked() (killed bool, err error) {
 	}
 	<-exited
 	return true, nil
+}
+
+// requirePass is the password the server was started with (--requirepass),
+// or "".
+func (r *Redis) requirePass() string {
+	for i, a := range r.args {
+		if a == "--requirepass" && i+1 < len(r.args) {
+			return r.args[i+1]
+		}
+	}
+	return ""
 }
 
 // freePort asks the kernel for an unused port. It is released before

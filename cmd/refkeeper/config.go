@@ -34,6 +34,9 @@ type serveConfig struct {
 	// RedisURL is where pins and tasks live; empty: an embedded in-process
 	// Redis that keeps nothing across restarts.
 	RedisURL string
+	// RedisWaitReplicas is how many replicas must have a request's
+	// changes before it answers; zero: none.
+	RedisWaitReplicas int
 	// Tokens are the bearer tokens for /api/ and /git/; empty: one is
 	// generated at start-up.
 	Tokens []string
@@ -156,6 +159,8 @@ var serveFlags = []serveFlag{
 	newFlag("redis", "Redis `URL` (redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://); empty: embedded, not durable",
 		"", func(c *serveConfig) *string { return &c.RedisURL }, stringCodec, checkEmptyOr(checkRedisURL)).
 		withEnv("REFKEEPER_REDIS_URL").holdsSecret(),
+	newFlag("redis-wait-replicas", "after every state change, wait (Redis WAIT, up to 1 s) until this many replicas have it; fewer: 503",
+		0, func(c *serveConfig) *int { return &c.RedisWaitReplicas }, intCodec, checkNotNegative[int]("")),
 	newFlag("tokens", "comma-separated bearer `tokens`; empty: generate one",
 		nil, func(c *serveConfig) *[]string { return &c.Tokens }, listCodec, checkSecrets("every token")).
 		withEnv("REFKEEPER_API_TOKENS").holdsSecret(),

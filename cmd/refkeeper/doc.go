@@ -21,5 +21,7 @@
 // holds the flag table of docs/running.md to; secrets may come from files.
 // After SIGTERM or SIGINT it shuts down within the one budget of
 // --shutdown-timeout (shutdown.go); --debug-listen serves pprof with secret
-// flag values redacted (debug.go).
+// flag values redacted (debug.go). redis.go reads the --redis URL forms;
+// redislog.go checks Redis at start (refused credentials exit 2) and gives
+// the Redis clients' own messages (go-redis's, asynq's) one sparse JSON log.
 package main

@@ -24,10 +24,12 @@ const (
 // redisOptions reads the URL forms refkeeper accepts:
 //
 //	redis://[user:pass@]host:port/db      one server (rediss:// for TLS)
-//	redis+sentinel://[:pass@]host:port,...?master_name=m   Sentinel
+//	redis+sentinel://[:pass@]host:port?addr=host2:port&master_name=m   Sentinel
 //	redis+cluster://host:port?addr=host2:port              Cluster
 //
-// Query parameters are go-redis's own (dial_timeout, read_timeout, ...).
+// The sentinels or cluster nodes may also be listed in the host part,
+// comma-separated (redis+sentinel://h1:p,h2:p?master_name=m). Query
+// parameters are go-redis's own (dial_timeout, read_timeout, ...).
 //
 // Its errors never show the URL's user name or password: they go into the
 // one line a bad flag prints and into logs, and url.Parse's errors quote the
@@ -88,6 +90,9 @@ func parseRedisURL(raw string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("scheme %q: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Scheme)
 	}
 	plain := scheme + strings.TrimPrefix(raw, u.Scheme)
+	if mode != "" {
+		plain = hostsToAddrParams(plain)
+	}
 	var o *redis.UniversalOptions
 	switch mode {
 	case "":
@@ -134,6 +139,59 @@ func parseRedisURL(raw string) (*redis.UniversalOptions, error) {
 	// any other server "auto" costs a failed command on every new connection.
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o, nil
+}
+
+// hostsToAddrParams rewrites a URL listing several hosts in its host part,
+// comma-separated, into go-redis's form: the first host stays, the others
+// become addr parameters. (go-redis would take "h1:p,h2:p" for one host
+// name, which never resolves.)
+func hostsToAddrParams(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts := "", authority
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		userinfo, hosts = authority[:at+1], authority[at+1:]
+	}
+	list := strings.Split(hosts, ",")
+	if len(list) < 2 {
+		return raw
+	}
+	path, fragment, _ := strings.Cut(tail, "#")
+	path, query, _ := strings.Cut(path, "?")
+	params := make([]string, 0, len(list)-1)
+	for _, h := range list[1:] {
+		params = append(params, "addr="+url.QueryEscape(h))
+	}
+	if query != "" {
+		params = append(params, query)
+	}
+	out := scheme + "://" + userinfo + list[0] + path + "?" + strings.Join(params, "&")
+	if fragment != "" {
+		out += "#" + fragment
+	}
+	return out
+}
+
+// describeRedis says where the options point, for messages: the address,
+// or the master name and its sentinels, or the cluster's nodes; never a
+// user name or password.
+func describeRedis(o *redis.UniversalOptions) string {
+	switch {
+	case o.MasterName != "":
+		return fmt.Sprintf("master %q via sentinels %s", o.MasterName, strings.Join(o.Addrs, ","))
+	case o.IsClusterMode || len(o.Addrs) > 1:
+		return "cluster " + strings.Join(o.Addrs, ",")
+	case len(o.Addrs) == 1:
+		return o.Addrs[0]
+	}
+	return "?"
 }
 
 func pick(v, def time.Duration) time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,7 +53,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return exitUsage
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if err := serve(ctx, cfg, logger, stdout); err != nil {
+	err = serve(ctx, cfg, logger, stdout)
+	var auth *redisAuthError
+	if errors.As(err, &auth) {
+		fmt.Fprintf(stderr, "refkeeper serve: %s\n", auth)
+		return exitUsage
+	}
+	if err != nil {
 		logger.Error("refkeeper stopped", "err", err)
 		return exitError
 	}
@@ -87,15 +94,20 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		}
 	}
 
-	rdb, closeRedis, err := openRedis(cfg, logger)
+	clientLog := redisClientLogger(logger)
+	redis.SetLogger(redisLog{clientLog.With("component", "go-redis")})
+	rdb, where, closeRedis, err := openRedis(cfg, logger)
 	if err != nil {
 		return err
 	}
 	closers.push(closeRedis)
+	if err := checkRedisAtStart(ctx, rdb, where, logger); err != nil {
+		return err
+	}
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store := &refs.Store{Client: rdb}
+	store := &refs.Store{Client: rdb, Addr: where, WaitReplicas: cfg.RedisWaitReplicas}
 	taskClient := asynq.NewClientFromRedisClient(rdb)
 	closers.push(func() { _ = taskClient.Close() })
 	// Replicas stamp and compare records with one clock: Redis's.
@@ -174,6 +186,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 			// the budget.
 			ShutdownTimeout: drainPart(cfg.ShutdownTimeout),
 			Logger:          logger,
+			QueueLogger:     clientLog,
 			Registerer:      registry,
 		})
 		if err != nil {
@@ -202,7 +215,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("refkeeper serving", "addr", ln.Addr().String(), "role", cfg.Role, "repos", reposDir,
+	logger.Info("refkeeper serving", "addr", ln.Addr().String(), "role", cfg.Role, "repos", reposDir, "redis", where,
 		"fetch_url", fetchBase, "retention", cfg.Retention.String(), "max_age", cfg.MaxAge.String(),
 		"gc_interval", cfg.GCInterval.String(), "worker_concurrency", cfg.WorkerConcurrency,
 		"shutdown_timeout", cfg.ShutdownTimeout.String(), "tokens_file", cfg.TokensFile,
@@ -296,9 +309,15 @@ func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handle
 		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
 		if err := svc.Ready(ctx); err != nil {
+			message := "not ready"
+			var u *refs.UnavailableError
+			if errors.As(err, &u) {
+				message = u.Op // what is missing, never a secret (Cause may quote a server)
+			}
 			w.Header().Set("Retry-After", "5")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `{"error":{"code":"unavailable","message":"not ready"}}`)
+			body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "unavailable", "message": message}})
+			w.Write(body)
 			return
 		}
 		io.WriteString(w, `{"status":"ready"}`)
@@ -371,20 +390,21 @@ func createDemo(root *gitops.Root, logger *slog.Logger) error {
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one.
-// It answers the client and what closes it (and the embedded Redis).
-func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, func(), error) {
+// It answers the client, where it points (for messages) and what closes it
+// (and the embedded Redis).
+func openRedis(cfg serveConfig, logger *slog.Logger) (redis.UniversalClient, string, func(), error) {
 	url, stopEmbedded := cfg.RedisURL, func() {}
 	if url == "" {
 		emb, err := startEmbeddedRedis(logger)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		url, stopEmbedded = "redis://"+emb.Addr()+"/0", emb.Close
 	}
 	opts, err := redisOptions(url)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, "", nil, fmt.Errorf("redis: %w", err)
 	}
 	rdb := redis.NewUniversalClient(opts)
-	return rdb, func() { rdb.Close(); stopEmbedded() }, nil
+	return rdb, describeRedis(opts), func() { rdb.Close(); stopEmbedded() }, nil
 }

@@ -1,0 +1,118 @@
+package systest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// TestRedisFailoverLosesNoPin: a master, its replica and three sentinels,
+// reached through the comma form of the sentinel URL. The replica is stopped
+// (so replication lags), pins are acknowledged by the master alone, the
+// master is killed with SIGKILL and the sentinels promote the replica: the
+// pins' records are gone, their refs are not. Each request that names a
+// lost pin brings it back and applies what it says; its fetch token works
+// again; and the pin no request names comes back with the next sweep, not
+// after --reconcile-interval.
+func TestRedisFailoverLosesNoPin(t *testing.T) {
+	f := testdata.StartFailover(t)
+	p := newProject(t)
+	srv := startServer(t, "--repos", p.root, "--redis", f.CommaURL(), "--gc-interval", "2s", "--reconcile-interval", "1h",
+		"--gitlab-hook-token", e2eGitLabToken)
+	if code, pin := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`); code != 201 {
+		t.Fatalf("pin before the failover = %d %v", code, pin)
+	}
+	// The sweeps have reconciled group/app, and the replica has the marker
+	// that says so (and the pin): the failover keeps them.
+	replica := f.Replica.Client(t)
+	testdata.WaitFor(t, "the reconcile marker on the replica", 30*time.Second, func() bool {
+		return replica.Exists(t.Context(), "refkeeper:{group/app}:reconciled", "refkeeper:{group/app}:pin:1").Val() == 2
+	})
+	f.Replica.SaveAndStop(t)
+
+	tokens := map[int]string{}
+	for id := 11; id <= 17; id++ {
+		code, pin := srv.call(t, "PUT", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), `{"sha":"`+p.merge+`"}`)
+		if code != 201 {
+			t.Fatalf("pin %d = %d %v", id, code, pin)
+		}
+		tokens[id] = pin["fetch_token"].(string)
+	}
+	if code, pin := srv.call(t, "PUT", apiBase+"/pipelines/31/ref", `{"sha":"`+p.merge+`"}`); code != 201 {
+		t.Fatalf("pin 31 = %d %v", code, pin)
+	}
+
+	f.Master.Kill(t)
+	f.Replica.Start(t)
+	f.WaitMaster(t, f.Replica.Addr(), 60*time.Second)
+	testdata.WaitFor(t, "readiness after the failover", 60*time.Second, func() bool {
+		code, _ := srv.call(t, "GET", "/readyz", "")
+		return code == 200
+	})
+	if n := replica.Exists(t.Context(), "refkeeper:{group/app}:pin:11").Val(); n != 0 {
+		t.Fatal("the promoted replica has pin 11: the test did not lose it")
+	}
+
+	// GET.
+	if code, pin := srv.call(t, "GET", apiBase+"/pipelines/11/ref", ""); code != 200 || pin["state"] != "pinned" || pin["sha"] != p.merge {
+		t.Fatalf("GET of a lost pin = %d %v", code, pin)
+	}
+	// A runner's fetch with the token the lost pin was answered with.
+	url := strings.Replace(srv.Base, "http://", "http://job:"+tokens[12]+"@", 1) + "/git/group/app.git"
+	if out, err := testdata.RunnerGit(t, t.TempDir(), "ls-remote", url); err != nil || strings.TrimSpace(out) != p.merge+"\trefs/pipelines/12" {
+		t.Fatalf("fetch token of a lost pin: %v\n%s", err, out)
+	}
+	// PUT by merge request alone: the pin it had, with the merge request.
+	p.git.Commit(t, "main", map[string]string{"later.txt": "later\n"}, "later")
+	p.git.SetMergeRequestRef(t, testdata.MergeRequestIID, "main", "feature")
+	code, pin := srv.call(t, "PUT", apiBase+"/pipelines/13/ref", fmt.Sprintf(`{"merge_request_iid":%d}`, testdata.MergeRequestIID))
+	if code != 200 || pin["sha"] != p.merge || pin["merge_request_iid"] != float64(testdata.MergeRequestIID) {
+		t.Fatalf("PUT by merge request of a lost pin = %d %v", code, pin)
+	}
+	// Finish.
+	if code, pin := srv.call(t, "POST", apiBase+"/pipelines/14/finish", ""); code != 200 || pin["state"] != "finished" {
+		t.Fatalf("finish of a lost pin = %d %v", code, pin)
+	}
+	// DELETE.
+	if code, _ := srv.call(t, "DELETE", apiBase+"/pipelines/15/ref", ""); code != 204 || p.hasRef(t, 15) {
+		t.Fatalf("DELETE of a lost pin = %d, ref still there %v", code, p.hasRef(t, 15))
+	}
+	if code, pin := srv.call(t, "GET", apiBase+"/pipelines/15/ref", ""); code != 200 || pin["state"] != "deleted" {
+		t.Fatalf("GET after DELETE of a lost pin = %d %v", code, pin)
+	}
+	// A webhook: GitLab's running pipeline 31 of merge request 1.
+	vars := map[string]string{"SHA": p.merge, "HEAD_SHA": p.c2, "BASE_SHA": p.c1}
+	running := testdata.HookEdit(t, testdata.HookEdit(t, testdata.HookPayload(t, "gitlab-pipeline-success.json", vars),
+		`"status": "success",`, `"status": "running",`), `"finished_at": "2016-08-12 15:26:29 UTC",`, `"finished_at": null,`)
+	code, body := srv.deliver(t, "gitlab", running, map[string]string{"X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Token": e2eGitLabToken, "Idempotency-Key": "failover-1"})
+	wantAction(t, "running", code, body, "pinned")
+	if code, pin := srv.call(t, "GET", apiBase+"/pipelines/31/ref", ""); code != 200 || pin["merge_request_iid"] != float64(1) || pin["sha"] != p.merge {
+		t.Fatalf("pin after the webhook = %d %v", code, pin)
+	}
+
+	// No request names 16 and 17: the sweep brings them back (a listing
+	// does not recover what it lists).
+	testdata.WaitFor(t, "the sweep to bring pins 16 and 17 back", 60*time.Second, func() bool {
+		_, list := srv.call(t, "GET", apiBase+"/pipelines?state=pinned&limit=1000", "")
+		seen := map[float64]bool{}
+		for _, pin := range list["pins"].([]any) {
+			seen[pin.(map[string]any)["pipeline_id"].(float64)] = true
+		}
+		return seen[16] && seen[17]
+	})
+	url = strings.Replace(srv.Base, "http://", "http://job:"+tokens[17]+"@", 1) + "/git/group/app.git"
+	if out, err := testdata.RunnerGit(t, t.TempDir(), "ls-remote", url); err != nil || !strings.Contains(out, "refs/pipelines/17") {
+		t.Fatalf("fetch token of a pin the sweep brought back: %v\n%s", err, out)
+	}
+	for id := 11; id <= 17; id++ {
+		if id != 15 && !p.hasRef(t, id) {
+			t.Errorf("refs/pipelines/%d is gone", id)
+		}
+	}
+	if logs := srv.Logs.String(); !strings.Contains(logs, "reconciling every project") {
+		t.Errorf("no log line says the sweep reconciled after the failover:\n%s", logs)
+	}
+}
