@@ -269,6 +269,14 @@ func parseWorkflowRun(h Host, body []byte) (event, error) {
 	run := w.WorkflowRun
 	ev := event{name: name, project: w.Repository.FullName, pipeline: run.ID, at: run.UpdatedAt.Time}
 	switch w.Action {
+	case "in_progress":
+		if h != Gitea {
+			return ignore(name, "workflow run action %q does not change a pin (requested pins, completed finishes)", w.Action), nil
+		}
+		// Gitea's requested of a re-run has no time (its new attempt has
+		// not started), so it cannot re-open the finished pin; its
+		// in_progress has the attempt's start, after the last completion.
+		fallthrough
 	case "requested":
 		if len(run.PullRequests) == 0 {
 			return ignore(name, "workflow run %d is not for a pull request of this repository", run.ID), nil
@@ -280,8 +288,8 @@ func parseWorkflowRun(h Host, body []byte) (event, error) {
 		ev.kind, ev.iid = kindPin, pr.Number
 		ev.mergeSource, ev.mergeTarget = pr.Head.SHA, branchRef(pr.Base.Ref)
 		if h == Gitea {
-			// No updated_at: a run that waits has not started (no time);
-			// a re-run's new attempt may carry its start.
+			// No updated_at: a run that waits has not started (no time),
+			// one in progress has its attempt's start.
 			ev.at = later(run.StartedAt.Time, run.CompletedAt.Time)
 		}
 	case "completed":
