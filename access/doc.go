@@ -6,10 +6,10 @@
 // again when the file changes (package watchfile). Tokens are known by
 // their SHA-256 digests only and compared in constant time.
 //
-// Today it decides for API tokens (Grant.May) and hands out the webhook
-// secrets that cover a project; identities are parsed and validated, but
-// verifying a CI job's ID token is not done yet, so such a token is
-// unknown (401) wherever it is presented.
+// It decides for API tokens (Grant.May) and for CI jobs known by their ID
+// tokens (role Job: Grant.MayPin, MayFetchPin, their own pipeline's pin
+// only; package idtoken verifies the tokens against the Identities), and
+// hands out the webhook secrets that cover a project.
 //
 // It imports refs (project names and patterns) and watchfile; api, hooks
 // (through an interface of its own) and cmd use it. No HTTP here.

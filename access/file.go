@@ -358,3 +358,6 @@ func (f *File) HookSecrets(host string, p refs.Project) []string {
 
 // CoversHost says whether the file has any webhook secret for host.
 func (f *File) CoversHost(host string) bool { return f.Policy().CoversHost(host) }
+
+// Identities lists the trusted CI identity issuers in force.
+func (f *File) Identities() []Identity { return f.Policy().Identities() }

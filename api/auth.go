@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/refkeeper/refkeeper/access"
+	"github.com/refkeeper/refkeeper/refs"
 )
 
 // tokenSet checks presented tokens against the configured ones in constant
@@ -55,22 +58,42 @@ func presentedToken(r *http.Request, basic bool) string {
 	return ""
 }
 
+// IDTokens verifies CI jobs' ID tokens (*idtoken.Verifier): the grant of
+// an accepted one (access.Job), else an error that is
+// *refs.UnavailableError when the issuer could not be asked (503, retry)
+// and otherwise a 401 whose text the caller may read.
+type IDTokens interface {
+	Verify(ctx context.Context, token string) (access.Grant, error)
+}
+
+// errUnknownToken is a token that is neither an API token nor, as far as
+// anyone is asked, an ID token.
+var errUnknownToken = errors.New("missing or wrong token")
+
 // authenticator knows every API token: the --tokens ones (admin) and the
-// access file's scoped ones, read again when that file changes.
+// access file's scoped ones, read again when that file changes; and, for
+// any other token, asks ids whether it is a CI job's ID token.
 type authenticator struct {
 	admins *tokenSet
 	access *access.File
+	ids    IDTokens
 }
 
-// grant answers what a presented token may do; false for an unknown one.
-// Both sets are always consulted, so timing says nothing of which holds it.
-func (a *authenticator) grant(token string) (access.Grant, bool) {
+// grant answers what a presented token may do; errUnknownToken (or the
+// ID token verifier's refusal) for an unknown one. Both token sets are
+// always consulted, so timing says nothing of which holds it.
+func (a *authenticator) grant(ctx context.Context, token string) (access.Grant, error) {
 	admin := a.admins.valid(token)
 	g, ok := a.access.Token(token)
-	if admin {
-		return access.AdminGrant, true
+	switch {
+	case admin:
+		return access.AdminGrant, nil
+	case ok:
+		return g, nil
+	case a.ids == nil || token == "":
+		return access.Grant{}, errUnknownToken
 	}
-	return g, ok
+	return a.ids.Verify(ctx, token)
 }
 
 // grantKey is where requireToken leaves the caller's grant for the routes.
@@ -88,10 +111,13 @@ func callerGrant(c echo.Context) access.Grant {
 func requireToken(a *authenticator, challenge string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			g, ok := a.grant(presentedToken(c.Request(), false))
-			if !ok {
+			g, err := a.grant(c.Request().Context(), presentedToken(c.Request(), false))
+			if refs.IsUnavailable(err) {
+				return err // an issuer that did not answer: 503, retry
+			}
+			if err != nil {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, challenge)
-				return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or wrong token"}
+				return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: err.Error()}
 			}
 			c.Set(grantKey, g)
 			return next(c)
@@ -115,6 +141,9 @@ func allow(a access.Action) echo.MiddlewareFunc {
 				return next(c)
 			}
 			if c.Param("project") == "" {
+				if !g.MayList() {
+					return forbidden(g)
+				}
 				return next(c) // a listing: filtered by its handler
 			}
 			p, err := projectParam(c)
@@ -129,7 +158,34 @@ func allow(a access.Action) echo.MiddlewareFunc {
 	}
 }
 
+// allowPin is allow for the routes of one pin ({project} and {id}): a
+// CI job's ID token passes for its own pipeline's pin, as the grant says
+// (access.Grant.MayPin). A malformed id goes on to the handler's 400.
+func allowPin(a access.Action) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			g := callerGrant(c)
+			p, err := projectParam(c)
+			if err != nil {
+				return next(c)
+			}
+			id, err := refs.ParsePipelineID(c.Param("id"))
+			if err != nil {
+				return next(c)
+			}
+			if !g.MayPin(a, p, id) {
+				return forbidden(g)
+			}
+			return next(c)
+		}
+	}
+}
+
 func forbidden(g access.Grant) *httpError {
+	if g.Role == access.Job {
+		return &httpError{Status: http.StatusForbidden, Code: codeForbidden,
+			Message: fmt.Sprintf("an ID token may only pin, get, finish and fetch its own pipeline's pin (%s, in the projects its issuer's identities entries cover)", g.Name)}
+	}
 	return &httpError{Status: http.StatusForbidden, Code: codeForbidden,
 		Message: fmt.Sprintf("token %q (role %s) does not cover this request", g.Name, g.Role)}
 }

@@ -10,10 +10,14 @@
 //
 // Every route names the access.Action it performs; a token's grant (admin
 // for --tokens, else its role and projects in the --access file, package
-// access) must cover it, else 403 forbidden before anything is read or
-// changed (auth.go). The project listing is filtered to what the caller
-// may read, and the git mount is told which projects an API token may
-// fetch. Webhook answers carry no fetch token.
+// access; for any other token, a CI job's ID token as Config.IDTokens
+// verifies it) must cover it, else 403 forbidden before anything is read
+// or changed (auth.go). A job's ID token covers its own pipeline's pin
+// (pin, get, finish) and nothing else; an issuer that cannot be asked is
+// 503, never 401. The project listing is filtered to what the caller may
+// read, and the git mount is told which projects an API token may fetch
+// and which pin a job's ID token may. Webhook answers carry no fetch
+// token.
 //
 // It owns HTTP concerns only: routing (echo), bearer and basic auth, strict
 // JSON decoding, and the one mapping from the domain's typed errors to status

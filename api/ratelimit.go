@@ -141,7 +141,7 @@ func tokenKey(tokens *authenticator, signer *githttp.FetchSigner) func(echo.Cont
 		if t == "" {
 			return ""
 		}
-		if _, ok := tokens.grant(t); !ok {
+		if _, err := tokens.grant(c.Request().Context(), t); err != nil {
 			if _, err := signer.Verify(t); err != nil {
 				return ""
 			}

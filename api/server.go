@@ -32,6 +32,9 @@ type Config struct {
 	// Access is the --access file: scoped tokens (roles and projects) and
 	// per-project webhook secrets. Nil: admin tokens only.
 	Access *access.File
+	// IDTokens verifies CI jobs' ID tokens against the access file's
+	// identities; *idtoken.Verifier. Nil: no ID token is accepted.
+	IDTokens IDTokens
 	// FetchURL is the base URL runners fetch from, e.g. http://host:8080;
 	// a pin's fetch_url is FetchURL + "/git/<project>.git".
 	FetchURL string
@@ -90,16 +93,21 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens := &authenticator{admins: newTokenSet(cfg.Tokens), access: cfg.Access}
+	tokens := &authenticator{admins: newTokenSet(cfg.Tokens), access: cfg.Access, ids: cfg.IDTokens}
 	git, err := githttp.New(githttp.Config{
 		Pins: cfg.Pins,
-		Credentials: func(r *http.Request) (string, func(refs.Project) bool) {
+		Credentials: func(r *http.Request) (githttp.Caller, error) {
 			t := presentedToken(r, true)
-			g, ok := tokens.grant(t)
-			if !ok {
-				return t, nil
+			g, err := tokens.grant(r.Context(), t)
+			switch {
+			case refs.IsUnavailable(err):
+				return githttp.Caller{}, err
+			case err != nil:
+				return githttp.Caller{Token: t}, nil // maybe a fetch token
+			case g.Role == access.Job && g.MayFetchPin():
+				return githttp.Caller{Job: &githttp.JobScope{Project: g.Project, Pipeline: g.Pipeline}}, nil
 			}
-			return t, func(p refs.Project) bool { return g.May(access.Fetch, p) }
+			return githttp.Caller{MayFetch: func(p refs.Project) bool { return g.May(access.Fetch, p) }}, nil
 		},
 		Signer:     signer,
 		Git:        cfg.GitBinary,
@@ -141,11 +149,13 @@ func New(cfg Config) (http.Handler, error) {
 	// projects do not cover it.
 	auth := requireToken(tokens, `Bearer realm="refkeeper"`)
 	read, write, admin := allow(access.ReadPins), allow(access.WritePins), allow(access.Administer)
+	// A job's ID token may pin, get and finish its own pipeline's pin.
+	readPin, writePin := allowPin(access.ReadPins), allowPin(access.WritePins)
 	const v1 = "/api/v1"
-	e.PUT(v1+"/projects/:project/pipelines/:id/ref", h.putPin, auth, write)
-	e.GET(v1+"/projects/:project/pipelines/:id/ref", h.getPin, auth, read)
+	e.PUT(v1+"/projects/:project/pipelines/:id/ref", h.putPin, auth, writePin)
+	e.GET(v1+"/projects/:project/pipelines/:id/ref", h.getPin, auth, readPin)
 	e.DELETE(v1+"/projects/:project/pipelines/:id/ref", h.deletePin, auth, write)
-	e.POST(v1+"/projects/:project/pipelines/:id/finish", h.finish, auth, write)
+	e.POST(v1+"/projects/:project/pipelines/:id/finish", h.finish, auth, writePin)
 	e.GET(v1+"/projects/:project/pipelines", h.list, auth, read)
 	e.POST(v1+"/projects/:project/merge_requests/:iid/close", h.closeMergeRequest, auth, write)
 	e.POST(v1+"/gc", h.gc, auth, admin)

@@ -4,7 +4,9 @@
 //
 // A request is authorized by an API token (the projects its role covers,
 // as the mounting package says; any other is 403 before the repository is
-// looked up, so nothing is learnt of it) or a pin's
+// looked up, so nothing is learnt of it), a CI job's ID token (Caller.Job,
+// as the mounting package verified it: its pipeline's pin, held to it as a
+// fetch token of it is; another project 403, no live pin 404) or a pin's
 // scoped fetch token (FetchSigner: HMAC-signed, one pipeline ref of one
 // project while that pin lives, keys rotating). Pushes are refused (403),
 // only the smart protocol is served, and a fetch token's upload-pack

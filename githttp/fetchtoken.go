@@ -23,6 +23,9 @@ type FetchClaims struct {
 	Project    string `json:"p"`
 	PipelineID int64  `json:"i"`
 	CreatedMS  int64  `json:"c"`
+	// job: the claims of a CI job's ID token (never signed into a fetch
+	// token), which hold for any incarnation of its pin.
+	job bool
 }
 
 // FetchSigner issues and checks scoped fetch tokens with HMAC-SHA256. The
@@ -99,5 +102,5 @@ func (s *FetchSigner) Verify(token string) (FetchClaims, error) {
 // project and pipeline, same incarnation, and not deleted.
 func (c FetchClaims) matches(p refs.Pin) bool {
 	return c.Project == string(p.Project) && c.PipelineID == int64(p.PipelineID) &&
-		c.CreatedMS == p.CreatedAt.UnixMilli() && p.State != refs.StateDeleted
+		(c.job || c.CreatedMS == p.CreatedAt.UnixMilli()) && p.State != refs.StateDeleted
 }

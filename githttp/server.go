@@ -26,12 +26,11 @@ type Pins interface {
 type Config struct {
 	// Pins is the domain. Required.
 	Pins Pins
-	// Credentials reads the token a request presents (a bearer token, or
-	// the password of HTTP basic auth, which git's credential helpers
-	// send). For an API token it answers mayFetch, which says which
-	// projects that token may fetch (its role and projects); nil means the
-	// token is not an API token (it may still be a fetch token). Required.
-	Credentials func(r *http.Request) (token string, mayFetch func(refs.Project) bool)
+	// Credentials reads who a request is from the token it presents (a
+	// bearer token, or the password of HTTP basic auth, which git's
+	// credential helpers send). An error is the mounting package's to
+	// write (an ID token issuer that did not answer: 503). Required.
+	Credentials func(r *http.Request) (Caller, error)
 	// Signer verifies the pins' scoped fetch tokens. Required.
 	Signer *FetchSigner
 	// Git runs `git http-backend`. Empty: "git" from PATH.
@@ -45,12 +44,34 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// Caller is who a request's token says it is: one of an API token
+// (MayFetch), a CI job's ID token (Job), or neither (Token, which may
+// still be a pin's fetch token).
+type Caller struct {
+	// Token is the presented token, checked as a fetch token when the
+	// others are unset.
+	Token string
+	// MayFetch says which projects an API token may fetch (its role and
+	// projects).
+	MayFetch func(refs.Project) bool
+	// Job is a CI job's identity: it fetches its own pipeline's pin as a
+	// fetch token of it would (one ref, scope filter), for as long as the
+	// pin is not deleted, whatever incarnation of it.
+	Job *JobScope
+}
+
+// JobScope is the one pin a CI job's ID token may fetch.
+type JobScope struct {
+	Project  refs.Project
+	Pipeline refs.PipelineID
+}
+
 // Server serves repositories read-only over git's smart HTTP protocol, at
 // /git/<project>.git/..., by running `git http-backend` (the real git)
 // through the one git runner.
 type Server struct {
 	pins        Pins
-	credentials func(*http.Request) (string, func(refs.Project) bool)
+	credentials func(*http.Request) (Caller, error)
 	signer      *FetchSigner
 	git         *gitexec.Runner
 	logger      *slog.Logger
@@ -131,14 +152,20 @@ func splitPath(path, query string) (project string, svc service, rest string, er
 const Challenge = `Basic realm="refkeeper"`
 
 // authorize accepts an API token (read access to the projects its role
-// covers, answered as mayFetch) or a scoped fetch token (one pipeline ref,
-// while its pin lives, answered as its claims).
+// covers, answered as mayFetch), a CI job's ID token (its pipeline's pin,
+// answered as claims of any incarnation of it) or a scoped fetch token
+// (one pipeline ref, while its pin lives, answered as its claims).
 func (s *Server) authorize(r *http.Request) (mayFetch func(refs.Project) bool, scope *FetchClaims, err error) {
-	token, mayFetch := s.credentials(r)
-	if mayFetch != nil {
-		return mayFetch, nil, nil
+	caller, err := s.credentials(r)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case caller.MayFetch != nil:
+		return caller.MayFetch, nil, nil
+	case caller.Job != nil:
+		return nil, &FetchClaims{Project: string(caller.Job.Project), PipelineID: int64(caller.Job.Pipeline), job: true}, nil
 	}
-	claims, err := s.signer.Verify(token)
+	claims, err := s.signer.Verify(caller.Token)
 	if err != nil {
 		return nil, nil, errAuth
 	}
@@ -147,12 +174,25 @@ func (s *Server) authorize(r *http.Request) (mayFetch func(refs.Project) bool, s
 
 // checkScope admits a scoped token only to its own project, and only while
 // the pin it was issued for is alive; it answers what the token may fetch.
+// A job's ID token is valid whatever becomes of its pin: another project
+// is 403, and a pin that is not there (or deleted) 404 pin_not_found.
 func (s *Server) checkScope(r *http.Request, scope *FetchClaims, p refs.Project) (fetchScope, error) {
 	if scope.Project != string(p) {
+		if scope.job {
+			return fetchScope{}, errForbidden
+		}
 		return fetchScope{}, errAuth
 	}
-	pin, err := s.pins.Get(r.Context(), p, refs.PipelineID(scope.PipelineID))
+	id := refs.PipelineID(scope.PipelineID)
+	pin, err := s.pins.Get(r.Context(), p, id)
 	if refs.IsUnavailable(err) {
+		return fetchScope{}, err
+	}
+	if scope.job && (err != nil || !scope.matches(pin)) {
+		var notFound *refs.PinNotFoundError
+		if err == nil || errors.As(err, &notFound) {
+			return fetchScope{}, &refs.PinNotFoundError{Project: p, PipelineID: id}
+		}
 		return fetchScope{}, err
 	}
 	if err != nil || !scope.matches(pin) {
@@ -208,7 +248,9 @@ func (s *Server) reachFrom(ctx context.Context, p refs.Project, sha string) func
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	mayFetch, scope, err := s.authorize(r)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", Challenge)
+		if err == errAuth {
+			w.Header().Set("WWW-Authenticate", Challenge)
+		}
 		return err
 	}
 	name, svc, rest, err := splitPath(r.URL.Path, r.URL.RawQuery)
@@ -254,7 +296,9 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	var allowed fetchScope
 	if scope != nil {
 		if allowed, err = s.checkScope(r, scope, p); err != nil {
-			w.Header().Set("WWW-Authenticate", Challenge)
+			if err == errAuth {
+				w.Header().Set("WWW-Authenticate", Challenge)
+			}
 			s.metrics.fetch(label, "refused")
 			return err
 		}

@@ -39,12 +39,12 @@ func newFixture(t *testing.T, gitBinary string) *fixture {
 	}
 	s, err := New(Config{
 		Pins: f.Service,
-		Credentials: func(r *http.Request) (string, func(refs.Project) bool) {
+		Credentials: func(r *http.Request) (Caller, error) {
 			_, password, _ := r.BasicAuth()
 			if password != apiToken {
-				return password, nil
+				return Caller{Token: password}, nil
 			}
-			return password, func(refs.Project) bool { return true }
+			return Caller{MayFetch: func(refs.Project) bool { return true }}, nil
 		},
 		Signer: signer,
 		Git:    gitBinary,

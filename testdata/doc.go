@@ -7,7 +7,10 @@
 // password; it is on loopback, so a service mirroring it allows
 // LoopbackUpstreams). The servers an attacker would point a mirror at are
 // real too: StartCredentialTrap (asks for a password and records what it
-// gets) and StartRedirector (answers 301 elsewhere).
+// gets) and StartRedirector (answers 301 elsewhere). StartIssuer is an
+// OpenID Connect issuer of CI jobs' ID tokens (discovery, key set, RSA
+// keys made at test time, rotation, GitLab- and GitHub-shaped tokens, the
+// forgeries of alg none and HS256, and GitHub's Actions token endpoint).
 //
 // StartServer runs `refkeeper serve` as a process of its own, from the
 // binary RefkeeperBinary builds once per test binary; a package that uses

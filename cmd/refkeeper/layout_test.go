@@ -24,6 +24,7 @@ var allowedInternal = map[string][]string{
 	"watchfile":     {},
 	"strictjson":    {},
 	"access":        {"refs", "strictjson", "watchfile"},
+	"idtoken":       {"access", "refs"},
 	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
@@ -31,7 +32,7 @@ var allowedInternal = map[string][]string{
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},
@@ -71,6 +72,9 @@ var confined = map[string][]string{
 	"github.com/labstack/echo":      {"api", "cmd/refkeeper"},
 	"github.com/hibiken/asynq":      {"jobs", "cmd/refkeeper"},
 	"github.com/alicebob/miniredis": {"cmd/refkeeper"},
+	// ID tokens are verified in one place; the test issuer signs them.
+	"github.com/coreos/go-oidc":  {"idtoken"},
+	"github.com/go-jose/go-jose": {"idtoken", "testdata"},
 	// The Kubernetes and prometheus-operator API types check the Helm
 	// chart's output; the service itself never speaks to Kubernetes.
 	"k8s.io/":                        {"deploy"},

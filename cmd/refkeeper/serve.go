@@ -25,6 +25,7 @@ import (
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/idtoken"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
@@ -247,15 +248,22 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 			return nil, err
 		}
 	}
-	var perProject hooks.ProjectSecrets
+	var (
+		perProject hooks.ProjectSecrets
+		idTokens   api.IDTokens
+	)
 	if accessFile != nil {
 		perProject = accessFile
+		// Issuers are asked lazily, at their first token: one that is
+		// down now stops nothing.
+		idTokens = &idtoken.Verifier{Identities: accessFile.Identities, Logger: logger}
 	}
 	return api.New(api.Config{
 		Pins:           svc,
 		Projects:       projects,
 		Tokens:         tokens,
 		Access:         accessFile,
+		IDTokens:       idTokens,
 		FetchURL:       fetchBase,
 		Logger:         logger,
 		Registry:       registry,
