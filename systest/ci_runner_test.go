@@ -546,3 +546,48 @@ func (iss jobIssuer) actionsRequest(tb testing.TB, repository string, id int64) 
 	iss.SetActionsJob(repository, id)
 	return iss.ActionsRequestURL(), testdata.IssuerActionsRequestToken
 }
+
+// TestGiteaActionJob runs the action's step as Gitea's runner does for a
+// pull request's run, with the token input (Gitea gives jobs no ID token),
+// against the built server driven by deliveries a real Gitea sent
+// (testdata/hooks/README.md): requested pins run 1 at the merge of the head
+// into main's tip, the job checks it out, completed finishes it.
+func TestGiteaActionJob(t *testing.T) {
+	p := newProject(t)
+	r := testdata.StartRedis(t)
+	const jobToken = "gitea-job-token-0123456789"
+	access := filepath.Join(t.TempDir(), "access.json")
+	if err := os.WriteFile(access, []byte(`{"tokens": [{"name": "app-jobs", "sha256": "`+sha256Hex(jobToken)+`", "role": "pipeline", "projects": ["group/app"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--gitea-hook-secret", e2eGiteaSecret, "--access", access)
+	head, _ := p.git.RefSHA(t, "refs/heads/feature")
+	merge := p.git.RecomputeMerge(t, head, p.c2, "merge", "refkeeper", "refkeeper@localhost")
+	deliver := func(name, want string) {
+		t.Helper()
+		header, body := testdata.HookCapture(t, name, "ci/app", "group/app",
+			"38b6601a24689be99bbf222d505dc6825ca748a7", head, "fb2d781ec1555d606d77c74ca1d611fc4d8f4287", p.c1)
+		code, answer := srv.deliver(t, "gitea", body, map[string]string{"X-Gitea-Event": header.Get("X-Gitea-Event"),
+			"X-Gitea-Event-Type": header.Get("X-Gitea-Event-Type"), "X-Gitea-Delivery": header.Get("X-Gitea-Delivery"),
+			"X-Gitea-Signature": testdata.HMACHex(e2eGiteaSecret, body)})
+		wantAction(t, name, code, answer, want)
+	}
+	deliver("gitea-workflow_run-requested.http", "pinned")
+
+	workspace := runnerDir(t, filepath.Join(t.TempDir(), "workspace", "group", "app"))
+	// Gitea's github.sha of a pull request's run is the head.
+	ctx := map[string]string{"repository": "group/app", "run_id": "1", "workspace": workspace,
+		"sha": head, "event.pull_request.head.sha": head}
+	steps := loadGitHubAction(t, map[string]string{"url": srv.Base, "token": jobToken}, ctx)
+	env := map[string]string{"CI": "true", "GITHUB_ACTIONS": "true", "GITEA_ACTIONS": "true", "GITHUB_WORKSPACE": workspace,
+		"GITHUB_REPOSITORY": "group/app", "GITHUB_RUN_ID": "1", "GITHUB_SHA": head, "GITHUB_EVENT_NAME": "pull_request"}
+	for k, v := range steps[0].env {
+		env[k] = v
+	}
+	out, code := ciJob(t, steps[0].script(t)+`cd "$GITHUB_WORKSPACE" && git log -1 --format="testing %H"`+"\n", env)
+	if code != 0 || !strings.Contains(out, "testing "+merge) || headOf(t, workspace) != merge {
+		t.Fatalf("job: exit %d, want the merge %s into main's tip checked out\n%s", code, merge, out)
+	}
+	t.Logf("job printed:\n%s", out)
+	deliver("gitea-workflow_run-completed.http", "finished")
+}
