@@ -1,7 +1,15 @@
 // Package hooks turns the git hosts' own webhook deliveries into pins,
 // finishes and merge-request closes: GitLab's Pipeline and Merge Request
 // Hooks, GitHub's workflow_run and pull_request events, and Gitea's (also
-// Forgejo's) pull_request events.
+// Forgejo's) workflow_run and pull_request events.
+//
+// A workflow run of a pull request (GitHub's, and Gitea Actions' alike) is
+// pinned at the merge of pull_requests[0].head.sha into the tip of branch
+// pull_requests[0].base.ref, resolved (on a mirror, fetched) as the
+// delivery is applied: neither host's base.sha is that tip (Gitea's is the
+// merge base, GitHub's the base as of the pull request's last update). A
+// later delivery of a run that has a pin keeps the target it was pinned
+// with, so a re-run tests the same merge.
 //
 // A delivery is verified by its host's scheme over the raw body, in constant
 // time (GitLab: X-Gitlab-Token is the secret; GitHub: X-Hub-Signature-256 is
@@ -30,7 +38,9 @@
 // for GitLab, a finishing status's object_attributes.finished_at, and for a
 // running (or created, pending, ...) status the latest created_at,
 // started_at or finished_at of its builds; for GitHub, workflow_run's
-// updated_at. A pin finished through the API has no such time; its
+// updated_at; for Gitea, which sends no updated_at, completed_at for
+// completed and the later of started_at and completed_at for requested
+// (Gitea writes a time it has not got as the Unix epoch: no time). A pin finished through the API has no such time; its
 // finished_at stands in. A pipeline that is running again after it finished (a
 // retried job) is told from a late delivery by that time alone:
 //

@@ -48,7 +48,7 @@ func eventLabel(h Host, name string) string {
 		return "merge_request"
 	case h == GitHub && (name == "workflow_run" || name == "pull_request" || name == "ping"):
 		return name
-	case h == Gitea && name == "pull_request":
+	case h == Gitea && (name == "pull_request" || name == "workflow_run"):
 		return name
 	}
 	return "other"

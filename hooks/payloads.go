@@ -176,29 +176,59 @@ func parseGitLab(name string, body []byte) (event, error) {
 	if err := decode(GitLab, body, &struct{}{}); err != nil {
 		return event{}, err
 	}
-	return ignore("other", "event %q is not handled", truncate(name)), nil
+	return ignore("other", "%s; /hooks/gitlab acts on Pipeline Hook and Merge Request Hook", unhandled(name, "")), nil
 }
 
 type githubRepository struct {
 	FullName string `json:"full_name"`
 }
 
-type githubWorkflowRun struct {
+// workflowRun is the workflow_run payload of GitHub and of Gitea's Actions
+// (Gitea 1.24 and later send it GitHub-shaped, with fewer fields: no
+// updated_at, but started_at and completed_at).
+type workflowRun struct {
 	Action      string `json:"action"`
 	WorkflowRun struct {
-		ID           int64     `json:"id"`
-		UpdatedAt    time.Time `json:"updated_at"`
+		ID int64 `json:"id"`
+		// UpdatedAt is GitHub's; StartedAt and CompletedAt are what Gitea
+		// sends instead (GitHub sends run_started_at, not read).
+		UpdatedAt    hostTime `json:"updated_at"`
+		StartedAt    hostTime `json:"started_at"`
+		CompletedAt  hostTime `json:"completed_at"`
 		PullRequests []struct {
 			Number int64 `json:"number"`
 			Head   struct {
 				SHA string `json:"sha"`
 			} `json:"head"`
+			// Base.SHA is not read: on Gitea it is the merge base, on
+			// GitHub the base as of the pull request's last update.
 			Base struct {
-				SHA string `json:"sha"`
+				Ref string `json:"ref"`
 			} `json:"base"`
 		} `json:"pull_requests"`
 	} `json:"workflow_run"`
 	Repository githubRepository `json:"repository"`
+}
+
+// hostTime is an RFC 3339 time of GitHub's or Gitea's. Gitea writes a time
+// it has not got yet (a run not started, not completed) as the Unix epoch
+// in its own zone, or Go's zero time: both are no time. null or another
+// form is no time too, never a failure.
+type hostTime struct{ time.Time }
+
+func (t *hostTime) UnmarshalJSON(b []byte) error {
+	var s *string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	t.Time = time.Time{}
+	if s == nil {
+		return nil
+	}
+	if v, err := time.Parse(time.RFC3339Nano, *s); err == nil && v.Unix() > 0 {
+		t.Time = v.UTC()
+	}
+	return nil
 }
 
 // pullRequestEvent is GitHub's and Gitea's pull_request payload alike.
@@ -211,26 +241,7 @@ type pullRequestEvent struct {
 func parseGitHub(name string, body []byte) (event, error) {
 	switch name {
 	case "workflow_run":
-		var w githubWorkflowRun
-		if err := decode(GitHub, body, &w); err != nil {
-			return event{}, err
-		}
-		run := w.WorkflowRun
-		ev := event{name: name, project: w.Repository.FullName, pipeline: run.ID, at: run.UpdatedAt.UTC()}
-		switch w.Action {
-		case "requested":
-			if len(run.PullRequests) == 0 {
-				return ignore(name, "workflow run %d is not for a pull request of this repository", run.ID), nil
-			}
-			pr := run.PullRequests[0]
-			ev.kind, ev.iid = kindPin, pr.Number
-			ev.mergeSource, ev.mergeTarget = pr.Head.SHA, pr.Base.SHA
-		case "completed":
-			ev.kind = kindFinish
-		default:
-			return ignore(name, "workflow run action %q does not change a pin", truncate(w.Action)), nil
-		}
-		return ev, nil
+		return parseWorkflowRun(GitHub, body)
 	case "pull_request":
 		return parsePullRequest(GitHub, name, body)
 	}
@@ -241,7 +252,64 @@ func parseGitHub(name string, body []byte) (event, error) {
 	if name == "ping" {
 		label = "ping"
 	}
-	return ignore(label, "event %q is not handled", truncate(name)), nil
+	return ignore(label, "%s; /hooks/github acts on workflow_run and pull_request", unhandled(name, "")), nil
+}
+
+// parseWorkflowRun maps GitHub's and Gitea's workflow_run alike: requested
+// pins the run's computed merge, completed finishes it. The merge's target
+// is the base branch by name (refs/heads/<base.ref>), so that the pin
+// resolves it, on a mirror after fetching it, when the delivery arrives:
+// neither host's base.sha is the branch's tip.
+func parseWorkflowRun(h Host, body []byte) (event, error) {
+	const name = "workflow_run"
+	var w workflowRun
+	if err := decode(h, body, &w); err != nil {
+		return event{}, err
+	}
+	run := w.WorkflowRun
+	ev := event{name: name, project: w.Repository.FullName, pipeline: run.ID, at: run.UpdatedAt.Time}
+	switch w.Action {
+	case "in_progress":
+		if h != Gitea {
+			return ignore(name, "workflow run action %q does not change a pin (requested pins, completed finishes)", w.Action), nil
+		}
+		// Gitea's requested of a re-run has no time (its new attempt has
+		// not started), so it cannot re-open the finished pin; its
+		// in_progress has the attempt's start, after the last completion.
+		fallthrough
+	case "requested":
+		if len(run.PullRequests) == 0 {
+			return ignore(name, "workflow run %d is not for a pull request of this repository", run.ID), nil
+		}
+		pr := run.PullRequests[0]
+		if pr.Base.Ref == "" {
+			return ignore(name, "workflow run %d names no base branch of pull request %d", run.ID, pr.Number), nil
+		}
+		ev.kind, ev.iid = kindPin, pr.Number
+		ev.mergeSource, ev.mergeTarget = pr.Head.SHA, branchRef(pr.Base.Ref)
+		if h == Gitea {
+			// No updated_at: a run that waits has not started (no time),
+			// one in progress has its attempt's start.
+			ev.at = later(run.StartedAt.Time, run.CompletedAt.Time)
+		}
+	case "completed":
+		ev.kind = kindFinish
+		if h == Gitea {
+			ev.at = run.CompletedAt.Time
+		}
+	default:
+		return ignore(name, "workflow run action %q does not change a pin (requested pins, completed finishes)", truncate(w.Action)), nil
+	}
+	return ev, nil
+}
+
+// branchRef is a pull request's base branch as a full ref name: a branch
+// may be named like a SHA, and a full name is never read as one.
+func branchRef(branch string) string {
+	if strings.HasPrefix(branch, "refs/") {
+		return branch
+	}
+	return "refs/heads/" + branch
 }
 
 func parseGitea(name, typ string, body []byte) (event, error) {
@@ -250,10 +318,25 @@ func parseGitea(name, typ string, body []byte) (event, error) {
 	if name == "pull_request" && (typ == "" || typ == "pull_request") {
 		return parsePullRequest(Gitea, name, body)
 	}
+	if name == "workflow_run" {
+		return parseWorkflowRun(Gitea, body)
+	}
 	if err := decode(Gitea, body, &struct{}{}); err != nil {
 		return event{}, err
 	}
-	return ignore("other", "event %q is not handled", truncate(strings.TrimSpace(name+" "+typ))), nil
+	return ignore("other", "%s; /hooks/gitea acts on workflow_run and pull_request", unhandled(name, typ)), nil
+}
+
+// unhandled says which event a delivery was: Gitea's event and its type
+// (X-Gitea-Event-Type) are often the same word, said once then.
+func unhandled(name, typ string) string {
+	if name == "" {
+		return "a delivery without an event header is not handled"
+	}
+	if typ == "" || typ == name {
+		return fmt.Sprintf("event %q is not handled", truncate(name))
+	}
+	return fmt.Sprintf("event %q of type %q is not handled", truncate(name), truncate(typ))
 }
 
 func parsePullRequest(h Host, name string, body []byte) (event, error) {

@@ -53,3 +53,47 @@ func TestGitLabEventTimes(t *testing.T) {
 		t.Fatalf("failed: kind %v at %v, want a finish at %v", ev.kind, ev.at, want)
 	}
 }
+
+// Gitea's workflow_run has no updated_at: its order time is completed_at
+// for completed, started_at for requested and in_progress, and a time
+// Gitea has not got (the Unix epoch in its zone, Go's zero time) is none.
+func TestGiteaWorkflowRunTimes(t *testing.T) {
+	run := func(action, started, completed string) []byte {
+		return []byte(`{"action":"` + action + `","workflow_run":{"id":7,"started_at":"` + started + `","completed_at":"` + completed + `",
+			"pull_requests":[{"number":1,"head":{"sha":"h"},"base":{"ref":"main","sha":"b"}}]},"repository":{"full_name":"ci/app"}}`)
+	}
+	started := time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC)
+	done := time.Date(2026, 12, 3, 11, 2, 0, 0, time.UTC)
+	cases := []struct {
+		name              string
+		body              []byte
+		wantKind          kind
+		wantAt            time.Time
+		wantTarget        string
+		gitHubIgnoresKind bool
+	}{
+		{"requested, waiting", run("requested", "1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"), kindPin, time.Time{}, "refs/heads/main", false},
+		{"requested, epoch in another zone", run("requested", "1970-01-01T01:00:00+01:00", "0001-01-01T00:00:00Z"), kindPin, time.Time{}, "refs/heads/main", false},
+		{"in progress", run("in_progress", "2026-12-03T12:00:00+01:00", "1970-01-01T00:00:00Z"), kindPin, started, "refs/heads/main", true},
+		{"completed", run("completed", "2026-12-03T11:00:00Z", "2026-12-03T11:02:00Z"), kindFinish, done, "", false},
+	}
+	for _, c := range cases {
+		ev, err := parseGitea("workflow_run", "workflow_run", c.body)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if ev.kind != c.wantKind || !ev.at.Equal(c.wantAt) || ev.mergeTarget != c.wantTarget || ev.pipeline != 7 || ev.project != "ci/app" {
+			t.Errorf("%s: kind %v at %v target %q, want kind %v at %v target %q", c.name, ev.kind, ev.at, ev.mergeTarget, c.wantKind, c.wantAt, c.wantTarget)
+		}
+		gh, err := parseGitHub("workflow_run", c.body)
+		if err != nil {
+			t.Fatalf("%s on GitHub: %v", c.name, err)
+		}
+		if c.gitHubIgnoresKind && gh.kind != kindIgnore {
+			t.Errorf("%s on GitHub: kind %v, want ignored (GitHub's requested has updated_at)", c.name, gh.kind)
+		}
+	}
+	if ev, _ := parseGitea("workflow_run", "workflow_run", []byte(`{"action":"requested","workflow_run":{"id":7,"pull_requests":[{"number":1,"head":{"sha":"h"},"base":{"ref":"","sha":"b"}}]}}`)); ev.kind != kindIgnore {
+		t.Errorf("a run whose pull request names no base branch: kind %v, want ignored", ev.kind)
+	}
+}

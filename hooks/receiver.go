@@ -240,25 +240,33 @@ func (r *Receiver) pin(ctx context.Context, p refs.Project, ev event) (Result, e
 			return Result{}, err
 		}
 	}
+	current, err := r.Domain.Get(ctx, p, id)
+	var noPin *refs.PinNotFoundError
+	var target, said string // a computed merge's target, and what it is
+	if err != nil && !errors.As(err, &noPin) {
+		return Result{}, err
+	}
 	if ev.mergeSource != "" || ev.mergeTarget != "" {
-		// A computed merge of the pull request's head into its base: the
-		// pin is of exactly those commits, whatever the host's merge ref.
-		for _, sha := range []string{ev.mergeSource, ev.mergeTarget} {
-			if _, err := refs.ParseObjectID(sha); err != nil {
-				return Result{}, err
-			}
+		// A computed merge of the pull request's head into the tip of its
+		// base branch, resolved (on a mirror, fetched) now: the pin is of
+		// exactly those commits, whatever the host's merge ref.
+		if _, err := refs.ParseObjectID(ev.mergeSource); err != nil {
+			return Result{}, err
 		}
-		req.Merge = &refs.MergeInput{Source: ev.mergeSource, Target: ev.mergeTarget, Mode: "merge"}
+		target, said = ev.mergeTarget, "the tip of "+ev.mergeTarget
+		if m := current.Merge; m != nil && string(m.SourceSHA) == ev.mergeSource {
+			// This run was pinned before (a redelivery, a re-run): it
+			// keeps the target it was pinned with, wherever the branch
+			// has moved since, so that a retried job tests the same code.
+			target, said = string(m.TargetSHA), "as this run was pinned before"
+		}
+		req.Merge = &refs.MergeInput{Source: ev.mergeSource, Target: target, Mode: "merge"}
 	} else if req.SHA, err = refs.ParseObjectID(ev.sha); err != nil {
 		return Result{}, err
 	}
 
-	current, err := r.Domain.Get(ctx, p, id)
-	var noPin *refs.PinNotFoundError
 	switch {
-	case errors.As(err, &noPin):
-	case err != nil:
-		return Result{}, err
+	case current.PipelineID == 0:
 	case current.State != refs.StatePinned:
 		// Running again after it finished: a retried job, or a delivery
 		// that was late. Only the payload's own time tells.
@@ -288,6 +296,9 @@ func (r *Receiver) pin(ctx context.Context, p refs.Project, ev event) (Result, e
 		reason = fmt.Sprintf("pipeline %d re-opened at %s: a job ran again after it finished", id, pin.SHA)
 	case !created && current.State == refs.StatePinned:
 		reason = fmt.Sprintf("pipeline %d was pinned at %s already", id, pin.SHA)
+	}
+	if m := pin.Merge; m != nil {
+		reason += fmt.Sprintf(", the merge of %s into %s (%s)", m.SourceSHA, m.TargetSHA, said)
 	}
 	return Result{Action: Pinned, Reason: reason, Pins: []refs.Pin{pin}}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -44,21 +43,6 @@ func readmeBlocks(tb testing.TB, marker string) []string {
 	return blocks
 }
 
-// refkeeperLine is the `refkeeper checkout …` command of a CI snippet, as
-// the runner's shell would run it.
-func refkeeperLine(tb testing.TB, block string) string {
-	tb.Helper()
-	for _, l := range strings.Split(block, "\n") {
-		l = strings.TrimSpace(l)
-		l = strings.TrimPrefix(strings.TrimPrefix(l, "- "), "run: ")
-		if strings.HasPrefix(l, "refkeeper checkout ") {
-			return l
-		}
-	}
-	tb.Fatalf("no refkeeper checkout line in:\n%s", block)
-	return ""
-}
-
 // pinEnv is what an orchestrator hands a job from the pin.
 func pinEnv(pin map[string]any) map[string]string {
 	return map[string]string{
@@ -93,94 +77,33 @@ func runShell(tb testing.TB, dir, script string, env map[string]string) (string,
 	return string(out), err
 }
 
-// TestREADMERunnerSnippets runs the three runner snippets of docs/runners.md as far
-// as this machine allows: the shell job whole, and the refkeeper line of the
-// GitLab and GitHub snippets with the variables those runners set, the ID
-// tokens the snippets ask their CI system for (from real issuers the
-// server's access file trusts) and no API token.
+// TestREADMERunnerSnippets runs the shell job of docs/runners.md whole; the
+// CI systems' job parts are ci/, run by ci_runner_test.go.
 func TestREADMERunnerSnippets(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
-	gl, gh := testdata.StartIssuer(t), testdata.StartIssuer(t)
-	access := filepath.Join(t.TempDir(), "access.json")
-	body := fmt.Sprintf(`{"identities": [
-		{"issuer": %q, "audience": "refkeeper", "kind": "gitlab", "projects": ["group/*"]},
-		{"issuer": %q, "audience": "refkeeper", "kind": "github", "projects": ["group/*"]}]}`, gl.URL, gh.URL)
-	if err := os.WriteFile(access, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--access", access)
+	srv := startServer(t, "--repos", p.root, "--redis", r.URL())
 	blocks := readmeBlocks(t, "<!-- checkout_readme_test.go runs")
-	if len(blocks) != 3 {
-		t.Fatalf("%d marked blocks in %s, want 3 (shell, GitLab, GitHub)", len(blocks), runnerDocs)
+	if len(blocks) != 1 {
+		t.Fatalf("%d marked blocks in %s, want 1 (the shell job; ci_runner_test.go runs the CI systems' parts)", len(blocks), runnerDocs)
 	}
 
-	t.Run("shell job", func(t *testing.T) {
-		code, pin := srv.call(t, "PUT", apiBase+"/pipelines/41/ref", `{"sha":"`+p.c1+`"}`)
-		if code != 201 {
-			t.Fatalf("pin = %d %v", code, pin)
-		}
-		dir := t.TempDir()
-		out, err := runShell(t, dir, blocks[0], pinEnv(pin))
-		if err != nil || !strings.Contains(out, "testing "+p.c1) || headOf(t, filepath.Join(dir, "work")) != p.c1 {
-			t.Fatalf("shell job: %v\n%s", err, out)
-		}
-		t.Logf("shell job printed:\n%s", out)
-		if code, body := srv.call(t, "DELETE", apiBase+"/pipelines/41/ref", ""); code != 204 {
-			t.Fatalf("delete = %d %v", code, body)
-		}
-		out, err = runShell(t, t.TempDir(), blocks[0], pinEnv(pin))
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != exitGone || !strings.Contains(out, "re-pin before retrying this job") {
-			t.Fatalf("shell job after DELETE: %v\n%s", err, out)
-		}
-	})
-
-	for i, tc := range []struct {
-		name string
-		env  func(dir string, id int64) map[string]string
-		dir  func(env map[string]string) string
-	}{
-		{"GitLab", func(dir string, id int64) map[string]string {
-			return map[string]string{"CI_PROJECT_DIR": filepath.Join(dir, "builds", "group", "app"),
-				"CI_PROJECT_PATH": "group/app", "CI_PIPELINE_ID": strconv.FormatInt(id, 10)}
-		}, func(env map[string]string) string { return env["CI_PROJECT_DIR"] }},
-		{"GitHub", func(dir string, id int64) map[string]string {
-			return map[string]string{"GITHUB_WORKSPACE": filepath.Join(dir, "_work", "app", "app"),
-				"GITHUB_REPOSITORY": "group/app", "GITHUB_RUN_ID": strconv.FormatInt(id, 10)}
-		}, func(env map[string]string) string { return env["GITHUB_WORKSPACE"] }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			id := int64(50 + i)
-			if code, pin := srv.call(t, "PUT", fmt.Sprintf("%s/pipelines/%d/ref", apiBase, id), `{"merge_request_iid":12}`); code != 201 {
-				t.Fatalf("pin = %d %v", code, pin)
-			}
-			env := tc.env(t.TempDir(), id)
-			env["REFKEEPER_URL"] = srv.Base
-			// What the snippet asks its CI system for, the runner sets.
-			block := blocks[1+i]
-			if strings.Contains(block, "REFKEEPER_TOKEN") {
-				t.Fatalf("the %s snippet gives the job an API token:\n%s", tc.name, block)
-			}
-			if strings.Contains(block, "id_tokens:") && strings.Contains(block, "REFKEEPER_ID_TOKEN:") {
-				env["REFKEEPER_ID_TOKEN"] = gl.Token(t, testdata.GitLabClaims("group/app", id, testdata.IssuerAudience))
-			}
-			if strings.Contains(block, "id-token: write") {
-				gh.SetActionsJob("group/app", id)
-				env["ACTIONS_ID_TOKEN_REQUEST_URL"] = gh.ActionsRequestURL()
-				env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = testdata.IssuerActionsRequestToken
-			}
-			// The job's own commit: the merge request pipeline's (the pin).
-			env["CI_COMMIT_SHA"] = p.merge
-			if strings.Contains(block, "REFKEEPER_EXPECT_SHA:") {
-				env["REFKEEPER_EXPECT_SHA"] = p.merge
-			}
-			line := refkeeperLine(t, block)
-			out, err := runShell(t, t.TempDir(), line, env)
-			if err != nil || headOf(t, tc.dir(env)) != p.merge {
-				t.Fatalf("%s: %v\n%s", line, err, out)
-			}
-			t.Logf("%s printed:\n%s", line, out)
-		})
+	code, pin := srv.call(t, "PUT", apiBase+"/pipelines/41/ref", `{"sha":"`+p.c1+`"}`)
+	if code != 201 {
+		t.Fatalf("pin = %d %v", code, pin)
+	}
+	dir := t.TempDir()
+	out, err := runShell(t, dir, blocks[0], pinEnv(pin))
+	if err != nil || !strings.Contains(out, "testing "+p.c1) || headOf(t, filepath.Join(dir, "work")) != p.c1 {
+		t.Fatalf("shell job: %v\n%s", err, out)
+	}
+	t.Logf("shell job printed:\n%s", out)
+	if code, body := srv.call(t, "DELETE", apiBase+"/pipelines/41/ref", ""); code != 204 {
+		t.Fatalf("delete = %d %v", code, body)
+	}
+	out, err = runShell(t, t.TempDir(), blocks[0], pinEnv(pin))
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitGone || !strings.Contains(out, "re-pin before retrying this job") {
+		t.Fatalf("shell job after DELETE: %v\n%s", err, out)
 	}
 }

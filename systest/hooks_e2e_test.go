@@ -140,8 +140,9 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	})
 
 	t.Run("gitea", func(t *testing.T) {
-		// Gitea's hooks only close: the pin and finish are the API's, as a
-		// job would call them.
+		// A pin made and finished through the API (a pipeline of another
+		// CI system than Gitea Actions): Gitea's closed pull request
+		// closes it. ci_runner_test.go drives pins by Gitea's workflow_run.
 		code, pin := srv.call(t, "PUT", apiBase+"/pipelines/40/ref", `{"sha":"`+p.c2+`","merge_request_iid":1}`)
 		if code != 201 {
 			t.Fatalf("pin = %d %v", code, pin)

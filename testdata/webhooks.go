@@ -1,10 +1,13 @@
 package testdata
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,4 +55,38 @@ func HMACHex(secret string, body []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// HookCapture reads a delivery captured from a real host,
+// testdata/hooks/<name> (an HTTP request as it arrived: request line,
+// headers, body; see the README there), and answers its headers and its
+// body with each pair of replace (old, new) applied in turn: a test that
+// maps the captured repository and commits to its own. An old that the
+// body lacks fails the test. A changed body no longer matches the captured
+// signature: the test signs what it sends.
+func HookCapture(tb testing.TB, name string, replace ...string) (http.Header, []byte) {
+	tb.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(self), "hooks", name))
+	if err != nil {
+		tb.Fatalf("reading capture: %v", err)
+	}
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		tb.Fatalf("capture %s: %v", name, err)
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		tb.Fatalf("capture %s: %v", name, err)
+	}
+	if len(replace)%2 != 0 {
+		tb.Fatalf("HookCapture: replace is pairs of old and new")
+	}
+	for i := 0; i < len(replace); i += 2 {
+		if !bytes.Contains(body, []byte(replace[i])) {
+			tb.Fatalf("capture %s has no %q", name, replace[i])
+		}
+		body = bytes.ReplaceAll(body, []byte(replace[i]), []byte(replace[i+1]))
+	}
+	return req.Header, body
 }

@@ -226,31 +226,38 @@ func headingAnchors(text string) []string {
 	return anchors
 }
 
-// fencedBlocks answers the fenced code blocks of a markdown text.
-func fencedBlocks(text string) []string {
-	var blocks []string
+// fencedBlocksUnder answers the fenced code blocks of a markdown text with
+// the heading each stands under.
+func fencedBlocksUnder(text string) (blocks, headings []string) {
 	var cur []string
+	heading := ""
 	fenced := false
 	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "```") {
+		switch {
+		case strings.HasPrefix(line, "```"):
 			if fenced {
 				blocks = append(blocks, strings.Join(cur, "\n"))
+				headings = append(headings, heading)
 				cur = nil
 			}
 			fenced = !fenced
-			continue
-		}
-		if fenced {
+		case fenced:
 			cur = append(cur, line)
+		case strings.HasPrefix(line, "#"):
+			heading = strings.TrimSpace(strings.TrimLeft(line, "#"))
 		}
 	}
-	return blocks
+	return blocks, headings
 }
 
 // TestDocsJobsHoldNoAPIToken: the examples follow the security model
 // (docs/security.md): a block that is a CI job's (it names the job's own
 // variables or is a job definition) holds no API token, and one that looks
-// its pin up gets the job's ID token from the CI system.
+// its pin up gets the job's ID token from the CI system: its own lines, the
+// GitLab component (which asks for it) or the action with Actions'
+// `id-token: write`. Gitea's Actions give jobs no ID token: there, and only
+// there, a job's block may hold a token, and the page's access file must
+// make it a `pipeline` token of one project.
 func TestDocsJobsHoldNoAPIToken(t *testing.T) {
 	top := filepath.Join("..", "..")
 	pages, err := filepath.Glob(filepath.Join(top, "docs", "*.md"))
@@ -258,34 +265,52 @@ func TestDocsJobsHoldNoAPIToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	pages = append(pages, filepath.Join(top, "README.md"))
+	component, err := os.ReadFile(filepath.Join(top, "ci", "gitlab", "templates", "checkout.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(component), "REFKEEPER_ID_TOKEN:") || !strings.Contains(string(component), "aud: refkeeper") {
+		t.Fatalf("the GitLab component does not ask for the job's ID token:\n%s", component)
+	}
 	jobMarks := []string{"$CI_PIPELINE_ID", "$GITHUB_RUN_ID", "$CI_PROJECT_DIR", "$GITHUB_WORKSPACE",
 		"pre_get_sources_script", "steps:", "script:", "RUN_ID="}
 	apiToken := regexp.MustCompile(`REFKEEPER_TOKEN|secrets\.REFKEEPER|--token-file|\$TOKEN\b|\$\{TOKEN\}|(^|\s)rk\s`)
-	jobs, lookups := 0, 0
+	jobToken := regexp.MustCompile(`"role":\s*"pipeline",\s*"projects":\s*\["[^"*]+"\]`)
+	jobs, lookups, giteaJobs := 0, 0, 0
 	for _, page := range pages {
 		raw, err := os.ReadFile(page)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, b := range fencedBlocks(string(raw)) {
+		blocks, headings := fencedBlocksUnder(string(raw))
+		for i, b := range blocks {
 			if !slices.ContainsFunc(jobMarks, func(m string) bool { return strings.Contains(b, m) }) {
 				continue
 			}
 			jobs++
+			gitea := strings.Contains(headings[i], "Gitea")
 			if m := apiToken.FindString(b); m != "" {
-				t.Errorf("%s: a job's block uses an API token (%q); jobs use their ID token:\n%s", page, strings.TrimSpace(m), b)
-			}
-			if strings.Contains(b, "refkeeper checkout") && strings.Contains(b, "--project") {
-				lookups++
-				gitlab := strings.Contains(b, "id_tokens:") && strings.Contains(b, "REFKEEPER_ID_TOKEN:") && strings.Contains(b, "aud: refkeeper")
-				actions := strings.Contains(b, "id-token: write")
-				if !gitlab && !actions {
-					t.Errorf("%s: a job looks its pin up without its ID token (GitLab id_tokens with aud refkeeper, or Actions' id-token: write):\n%s", page, b)
+				if !gitea || !slices.ContainsFunc(blocks, jobToken.MatchString) {
+					t.Errorf("%s: a job's block uses an API token (%q); jobs use their ID token:\n%s", page, strings.TrimSpace(m), b)
 				}
+				giteaJobs++
+			}
+			checkout := strings.Contains(b, "refkeeper checkout") && strings.Contains(b, "--project")
+			usesComponent := strings.Contains(b, "component:") && strings.Contains(b, "/checkout@")
+			usesAction := strings.Contains(b, "/ci/github@")
+			if !checkout && !usesComponent && !usesAction {
+				continue
+			}
+			lookups++
+			gitlab := usesComponent || strings.Contains(b, "id_tokens:") && strings.Contains(b, "REFKEEPER_ID_TOKEN:") && strings.Contains(b, "aud: refkeeper")
+			actions := strings.Contains(b, "id-token: write")
+			if !gitlab && !actions && !gitea {
+				t.Errorf("%s: a job looks its pin up without its ID token (GitLab id_tokens with aud refkeeper, or Actions' id-token: write):\n%s", page, b)
 			}
 		}
 	}
-	if jobs < 5 || lookups < 2 {
+	if jobs < 5 || lookups < 3 {
 		t.Fatalf("found %d job blocks, %d pin lookups: the check proves nothing", jobs, lookups)
 	}
+	t.Logf("%d job blocks, %d pin lookups, %d of Gitea's jobs with a pipeline token", jobs, lookups, giteaJobs)
 }
