@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -272,15 +273,57 @@ type fetchBatch struct {
 	refspecs []string
 	seen     map[string]bool
 	callers  int
+	// wants are the callers' own refspecs, one entry per distinct list
+	// (callers asking for the same share it); each caller knows its index.
+	wants   [][]string
+	wantIdx map[string]int
 	// With a lease: any fetch numbered above need began after the first
 	// covered callers joined (see await).
 	need    int64
 	covered int
 	done    chan struct{}
 	// after done: the outcome. A ref missing upstream fails only the
-	// callers who asked for it (missing); err fails everyone else.
+	// callers who asked for it (missing); err fails everyone else, unless
+	// the batch was split (split: each want's own fetch answered it, in
+	// results), and rounds says how many fetches in a row each want's
+	// answer waited on.
 	missing map[string]error
 	err     error
+	split   bool
+	results []error
+	rounds  []int
+}
+
+// join adds a caller's refspecs to the batch and answers the index of its
+// want.
+func (b *fetchBatch) join(refspecs []string) int {
+	key := strings.Join(refspecs, "\n")
+	i, ok := b.wantIdx[key]
+	if !ok {
+		i = len(b.wants)
+		b.wants = append(b.wants, refspecs)
+		b.wantIdx[key] = i
+	}
+	for _, spec := range refspecs {
+		if !b.seen[spec] {
+			b.seen[spec] = true
+			b.refspecs = append(b.refspecs, spec)
+		}
+	}
+	return i
+}
+
+// outcome is what the batch answers the caller of want i.
+func (b *fetchBatch) outcome(i int) error {
+	for _, spec := range b.wants[i] {
+		if err, ok := b.missing[refspecSource(spec)]; ok {
+			return err
+		}
+	}
+	if b.split {
+		return b.results[i]
+	}
+	return b.err
 }
 
 func (f *Fetcher) timeout() time.Duration {
@@ -301,9 +344,17 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs [
 // fetchShared is Fetch for the mirror name at dir ("" for none: then no
 // lease is taken).
 func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) error {
+	_, err := f.fetchCounted(ctx, name, dir, up, refspecs)
+	return err
+}
+
+// fetchCounted is fetchShared that also says how many upstream fetches in
+// a row the answer waited on in its own batch (not counting a fetch that
+// was running when the caller came).
+func (f *Fetcher) fetchCounted(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) (rounds int, err error) {
 	for _, spec := range refspecs {
 		if err := checkRefspec(spec); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	f.mu.Lock()
@@ -316,17 +367,12 @@ func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string,
 		f.groups[dir] = g
 	}
 	if g.next == nil {
-		g.next = &fetchBatch{seen: make(map[string]bool), done: make(chan struct{})}
+		g.next = &fetchBatch{seen: make(map[string]bool), wantIdx: make(map[string]int), done: make(chan struct{})}
 	}
 	b := g.next
 	b.callers++
 	b.up = up // the latest word on the upstream (a rotated credential) wins
-	for _, spec := range refspecs {
-		if !b.seen[spec] {
-			b.seen[spec] = true
-			b.refspecs = append(b.refspecs, spec)
-		}
-	}
+	want := b.join(refspecs)
 	if !g.running {
 		g.running = true
 		if !f.leased(g) {
@@ -339,14 +385,12 @@ func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string,
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
-	for _, spec := range refspecs {
-		if err, ok := b.missing[refspecSource(spec)]; ok {
-			return err
-		}
+	if want < len(b.rounds) {
+		rounds = b.rounds[want]
 	}
-	return b.err
+	return rounds, b.outcome(want)
 }
 
 // run fetches batch after batch for one repository until no caller waits.
@@ -388,36 +432,95 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 	}
 }
 
-// runBatch fetches a batch's refspecs. A ref the upstream lacks fails the
-// whole git fetch; it is then set aside for the callers who asked for it,
-// and the rest is fetched again at once, so one caller's missing ref does
-// not fail the others.
+// runBatch fetches a batch's refspecs in one fetch. A ref or SHA the
+// upstream lacks fails that whole git fetch, and git names only the first
+// one: it is set aside for the callers who asked for it, and every other
+// caller's own refspecs are then fetched at once, each list in a fetch of
+// its own, all at the same time. So one caller's missing refs cost another
+// caller one failed fetch and never a series of retries (git would name
+// the missing ones one at a time): every answer waits on at most two
+// fetches in a row, however many missing refs share the batch.
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
-	specs := b.refspecs
-	for len(specs) > 0 {
-		err := f.Root.fetch(ctx, dir, b.up, specs)
-		var missing *UpstreamRefNotFoundError
-		if !errors.As(err, &missing) {
-			b.err = err
-			return
-		}
-		rest := specs[:0:0]
-		for _, spec := range specs {
-			if refspecSource(spec) == missing.Ref {
-				if b.missing == nil {
-					b.missing = make(map[string]error)
-				}
-				b.missing[missing.Ref] = err
-				continue
-			}
-			rest = append(rest, spec)
-		}
-		if len(rest) == len(specs) { // git named a ref nobody asked for
-			b.err = err
-			return
-		}
-		specs = rest
+	b.rounds = make([]int, len(b.wants))
+	for i := range b.rounds {
+		b.rounds[i] = 1
 	}
+	err := f.Root.fetch(ctx, dir, b.up, b.refspecs)
+	var missing *UpstreamRefNotFoundError
+	if !errors.As(err, &missing) {
+		b.err = err
+		return
+	}
+	var rest []int // the wants that did not ask for the missing ref
+	for i, specs := range b.wants {
+		if !slices.ContainsFunc(specs, func(spec string) bool { return refspecSource(spec) == missing.Ref }) {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == len(b.wants) { // git named a ref nobody asked for
+		b.err = err
+		return
+	}
+	b.missing = map[string]error{missing.Ref: err}
+	b.split = true
+	b.results = make([]error, len(b.wants))
+	var wg sync.WaitGroup
+	for _, lane := range lanes(b.wants, rest) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n, i := range lane {
+				b.rounds[i] = 2 + n
+				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// lanes groups the wants at idx into lanes that may fetch at the same
+// time: wants writing a same ref (two fetches would fight over its lock)
+// share a lane and fetch one after another. A SHA writes no ref, so wants
+// of SHAs, the usual pins, each get a lane of their own.
+func lanes(wants [][]string, idx []int) [][]int {
+	var out [][]int
+	laneOf := map[string]int{} // a written ref -> its lane
+	for _, i := range idx {
+		lane := -1
+		for _, spec := range wants[i] {
+			l, ok := laneOf[refspecDestination(spec)]
+			switch {
+			case !ok || l == lane:
+			case lane < 0:
+				lane = l
+			default: // the want joins two lanes: one takes the other's
+				out[lane] = append(out[lane], out[l]...)
+				out[l] = nil
+				for dst, at := range laneOf {
+					if at == l {
+						laneOf[dst] = lane
+					}
+				}
+			}
+		}
+		if lane < 0 {
+			lane = len(out)
+			out = append(out, nil)
+		}
+		out[lane] = append(out[lane], i)
+		for _, spec := range wants[i] {
+			if dst := refspecDestination(spec); dst != "" {
+				laneOf[dst] = lane
+			}
+		}
+	}
+	return slices.DeleteFunc(out, func(l []int) bool { return len(l) == 0 })
+}
+
+// refspecDestination is the ref a refspec writes, "" for a SHA.
+func refspecDestination(spec string) string {
+	_, dst, _ := strings.Cut(strings.TrimPrefix(spec, "+"), ":")
+	return dst
 }
 
 // Queued counts the callers waiting for the next fetch into the repository

@@ -1,0 +1,119 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// One caller's SHAs that the upstream lacks never hold up another caller's
+// fetch for a series of retries: a legitimate pin queued with a flood of
+// bogus SHAs waits on at most two fetches of its batch (the shared one that
+// failed, then its own), whatever the size of the flood. Its wait with and
+// without the flood is printed (a figure, never asserted: the machine may be
+// loaded); what is asserted is the number of fetches in a row it waited on.
+func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	dir := root.stagingPath(name)
+	f := &Fetcher{Root: root}
+	up := Upstream{URL: u.URL(), Credential: upstreamCredential}
+	ctx := context.Background()
+
+	// run queues one legitimate fetch of a new upstream commit by SHA and
+	// bogus fetches of SHAs nobody has behind a fetch held at the upstream,
+	// so they all share the next batch, then lets them go. It answers how
+	// long the legitimate fetch took from the release, and how many
+	// fetches in a row its batch made it wait on.
+	scenario := 0
+	run := func(bogus int) (time.Duration, int) {
+		t.Helper()
+		scenario++
+		legit := u.Repo.Commit(t, fmt.Sprintf("side-%d", scenario), map[string]string{"side.txt": fmt.Sprint(scenario)}, "side")
+		u.Stall()
+		pacer := make(chan error, 1)
+		go func() { _, err := f.fetchCounted(ctx, "", dir, up, []string{"+refs/heads/main:refs/heads/main"}); pacer <- err }()
+		waitFor(t, "the first fetch to reach the upstream", func() bool { return u.Stalled() > 0 })
+		var wg sync.WaitGroup
+		bogusErrs := make([]error, bogus)
+		for i := range bogus {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, bogusErrs[i] = f.fetchCounted(ctx, "", dir, up, []string{fmt.Sprintf("%040x", scenario*1000+i+1)})
+			}()
+		}
+		type result struct {
+			took   time.Duration
+			rounds int
+			err    error
+		}
+		released := make(chan time.Time, 1)
+		legitDone := make(chan result, 1)
+		go func() {
+			rounds, err := f.fetchCounted(ctx, "", dir, up, []string{legit})
+			legitDone <- result{took: time.Since(<-released), rounds: rounds, err: err}
+		}()
+		waitFor(t, "every caller to queue", func() bool { n, _ := f.Queued(dir); return n == bogus+1 })
+		released <- time.Now()
+		u.Release()
+		res := <-legitDone
+		wg.Wait()
+		if err := <-pacer; err != nil {
+			t.Fatalf("the first fetch: %v", err)
+		}
+		if res.err != nil {
+			t.Fatalf("the legitimate fetch with %d bogus SHAs: %v", bogus, res.err)
+		}
+		if got := refAt(t, dir, legit+"^{commit}"); got != legit {
+			t.Fatalf("the legitimate SHA is not in the mirror after its fetch")
+		}
+		for i, err := range bogusErrs {
+			var nf *UpstreamRefNotFoundError
+			if want := fmt.Sprintf("%040x", scenario*1000+i+1); !errors.As(err, &nf) || nf.Ref != want {
+				t.Errorf("bogus caller %d got %v, want its own SHA %s not found", i, err, want)
+			}
+		}
+		return res.took, res.rounds
+	}
+
+	run(0) // warm up: the first fetches of a process pay for more
+	alone, aloneRounds := run(0)
+	const flood = 20
+	flooded, floodRounds := run(flood)
+	t.Logf("legitimate fetch: alone %v (%d fetch in its batch), with %d bogus SHAs %v (%d fetches in a row); ratio %.2f",
+		alone.Round(time.Millisecond), aloneRounds, flood, flooded.Round(time.Millisecond), floodRounds, float64(flooded)/float64(alone))
+	if aloneRounds != 1 {
+		t.Errorf("alone, the legitimate fetch waited on %d fetches of its batch, want 1", aloneRounds)
+	}
+	if floodRounds > 2 {
+		t.Errorf("with %d bogus SHAs the legitimate fetch waited on %d fetches in a row, want at most 2", flood, floodRounds)
+	}
+}
+
+func TestFetchLanes(t *testing.T) {
+	wants := [][]string{
+		{"1111111111111111111111111111111111111111"},
+		{"2222222222222222222222222222222222222222"},
+		{"+refs/heads/main:refs/heads/main"},
+		{"+refs/heads/main:refs/heads/main", "+refs/heads/dev:refs/heads/dev"},
+		{"+refs/heads/dev:refs/heads/dev"},
+		{"+refs/heads/x:refs/heads/x"},
+		{"+refs/heads/y:refs/heads/y"},
+		{"+refs/heads/x:refs/heads/x", "+refs/heads/y:refs/heads/y"},
+	}
+	got := lanes(wants, []int{0, 1, 2, 3, 4, 5, 6, 7})
+	want := [][]int{{0}, {1}, {2, 3, 4}, {5, 6, 7}}
+	for _, l := range got {
+		slices.Sort(l)
+	}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("lanes = %v, want %v (SHAs alone, wants writing a same ref together)", got, want)
+	}
+}
