@@ -108,6 +108,39 @@ func transportConfig(up Upstream) ([]string, error) {
 	return args, nil
 }
 
+// upstreamArgs are the git options of every process that talks to up:
+// fetchConfig, the transport and its pinned addresses, and, with a
+// credential, the helper that reads it from credPipe (to be handed to git
+// as its file descriptor 3, and closed by the caller once git started).
+func upstreamArgs(up Upstream) (args []string, credPipe *os.File, err error) {
+	args = append([]string{}, fetchConfig...)
+	transport, err := transportConfig(up)
+	if err != nil {
+		return nil, nil, err
+	}
+	args = append(args, transport...)
+	if up.Credential == nil {
+		return args, nil, nil
+	}
+	helper, err := credentialHelper(up.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	pipeR, pipeW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, &StorageError{Op: "making the credential pipe", Err: err}
+	}
+	// A few dozen bytes: the pipe's buffer holds them, so the write does
+	// not wait for a reader.
+	_, werr := fmt.Fprintf(pipeW, "username=%s\npassword=%s\n", up.Credential.Username, up.Credential.Password)
+	pipeW.Close()
+	if werr != nil {
+		pipeR.Close()
+		return nil, nil, &StorageError{Op: "writing the credential pipe", Err: werr}
+	}
+	return append(args, "-c", "credential.helper="+helper), pipeR, nil
+}
+
 // checkRefspec accepts "<src>:<dst>" with an optional "+", where dst is not
 // under refs/pipelines/ (the service's own refs, which a fetch must never
 // touch), and a bare 40-hex SHA (fetch an object, write no ref).
@@ -143,30 +176,12 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 			return err
 		}
 	}
-	args := append([]string{}, fetchConfig...)
-	transport, err := transportConfig(up)
+	args, pipeR, err := upstreamArgs(up)
 	if err != nil {
 		return err
 	}
-	args = append(args, transport...)
-	var pipeR, pipeW *os.File
-	if up.Credential != nil {
-		helper, err := credentialHelper(up.URL)
-		if err != nil {
-			return err
-		}
-		if pipeR, pipeW, err = os.Pipe(); err != nil {
-			return &StorageError{Op: "making the credential pipe", Err: err}
-		}
+	if pipeR != nil {
 		defer pipeR.Close()
-		// A few dozen bytes: the pipe's buffer holds them, so the write
-		// does not wait for a reader.
-		_, werr := fmt.Fprintf(pipeW, "username=%s\npassword=%s\n", up.Credential.Username, up.Credential.Password)
-		pipeW.Close()
-		if werr != nil {
-			return &StorageError{Op: "writing the credential pipe", Err: werr}
-		}
-		args = append(args, "-c", "credential.helper="+helper)
 	}
 	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
 	args = append(args, refspecs...)
@@ -434,12 +449,16 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 
 // runBatch fetches a batch's refspecs in one fetch. A ref or SHA the
 // upstream lacks fails that whole git fetch, and git names only the first
-// one: it is set aside for the callers who asked for it, and every other
-// caller's own refspecs are then fetched at once, each list in a fetch of
-// its own, all at the same time. So one caller's missing refs cost another
-// caller one failed fetch and never a series of retries (git would name
-// the missing ones one at a time): every answer waits on at most two
-// fetches in a row, however many missing refs share the batch.
+// one; retrying without it, one missing SHA at a time, would make every
+// caller of the batch wait for as many fetches as there are missing SHAs.
+// So the one named is set aside for the callers who asked for it, the
+// upstream is asked in one round which of the other SHAs it has (probe),
+// those it lacks are set aside too, and the rest is fetched together. Where
+// the upstream cannot be asked, or that fetch still names a missing ref,
+// every remaining caller's own refspecs are fetched at once, each list in a
+// fetch of its own. Either way one caller's missing SHAs cost another a
+// bounded number of fetches (three in the usual case, a cheap probe among
+// them), however many of them share the batch.
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	b.rounds = make([]int, len(b.wants))
 	for i := range b.rounds {
@@ -451,31 +470,103 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 		b.err = err
 		return
 	}
-	var rest []int // the wants that did not ask for the missing ref
-	for i, specs := range b.wants {
-		if !slices.ContainsFunc(specs, func(spec string) bool { return refspecSource(spec) == missing.Ref }) {
-			rest = append(rest, i)
-		}
-	}
+	rest := b.without(missing.Ref, err, seq(len(b.wants)))
 	if len(rest) == len(b.wants) { // git named a ref nobody asked for
 		b.err = err
 		return
 	}
-	b.missing = map[string]error{missing.Ref: err}
 	b.split = true
 	b.results = make([]error, len(b.wants))
+	if probed, ok := f.setAsideAbsent(ctx, dir, b, rest); ok {
+		rest = probed
+		if len(rest) == 0 {
+			return
+		}
+		var specs []string
+		for _, i := range rest {
+			b.rounds[i]++
+			specs = append(specs, b.wants[i]...)
+		}
+		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))))
+		if !errors.As(err, &missing) {
+			for _, i := range rest {
+				b.results[i] = err
+			}
+			return
+		}
+		rest = b.without(missing.Ref, err, rest)
+	}
 	var wg sync.WaitGroup
 	for _, lane := range lanes(b.wants, rest) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for n, i := range lane {
-				b.rounds[i] = 2 + n
+				b.rounds[i] += 1 + n
 				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i])
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// seq is 0, 1, …, n-1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// without records that the upstream lacks ref (err says so to its
+// callers) and answers the wants at idx that do not ask for it.
+func (b *fetchBatch) without(ref string, err error, idx []int) []int {
+	if b.missing == nil {
+		b.missing = make(map[string]error)
+	}
+	b.missing[ref] = err
+	var rest []int
+	for _, i := range idx {
+		if !slices.ContainsFunc(b.wants[i], func(spec string) bool { return refspecSource(spec) == ref }) {
+			rest = append(rest, i)
+		}
+	}
+	return rest
+}
+
+// setAsideAbsent asks the upstream in one round which SHAs of the wants at
+// idx it has, sets aside those it lacks, and answers the wants that ask
+// for none of them. ok is false when the upstream could not be asked.
+func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch, idx []int) (rest []int, ok bool) {
+	var shas []string
+	for _, i := range idx {
+		for _, spec := range b.wants[i] {
+			if _, err := ParseObjectID(spec); err == nil {
+				shas = append(shas, spec)
+			}
+		}
+	}
+	if len(shas) == 0 {
+		return idx, true
+	}
+	for _, i := range idx {
+		b.rounds[i]++
+	}
+	present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
+	if err != nil {
+		if !errors.Is(err, ErrProbeUnsupported) {
+			f.Root.logger().Warn("asking the upstream which objects it has", "upstream", b.up.URL, "err", err)
+		}
+		return idx, false
+	}
+	rest = idx
+	for _, sha := range shas {
+		if !present[sha] {
+			rest = b.without(sha, &UpstreamRefNotFoundError{Upstream: b.up.URL, Ref: sha}, rest)
+		}
+	}
+	return rest, true
 }
 
 // lanes groups the wants at idx into lanes that may fetch at the same

@@ -14,8 +14,9 @@ import (
 
 // One caller's SHAs that the upstream lacks never hold up another caller's
 // fetch for a series of retries: a legitimate pin queued with a flood of
-// bogus SHAs waits on at most two fetches of its batch (the shared one that
-// failed, then its own), whatever the size of the flood. Its wait with and
+// bogus SHAs waits on three upstream round trips of its batch (the shared
+// fetch that failed, one probe asking which SHAs exist, the fetch of those
+// that do), whatever the size of the flood; before, one per bogus SHA. Its wait with and
 // without the flood is printed (a figure, never asserted: the machine may be
 // loaded); what is asserted is the number of fetches in a row it waited on.
 func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
@@ -38,7 +39,10 @@ func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
 		legit := u.Repo.Commit(t, fmt.Sprintf("side-%d", scenario), map[string]string{"side.txt": fmt.Sprint(scenario)}, "side")
 		u.Stall()
 		pacer := make(chan error, 1)
-		go func() { _, err := f.fetchCounted(ctx, "", dir, up, []string{"+refs/heads/main:refs/heads/main"}); pacer <- err }()
+		go func() {
+			_, err := f.fetchCounted(ctx, "", dir, up, []string{"+refs/heads/main:refs/heads/main"})
+			pacer <- err
+		}()
 		waitFor(t, "the first fetch to reach the upstream", func() bool { return u.Stalled() > 0 })
 		var wg sync.WaitGroup
 		bogusErrs := make([]error, bogus)
@@ -85,15 +89,16 @@ func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
 
 	run(0) // warm up: the first fetches of a process pay for more
 	alone, aloneRounds := run(0)
-	const flood = 20
-	flooded, floodRounds := run(flood)
-	t.Logf("legitimate fetch: alone %v (%d fetch in its batch), with %d bogus SHAs %v (%d fetches in a row); ratio %.2f",
-		alone.Round(time.Millisecond), aloneRounds, flood, flooded.Round(time.Millisecond), floodRounds, float64(flooded)/float64(alone))
 	if aloneRounds != 1 {
 		t.Errorf("alone, the legitimate fetch waited on %d fetches of its batch, want 1", aloneRounds)
 	}
-	if floodRounds > 2 {
-		t.Errorf("with %d bogus SHAs the legitimate fetch waited on %d fetches in a row, want at most 2", flood, floodRounds)
+	for _, flood := range []int{5, 20} {
+		flooded, floodRounds := run(flood)
+		t.Logf("legitimate fetch (after a fetch held at the upstream, in both): alone %v (%d round trip of its batch), with %d bogus SHAs %v (%d round trips in a row); ratio %.2f",
+			alone.Round(time.Millisecond), aloneRounds, flood, flooded.Round(time.Millisecond), floodRounds, float64(flooded)/float64(alone))
+		if floodRounds > 3 {
+			t.Errorf("with %d bogus SHAs the legitimate fetch waited on %d upstream round trips in a row, want at most 3", flood, floodRounds)
+		}
 	}
 }
 
@@ -115,5 +120,35 @@ func TestFetchLanes(t *testing.T) {
 	}
 	if !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("lanes = %v, want %v (SHAs alone, wants writing a same ref together)", got, want)
+	}
+}
+
+func TestProbeAsksWhichObjectsTheUpstreamHas(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	dir := root.stagingPath(name)
+	ctx := context.Background()
+	bogus := "1f3e000000000000000000000000000000000001"
+	before := u.UploadPackPosts()
+	present, err := root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: upstreamCredential}, []string{u.First, bogus, u.Head})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !present[u.First] || !present[u.Head] || present[bogus] || len(present) != 2 {
+		t.Errorf("probe = %v, want %s and %s only", present, u.First, u.Head)
+	}
+	if got := u.UploadPackPosts() - before; got != 1 {
+		t.Errorf("the probe made %d upload-pack requests, want 1", got)
+	}
+	if refAt(t, dir, u.First+"^{commit}") != "" {
+		t.Errorf("the probe fetched an object")
+	}
+	_, err = root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: &Credential{Username: testdata.UpstreamUser, Password: "wrong-password"}}, []string{u.First})
+	var rejected *UpstreamRejectedError
+	if !errors.As(err, &rejected) {
+		t.Errorf("probe with a wrong password: %v, want UpstreamRejectedError", err)
+	}
+	if _, err := root.probe(ctx, dir, Upstream{URL: "file://" + u.Path()}, []string{u.First}); !errors.Is(err, ErrProbeUnsupported) {
+		t.Errorf("probe of a file upstream: %v, want ErrProbeUnsupported", err)
 	}
 }

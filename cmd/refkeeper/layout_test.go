@@ -24,7 +24,7 @@ var allowedInternal = map[string][]string{
 	"watchfile":     {},
 	"strictjson":    {},
 	"access":        {"refs", "strictjson", "watchfile"},
-	"gitops":        {"gitexec"},
+	"gitops":        {"gitexec", "pktline"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},
