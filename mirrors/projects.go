@@ -210,8 +210,12 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 	}
 	if req.Credential != "" {
 		if _, ok, _, _ := s.Credentials.Lookup(req.Credential, up, req.Project); !ok {
-			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
-				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
+			// The same answer as a credential that is not for this host
+			// or project: whoever names credentials learns no names from
+			// the difference. The log says which it was.
+			err := &UpstreamNotAllowedError{Upstream: up, Detail: "credential " + strconv.Quote(req.Credential) + " is not in the credentials file"}
+			s.logRefusal(req.Project, err)
+			return ProjectInfo{}, false, err
 		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
