@@ -269,6 +269,46 @@ type Fetcher struct {
 
 	mu     sync.Mutex
 	groups map[string]*fetchGroup // by repository directory
+	// suspect holds, by repository directory, until when its batches ask
+	// the upstream which SHAs it has before they fetch: one of its fetches
+	// lately met a SHA the upstream lacks (see runBatch).
+	suspect map[string]time.Time
+}
+
+// suspectFor is how long a repository whose fetch met a missing SHA has
+// its batches of several callers probe first.
+const suspectFor = time.Minute
+
+// probeFirst reports whether a batch into dir probes before it fetches:
+// it has more than one caller's SHAs and dir met a missing SHA lately.
+func (f *Fetcher) probeFirst(dir string, b *fetchBatch) bool {
+	withSHA := 0
+	for _, specs := range b.wants {
+		if slices.ContainsFunc(specs, func(spec string) bool { _, err := ParseObjectID(spec); return err == nil }) {
+			withSHA++
+		}
+	}
+	if withSHA < 2 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	until, ok := f.suspect[dir]
+	if ok && time.Now().After(until) {
+		delete(f.suspect, dir)
+		return false
+	}
+	return ok
+}
+
+// markSuspect makes dir's batches probe first for a while.
+func (f *Fetcher) markSuspect(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.suspect == nil {
+		f.suspect = make(map[string]time.Time)
+	}
+	f.suspect[dir] = time.Now().Add(suspectFor)
 }
 
 // DefaultUpstreamTimeout bounds one upstream fetch when nothing else says.
@@ -457,26 +497,38 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 // the upstream cannot be asked, or that fetch still names a missing ref,
 // every remaining caller's own refspecs are fetched at once, each list in a
 // fetch of its own. Either way one caller's missing SHAs cost another a
-// bounded number of fetches (three in the usual case, a cheap probe among
-// them), however many of them share the batch.
+// bounded number of upstream round trips, however many of them share the
+// batch: three (the failed fetch, a cheap probe, the fetch), and two while
+// missing SHAs keep coming (probeFirst: the probe, then the fetch).
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	b.rounds = make([]int, len(b.wants))
-	for i := range b.rounds {
-		b.rounds[i] = 1
-	}
-	err := f.Root.fetch(ctx, dir, b.up, b.refspecs)
-	var missing *UpstreamRefNotFoundError
-	if !errors.As(err, &missing) {
-		b.err = err
-		return
-	}
-	rest := b.without(missing.Ref, err, seq(len(b.wants)))
-	if len(rest) == len(b.wants) { // git named a ref nobody asked for
-		b.err = err
-		return
+	rest := seq(len(b.wants))
+	b.results = make([]error, len(b.wants))
+	// While missing SHAs keep coming (a caller sending bogus ones), a
+	// batch of several callers asks first, saving the fetch that would
+	// fail.
+	probeFirst := f.probeFirst(dir, b)
+	if !probeFirst {
+		for i := range b.rounds {
+			b.rounds[i] = 1
+		}
+		err := f.Root.fetch(ctx, dir, b.up, b.refspecs)
+		var missing *UpstreamRefNotFoundError
+		if !errors.As(err, &missing) {
+			b.err = err
+			return
+		}
+		if _, err := ParseObjectID(missing.Ref); err == nil {
+			f.markSuspect(dir)
+		}
+		rest = b.without(missing.Ref, err, rest)
+		if len(rest) == len(b.wants) { // git named a ref nobody asked for
+			b.err = err
+			return
+		}
 	}
 	b.split = true
-	b.results = make([]error, len(b.wants))
+	var missing *UpstreamRefNotFoundError
 	if probed, ok := f.setAsideAbsent(ctx, dir, b, rest); ok {
 		rest = probed
 		if len(rest) == 0 {
