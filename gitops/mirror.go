@@ -225,6 +225,13 @@ const projectReadAttempts = 5
 // mirror being published, and err then says what went wrong.
 func (r *Root) project(name ProjectName) (pi ProjectInfo, settled bool, err error) {
 	path, err := r.RepoPath(name)
+	if bare, _ := isBareRepo(path); err == nil && !bare {
+		// Removed since RepoPath remembered it (by another replica: a
+		// removal here forgets it at once): a record read from what is
+		// left there would be no mirror's.
+		r.resolved.Delete(name)
+		path, err = r.RepoPath(name)
+	}
 	if err == nil {
 		pi, err = info(name, path, false)
 		return pi, true, err
