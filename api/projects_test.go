@@ -268,7 +268,8 @@ func TestMirrorRegistrationRefusals(t *testing.T) {
 		{"ssh scheme", `{"upstream": "ssh://git.example.com/group/app.git"}`, "invalid_request", 400},
 		{"scp form", `{"upstream": "git@example.com:group/app.git"}`, "invalid_request", 400},
 		{"unknown host kind", fmt.Sprintf(`{"upstream": %q, "host": "bitbucket"}`, u), "invalid_request", 400},
-		{"unknown credential", fmt.Sprintf(`{"upstream": %q, "credential": "nobody"}`, u), "invalid_request", 400},
+		// As a credential not for this project (TestMirrorCredentialBoundToHosts): no name oracle.
+		{"unknown credential", fmt.Sprintf(`{"upstream": %q, "credential": "nobody"}`, u), "upstream_not_allowed", 403},
 		{"no upstream", `{"host": "github"}`, "invalid_request", 400},
 		{"unknown field", fmt.Sprintf(`{"upstream": %q, "password": "x"}`, u), "invalid_request", 400},
 		{"relative file URL", `{"upstream": "file:relative/path.git"}`, "invalid_request", 400},
@@ -519,6 +520,11 @@ func TestMirrorCredentialBoundToHosts(t *testing.T) {
 	a = f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "credential": "upstream"}`, u))
 	if a.status != http.StatusForbidden || a.errCode() != "upstream_not_allowed" {
 		t.Fatalf("PUT with a credential for other projects: %d %s, want 403 upstream_not_allowed", a.status, a.raw)
+	}
+	// A name not in the file answers exactly the same: no name oracle.
+	unknown := f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "credential": "nobody"}`, u))
+	if unknown.status != a.status || unknown.raw != a.raw {
+		t.Errorf("an unknown credential answers %d %s, a forbidden one %d %s: they must not differ", unknown.status, unknown.raw, a.status, a.raw)
 	}
 	if a := f.do(t, http.MethodGet, mirrorPath, ""); a.status != http.StatusNotFound {
 		t.Errorf("after a refused PUT the project exists: %d %s", a.status, a.raw)

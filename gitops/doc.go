@@ -55,7 +55,11 @@
 // protocol v2 with no tags, hand credentials to git through an inherited
 // pipe read by a credential helper, classify failures (unavailable,
 // rejected, ref missing), and are shared by concurrent callers (Fetcher;
-// across processes too, given a FetchLease, lease.go).
+// across processes too, given a FetchLease, lease.go). A shared fetch that
+// meets a SHA the upstream lacks asks the upstream once which of the others
+// it has (probe.go: a protocol v2 request of "have" lines through git's own
+// remote helper) instead of retrying one SHA at a time. A mirror's record is
+// written under its lock (LockMirror, mirror_lock.go).
 //
 // Housekeeping (housekeeping.go) runs `git gc --auto` in a mirror, never in
 // a local project, in the foreground, with its own bound (longer than

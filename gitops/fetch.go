@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,39 @@ func transportConfig(up Upstream) ([]string, error) {
 	return args, nil
 }
 
+// upstreamArgs are the git options of every process that talks to up:
+// fetchConfig, the transport and its pinned addresses, and, with a
+// credential, the helper that reads it from credPipe (to be handed to git
+// as its file descriptor 3, and closed by the caller once git started).
+func upstreamArgs(up Upstream) (args []string, credPipe *os.File, err error) {
+	args = append([]string{}, fetchConfig...)
+	transport, err := transportConfig(up)
+	if err != nil {
+		return nil, nil, err
+	}
+	args = append(args, transport...)
+	if up.Credential == nil {
+		return args, nil, nil
+	}
+	helper, err := credentialHelper(up.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	pipeR, pipeW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, &StorageError{Op: "making the credential pipe", Err: err}
+	}
+	// A few dozen bytes: the pipe's buffer holds them, so the write does
+	// not wait for a reader.
+	_, werr := fmt.Fprintf(pipeW, "username=%s\npassword=%s\n", up.Credential.Username, up.Credential.Password)
+	pipeW.Close()
+	if werr != nil {
+		pipeR.Close()
+		return nil, nil, &StorageError{Op: "writing the credential pipe", Err: werr}
+	}
+	return append(args, "-c", "credential.helper="+helper), pipeR, nil
+}
+
 // checkRefspec accepts "<src>:<dst>" with an optional "+", where dst is not
 // under refs/pipelines/ (the service's own refs, which a fetch must never
 // touch), and a bare 40-hex SHA (fetch an object, write no ref).
@@ -142,30 +176,12 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 			return err
 		}
 	}
-	args := append([]string{}, fetchConfig...)
-	transport, err := transportConfig(up)
+	args, pipeR, err := upstreamArgs(up)
 	if err != nil {
 		return err
 	}
-	args = append(args, transport...)
-	var pipeR, pipeW *os.File
-	if up.Credential != nil {
-		helper, err := credentialHelper(up.URL)
-		if err != nil {
-			return err
-		}
-		if pipeR, pipeW, err = os.Pipe(); err != nil {
-			return &StorageError{Op: "making the credential pipe", Err: err}
-		}
+	if pipeR != nil {
 		defer pipeR.Close()
-		// A few dozen bytes: the pipe's buffer holds them, so the write
-		// does not wait for a reader.
-		_, werr := fmt.Fprintf(pipeW, "username=%s\npassword=%s\n", up.Credential.Username, up.Credential.Password)
-		pipeW.Close()
-		if werr != nil {
-			return &StorageError{Op: "writing the credential pipe", Err: werr}
-		}
-		args = append(args, "-c", "credential.helper="+helper)
 	}
 	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
 	args = append(args, refspecs...)
@@ -253,6 +269,46 @@ type Fetcher struct {
 
 	mu     sync.Mutex
 	groups map[string]*fetchGroup // by repository directory
+	// suspect holds, by repository directory, until when its batches ask
+	// the upstream which SHAs it has before they fetch: one of its fetches
+	// lately met a SHA the upstream lacks (see runBatch).
+	suspect map[string]time.Time
+}
+
+// suspectFor is how long a repository whose fetch met a missing SHA has
+// its batches of several callers probe first.
+const suspectFor = time.Minute
+
+// probeFirst reports whether a batch into dir probes before it fetches:
+// it has more than one caller's SHAs and dir met a missing SHA lately.
+func (f *Fetcher) probeFirst(dir string, b *fetchBatch) bool {
+	withSHA := 0
+	for _, specs := range b.wants {
+		if slices.ContainsFunc(specs, func(spec string) bool { _, err := ParseObjectID(spec); return err == nil }) {
+			withSHA++
+		}
+	}
+	if withSHA < 2 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	until, ok := f.suspect[dir]
+	if ok && time.Now().After(until) {
+		delete(f.suspect, dir)
+		return false
+	}
+	return ok
+}
+
+// markSuspect makes dir's batches probe first for a while.
+func (f *Fetcher) markSuspect(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.suspect == nil {
+		f.suspect = make(map[string]time.Time)
+	}
+	f.suspect[dir] = time.Now().Add(suspectFor)
 }
 
 // DefaultUpstreamTimeout bounds one upstream fetch when nothing else says.
@@ -272,15 +328,57 @@ type fetchBatch struct {
 	refspecs []string
 	seen     map[string]bool
 	callers  int
+	// wants are the callers' own refspecs, one entry per distinct list
+	// (callers asking for the same share it); each caller knows its index.
+	wants   [][]string
+	wantIdx map[string]int
 	// With a lease: any fetch numbered above need began after the first
 	// covered callers joined (see await).
 	need    int64
 	covered int
 	done    chan struct{}
 	// after done: the outcome. A ref missing upstream fails only the
-	// callers who asked for it (missing); err fails everyone else.
+	// callers who asked for it (missing); err fails everyone else, unless
+	// the batch was split (split: each want's own fetch answered it, in
+	// results), and rounds says how many fetches in a row each want's
+	// answer waited on.
 	missing map[string]error
 	err     error
+	split   bool
+	results []error
+	rounds  []int
+}
+
+// join adds a caller's refspecs to the batch and answers the index of its
+// want.
+func (b *fetchBatch) join(refspecs []string) int {
+	key := strings.Join(refspecs, "\n")
+	i, ok := b.wantIdx[key]
+	if !ok {
+		i = len(b.wants)
+		b.wants = append(b.wants, refspecs)
+		b.wantIdx[key] = i
+	}
+	for _, spec := range refspecs {
+		if !b.seen[spec] {
+			b.seen[spec] = true
+			b.refspecs = append(b.refspecs, spec)
+		}
+	}
+	return i
+}
+
+// outcome is what the batch answers the caller of want i.
+func (b *fetchBatch) outcome(i int) error {
+	for _, spec := range b.wants[i] {
+		if err, ok := b.missing[refspecSource(spec)]; ok {
+			return err
+		}
+	}
+	if b.split {
+		return b.results[i]
+	}
+	return b.err
 }
 
 func (f *Fetcher) timeout() time.Duration {
@@ -301,9 +399,17 @@ func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs [
 // fetchShared is Fetch for the mirror name at dir ("" for none: then no
 // lease is taken).
 func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) error {
+	_, err := f.fetchCounted(ctx, name, dir, up, refspecs)
+	return err
+}
+
+// fetchCounted is fetchShared that also says how many upstream fetches in
+// a row the answer waited on in its own batch (not counting a fetch that
+// was running when the caller came).
+func (f *Fetcher) fetchCounted(ctx context.Context, name ProjectName, dir string, up Upstream, refspecs []string) (rounds int, err error) {
 	for _, spec := range refspecs {
 		if err := checkRefspec(spec); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	f.mu.Lock()
@@ -316,17 +422,12 @@ func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string,
 		f.groups[dir] = g
 	}
 	if g.next == nil {
-		g.next = &fetchBatch{seen: make(map[string]bool), done: make(chan struct{})}
+		g.next = &fetchBatch{seen: make(map[string]bool), wantIdx: make(map[string]int), done: make(chan struct{})}
 	}
 	b := g.next
 	b.callers++
 	b.up = up // the latest word on the upstream (a rotated credential) wins
-	for _, spec := range refspecs {
-		if !b.seen[spec] {
-			b.seen[spec] = true
-			b.refspecs = append(b.refspecs, spec)
-		}
-	}
+	want := b.join(refspecs)
 	if !g.running {
 		g.running = true
 		if !f.leased(g) {
@@ -339,14 +440,12 @@ func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string,
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
-	for _, spec := range refspecs {
-		if err, ok := b.missing[refspecSource(spec)]; ok {
-			return err
-		}
+	if want < len(b.rounds) {
+		rounds = b.rounds[want]
 	}
-	return b.err
+	return rounds, b.outcome(want)
 }
 
 // run fetches batch after batch for one repository until no caller waits.
@@ -388,36 +487,183 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 	}
 }
 
-// runBatch fetches a batch's refspecs. A ref the upstream lacks fails the
-// whole git fetch; it is then set aside for the callers who asked for it,
-// and the rest is fetched again at once, so one caller's missing ref does
-// not fail the others.
+// runBatch fetches a batch's refspecs in one fetch. A ref or SHA the
+// upstream lacks fails that whole git fetch, and git names only the first
+// one; retrying without it, one missing SHA at a time, would make every
+// caller of the batch wait for as many fetches as there are missing SHAs.
+// So the one named is set aside for the callers who asked for it, the
+// upstream is asked in one round which of the other SHAs it has (probe),
+// those it lacks are set aside too, and the rest is fetched together. Where
+// the upstream cannot be asked, or that fetch still names a missing ref,
+// every remaining caller's own refspecs are fetched at once, each list in a
+// fetch of its own. Either way one caller's missing SHAs cost another a
+// bounded number of upstream round trips, however many of them share the
+// batch: three (the failed fetch, a cheap probe, the fetch), and two while
+// missing SHAs keep coming (probeFirst: the probe, then the fetch).
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
-	specs := b.refspecs
-	for len(specs) > 0 {
-		err := f.Root.fetch(ctx, dir, b.up, specs)
+	b.rounds = make([]int, len(b.wants))
+	rest := seq(len(b.wants))
+	b.results = make([]error, len(b.wants))
+	// While missing SHAs keep coming (a caller sending bogus ones), a
+	// batch of several callers asks first, saving the fetch that would
+	// fail.
+	probeFirst := f.probeFirst(dir, b)
+	if !probeFirst {
+		for i := range b.rounds {
+			b.rounds[i] = 1
+		}
+		err := f.Root.fetch(ctx, dir, b.up, b.refspecs)
 		var missing *UpstreamRefNotFoundError
 		if !errors.As(err, &missing) {
 			b.err = err
 			return
 		}
-		rest := specs[:0:0]
-		for _, spec := range specs {
-			if refspecSource(spec) == missing.Ref {
-				if b.missing == nil {
-					b.missing = make(map[string]error)
-				}
-				b.missing[missing.Ref] = err
-				continue
-			}
-			rest = append(rest, spec)
+		if _, err := ParseObjectID(missing.Ref); err == nil {
+			f.markSuspect(dir)
 		}
-		if len(rest) == len(specs) { // git named a ref nobody asked for
+		rest = b.without(missing.Ref, err, rest)
+		if len(rest) == len(b.wants) { // git named a ref nobody asked for
 			b.err = err
 			return
 		}
-		specs = rest
 	}
+	b.split = true
+	var missing *UpstreamRefNotFoundError
+	if probed, ok := f.setAsideAbsent(ctx, dir, b, rest); ok {
+		rest = probed
+		if len(rest) == 0 {
+			return
+		}
+		var specs []string
+		for _, i := range rest {
+			b.rounds[i]++
+			specs = append(specs, b.wants[i]...)
+		}
+		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))))
+		if !errors.As(err, &missing) {
+			for _, i := range rest {
+				b.results[i] = err
+			}
+			return
+		}
+		rest = b.without(missing.Ref, err, rest)
+	}
+	var wg sync.WaitGroup
+	for _, lane := range lanes(b.wants, rest) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n, i := range lane {
+				b.rounds[i] += 1 + n
+				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// seq is 0, 1, …, n-1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// without records that the upstream lacks ref (err says so to its
+// callers) and answers the wants at idx that do not ask for it.
+func (b *fetchBatch) without(ref string, err error, idx []int) []int {
+	if b.missing == nil {
+		b.missing = make(map[string]error)
+	}
+	b.missing[ref] = err
+	var rest []int
+	for _, i := range idx {
+		if !slices.ContainsFunc(b.wants[i], func(spec string) bool { return refspecSource(spec) == ref }) {
+			rest = append(rest, i)
+		}
+	}
+	return rest
+}
+
+// setAsideAbsent asks the upstream in one round which SHAs of the wants at
+// idx it has, sets aside those it lacks, and answers the wants that ask
+// for none of them. ok is false when the upstream could not be asked.
+func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch, idx []int) (rest []int, ok bool) {
+	var shas []string
+	for _, i := range idx {
+		for _, spec := range b.wants[i] {
+			if _, err := ParseObjectID(spec); err == nil {
+				shas = append(shas, spec)
+			}
+		}
+	}
+	if len(shas) == 0 {
+		return idx, true
+	}
+	for _, i := range idx {
+		b.rounds[i]++
+	}
+	present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
+	if err != nil {
+		if !errors.Is(err, ErrProbeUnsupported) {
+			f.Root.logger().Warn("asking the upstream which objects it has", "upstream", b.up.URL, "err", err)
+		}
+		return idx, false
+	}
+	rest = idx
+	for _, sha := range shas {
+		if !present[sha] {
+			rest = b.without(sha, &UpstreamRefNotFoundError{Upstream: b.up.URL, Ref: sha}, rest)
+		}
+	}
+	return rest, true
+}
+
+// lanes groups the wants at idx into lanes that may fetch at the same
+// time: wants writing a same ref (two fetches would fight over its lock)
+// share a lane and fetch one after another. A SHA writes no ref, so wants
+// of SHAs, the usual pins, each get a lane of their own.
+func lanes(wants [][]string, idx []int) [][]int {
+	var out [][]int
+	laneOf := map[string]int{} // a written ref -> its lane
+	for _, i := range idx {
+		lane := -1
+		for _, spec := range wants[i] {
+			l, ok := laneOf[refspecDestination(spec)]
+			switch {
+			case !ok || l == lane:
+			case lane < 0:
+				lane = l
+			default: // the want joins two lanes: one takes the other's
+				out[lane] = append(out[lane], out[l]...)
+				out[l] = nil
+				for dst, at := range laneOf {
+					if at == l {
+						laneOf[dst] = lane
+					}
+				}
+			}
+		}
+		if lane < 0 {
+			lane = len(out)
+			out = append(out, nil)
+		}
+		out[lane] = append(out[lane], i)
+		for _, spec := range wants[i] {
+			if dst := refspecDestination(spec); dst != "" {
+				laneOf[dst] = lane
+			}
+		}
+	}
+	return slices.DeleteFunc(out, func(l []int) bool { return len(l) == 0 })
+}
+
+// refspecDestination is the ref a refspec writes, "" for a SHA.
+func refspecDestination(spec string) string {
+	_, dst, _ := strings.Cut(strings.TrimPrefix(spec, "+"), ":")
+	return dst
 }
 
 // Queued counts the callers waiting for the next fetch into the repository

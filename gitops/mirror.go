@@ -225,6 +225,13 @@ const projectReadAttempts = 5
 // mirror being published, and err then says what went wrong.
 func (r *Root) project(name ProjectName) (pi ProjectInfo, settled bool, err error) {
 	path, err := r.RepoPath(name)
+	if bare, _ := isBareRepo(path); err == nil && !bare {
+		// Removed since RepoPath remembered it (by another replica: a
+		// removal here forgets it at once): a record read from what is
+		// left there would be no mirror's.
+		r.resolved.Delete(name)
+		path, err = r.RepoPath(name)
+	}
 	if err == nil {
 		pi, err = info(name, path, false)
 		return pi, true, err
@@ -327,7 +334,10 @@ func (r *Root) FetchStaged(ctx context.Context, name ProjectName, up Upstream, r
 // *ProjectExistsError, and the staged mirror stays.
 func (r *Root) Publish(name ProjectName) error {
 	from, to := r.stagingPath(name), r.livePath(name)
-	// rename(2) replaces an empty directory: refuse to take even that.
+	// rename(2) replaces an empty directory: refuse to take even that, but
+	// for what a deleted mirror's last ref writes may have left behind (see
+	// clearDebris).
+	r.clearDebris(to)
 	if _, err := os.Lstat(to); err == nil {
 		return &ProjectExistsError{Project: name, Local: true}
 	}
@@ -357,7 +367,8 @@ func (r *Root) mustRecord(dir string) MirrorConfig {
 // RemoveMirror deletes a mirror, in place or staged, with all its refs and
 // objects: it is first renamed out of sight (one step: no reader sees it
 // half gone), then removed. A local project is *NotMirrorError and stays;
-// no such mirror is *ProjectNotFoundError.
+// no such mirror is *ProjectNotFoundError; files that could not be removed
+// after the rename are *LeftoverError (the mirror is gone all the same).
 func (r *Root) RemoveMirror(name ProjectName) error {
 	pi, err := r.Project(name)
 	if err != nil {
@@ -382,11 +393,51 @@ func (r *Root) RemoveMirror(name ProjectName) error {
 		return &StorageError{Op: "removing " + string(name), Err: err}
 	}
 	r.forget(name, pi.Dir)
+	r.clearDebris(pi.Dir)
 	if err := os.RemoveAll(trash); err != nil {
-		return &StorageError{Op: "removing " + string(name), Err: fmt.Errorf("the mirror is gone, its files not: %w", err)}
+		return &LeftoverError{Path: trash, Err: err}
 	}
 	return nil
 }
+
+// clearDebris removes what ref writes into a mirror that was just removed
+// leave at its old path: a `git update-ref` that was running when the
+// repository was renamed away (here or on another replica) makes the
+// leading directories of its lock files again under the old path, and may
+// even write its refs there. What it leaves is a directory holding nothing
+// but a refs/ tree: no HEAD, no objects, no config, so no repository and
+// nothing anyone made by hand; left alone, the name could never be a
+// mirror again. Anything else at dir is left as it is.
+func (r *Root) clearDebris(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return
+	}
+	for _, e := range entries {
+		if e.Name() != "refs" || !e.IsDir() {
+			return
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		r.logger().Warn("removing the refs a deleted mirror's last writes left", "dir", dir, "err", err)
+		return
+	}
+	r.logger().Info("removed the refs a deleted mirror's last writes left", "dir", dir)
+}
+
+// LeftoverError is a mirror removed from sight (no reader finds it any
+// more) whose files could not all be removed: the mirror is gone, its
+// directory in the staging area is not.
+type LeftoverError struct {
+	Path string
+	Err  error
+}
+
+func (e *LeftoverError) Error() string {
+	return fmt.Sprintf("the mirror is gone, its files in %s not: %v", e.Path, e.Err)
+}
+
+func (e *LeftoverError) Unwrap() error { return e.Err }
 
 // forget drops what the Root keeps open for a repository that is gone:
 // pooled libgit2 handles, the writer process, the resolved path.

@@ -6,8 +6,13 @@
 // repository, renamed into place once it succeeded), says what every
 // project is (local or mirror, cloning, ready or failed: read from the
 // repository's own git config, never from Redis), deletes mirrors with their
-// pins' records, and fetches what a pin on a mirror names before the pin is
-// made: it is the refs.PinFetcher the pin service is given. Which merge or
+// pins' records (the repository first, then the records), and fetches what a
+// pin on a mirror names before the pin is made: it is the refs.PinFetcher
+// the pin service is given, which also tries a failed first clone again when
+// a pin names the mirror (CloneForPin). Every read-and-write of a mirror's
+// record (registration, update, a clone's outcome, publication, deletion)
+// holds the mirror's lock (gitops.Root.LockMirror, an flock shared by
+// replicas). Which merge or
 // head ref a merge request has on the mirror's host is refs.HostKind's
 // answer, the same one the pins use. Upstream credentials come from a file
 // (CredentialFile) read again when it changes, each bound to the hosts it is

@@ -87,9 +87,16 @@ type Projects struct {
 
 	records refs.Cache[refs.Project, gitops.ProjectInfo] // what pins read of the record
 	mu      sync.Mutex
-	cloning map[refs.Project]context.CancelFunc // clones this process runs
+	cloning map[refs.Project]*cloneRun // clones this process runs
 	closed  bool
 	wg      sync.WaitGroup
+}
+
+// cloneRun is a first clone this process runs.
+type cloneRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // once done: nil when the mirror was published
 }
 
 func (s *Projects) logger() *slog.Logger {
@@ -203,8 +210,12 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 	}
 	if req.Credential != "" {
 		if _, ok, _, _ := s.Credentials.Lookup(req.Credential, up, req.Project); !ok {
-			return ProjectInfo{}, false, &refs.InvalidInputError{Field: "credential",
-				Reason: strconv.Quote(req.Credential) + " is not in the credentials file"}
+			// The same answer as a credential that is not for this host
+			// or project: whoever names credentials learns no names from
+			// the difference. The log says which it was.
+			err := &UpstreamNotAllowedError{Upstream: up, Detail: "credential " + strconv.Quote(req.Credential) + " is not in the credentials file"}
+			s.logRefusal(req.Project, err)
+			return ProjectInfo{}, false, err
 		}
 	}
 	cfg := gitops.MirrorConfig{Upstream: up, Host: string(host), Credential: req.Credential}
@@ -214,6 +225,14 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		return ProjectInfo{}, false, err
 	}
 	defer s.records.Forget(req.Project)
+	// The record is read, compared and written under the mirror's lock, so
+	// racing registrations, a clone's outcome and a deletion each see the
+	// others' writes whole.
+	unlock, err := s.Repos.LockMirror(ctx, req.Project)
+	if err != nil {
+		return ProjectInfo{}, false, refs.Unavailable("locking mirror", err)
+	}
+	defer unlock()
 	for attempt := 0; attempt < 3; attempt++ {
 		pi, err := s.Repos.Project(req.Project)
 		switch {
@@ -292,58 +311,140 @@ func (s *Projects) clonesHere(p refs.Project) bool {
 
 // startClone runs the first fetch of a staged mirror in the background,
 // bounded by the upstream timeout, then publishes it or records why not.
-// One clone per project runs in this process at a time.
-func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) {
+// One clone per project runs in this process at a time: the answer is the
+// one running (nil once Close was called).
+func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return nil
 	}
-	if _, ok := s.cloning[p]; ok {
-		return
+	if run, ok := s.cloning[p]; ok {
+		return run
 	}
 	if s.cloning == nil {
-		s.cloning = make(map[refs.Project]context.CancelFunc)
+		s.cloning = make(map[refs.Project]*cloneRun)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout())
-	s.cloning[p] = cancel
+	run := &cloneRun{cancel: cancel, done: make(chan struct{})}
+	s.cloning[p] = run
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(run.done)
 		defer func() {
 			cancel()
 			s.mu.Lock()
 			delete(s.cloning, p)
 			s.mu.Unlock()
 		}()
-		err := s.clone(ctx, p, cfg)
+		run.err = s.clone(ctx, p, cfg)
 		log := s.logger().With("project", string(p), "upstream", cfg.Upstream)
-		if err == nil {
+		if run.err == nil {
 			log.Info("mirror cloned")
 			return
 		}
-		log.Warn("mirror clone failed", "err", err)
-		pi, perr := s.Repos.Project(p)
-		if perr != nil || !pi.Staged {
-			return // deleted meanwhile, or in place after all
-		}
-		defer s.records.Forget(p)
-		if werr := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(err)); werr != nil {
+		log.Warn("mirror clone failed", "err", run.err)
+		if werr := s.recordFailure(p, run.err); werr != nil {
 			log.Error("recording the failed clone", "err", werr)
 		}
 	}()
+	return run
 }
 
+// recordFailure writes why the clone of p failed into its staged record,
+// which keeps the upstream it has now, unless the mirror was deleted or
+// published meanwhile.
+func (s *Projects) recordFailure(p refs.Project, cloneErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	defer s.records.Forget(p)
+	unlock, err := s.Repos.LockMirror(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	pi, err := s.Repos.Project(p)
+	if err != nil || !pi.Staged {
+		return nil
+	}
+	return s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(cloneErr))
+}
+
+// clone runs the first fetch into p's staged repository and publishes it,
+// the publication under the mirror's lock (a deletion renames the staged
+// repository away under it). Its failures are the domain's.
 func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) error {
 	up, err := s.upstream(ctx, p, cfg)
 	if err != nil {
 		return err
 	}
 	if err := s.Repos.FetchStaged(ctx, p, up, cloneRefspecs(refs.HostKind(cfg.Host))); err != nil {
-		return err
+		if errors.Is(err, context.DeadlineExceeded) {
+			return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.timeout().String(), Cause: err}
+		}
+		return upstreamError(p, "cloning", err)
 	}
 	defer s.records.Forget(p)
+	unlock, err := s.Repos.LockMirror(ctx, p)
+	if err != nil {
+		return refs.Unavailable("locking mirror", err)
+	}
+	defer unlock()
+	pi, err := s.Repos.Project(p)
+	switch {
+	case err != nil:
+		return refs.FromGit(p, "reading project", err) // deleted meanwhile
+	case !pi.Staged:
+		return nil // published by another process's clone
+	}
 	return s.Repos.Publish(p)
+}
+
+// CloneForPin tries the failed first clone of mirror p again, within the
+// pin's request (see refs.PinFetcher): it answers nil once the mirror is in
+// place, the clone's failure (*UpstreamRejectedError,
+// *UpstreamUnavailableError, *UpstreamNotAllowedError), or, for a clone
+// that runs already, *refs.UnavailableError with refs.ErrMirrorCloning. A
+// clone that outlasts the upstream timeout goes on in the background and
+// the pin is told the upstream is unavailable.
+func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
+	defer s.records.Forget(p)
+	unlock, err := s.Repos.LockMirror(ctx, p)
+	if err != nil {
+		return refs.Unavailable("locking mirror", err)
+	}
+	pi, err := s.Repos.Project(p)
+	switch {
+	case err != nil:
+		unlock()
+		return refs.FromGit(p, "reading project", err)
+	case !pi.Mirror || !pi.Staged:
+		unlock()
+		return nil // in place now
+	case s.describe(pi).State != ProjectFailed:
+		unlock()
+		return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
+	}
+	if err := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedCloning, ""); err != nil {
+		unlock()
+		return refs.Unavailable("updating mirror", err)
+	}
+	run := s.startClone(p, pi.Config)
+	unlock()
+	if run == nil {
+		return &refs.UnavailableError{Op: "pinning", Cause: errors.New("the server is shutting down")}
+	}
+	wait := time.NewTimer(s.timeout())
+	defer wait.Stop()
+	select {
+	case <-run.done:
+		return run.err
+	case <-wait.C:
+		return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.timeout().String()}
+	case <-ctx.Done():
+		return &refs.UnavailableError{Op: "pinning", Cause: ctx.Err()}
+	}
 }
 
 // publicError is what last_error says: the typed error's own message, which
@@ -429,34 +530,54 @@ func (s *Projects) List(ctx context.Context, cursor string, limit int, visible f
 	return out, next, nil
 }
 
-// Delete removes a mirror: the records of its pins, then its repository
-// with every ref. A local project is *ProjectConflictError; no such
-// project *refs.ProjectNotFoundError. A clone this process runs is stopped.
+// Delete removes a mirror: its repository with every ref, then the records
+// of its pins. A local project is *ProjectConflictError; no such project
+// *refs.ProjectNotFoundError. A clone this process runs is stopped.
+//
+// The repository goes first, under the mirror's lock: from then on a pin
+// finds no project, and a pin that opened it before writes its record,
+// then sees the repository gone and removes the records itself (see
+// refs.Service.Pin), so no record outlives the mirror. Records left by a
+// removal whose record purge failed are purged by the DELETE's retry, which
+// then answers 404.
 func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
+	defer s.records.Forget(p)
+	unlock, err := s.Repos.LockMirror(ctx, p)
+	if err != nil {
+		return refs.Unavailable("locking mirror", err)
+	}
 	pi, err := s.Repos.Project(p)
 	if err != nil {
+		unlock()
+		if refs.IsProjectNotFound(err) {
+			if err := s.Store.PurgeProject(ctx, p); err != nil {
+				return refs.Unavailable("removing the pins' records", err)
+			}
+		}
 		return refs.FromGit(p, "reading project", err)
 	}
 	if !pi.Mirror {
+		unlock()
 		return &ProjectConflictError{Project: p, Reason: "is a local project: the service deletes only mirrors"}
 	}
-	defer s.records.Forget(p)
 	s.mu.Lock()
-	if cancel, ok := s.cloning[p]; ok {
-		cancel()
+	if run, ok := s.cloning[p]; ok {
+		run.cancel()
 	}
 	s.mu.Unlock()
-	// Records first: if Redis fails, nothing is gone and a retry works; the
-	// other way round, records of a vanished repository would stay.
+	err = s.Repos.RemoveMirror(p)
+	unlock()
+	var leftover *gitops.LeftoverError
+	switch {
+	case refs.IsProjectNotFound(err): // removed by a racing delete
+	case errors.As(err, &leftover):
+		// Out of sight, its files not all removed: the mirror is gone.
+		s.logger().Warn("mirror deleted, its files not all removed", "project", string(p), "err", err)
+	case err != nil:
+		return refs.Unavailable("removing mirror", err)
+	}
 	if err := s.Store.PurgeProject(ctx, p); err != nil {
 		return refs.Unavailable("removing the pins' records", err)
-	}
-	err = s.Repos.RemoveMirror(p)
-	if refs.IsProjectNotFound(err) {
-		return nil // removed by a racing delete
-	}
-	if err != nil {
-		return refs.Unavailable("removing mirror", err)
 	}
 	s.logger().Info("mirror deleted", "project", string(p))
 	return nil
@@ -467,8 +588,8 @@ func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 func (s *Projects) Close() {
 	s.mu.Lock()
 	s.closed = true
-	for _, cancel := range s.cloning {
-		cancel()
+	for _, run := range s.cloning {
+		run.cancel()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

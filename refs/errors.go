@@ -153,6 +153,7 @@ func IsProjectNotFound(err error) bool {
 	return errors.As(err, &nf) || errors.As(err, &gnf)
 }
 
-// errMirrorCloning is why a pin on a mirror whose first clone has not
-// succeeded is unavailable: the repository is not there yet.
-var errMirrorCloning = errors.New("the mirror's first clone has not succeeded yet")
+// ErrMirrorCloning is why a pin on a mirror whose first clone has not
+// succeeded is unavailable: the repository is not there yet (the cause of
+// an *UnavailableError; errors.Is finds it).
+var ErrMirrorCloning = errors.New("the mirror's first clone has not succeeded yet")

@@ -33,6 +33,12 @@ type PinFetcher interface {
 	// FetchMergeInputs brings a computed merge's named inputs into the
 	// project before they are resolved.
 	FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p Project, inputs []gitops.Revision) error
+	// CloneForPin is asked when a pin names a mirror whose first clone
+	// has not succeeded: a failed clone is tried again within the request,
+	// nil once the mirror is in place; its failure is the upstream's
+	// (rejected, unavailable), and a clone still running is an
+	// *UnavailableError with ErrMirrorCloning.
+	CloneForPin(ctx context.Context, p Project) error
 }
 
 // hostKind is where the project's merge request refs are: HostGitLab
@@ -97,7 +103,7 @@ func (s *Service) logger() *slog.Logger {
 func (s *Service) open(p Project) (*gitops.Repo, error) {
 	repo, err := s.Repos.Open(p)
 	if IsProjectNotFound(err) && s.Repos.IsStaged(p) {
-		return nil, &UnavailableError{Op: "opening project", Cause: errMirrorCloning}
+		return nil, &UnavailableError{Op: "opening project", Cause: ErrMirrorCloning}
 	}
 	if err != nil {
 		return nil, FromGit(p, "opening project", err)
@@ -135,6 +141,13 @@ type PinRequest struct {
 // RefConflictError, and nothing changes.
 func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created bool, err error) {
 	repo, err := s.open(req.Project)
+	if errors.Is(err, ErrMirrorCloning) && s.Mirrors != nil {
+		// A mirror whose first clone failed: the pin tries it again and
+		// answers what that gives (a running clone stays 503).
+		if err = s.Mirrors.CloneForPin(ctx, req.Project); err == nil {
+			repo, err = s.open(req.Project)
+		}
+	}
 	if err != nil {
 		return Pin{}, false, err
 	}
@@ -238,6 +251,16 @@ func (s *Service) Pin(ctx context.Context, req PinRequest) (pin Pin, created boo
 			return Pin{}, false, err
 		}
 		created = created || again
+	}
+	if repo.Gone() {
+		// The project was removed while this pin ran: a mirror's DELETE
+		// renames the repository away, then removes the records, so a
+		// record written after that removal would outlive the mirror. Its
+		// records go the way the DELETE's went.
+		if err := s.Store.PurgeProject(ctx, req.Project); err != nil {
+			return Pin{}, false, Unavailable("removing the record of a pin on a deleted project", err)
+		}
+		return Pin{}, false, &ProjectNotFoundError{Project: req.Project}
 	}
 	if out.Status == statusNew {
 		s.registerProject(ctx, req.Project)

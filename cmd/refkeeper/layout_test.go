@@ -25,7 +25,7 @@ var allowedInternal = map[string][]string{
 	"strictjson":    {},
 	"access":        {"refs", "strictjson", "watchfile"},
 	"idtoken":       {"access", "refs"},
-	"gitops":        {"gitexec"},
+	"gitops":        {"gitexec", "pktline"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},

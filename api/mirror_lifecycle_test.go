@@ -1,0 +1,205 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// A pin on a mirror whose first clone failed tries the clone again in its
+// own request and answers what that gives: 502 while the upstream refuses
+// the credential, 201 once it takes it (the mirror is then ready); 503
+// upstream_unavailable while the upstream is down.
+func TestMirrorPinOnFailedMirrorRetriesTheClone(t *testing.T) {
+	const pinPath = "/api/v1/projects/mirrors%2Fgh/pipelines/1/ref"
+	t.Run("rejected, then fixed", func(t *testing.T) {
+		f := newMirrorFixture(t, time.Minute)
+		writeCredentials(t, f.creds, f.upstream, "wrong-password")
+		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
+			t.Fatalf("PUT: %d %s", a.status, a.raw)
+		}
+		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+			t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
+		}
+		refused := f.upstream.Refused()
+		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
+		t.Logf("pin on the failed mirror: %d %s", a.status, a.raw)
+		if a.status != http.StatusBadGateway || a.errCode() != "upstream_rejected" {
+			t.Errorf("pin on a failed mirror, credential still refused: %d %s, want 502 upstream_rejected", a.status, a.raw)
+		}
+		if f.upstream.Refused() == refused {
+			t.Errorf("the pin did not try the clone again (the upstream heard nothing)")
+		}
+		if a := f.do(t, http.MethodGet, mirrorPath, ""); a.body["state"] != "failed" || a.body["last_error"] == nil {
+			t.Errorf("after a failed retry: %s, want failed with last_error", a.raw)
+		}
+		writeCredentials(t, f.creds, f.upstream, testdata.UpstreamPassword)
+		a = f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
+		t.Logf("pin once the credential is right: %d %s", a.status, a.raw)
+		if a.status != http.StatusCreated || a.body["sha"] != f.upstream.First {
+			t.Fatalf("pin on a failed mirror whose upstream now answers: %d %s, want 201", a.status, a.raw)
+		}
+		if a := f.do(t, http.MethodGet, mirrorPath, ""); a.body["state"] != "ready" || a.body["last_error"] != nil {
+			t.Errorf("after the pin's clone: %s, want ready", a.raw)
+		}
+		if got, _ := gitIn(t, filepath.Join(f.root, "mirrors", "gh.git"), "rev-parse", "refs/pipelines/1"); got != f.upstream.First {
+			t.Errorf("refs/pipelines/1 = %q, want %s", got, f.upstream.First)
+		}
+	})
+	t.Run("unavailable", func(t *testing.T) {
+		f := newMirrorFixture(t, time.Minute)
+		f.upstream.Stop()
+		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
+			t.Fatalf("PUT: %d %s", a.status, a.raw)
+		}
+		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+			t.Fatalf("clone of a stopped upstream: %s, want failed", a.raw)
+		}
+		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
+		t.Logf("pin on the failed mirror, upstream down: %d %s", a.status, a.raw)
+		if a.status != http.StatusServiceUnavailable || a.errCode() != "upstream_unavailable" || a.header.Get("Retry-After") == "" {
+			t.Errorf("pin on a failed mirror, upstream down: %d %s, want 503 upstream_unavailable with Retry-After", a.status, a.raw)
+		}
+		if a := f.do(t, http.MethodGet, pinPath, ""); a.status != http.StatusNotFound {
+			t.Errorf("a failed pin left something: %d %s", a.status, a.raw)
+		}
+	})
+}
+
+// Pins racing a mirror's DELETE leave no record behind: the DELETE removes
+// the repository before the records, and a pin that opened the repository
+// before it went removes what it wrote. Several rounds, each a fresh mirror
+// pinned by 8 clients without pause while it is deleted; the records are
+// read from Redis itself (the API answers 404 for a project that is gone,
+// whatever Redis holds).
+func TestMirrorDeleteRacingPinsLeavesNoRecord(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	store := f.projects.Store
+	const project = refs.Project("mirrors/gh")
+	var nextID atomic.Int64
+	for round := range 8 {
+		if a := f.register(t, "github"); a.status != http.StatusAccepted {
+			t.Fatalf("PUT mirror: %d %s", a.status, a.raw)
+		}
+		if a := f.awaitState(t, mirrorPath); a.body["state"] != "ready" {
+			out, _ := exec.Command("find", filepath.Join(f.root, "mirrors")).CombinedOutput()
+			t.Fatalf("mirror not ready: %d %s\n%s", a.status, a.raw, out)
+		}
+		var stop atomic.Bool
+		var pinned atomic.Int64
+		var wg sync.WaitGroup
+		var ids sync.Map // pipeline ids some pin was sent for
+		statuses := make(chan int, 100000)
+		for range 8 {
+			wg.Add(1)
+			// Each client pins a few pipelines over and over: a repeated
+			// pin is answered from its ref, quickly, and writes its
+			// record again.
+			base := nextID.Add(4)
+			go func() {
+				defer wg.Done()
+				for n := int64(0); !stop.Load(); n++ {
+					id := base - n%4
+					ids.Store(id, true)
+					a := f.do(t, http.MethodPut, fmt.Sprintf("/api/v1/projects/mirrors%%2Fgh/pipelines/%d/ref", id), `{"sha": "`+f.upstream.First+`"}`)
+					statuses <- a.status
+					if a.status == http.StatusOK || a.status == http.StatusCreated {
+						pinned.Add(1)
+					}
+				}
+			}()
+		}
+		// Let pins flow, then delete in their midst.
+		waitUntil(t, func() bool { return pinned.Load() >= 40 })
+		time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
+		if a := f.do(t, http.MethodDelete, mirrorPath, ""); a.status != http.StatusNoContent {
+			t.Fatalf("round %d: DELETE = %d %s", round, a.status, a.raw)
+		}
+		time.Sleep(20 * time.Millisecond) // pins after the DELETE too
+		stop.Store(true)
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		var left []int64
+		ids.Range(func(k, _ any) bool {
+			id := k.(int64)
+			if _, ok, err := store.Get(context.Background(), project, refs.PipelineID(id)); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				left = append(left, id)
+			}
+			return true
+		})
+		t.Logf("round %d: pin answers %v; records left after the DELETE: %d", round, counts, len(left))
+		if len(left) > 0 {
+			t.Errorf("round %d: pins %v have records after the mirror was deleted", round, left)
+		}
+		if counts[http.StatusInternalServerError] > 0 {
+			t.Errorf("round %d: %d pins answered 500", round, counts[http.StatusInternalServerError])
+		}
+		if _, err := os.Stat(filepath.Join(f.root, "mirrors", "gh.git", "HEAD")); !os.IsNotExist(err) {
+			t.Fatalf("round %d: the mirror is still there (%v)", round, err)
+		}
+	}
+}
+
+// Registrations and updates racing a DELETE and each other are decided
+// one at a time under the mirror's lock: none of them writes into a
+// repository that is being removed (which answers 503 without the lock),
+// and the DELETE never answers 204 for a mirror that then stays.
+func TestMirrorRegistrationsRacingDeleteAndEachOther(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	body := func(host string) string {
+		return fmt.Sprintf(`{"upstream": %q, "host": %q, "credential": "upstream"}`, f.upstream.URL(), host)
+	}
+	for round := range 10 {
+		f.readyMirror(t, "github")
+		var wg sync.WaitGroup
+		answers := make([]answer, 4)
+		for i, host := range []string{"gitlab", "gitea", "generic"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers[i] = f.do(t, http.MethodPut, mirrorPath, body(host))
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[3] = f.do(t, http.MethodDelete, mirrorPath, "")
+		}()
+		wg.Wait()
+		for i, a := range answers[:3] {
+			if a.status != http.StatusOK && a.status != http.StatusAccepted {
+				t.Errorf("round %d: PUT %d racing a DELETE: %d %s, want 200 or 202", round, i, a.status, a.raw)
+			}
+		}
+		if a := answers[3]; a.status != http.StatusNoContent {
+			t.Errorf("round %d: DELETE racing PUTs: %d %s, want 204", round, a.status, a.raw)
+		}
+		// Whatever the order, what is there now is one whole record (a
+		// clone restarted after the DELETE, or nothing): the last word is
+		// a DELETE of it.
+		f.awaitState(t, mirrorPath)
+		if a := f.do(t, http.MethodDelete, mirrorPath, ""); a.status != http.StatusNoContent && a.status != http.StatusNotFound {
+			t.Fatalf("round %d: final DELETE: %d %s", round, a.status, a.raw)
+		}
+		if a := f.do(t, http.MethodGet, mirrorPath, ""); a.status != http.StatusNotFound {
+			t.Fatalf("round %d: GET after the final DELETE: %d %s, want 404", round, a.status, a.raw)
+		}
+	}
+}

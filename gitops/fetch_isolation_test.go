@@ -1,0 +1,162 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refkeeper/refkeeper/testdata"
+)
+
+// One caller's SHAs that the upstream lacks never hold up another caller's
+// fetch for a series of retries: a legitimate pin queued with a flood of
+// bogus SHAs waits on three upstream round trips of its batch (the shared
+// fetch that failed, one probe asking which SHAs exist, the fetch of those
+// that do), and two while bogus SHAs keep coming (the probe comes first),
+// whatever the size of the flood; before, one per bogus SHA. Its wait with and
+// without the flood is printed (a figure, never asserted: the machine may be
+// loaded); what is asserted is the number of fetches in a row it waited on.
+func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	dir := root.stagingPath(name)
+	f := &Fetcher{Root: root}
+	up := Upstream{URL: u.URL(), Credential: upstreamCredential}
+	ctx := context.Background()
+
+	// run queues one legitimate fetch of a new upstream commit by SHA and
+	// bogus fetches of SHAs nobody has behind a fetch held at the upstream,
+	// so they all share the next batch, then lets them go. It answers how
+	// long the legitimate fetch took from the release, and how many
+	// fetches in a row its batch made it wait on.
+	scenario := 0
+	run := func(bogus int) (time.Duration, int) {
+		t.Helper()
+		scenario++
+		legit := u.Repo.Commit(t, fmt.Sprintf("side-%d", scenario), map[string]string{"side.txt": fmt.Sprint(scenario)}, "side")
+		u.Stall()
+		pacer := make(chan error, 1)
+		go func() {
+			_, err := f.fetchCounted(ctx, "", dir, up, []string{"+refs/heads/main:refs/heads/main"})
+			pacer <- err
+		}()
+		waitFor(t, "the first fetch to reach the upstream", func() bool { return u.Stalled() > 0 })
+		var wg sync.WaitGroup
+		bogusErrs := make([]error, bogus)
+		for i := range bogus {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, bogusErrs[i] = f.fetchCounted(ctx, "", dir, up, []string{fmt.Sprintf("%040x", scenario*1000+i+1)})
+			}()
+		}
+		type result struct {
+			took   time.Duration
+			rounds int
+			err    error
+		}
+		released := make(chan time.Time, 1)
+		legitDone := make(chan result, 1)
+		go func() {
+			rounds, err := f.fetchCounted(ctx, "", dir, up, []string{legit})
+			legitDone <- result{took: time.Since(<-released), rounds: rounds, err: err}
+		}()
+		waitFor(t, "every caller to queue", func() bool { n, _ := f.Queued(dir); return n == bogus+1 })
+		released <- time.Now()
+		u.Release()
+		res := <-legitDone
+		wg.Wait()
+		if err := <-pacer; err != nil {
+			t.Fatalf("the first fetch: %v", err)
+		}
+		if res.err != nil {
+			t.Fatalf("the legitimate fetch with %d bogus SHAs: %v", bogus, res.err)
+		}
+		if got := refAt(t, dir, legit+"^{commit}"); got != legit {
+			t.Fatalf("the legitimate SHA is not in the mirror after its fetch")
+		}
+		for i, err := range bogusErrs {
+			var nf *UpstreamRefNotFoundError
+			if want := fmt.Sprintf("%040x", scenario*1000+i+1); !errors.As(err, &nf) || nf.Ref != want {
+				t.Errorf("bogus caller %d got %v, want its own SHA %s not found", i, err, want)
+			}
+		}
+		return res.took, res.rounds
+	}
+
+	run(0) // warm up: the first fetches of a process pay for more
+	alone, aloneRounds := run(0)
+	if aloneRounds != 1 {
+		t.Errorf("alone, the legitimate fetch waited on %d fetches of its batch, want 1", aloneRounds)
+	}
+	// The first flood meets a fetch that fails (then a probe, then the
+	// fetch: three round trips); while bogus SHAs keep coming, batches
+	// probe first (two).
+	for n, flood := range []int{20, 5, 20} {
+		flooded, floodRounds := run(flood)
+		t.Logf("legitimate fetch (after a fetch held at the upstream, in both): alone %v (%d round trip of its batch), with %d bogus SHAs %v (%d round trips in a row); ratio %.2f",
+			alone.Round(time.Millisecond), aloneRounds, flood, flooded.Round(time.Millisecond), floodRounds, float64(flooded)/float64(alone))
+		want := 2
+		if n == 0 {
+			want = 3
+		}
+		if floodRounds > want {
+			t.Errorf("flood %d of %d bogus SHAs: the legitimate fetch waited on %d upstream round trips in a row, want at most %d", n+1, flood, floodRounds, want)
+		}
+	}
+}
+
+func TestFetchLanes(t *testing.T) {
+	wants := [][]string{
+		{"1111111111111111111111111111111111111111"},
+		{"2222222222222222222222222222222222222222"},
+		{"+refs/heads/main:refs/heads/main"},
+		{"+refs/heads/main:refs/heads/main", "+refs/heads/dev:refs/heads/dev"},
+		{"+refs/heads/dev:refs/heads/dev"},
+		{"+refs/heads/x:refs/heads/x"},
+		{"+refs/heads/y:refs/heads/y"},
+		{"+refs/heads/x:refs/heads/x", "+refs/heads/y:refs/heads/y"},
+	}
+	got := lanes(wants, []int{0, 1, 2, 3, 4, 5, 6, 7})
+	want := [][]int{{0}, {1}, {2, 3, 4}, {5, 6, 7}}
+	for _, l := range got {
+		slices.Sort(l)
+	}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("lanes = %v, want %v (SHAs alone, wants writing a same ref together)", got, want)
+	}
+}
+
+func TestProbeAsksWhichObjectsTheUpstreamHas(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	dir := root.stagingPath(name)
+	ctx := context.Background()
+	bogus := "1f3e000000000000000000000000000000000001"
+	before := u.UploadPackPosts()
+	present, err := root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: upstreamCredential}, []string{u.First, bogus, u.Head})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !present[u.First] || !present[u.Head] || present[bogus] || len(present) != 2 {
+		t.Errorf("probe = %v, want %s and %s only", present, u.First, u.Head)
+	}
+	if got := u.UploadPackPosts() - before; got != 1 {
+		t.Errorf("the probe made %d upload-pack requests, want 1", got)
+	}
+	if refAt(t, dir, u.First+"^{commit}") != "" {
+		t.Errorf("the probe fetched an object")
+	}
+	_, err = root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: &Credential{Username: testdata.UpstreamUser, Password: "wrong-password"}}, []string{u.First})
+	var rejected *UpstreamRejectedError
+	if !errors.As(err, &rejected) {
+		t.Errorf("probe with a wrong password: %v, want UpstreamRejectedError", err)
+	}
+	if _, err := root.probe(ctx, dir, Upstream{URL: "file://" + u.Path()}, []string{u.First}); !errors.Is(err, ErrProbeUnsupported) {
+		t.Errorf("probe of a file upstream: %v, want ErrProbeUnsupported", err)
+	}
+}
