@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"log/slog"
@@ -61,6 +62,17 @@ type Config struct {
 	// Hooks receives the git hosts' webhooks on /hooks/<host>; a host no
 	// secret covers answers 404, asked per request; nil: no webhook routes.
 	Hooks Webhooks
+	// BodyTimeout bounds how long an /api/ or /hooks/ request's body may
+	// take to arrive (a runner's fetch negotiation gets GitTimeout). Zero:
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxGitHTTP bounds the runner fetches (git http-backend processes)
+	// served at once (--max-git-http); more wait up to GitQueueWait, then
+	// get 503 with Retry-After. Zero: no bound.
+	MaxGitHTTP int
+	// GitQueueWait is how long a runner's fetch waits for a turn. Zero:
+	// githttp.DefaultQueueWait.
+	GitQueueWait time.Duration
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -101,11 +113,13 @@ func New(cfg Config) (http.Handler, error) {
 			}
 			return t, func(p refs.Project) bool { return g.May(access.Fetch, p) }
 		},
-		Signer:     signer,
-		Git:        cfg.GitBinary,
-		Timeout:    cfg.GitTimeout,
-		Logger:     logger,
-		Registerer: registry,
+		Signer:      signer,
+		Git:         cfg.GitBinary,
+		Timeout:     cfg.GitTimeout,
+		Logger:      logger,
+		Registerer:  registry,
+		MaxBackends: cfg.MaxGitHTTP,
+		QueueWait:   cfg.GitQueueWait,
 	})
 	if err != nil {
 		return nil, err
@@ -161,7 +175,11 @@ func New(cfg Config) (http.Handler, error) {
 
 	// The git mount authorizes itself: API or scoped fetch token.
 	e.Any("/git/*", func(c echo.Context) error { return git.Serve(c.Response(), c.Request()) })
-	return e, nil
+	metrics.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		metrics.routes[r.Path] = true
+	}
+	return bodyDeadline(e, cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout), git.Timeout()), nil
 }
 
 // requestLogger logs one line per request; never headers (they carry tokens)

@@ -23,15 +23,16 @@ var allowedInternal = map[string][]string{
 	"pktline":       {},
 	"watchfile":     {},
 	"strictjson":    {},
+	"limits":        {}, // the resource bounds: concurrency, the disk floor
 	"access":        {"refs", "strictjson", "watchfile"},
-	"gitops":        {"gitexec"},
+	"gitops":        {"gitexec", "limits"},
 	"refs":          {"gitops"},
-	"githttp":       {"refs", "gitexec", "pktline"},
-	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},
-	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
+	"githttp":       {"refs", "gitexec", "pktline", "limits"},
+	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
+	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},
