@@ -57,7 +57,7 @@ func (u *NoisyUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
 		pkt(w, "NAK\n")
 		line := "noise " + strings.Repeat("remote-noise-", 76) + "\n" // 1,000 bytes
-		chunk := "\x02" + strings.Repeat(line, 65)                     // one side-band packet
+		chunk := "\x02" + strings.Repeat(line, 65)                    // one side-band packet
 		for sent := int64(0); sent < u.noise; sent += int64(len(chunk) - 1) {
 			pkt(w, chunk)
 		}
