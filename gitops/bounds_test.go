@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -63,6 +64,18 @@ func TestFetchBelowTheDiskFloor(t *testing.T) {
 		t.Fatalf("floor above the free space: %v, upstream asked %d times", err, u.Fetches())
 	}
 	t.Logf("refused: %v", err)
+
+	// What a clone whose process died left of its pack (git removes it
+	// on SIGTERM, not on SIGKILL) goes with the next clone.
+	packDir := filepath.Join(root.stagingPath(name), "objects", "pack")
+	leftover := filepath.Join(packDir, "tmp_pack_dead01")
+	if err := os.WriteFile(leftover, make([]byte, 1<<20), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(leftover, old, old); err != nil {
+		t.Fatal(err)
+	}
 
 	// 64 MiB that does not compress: the clone's pack takes the free
 	// space below a floor set 16 MiB under it.

@@ -173,8 +173,11 @@ type LowDiskError struct {
 }
 
 func (e *LowDiskError) Error() string {
-	return fmt.Sprintf("the repos root is below its free-space floor (%s): %s free, %s required", e.Min,
-		Size{Bytes: e.Free}.human(), Size{Bytes: e.Floor}.human())
+	floor := Size{Bytes: e.Floor}.human()
+	if e.Min.Percent > 0 {
+		floor += " (" + e.Min.String() + ")"
+	}
+	return fmt.Sprintf("the repos root is below its free-space floor: %s free, %s required", Size{Bytes: e.Free}.human(), floor)
 }
 
 // human is a byte count rounded for a message.
