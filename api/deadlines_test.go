@@ -74,9 +74,14 @@ func TestSlowBodyIsCut(t *testing.T) {
 // TestSlowFetchIsNotCut: a runner's fetch is not held to the API's body
 // deadline: its negotiation may arrive slowly (here over a second, five
 // times the API's deadline), and its pack, read by a slow runner, is served
-// whole long after the body deadline passed.
+// whole long after the body deadline passed. Meanwhile it holds the one
+// turn of --max-git-http 1: another fetch waits, then gets 503 with
+// Retry-After; once it is done, the next is served.
 func TestSlowFetchIsNotCut(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.BodyTimeout = 200 * time.Millisecond })
+	f := newFixture(t, func(c *api.Config) {
+		c.BodyTimeout = 200 * time.Millisecond
+		c.MaxGitHTTP, c.GitQueueWait = 1, 300*time.Millisecond
+	})
 	big := make([]byte, 24<<20) // incompressible: more than the sockets hold
 	rand.Read(big)
 	sha := f.git.Commit(t, "big", map[string]string{"big.bin": string(big)}, "big")
@@ -126,6 +131,11 @@ func TestSlowFetchIsNotCut(t *testing.T) {
 			// A slow runner: git http-backend waits for it, blocked on
 			// a full socket, for five times the API's body deadline.
 			paused = true
+			a := f.do(t, "GET", "/git/group/app.git/info/refs?service=git-upload-pack", "")
+			t.Logf("a second fetch meanwhile: %d %s, Retry-After %q", a.status, a.raw, a.header.Get("Retry-After"))
+			if a.status != 503 || a.errCode() != "unavailable" || a.header.Get("Retry-After") == "" {
+				t.Errorf("a fetch beyond --max-git-http: %d %s", a.status, a.raw)
+			}
 			time.Sleep(time.Second)
 		}
 	}
@@ -133,5 +143,18 @@ func TestSlowFetchIsNotCut(t *testing.T) {
 		sent.Round(time.Millisecond), resp.StatusCode, n, time.Since(start).Round(time.Millisecond))
 	if resp.StatusCode != 200 || n < 24<<20 {
 		t.Errorf("fetch: %d, %d bytes", resp.StatusCode, n)
+	}
+	after, err := http.NewRequest("GET", f.srv.URL+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("a fetch after the slow one: %d", resp.StatusCode)
 	}
 }
