@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/labstack/echo/v4"
 )
 
 // DefaultBodyTimeout is how long the body of an API or webhook request may
@@ -24,16 +26,18 @@ const DefaultBodyTimeout = 10 * time.Second
 // starts its own background read of the connection), so the answer that
 // follows is not held to it: a fetch streaming its pack for minutes, a pin
 // waiting for its upstream. A request with no body gets none.
-func bodyDeadline(next http.Handler, apiBody, gitBody time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-			d := apiBody
-			if strings.HasPrefix(r.URL.Path, "/git/") {
-				d = gitBody
+func bodyDeadline(apiBody, gitBody time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if r := c.Request(); r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+				d := apiBody
+				if strings.HasPrefix(r.URL.Path, "/git/") {
+					d = gitBody
+				}
+				// A writer without deadlines (a test's recorder) just has none.
+				_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(d))
 			}
-			// A writer without deadlines (a test's recorder) just has none.
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+			return next(c)
 		}
-		next.ServeHTTP(w, r)
-	})
+	}
 }

@@ -133,6 +133,8 @@ func New(cfg Config) (http.Handler, error) {
 	// as far as trusted proxies wrote it: a spoofed entry changes nothing.
 	trusted := slices.Clone(cfg.TrustedProxies)
 	e.IPExtractor = func(r *http.Request) string { return clientAddr(r, trusted) }
+	// Before routing: a request to no route has its body bounded too.
+	e.Pre(bodyDeadline(cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout), git.Timeout()))
 	e.Use(middleware.RequestID())
 	e.Use(requestLogger(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -179,7 +181,7 @@ func New(cfg Config) (http.Handler, error) {
 	for _, r := range e.Routes() {
 		metrics.routes[r.Path] = true
 	}
-	return bodyDeadline(e, cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout), git.Timeout()), nil
+	return e, nil
 }
 
 // requestLogger logs one line per request; never headers (they carry tokens)
