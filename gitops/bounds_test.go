@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -37,12 +38,10 @@ func TestFetchKeepsAHostileUpstreamsStderrBounded(t *testing.T) {
 	}
 	msg := unavailable.Err.Error() // what git said, for the log
 	t.Logf("64 MiB of remote: noise, a cause of %d bytes, ending %q", len(msg), msg[max(0, len(msg)-120):])
-	if len(msg) > 3*gitexecKeep() || !strings.Contains(msg, "hangs up") || !strings.Contains(msg, "left out") {
+	if len(msg) > 3*gitexec.DefaultStderrKeep || !strings.Contains(msg, "hangs up") || !strings.Contains(msg, "left out") {
 		t.Errorf("the error holds %d bytes of git's stderr", len(msg))
 	}
 }
-
-func gitexecKeep() int { return 16 << 10 }
 
 // TestFetchBelowTheDiskFloor: with the floor above the free space, a fetch
 // is refused before git starts (the upstream sees nothing); with the floor
@@ -116,7 +115,7 @@ func TestCloneOutlastsTheGitTimeout(t *testing.T) {
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		testdataWaitStalled(t, u)
+		waitStalled(t, u)
 		time.Sleep(2 * root.GitTimeout) // the upstream is slow: the point of the test
 		u.Release()
 	}()
@@ -134,7 +133,7 @@ func TestCloneOutlastsTheGitTimeout(t *testing.T) {
 	}
 }
 
-func testdataWaitStalled(t *testing.T, u *testdata.Upstream) {
+func waitStalled(t *testing.T, u *testdata.Upstream) {
 	waitFor(t, "a request at the stalled upstream", func() bool { return u.Stalled() > 0 })
 }
 
@@ -154,7 +153,7 @@ func TestUpstreamFetchesAreBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	var firstErr error
 	wg.Go(func() { firstErr = root.FetchStaged(t.Context(), name, up, CloneRefspecs()) })
-	testdataWaitStalled(t, u)
+	waitStalled(t, u)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	err := root.FetchStaged(ctx, other, up, CloneRefspecs())
@@ -167,8 +166,7 @@ func TestUpstreamFetchesAreBounded(t *testing.T) {
 
 	// A mirror in place, fetched through the Fetcher: the caller is told
 	// the service was busy, not that the upstream did not answer.
-	local := testdata.NewBareRepo(t, root.Dir, "group/live")
-	_ = local
+	testdata.NewBareRepo(t, root.Dir, "group/live")
 	f := &Fetcher{Root: root, Timeout: time.Minute}
 	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
 	err = f.Fetch(ctx, filepath.Join(root.Dir, "group", "live.git"), up, []string{"+refs/heads/main:refs/heads/main"})

@@ -55,7 +55,11 @@
 // protocol v2 with no tags, hand credentials to git through an inherited
 // pipe read by a credential helper, classify failures (unavailable,
 // rejected, ref missing), and are shared by concurrent callers (Fetcher;
-// across processes too, given a FetchLease, lease.go).
+// across processes too, given a FetchLease, lease.go). They wait for a turn
+// among Root.UpstreamFetches, are refused below Root.DiskFloor and stopped
+// when the free space drops below it (package limits), run under their
+// caller's deadline rather than GitTimeout (a first clone may take long),
+// and leave no partial pack (tmp_*) behind.
 //
 // Housekeeping (housekeeping.go) runs `git gc --auto` in a mirror, never in
 // a local project, in the foreground, with its own bound (longer than

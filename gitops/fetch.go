@@ -135,15 +135,15 @@ func checkRefspec(spec string) error {
 // fetch runs one `git fetch` from the upstream into the repository at dir,
 // of exactly refspecs, bounded by ctx (git itself too: a clone may outlast
 // --git-timeout, up to its own deadline). It waits for a turn among the
-// Root's UpstreamFetches (*limits.BusyError when ctx ends first; began is
-// called once it has one), refuses to start below the DiskFloor and stops
+// Root's UpstreamFetches (*limits.BusyError when ctx ends first; turn, when
+// not nil, says meanwhile that it waits), refuses to start below the DiskFloor and stops
 // git when the free space drops below it (*limits.LowDiskError). What a
 // failed or stopped git fetch left of its pack (objects/pack/tmp_pack_*)
 // is removed. Its failures are classified:
 // *UpstreamUnavailableError (unreachable, too slow, a 5xx),
 // *UpstreamRejectedError (credentials refused, no such repository),
 // *UpstreamRefNotFoundError (a ref or SHA the upstream lacks).
-func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string, began func()) error {
+func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn *atomic.Bool) error {
 	if len(refspecs) == 0 {
 		return nil
 	}
@@ -155,14 +155,17 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	if err := r.DiskFloor.Check(); err != nil {
 		return err
 	}
+	if turn != nil {
+		turn.Store(true)
+	}
 	release, err := r.UpstreamFetches.Acquire(ctx)
+	if turn != nil {
+		turn.Store(false)
+	}
 	if err != nil {
 		return err
 	}
 	defer release()
-	if began != nil {
-		began()
-	}
 	// Checked again: the turn may have come after a long wait.
 	if err := r.DiskFloor.Check(); err != nil {
 		return err
@@ -362,11 +365,11 @@ type fetchBatch struct {
 	// covered callers joined (see await).
 	need    int64
 	covered int
-	// began is set once its git fetch has a turn among the Root's
-	// UpstreamFetches: a caller whose deadline passes before is told the
-	// service was busy, not that the upstream did not answer.
-	began atomic.Bool
-	done  chan struct{}
+	// waitingTurn is set while its git fetch waits for a turn among the
+	// Root's UpstreamFetches: a caller whose deadline passes then is told
+	// the service was busy, not that the upstream did not answer.
+	waitingTurn atomic.Bool
+	done        chan struct{}
 	// after done: the outcome. A ref missing upstream fails only the
 	// callers who asked for it (missing); err fails everyone else.
 	missing map[string]error
@@ -429,7 +432,7 @@ func (f *Fetcher) fetchShared(ctx context.Context, name ProjectName, dir string,
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		if !b.began.Load() && f.Root.UpstreamFetches != nil {
+		if b.waitingTurn.Load() {
 			return &limits.BusyError{What: f.Root.UpstreamFetches.What, Limit: f.Root.UpstreamFetches.Limit(), Cause: ctx.Err()}
 		}
 		return ctx.Err()
@@ -488,7 +491,7 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	specs := b.refspecs
 	for len(specs) > 0 {
-		err := f.Root.fetch(ctx, dir, b.up, specs, b.markBegan)
+		err := f.Root.fetch(ctx, dir, b.up, specs, &b.waitingTurn)
 		var missing *UpstreamRefNotFoundError
 		if !errors.As(err, &missing) {
 			b.err = err
@@ -525,8 +528,6 @@ func (f *Fetcher) Queued(dir string) (callers int, settled bool) {
 	}
 	return 0, true
 }
-
-func (b *fetchBatch) markBegan() { b.began.Store(true) }
 
 // refspecSource is what a refspec fetches: its source ref, or the SHA.
 func refspecSource(spec string) string {
