@@ -9,6 +9,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -31,6 +32,10 @@ func readBody(c echo.Context) ([]byte, error) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return nil, err
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &httpError{Status: http.StatusRequestTimeout, Code: codeRequestTimeout,
+				Message: "the request body did not arrive in time", Err: err}
 		}
 		return nil, badRequest("reading request body: %v", err)
 	}

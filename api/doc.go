@@ -29,9 +29,14 @@
 // are mapped here like every other. Requests are rate limited per client
 // address, read from X-Forwarded-For only behind trusted proxies, and per
 // valid token (API or fetch token), in buckets of bounded number
-// (ratelimit.go).
+// (ratelimit.go). A request body must arrive within BodyTimeout on /api/
+// and /hooks/ and within the git timeout on /git/, else 408
+// (deadlines.go); metrics are labelled by route pattern and HTTP's own
+// methods only, so nothing a client invents adds a series (metrics.go).
+// The repos root below its floor (limits.LowDiskError) is 507
+// insufficient_storage with Retry-After.
 //
-// api imports access, githttp, hooks, mirrors and refs (never gitops: it
+// api imports access, githttp, hooks, mirrors, refs and limits (never gitops: it
 // runs no git itself); only cmd imports api. echo appears only here and in
 // cmd.
 package api

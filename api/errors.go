@@ -10,6 +10,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/githttp"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -37,6 +38,8 @@ const (
 	codeUpstreamDown     = "upstream_unavailable"
 	codeUpstreamRejected = "upstream_rejected"
 	codeUpstreamRefused  = "upstream_not_allowed"
+	codeNoStorage        = "insufficient_storage"
+	codeRequestTimeout   = "request_timeout"
 	retryAfterSeconds    = "5"
 	internalMessage      = "internal error; see the server log"
 )
@@ -47,9 +50,11 @@ type httpError struct {
 	Status  int
 	Code    string
 	Message string
-	// Conflicts are the paths of a merge_conflict (never nil for one).
-	Conflicts []string
-	Err       error
+	// Conflicts are the paths of a merge_conflict (never nil for one), at
+	// most gitops.MaxConflictPaths; ConflictsTotal counts them all.
+	Conflicts      []string
+	ConflictsTotal int
+	Err            error
 }
 
 func (e *httpError) Error() string {
@@ -73,6 +78,9 @@ type errorDetail struct {
 	Code      string    `json:"code"`
 	Message   string    `json:"message"`
 	Conflicts *[]string `json:"conflicts,omitempty"`
+	// ConflictsTotal is how many paths conflict; conflicts lists the
+	// first of them.
+	ConflictsTotal *int `json:"conflicts_total,omitempty"`
 }
 
 // toHTTPError is the one place where errors become status codes.
@@ -98,10 +106,14 @@ func toHTTPError(err error) *httpError {
 		upNoRef     *mirrors.UpstreamRefNotFoundError
 		upRefused   *mirrors.UpstreamNotAllowedError
 		gitRefused  *githttp.Error
+		lowDisk     *limits.LowDiskError
 	)
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.As(err, &lowDisk):
+		// Before unavailable, which wraps it: the contract's own code.
+		return &httpError{Status: http.StatusInsufficientStorage, Code: codeNoStorage, Message: lowDisk.Error(), Err: err}
 	case errors.As(err, &gitRefused):
 		return &httpError{Status: gitRefused.Status, Code: gitErrorCode(gitRefused.Status), Message: gitRefused.Message}
 	case errors.As(err, &invalid):
@@ -131,7 +143,7 @@ func toHTTPError(err error) *httpError {
 		return &httpError{Status: http.StatusUnprocessableEntity, Code: codeRefNotFound, Message: noRef.Error()}
 	case errors.As(err, &mergeFailed):
 		return &httpError{Status: http.StatusConflict, Code: codeMergeConflict, Message: mergeFailed.Error(),
-			Conflicts: append([]string{}, mergeFailed.Paths...)}
+			Conflicts: append([]string{}, mergeFailed.Paths...), ConflictsTotal: max(mergeFailed.Total, len(mergeFailed.Paths))}
 	case errors.As(err, &unavailable):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: unavailable.Op + ": temporarily unavailable, retry later", Err: err}
@@ -174,6 +186,10 @@ func gitErrorCode(status int) string {
 		return codeMethodNotAllowed
 	case http.StatusUnsupportedMediaType:
 		return codeUnsupportedMedia
+	case http.StatusServiceUnavailable:
+		return codeUnavailable
+	case http.StatusRequestTimeout:
+		return codeRequestTimeout
 	}
 	if status >= 500 {
 		return codeInternal
@@ -195,7 +211,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		h := c.Response().Header()
 		switch he.Status {
-		case http.StatusServiceUnavailable:
+		case http.StatusServiceUnavailable, http.StatusInsufficientStorage:
 			h.Set("Retry-After", retryAfterSeconds)
 		case http.StatusTooManyRequests:
 			h.Set("Retry-After", "1")
@@ -206,7 +222,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		body := errorBody{Error: errorDetail{Code: he.Code, Message: he.Message}}
 		if he.Conflicts != nil {
-			body.Error.Conflicts = &he.Conflicts
+			body.Error.Conflicts, body.Error.ConflictsTotal = &he.Conflicts, &he.ConflictsTotal
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(he.Status)

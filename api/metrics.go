@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -13,6 +14,21 @@ import (
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// routes are the registered route patterns, set once the routes are.
+	routes map[string]bool
+}
+
+// knownMethods are the methods a metric names; any other is "other".
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+func methodLabel(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -32,17 +48,20 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 }
 
 // middleware observes every request under its route pattern (never the raw
-// path, so the label set stays bounded).
+// path) and its method as one of HTTP's own (anything else is "other"):
+// /metrics needs no token, so whatever a client sends must not make a new
+// series. Routes come from the routes registered; a path that matches none
+// is "unmatched".
 func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
 		status := responseStatus(c, err)
 		route := c.Path()
-		if route == "" {
+		if route == "" || !m.routes[route] {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		m.requests.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		return err
 	}

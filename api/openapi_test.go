@@ -48,7 +48,22 @@ var onlyDocumented = map[string]string{
 	"GET /api/v1/projects 503":           noRedis,
 	"GET /api/v1/projects/{project} 503": noRedis,
 	"PUT /api/v1/projects/{project} 503": noRedis,
+	// The resource bounds, each produced by its own test.
+	"PUT /api/v1/projects/{project} 408":                             slowBodyOnly,
+	"POST /api/v1/projects/{project}/merge_requests/{iid}/close 408": slowBodyOnly,
+	"POST /hooks/github 408":                                         slowBodyOnly,
+	"POST /api/v1/projects/{project}/pipelines/{id}/finish 408":      slowBodyOnly,
+	"POST /hooks/gitlab 408":                                         slowBodyOnly,
+	"POST /api/v1/gc 408":                                            slowBodyOnly,
+	"POST /hooks/gitea 408":                                          slowBodyOnly,
+	"PUT /api/v1/projects/{project}/pipelines/{id}/ref 408":          slowBodyOnly,
+	"PUT /api/v1/projects/{project} 507":                             belowFloorOnly,
+	"PUT /api/v1/projects/{project}/pipelines/{id}/ref 507":          belowFloorOnly,
 }
+
+const slowBodyOnly = "only a body that arrives slower than the body deadline: TestSlowBodyIsCut"
+
+const belowFloorOnly = "only with the repos root below --min-free-disk: systest's TestDiskFloorEndToEnd"
 
 const noRedis = "projects are read from and written to git config, so Redis down does not reach it; a held config lock would"
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"log/slog"
@@ -64,6 +65,17 @@ type Config struct {
 	// Hooks receives the git hosts' webhooks on /hooks/<host>; a host no
 	// secret covers answers 404, asked per request; nil: no webhook routes.
 	Hooks Webhooks
+	// BodyTimeout bounds how long an /api/ or /hooks/ request's body may
+	// take to arrive (a runner's fetch negotiation gets GitTimeout). Zero:
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxGitHTTP bounds the runner fetches (git http-backend processes)
+	// served at once (--max-git-http); more wait up to GitQueueWait, then
+	// get 503 with Retry-After. Zero: no bound.
+	MaxGitHTTP int
+	// GitQueueWait is how long a runner's fetch waits for a turn. Zero:
+	// githttp.DefaultQueueWait.
+	GitQueueWait time.Duration
 }
 
 // New builds the HTTP handler: the API, the git mount, health and metrics.
@@ -109,11 +121,13 @@ func New(cfg Config) (http.Handler, error) {
 			}
 			return githttp.Caller{MayFetch: func(p refs.Project) bool { return g.May(access.Fetch, p) }}, nil
 		},
-		Signer:     signer,
-		Git:        cfg.GitBinary,
-		Timeout:    cfg.GitTimeout,
-		Logger:     logger,
-		Registerer: registry,
+		Signer:      signer,
+		Git:         cfg.GitBinary,
+		Timeout:     cfg.GitTimeout,
+		Logger:      logger,
+		Registerer:  registry,
+		MaxBackends: cfg.MaxGitHTTP,
+		QueueWait:   cfg.GitQueueWait,
 	})
 	if err != nil {
 		return nil, err
@@ -127,6 +141,8 @@ func New(cfg Config) (http.Handler, error) {
 	// as far as trusted proxies wrote it: a spoofed entry changes nothing.
 	trusted := slices.Clone(cfg.TrustedProxies)
 	e.IPExtractor = func(r *http.Request) string { return clientAddr(r, trusted) }
+	// Before routing: a request to no route has its body bounded too.
+	e.Pre(bodyDeadline(cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout), git.Timeout()))
 	e.Use(middleware.RequestID())
 	e.Use(requestLogger(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -171,6 +187,10 @@ func New(cfg Config) (http.Handler, error) {
 
 	// The git mount authorizes itself: API or scoped fetch token.
 	e.Any("/git/*", func(c echo.Context) error { return git.Serve(c.Response(), c.Request()) })
+	metrics.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		metrics.routes[r.Path] = true
+	}
 	return e, nil
 }
 

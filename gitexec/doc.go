@@ -18,6 +18,11 @@
 // --git-timeout) as the bound, unless a caller gives a bound of its own
 // (housekeeping: --maintenance-timeout).
 //
+// Stderr keeps what a git process writes to stderr to a bounded head and
+// tail (16 KiB each by default): every server-side caller reads git's
+// stderr through one, so an upstream streaming any amount of `remote:`
+// noise costs a fixed amount of memory.
+//
 // gitexec imports nothing of refkeeper and no cgo package (git2go stays in
 // gitops): a cgo-free client binary can use it. Of the non-test code, only
 // this package imports os/exec, and none net/http/cgi (the test helpers in

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -49,6 +50,9 @@ func readBody(r *http.Request) ([]byte, error) {
 			Message: fmt.Sprintf("content encoding %q is not supported: use gzip or none", enc)}
 	}
 	body, err := io.ReadAll(io.LimitReader(in, maxRequestBody+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time"}
+	}
 	if err != nil {
 		return nil, badRequest("reading request body: %v", err)
 	}

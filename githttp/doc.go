@@ -27,10 +27,14 @@
 // to 32 MiB, gzip inflated: git sends large negotiations chunked) and
 // given on stdin with its length; the CGI header block parsed and the rest
 // streamed to the client as git writes it. git that cannot start, or ends
-// before its header, is *refs.UnavailableError (503, retry).
+// before its header, is *refs.UnavailableError (503, retry). At most
+// MaxBackends (--max-git-http) http-backend processes run at once: a
+// request read whole waits up to QueueWait (30 s) for a turn, then is
+// answered 503 (limits.Slots).
 //
 // Errors are *Error (a status and a message) or the domain's; the mounting
 // package writes them. githttp registers refkeeper_git_fetches_total and
-// refkeeper_git_bytes_served_total. It imports refs, gitexec and pktline;
+// refkeeper_git_bytes_served_total. It imports refs, gitexec, pktline and
+// limits;
 // only api imports it. (A pack cache of generated packs will live here.)
 package githttp

@@ -1,6 +1,7 @@
 package githttp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -42,6 +44,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the fetch metrics. Nil: none registered.
 	Registerer prometheus.Registerer
+	// MaxBackends bounds the `git http-backend` processes running at once
+	// (--max-git-http); a request beyond it waits for a turn up to
+	// QueueWait, then is answered 503 with Retry-After. Zero: no bound.
+	MaxBackends int
+	// QueueWait is how long a request waits for a turn. Zero:
+	// DefaultQueueWait.
+	QueueWait time.Duration
 }
 
 // Caller is who a request's token says it is: one of an API token
@@ -66,6 +75,10 @@ type JobScope struct {
 	Pipeline refs.PipelineID
 }
 
+// DefaultQueueWait is how long a runner's fetch waits for a turn among
+// MaxBackends before it is answered 503.
+const DefaultQueueWait = 30 * time.Second
+
 // Server serves repositories read-only over git's smart HTTP protocol, at
 // /git/<project>.git/..., by running `git http-backend` (the real git)
 // through the one git runner.
@@ -76,6 +89,8 @@ type Server struct {
 	git         *gitexec.Runner
 	logger      *slog.Logger
 	metrics     *metrics
+	backends    *limits.Slots
+	queueWait   time.Duration
 }
 
 // New builds the git mount. A git that cannot be found is an error now,
@@ -99,8 +114,14 @@ func New(cfg Config) (*Server, error) {
 		git:         &gitexec.Runner{Git: path, Timeout: cfg.Timeout},
 		logger:      logger,
 		metrics:     newMetrics(cfg.Registerer),
+		backends:    limits.NewSlots("runner fetches", cfg.MaxBackends),
+		queueWait:   cmp.Or(cfg.QueueWait, DefaultQueueWait),
 	}, nil
 }
+
+// Timeout is the bound of each `git http-backend`: a fetch's request body
+// must arrive within it too.
+func (s *Server) Timeout() time.Duration { return s.git.TimeoutOrDefault() }
 
 // notAProjectLabel stands in the metrics for a name that is not a project:
 // malformed, or with no repository behind it.
@@ -338,6 +359,14 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		// rewritten before it is sent. It is one ref long.
 		run.rewrite = stripSymrefs
 	}
+	// A turn is taken once the request is read whole: a slow client's
+	// body holds no process.
+	release, err := s.backends.AcquireWithin(r.Context(), s.queueWait)
+	if err != nil {
+		s.metrics.fetch(label, "busy")
+		return &Error{Status: http.StatusServiceUnavailable, Message: "too many fetches at once; retry later: " + err.Error()}
+	}
+	defer release()
 	status, n, err := s.runBackend(r.Context(), w, run)
 	outcome := "ok"
 	if err != nil || status >= 400 {
@@ -359,7 +388,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused); project \"invalid\": a name that is not a project, or one the caller may not fetch.",
+			Name: "refkeeper_git_fetches_total", Help: "git upload-pack requests by project and outcome (ok, error, refused, busy); project \"invalid\": a name that is not a project, or one the caller may not fetch.",
 		}, []string{"project", "outcome"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refkeeper_git_bytes_served_total", Help: "Bytes sent by git smart HTTP, by project.",

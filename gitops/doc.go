@@ -59,7 +59,12 @@
 // meets a SHA the upstream lacks asks the upstream once which of the others
 // it has (probe.go: a protocol v2 request of "have" lines through git's own
 // remote helper) instead of retrying one SHA at a time. A mirror's record is
-// written under its lock (LockMirror, mirror_lock.go).
+// written under its lock (LockMirror, mirror_lock.go). Every request to an
+// upstream (a fetch, a probe) waits for a turn among Root.UpstreamFetches,
+// is refused below Root.DiskFloor and stopped when the free space drops
+// below it (package limits); fetches run under their caller's deadline
+// rather than GitTimeout (a first clone may take long) and leave no
+// partial pack (tmp_*) behind.
 //
 // Housekeeping (housekeeping.go) runs `git gc --auto` in a mirror, never in
 // a local project, in the foreground, with its own bound (longer than

@@ -61,14 +61,31 @@ func (e *RefNotFoundError) Error() string {
 }
 
 // MergeConflictError is a computed merge whose source and target change the
-// same lines or paths; Paths are the conflicted paths, as git names them.
+// same lines or paths; Paths are the first MaxConflictPaths conflicted
+// paths, as git names them, and Total how many there are in all.
 type MergeConflictError struct {
 	Source, Target ObjectID
 	Paths          []string
+	Total          int
 }
 
 func (e *MergeConflictError) Error() string {
-	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, strings.Join(e.Paths, ", "))
+	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, ListConflicts(e.Paths, e.Total))
+}
+
+// MaxConflictPaths is how many conflicted paths a merge conflict names: a
+// merge conflicting in thousands of files is answered (and remembered for
+// a webhook's redeliveries) in a few KiB, with the total count.
+const MaxConflictPaths = 100
+
+// ListConflicts writes conflicted paths for a message: those given, and
+// how many more there are when total is larger.
+func ListConflicts(paths []string, total int) string {
+	s := strings.Join(paths, ", ")
+	if more := total - len(paths); more > 0 {
+		s += fmt.Sprintf(" and %d more (%d in all)", more, total)
+	}
+	return s
 }
 
 // UnrelatedHistoriesError is a computed merge of two commits with no common

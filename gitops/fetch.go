@@ -1,10 +1,10 @@
 package gitops
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,7 +12,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/limits"
 )
 
 // Credential is what an upstream asks for over HTTP basic auth: a user name
@@ -163,11 +167,17 @@ func checkRefspec(spec string) error {
 }
 
 // fetch runs one `git fetch` from the upstream into the repository at dir,
-// of exactly refspecs, bounded by ctx. Its failures are classified:
+// of exactly refspecs, bounded by ctx (git itself too: a clone may outlast
+// --git-timeout, up to its own deadline). It waits for a turn among the
+// Root's UpstreamFetches (*limits.BusyError when ctx ends first; turn, when
+// not nil, says meanwhile that it waits), refuses to start below the DiskFloor and stops
+// git when the free space drops below it (*limits.LowDiskError). What a
+// failed or stopped git fetch left of its pack (objects/pack/tmp_pack_*)
+// is removed. Its failures are classified:
 // *UpstreamUnavailableError (unreachable, too slow, a 5xx),
 // *UpstreamRejectedError (credentials refused, no such repository),
 // *UpstreamRefNotFoundError (a ref or SHA the upstream lacks).
-func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
+func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn *atomic.Bool) error {
 	if len(refspecs) == 0 {
 		return nil
 	}
@@ -176,6 +186,12 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 			return err
 		}
 	}
+	ctx, release, err := r.upstreamTurn(ctx, turn)
+	if err != nil {
+		return err
+	}
+	defer release()
+	before := tmpPacks(dir)
 	args, pipeR, err := upstreamArgs(up)
 	if err != nil {
 		return err
@@ -185,11 +201,15 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	}
 	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--", up.URL)
 	args = append(args, refspecs...)
-	cmd := r.command(ctx, dir, args...)
+	bound := r.gitTimeout()
+	if deadline, ok := ctx.Deadline(); ok {
+		bound = time.Until(deadline) // the caller's bound, not --git-timeout
+	}
+	cmd := r.commandWithin(ctx, bound, dir, args...)
 	if pipeR != nil {
 		cmd.ExtraFiles = []*os.File{pipeR} // fd 3 in git and its children
 	}
-	var stderr bytes.Buffer
+	var stderr gitexec.Stderr
 	cmd.Stderr = &stderr
 	start := time.Now()
 	err = cmd.Run()
@@ -201,7 +221,91 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 		}
 		return nil
 	}
-	return classifyFetch(ctx, up.URL, strings.TrimSpace(stderr.String()), err, time.Since(start))
+	r.removeTmpPacks(dir, before)
+	var low *limits.LowDiskError
+	if errors.As(context.Cause(ctx), &low) {
+		r.logger().Warn("upstream fetch stopped: the repos root fell below its free-space floor", "dir", dir, "err", low)
+		return low
+	}
+	return classifyFetch(ctx, up.URL, stderr.String(), err, time.Since(start))
+}
+
+// upstreamTurn waits for a turn among the Root's UpstreamFetches
+// (*limits.BusyError when ctx ends first; turn, when not nil, says
+// meanwhile that it waits) and refuses below the DiskFloor
+// (*limits.LowDiskError), before and after the wait. The context it
+// answers ends when the free space drops below the floor; release gives
+// the turn back and stops that watch. Every request to an upstream (a
+// fetch, a probe) takes one.
+func (r *Root) upstreamTurn(ctx context.Context, turn *atomic.Bool) (context.Context, func(), error) {
+	if err := r.DiskFloor.Check(); err != nil {
+		return ctx, nil, err
+	}
+	if turn != nil {
+		turn.Store(true)
+	}
+	release, err := r.UpstreamFetches.Acquire(ctx)
+	if turn != nil {
+		turn.Store(false)
+	}
+	if err != nil {
+		return ctx, nil, err
+	}
+	// Checked again: the turn may have come after a long wait.
+	if err := r.DiskFloor.Check(); err != nil {
+		release()
+		return ctx, nil, err
+	}
+	ctx, stopWatch := r.DiskFloor.Watch(ctx, r.DiskPoll)
+	return ctx, func() { stopWatch(); release() }, nil
+}
+
+// tmpPackGlob names the files git fetch writes a pack into before it is
+// indexed and renamed (index-pack's tmp_pack_*, its tmp_idx_* and friends).
+const tmpPackGlob = "tmp_*"
+
+// tmpPacks lists the temporary pack files in the repository at dir now.
+func tmpPacks(dir string) map[string]bool {
+	names, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", tmpPackGlob))
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
+}
+
+// removeTmpPacks removes the temporary pack files in dir that were not
+// there before a fetch that failed: a killed git leaves them (git gc
+// prunes them only after two weeks, and never in a staged mirror), and a
+// stopped clone of a large upstream may have written gigabytes into them.
+func (r *Root) removeTmpPacks(dir string, before map[string]bool) {
+	for n := range tmpPacks(dir) {
+		if before[n] {
+			continue
+		}
+		if err := os.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.logger().Warn("removing what a failed fetch left", "file", n, "err", err)
+		}
+	}
+}
+
+// staleTmpPackAge is how old a temporary pack file in a staged mirror must
+// be before a new clone takes it for a dead process's leftover.
+const staleTmpPackAge = 10 * time.Minute
+
+// removeStaleTmpPacks removes temporary pack files in dir older than
+// staleTmpPackAge: what a clone left when its process died. A clone still
+// writing its pack keeps touching it.
+func (r *Root) removeStaleTmpPacks(dir string) {
+	for n := range tmpPacks(dir) {
+		st, err := os.Stat(n)
+		if err != nil || time.Since(st.ModTime()) <= staleTmpPackAge {
+			continue
+		}
+		if err := os.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.logger().Warn("removing what a dead clone left", "file", n, "err", err)
+		}
+	}
 }
 
 var (
@@ -336,7 +440,11 @@ type fetchBatch struct {
 	// covered callers joined (see await).
 	need    int64
 	covered int
-	done    chan struct{}
+	// waitingTurn is set while its git fetch waits for a turn among the
+	// Root's UpstreamFetches: a caller whose deadline passes then is told
+	// the service was busy, not that the upstream did not answer.
+	waitingTurn atomic.Bool
+	done        chan struct{}
 	// after done: the outcome. A ref missing upstream fails only the
 	// callers who asked for it (missing); err fails everyone else, unless
 	// the batch was split (split: each want's own fetch answered it, in
@@ -440,6 +548,9 @@ func (f *Fetcher) fetchCounted(ctx context.Context, name ProjectName, dir string
 	select {
 	case <-b.done:
 	case <-ctx.Done():
+		if b.waitingTurn.Load() {
+			return 0, &limits.BusyError{What: f.Root.UpstreamFetches.What, Limit: f.Root.UpstreamFetches.Limit(), Cause: ctx.Err()}
+		}
 		return 0, ctx.Err()
 	}
 	if want < len(b.rounds) {
@@ -512,7 +623,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 		for i := range b.rounds {
 			b.rounds[i] = 1
 		}
-		err := f.Root.fetch(ctx, dir, b.up, b.refspecs)
+		err := f.Root.fetch(ctx, dir, b.up, b.refspecs, &b.waitingTurn)
 		var missing *UpstreamRefNotFoundError
 		if !errors.As(err, &missing) {
 			b.err = err
@@ -539,7 +650,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			b.rounds[i]++
 			specs = append(specs, b.wants[i]...)
 		}
-		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))))
+		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))), &b.waitingTurn)
 		if !errors.As(err, &missing) {
 			for _, i := range rest {
 				b.results[i] = err
@@ -555,7 +666,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			defer wg.Done()
 			for n, i := range lane {
 				b.rounds[i] += 1 + n
-				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i])
+				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i], &b.waitingTurn)
 			}
 		}()
 	}

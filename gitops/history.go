@@ -5,6 +5,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // Ancestors lists the commits id reaches, id first and newest first, at most
@@ -15,11 +17,11 @@ func (r *Repo) Ancestors(ctx context.Context, id ObjectID, limit int) ([]ObjectI
 		return nil, err
 	}
 	cmd := r.root.command(ctx, r.dir, "rev-list", "--max-count="+strconv.Itoa(limit), string(id), "--")
-	var stderr bytes.Buffer
+	var stderr gitexec.Stderr
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, &CommandError{Args: []string{"rev-list"}, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+		return nil, &CommandError{Args: []string{"rev-list"}, Stderr: stderr.String(), Err: err}
 	}
 	ids := make([]ObjectID, 0, bytes.Count(out, []byte("\n")))
 	for line := range strings.Lines(string(out)) {

@@ -6,8 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // DefaultHousekeepingTimeout bounds one housekeeping run of a mirror when
@@ -80,9 +81,11 @@ func (r *Root) HousekeepMirror(ctx context.Context, name ProjectName, opts House
 		args = append(args, "-c", "gc.autoPackLimit="+strconv.Itoa(opts.Packs))
 	}
 	args = append(args, "gc", "--auto", "--quiet")
-	out, err := r.commandWithin(ctx, bound, pi.Dir, args...).CombinedOutput()
-	if err != nil {
-		return &CommandError{Args: []string{"gc", "--auto"}, Stderr: strings.TrimSpace(string(out)), Err: err}
+	var out gitexec.Stderr
+	cmd := r.commandWithin(ctx, bound, pi.Dir, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return &CommandError{Args: []string{"gc", "--auto"}, Stderr: out.String(), Err: err}
 	}
 	return nil
 }

@@ -254,42 +254,47 @@ func (r *Repo) mergeTree(ctx context.Context, spec MergeSpec) (ObjectID, string,
 	args := mergeTreeArgs(spec)
 	cmd := r.root.command(ctx, r.dir, args...)
 	cmd.Env = append(cmd.Env, "GIT_OBJECT_DIRECTORY="+quarantine, "GIT_ALTERNATE_OBJECT_DIRECTORIES="+objects)
-	var stdout, stderr bytes.Buffer
+	var stdout bytes.Buffer
+	var stderr gitexec.Stderr
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	switch {
 	case runErr == nil:
 	case gitexec.ExitCode(runErr) == 1:
-		return "", quarantine, &MergeConflictError{Source: spec.Source, Target: spec.Target, Paths: conflictPaths(stdout.Bytes())}
+		paths, total := conflictPaths(stdout.Bytes())
+		return "", quarantine, &MergeConflictError{Source: spec.Source, Target: spec.Target, Paths: paths, Total: total}
 	case strings.Contains(stderr.String(), "refusing to merge unrelated histories"):
 		return "", quarantine, &UnrelatedHistoriesError{Source: spec.Source, Target: spec.Target}
 	default:
 		if ctx.Err() != nil {
 			runErr = fmt.Errorf("%w: %w", runErr, ctx.Err())
 		}
-		return "", quarantine, r.explain(&CommandError{Args: args, Stderr: strings.TrimSpace(stderr.String()), Err: runErr})
+		return "", quarantine, r.explain(&CommandError{Args: args, Stderr: stderr.String(), Err: runErr})
 	}
 	tree, _, _ := bytes.Cut(stdout.Bytes(), []byte{0})
 	id, err := ParseObjectID(strings.TrimSpace(string(tree)))
 	if err != nil {
-		return "", quarantine, &CommandError{Args: args, Stderr: strings.TrimSpace(stderr.String()), Err: fmt.Errorf("unexpected output %q", stdout.String())}
+		return "", quarantine, &CommandError{Args: args, Stderr: stderr.String(), Err: fmt.Errorf("unexpected output %q", stdout.String())}
 	}
 	return id, quarantine, nil
 }
 
 // conflictPaths reads merge-tree's -z --name-only output: the tree, then
-// each conflicted path (a path may be listed once per conflict).
-func conflictPaths(out []byte) []string {
+// each conflicted path (a path may be listed once per conflict). It
+// answers the first MaxConflictPaths of them and how many there are.
+func conflictPaths(out []byte) (paths []string, total int) {
 	fields := bytes.Split(out, []byte{0})
-	var paths []string
 	seen := make(map[string]bool)
 	for _, f := range fields[1:] {
 		if p := string(f); p != "" && !seen[p] {
 			seen[p] = true
-			paths = append(paths, p)
+			total++
+			if len(paths) < MaxConflictPaths {
+				paths = append(paths, p)
+			}
 		}
 	}
-	return paths
+	return paths, total
 }
 
 // migrateObjects moves the loose objects a clean merge wrote into the

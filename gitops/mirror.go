@@ -12,6 +12,7 @@ import (
 	"time"
 
 	git "github.com/libgit2/git2go/v34"
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // A mirror is a bare repository the service made itself from an upstream.
@@ -293,8 +294,10 @@ func (r *Root) Stage(ctx context.Context, name ProjectName, cfg MirrorConfig) (c
 	repoDir := filepath.Join(tmp, "repo.git")
 	// `git --git-dir X init --bare` makes the repository at X.
 	cmd := r.command(ctx, repoDir, "init", "--quiet", "--bare", "--initial-branch=main")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return false, &CommandError{Args: []string{"init", "--bare"}, Stderr: strings.TrimSpace(string(out)), Err: err}
+	var out gitexec.Stderr
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return false, &CommandError{Args: []string{"init", "--bare"}, Stderr: out.String(), Err: err}
 	}
 	if err := writeRecord(repoDir, cfg, StagedCloning, ""); err != nil {
 		return false, err
@@ -324,9 +327,13 @@ func CloneRefspecs(mrRefs ...string) []string {
 	return append([]string{"+refs/heads/*:refs/heads/*"}, mrRefs...)
 }
 
-// FetchStaged runs the first fetch of a staged mirror, bounded by ctx.
+// FetchStaged runs the first fetch of a staged mirror, bounded by ctx (see
+// fetch). What an earlier clone whose process died left of its pack is
+// removed first: no housekeeping visits a staged mirror.
 func (r *Root) FetchStaged(ctx context.Context, name ProjectName, up Upstream, refspecs []string) error {
-	return r.fetch(ctx, r.stagingPath(name), up, refspecs)
+	dir := r.stagingPath(name)
+	r.removeStaleTmpPacks(dir)
+	return r.fetch(ctx, dir, up, refspecs, nil)
 }
 
 // Publish renames a staged mirror into place: from now on it is a project.

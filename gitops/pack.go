@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/refkeeper/refkeeper/gitexec"
 )
 
 // Loose refs cost every fetch: upload-pack reads each loose ref under
@@ -117,8 +119,10 @@ func (r *Repo) stopPacking() {
 func (r *Repo) packRefs(ctx context.Context) error {
 	cmd := r.root.command(ctx, r.dir, "pack-refs", "--all", "--prune")
 	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		r.root.logger().Warn("packing refs failed; will try again", "project", r.name, "err", err, "output", string(out))
+	var out gitexec.Stderr
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		r.root.logger().Warn("packing refs failed; will try again", "project", r.name, "err", err, "output", out.String())
 		return err
 	}
 	r.root.logger().Debug("packed refs", "project", r.name, "duration_ms", time.Since(start).Milliseconds())

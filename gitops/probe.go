@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/pktline"
 )
 
@@ -47,6 +48,11 @@ func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string)
 	if err != nil {
 		return nil, err
 	}
+	ctx, release, err := r.upstreamTurn(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	args, pipeR, err := upstreamArgs(up)
 	if err != nil {
 		return nil, err
@@ -66,8 +72,8 @@ func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string)
 	if err != nil {
 		return nil, &StorageError{Op: "starting the upstream probe", Err: err}
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	var stderr gitexec.Stderr
+	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, &StorageError{Op: "starting the upstream probe", Err: err}
@@ -88,7 +94,7 @@ func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string)
 		if werr == nil {
 			werr = fmt.Errorf("the remote helper answered %q to stateless-connect", line)
 		}
-		return nil, classifyFetch(ctx, up.URL, strings.TrimSpace(stderr.String()), werr, time.Since(start))
+		return nil, classifyFetch(ctx, up.URL, stderr.String(), werr, time.Since(start))
 	}
 	return parseProbe(answer)
 }
@@ -132,19 +138,4 @@ func parseProbe(answer []byte) (map[string]bool, error) {
 		return nil, errors.New("probe: no acknowledgments in the answer")
 	}
 	return present, nil
-}
-
-// limitedWriter keeps the first n bytes written to it and drops the rest.
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		_, _ = l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/limits"
 )
 
 // Defaults for Root's zero-valued fields.
@@ -49,6 +50,17 @@ type Root struct {
 	// Observer hears of every ref transaction, for metrics. Nil: nobody.
 	// Set it before the Root is used.
 	Observer TransactionObserver
+	// UpstreamFetches bounds the git fetches from upstreams (clones too)
+	// running at once in this process (--max-upstream-fetches); more wait
+	// for a turn within their deadline. Nil: no bound.
+	UpstreamFetches *limits.Slots
+	// DiskFloor is the free space the repos root keeps (--min-free-disk):
+	// below it an upstream fetch is refused, and one running is stopped
+	// (*limits.LowDiskError). Nil: no floor.
+	DiskFloor *limits.DiskFloor
+	// DiskPoll is how often the free space is read while a fetch runs.
+	// Zero: limits.DefaultWatchInterval.
+	DiskPoll time.Duration
 
 	// killGrace is how long git has to exit after SIGTERM. Zero:
 	// gitexec.DefaultKillGrace; tests shorten it.

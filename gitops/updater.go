@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -84,7 +83,7 @@ type Updater struct {
 	cmd    *gitexec.Cmd
 	stdin  io.WriteCloser
 	out    *bufio.Reader
-	stderr *lockedBuffer
+	stderr *gitexec.Stderr
 	born   time.Time // the process started
 	used   time.Time // the last transaction began
 
@@ -121,7 +120,7 @@ func (r *Repo) newUpdater(ctx context.Context, refLockTimeout time.Duration) (*U
 	if err != nil {
 		return nil, &CommandError{Args: updateRefArgs, Err: err}
 	}
-	stderr := &lockedBuffer{}
+	stderr := &gitexec.Stderr{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, &CommandError{Args: updateRefArgs, Err: err}
@@ -367,22 +366,4 @@ func (r *Repo) explain(err error) error {
 		return &DiskFullError{Dir: r.dir, Err: err}
 	}
 	return err
-}
-
-// lockedBuffer collects a process's stderr while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -18,6 +18,11 @@
 // (CredentialFile) read again when it changes, each bound to the hosts it is
 // for and the projects that may use it.
 //
+// A first clone runs under CloneTimeout (--clone-timeout), after the
+// registration was answered; a new mirror is refused below the repos
+// root's DiskFloor (507), and the fetches themselves are bounded by
+// gitops.Root (a turn among --max-upstream-fetches, the disk floor).
+//
 // Every upstream is checked against UpstreamPolicy (--upstream-allow) at
 // registration and before every fetch: the patterns, then the addresses the
 // host resolves to (internal ones only through a pattern naming the host),

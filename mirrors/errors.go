@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -58,6 +59,11 @@ func (e *UpstreamRefNotFoundError) Error() string {
 	return fmt.Sprintf("%s exists neither in %s nor upstream", e.Ref, e.Project)
 }
 
+func isBusy(err error) bool {
+	var busy *limits.BusyError
+	return errors.As(err, &busy)
+}
+
 // upstreamError turns gitops' fetch failures into the domain's; other
 // errors go through refs.Unavailable.
 func upstreamError(p refs.Project, op string, err error) error {
@@ -70,6 +76,10 @@ func upstreamError(p refs.Project, op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case limits.IsLowDisk(err), isBusy(err):
+		// 507 and 503 unavailable: the service's own bounds, not the
+		// upstream's answer; nothing was written, retrying is safe.
+		return &refs.UnavailableError{Op: op, Cause: err}
 	case errors.As(err, &redirect):
 		return &UpstreamNotAllowedError{Upstream: redirect.Upstream, Detail: "answered with a redirect"}
 	case errors.As(err, &unavail):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -132,6 +133,9 @@ func (s *Projects) fetch(ctx context.Context, p refs.Project, cfg gitops.MirrorC
 	if refs.IsProjectNotFound(err) { // deleted since its record was read
 		s.records.Forget(p)
 		return refs.FromGit(p, "fetching from upstream", err)
+	}
+	if limits.IsLowDisk(err) || isBusy(err) {
+		return upstreamError(p, "fetching from upstream", err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &UpstreamUnavailableError{Project: p, Reason: "no answer within " + s.timeout().String(), Cause: err}

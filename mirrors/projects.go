@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -79,9 +80,17 @@ type Projects struct {
 	// checked at registration and before every fetch. Nil: the default,
 	// DefaultUpstreamAllow.
 	Policy *UpstreamPolicy
-	// UpstreamTimeout bounds one upstream fetch, the first clone too.
+	// UpstreamTimeout bounds one upstream fetch after the first clone.
 	// Zero: gitops.DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
+	// CloneTimeout bounds a mirror's first clone (--clone-timeout), which
+	// runs after the registration was answered. Zero: DefaultCloneTimeout.
+	CloneTimeout time.Duration
+	// DiskFloor is the free space the repos root keeps: below it a new
+	// mirror (or a failed one registered again) is refused with
+	// *limits.LowDiskError before anything is written. The fetches
+	// themselves are held to it by gitops.Root.DiskFloor. Nil: no floor.
+	DiskFloor *limits.DiskFloor
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 
@@ -111,6 +120,16 @@ func (s *Projects) timeout() time.Duration {
 		return s.UpstreamTimeout
 	}
 	return gitops.DefaultUpstreamTimeout
+}
+
+// DefaultCloneTimeout bounds a mirror's first clone when nothing else says.
+const DefaultCloneTimeout = 30 * time.Minute
+
+func (s *Projects) cloneTimeout() time.Duration {
+	if s.CloneTimeout > 0 {
+		return s.CloneTimeout
+	}
+	return DefaultCloneTimeout
 }
 
 // ParseUpstream validates an upstream URL: http, https or file, and no user
@@ -237,6 +256,9 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		pi, err := s.Repos.Project(req.Project)
 		switch {
 		case refs.IsProjectNotFound(err):
+			if err := s.DiskFloor.Check(); err != nil {
+				return ProjectInfo{}, false, refs.Unavailable("registering mirror", err)
+			}
 			created, err := s.Repos.Stage(ctx, req.Project, cfg)
 			var exists *gitops.ProjectExistsError
 			if errors.As(err, &exists) {
@@ -265,6 +287,9 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 			if s.describe(pi).State == ProjectFailed || pi.Config != cfg {
 				// Tried again (a failed clone, or a clone whose process
 				// died), or told of another upstream: start over.
+				if err := s.DiskFloor.Check(); err != nil {
+					return ProjectInfo{}, false, refs.Unavailable("registering mirror", err)
+				}
 				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedCloning, ""); err != nil {
 					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
 				}
@@ -279,7 +304,7 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 
 // describe turns what the repos root says into the API's view. A staged
 // clone that no process of this service runs and that has not been written
-// for twice the upstream timeout was interrupted (its process ended): it is
+// for twice the clone timeout was interrupted (its process ended): it is
 // shown as failed, so that a PUT starts it again.
 func (s *Projects) describe(pi gitops.ProjectInfo) ProjectInfo {
 	out := ProjectInfo{Project: pi.Name, Kind: KindLocal, State: ProjectReady, FetchedAt: pi.FetchedAt}
@@ -296,7 +321,7 @@ func (s *Projects) describe(pi gitops.ProjectInfo) ProjectInfo {
 	out.State, out.LastError = ProjectCloning, pi.LastError
 	if pi.State == gitops.StagedFailed {
 		out.State = ProjectFailed
-	} else if !s.clonesHere(pi.Name) && time.Since(pi.Since) > 2*s.timeout() {
+	} else if !s.clonesHere(pi.Name) && time.Since(pi.Since) > 2*s.cloneTimeout() {
 		out.State, out.LastError = ProjectFailed, "the clone was interrupted (its process ended); register again to retry"
 	}
 	return out
@@ -310,7 +335,7 @@ func (s *Projects) clonesHere(p refs.Project) bool {
 }
 
 // startClone runs the first fetch of a staged mirror in the background,
-// bounded by the upstream timeout, then publishes it or records why not.
+// bounded by the clone timeout, then publishes it or records why not.
 // One clone per project runs in this process at a time: the answer is the
 // one running (nil once Close was called).
 func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun {
@@ -325,7 +350,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun
 	if s.cloning == nil {
 		s.cloning = make(map[refs.Project]*cloneRun)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout())
+	ctx, cancel := context.WithTimeout(context.Background(), s.cloneTimeout())
 	run := &cloneRun{cancel: cancel, done: make(chan struct{})}
 	s.cloning[p] = run
 	s.wg.Add(1)
@@ -458,8 +483,14 @@ func publicError(err error) string {
 		own      *UpstreamRejectedError
 		refused  *UpstreamNotAllowedError
 		redirect *gitops.UpstreamRedirectError
+		low      *limits.LowDiskError
+		busy     *limits.BusyError
 	)
 	switch {
+	case errors.As(err, &low):
+		return "the clone was stopped: " + low.Error()
+	case errors.As(err, &busy):
+		return busy.Error()
 	case errors.As(err, &refused):
 		return refused.Error()
 	case errors.As(err, &redirect):

@@ -3,7 +3,6 @@ package refs
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/refkeeper/refkeeper/gitops"
 )
@@ -69,11 +68,13 @@ type RefNotFoundError struct {
 func (e *RefNotFoundError) Error() string { return fmt.Sprintf("%s does not exist", e.Ref) }
 
 // MergeConflictError is a computed merge git cannot make cleanly: Paths are
-// the conflicting paths; Reason says why when it is not about paths (no
-// common ancestor). Nothing was written.
+// the first gitops.MaxConflictPaths conflicting paths and Total how many
+// there are; Reason says why when it is not about paths (no common
+// ancestor). Nothing was written.
 type MergeConflictError struct {
 	Source, Target ObjectID
 	Paths          []string
+	Total          int
 	Reason         string
 }
 
@@ -81,7 +82,7 @@ func (e *MergeConflictError) Error() string {
 	if e.Reason != "" {
 		return fmt.Sprintf("cannot merge %s into %s: %s", e.Source, e.Target, e.Reason)
 	}
-	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, strings.Join(e.Paths, ", "))
+	return fmt.Sprintf("merging %s into %s conflicts in %s", e.Source, e.Target, gitops.ListConflicts(e.Paths, e.Total))
 }
 
 // UnavailableError is a transient failure (Redis unreachable, a git lock held

@@ -161,7 +161,7 @@ func (s *Service) writeMerge(ctx context.Context, repo *gitops.Repo, m *Merge) (
 	case err == nil:
 		return sha, nil
 	case errors.As(err, &conflict):
-		return "", &MergeConflictError{Source: m.SourceSHA, Target: m.TargetSHA, Paths: conflict.Paths}
+		return "", &MergeConflictError{Source: m.SourceSHA, Target: m.TargetSHA, Paths: conflict.Paths, Total: conflict.Total}
 	case errors.As(err, &unrelated):
 		return "", &MergeConflictError{Source: m.SourceSHA, Target: m.TargetSHA, Reason: "they have no common ancestor"}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/refkeeper/refkeeper/api"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -103,6 +104,18 @@ type serveConfig struct {
 	// UpstreamAllow is the comma-separated patterns a mirror's upstream
 	// must match (mirrors.ParseUpstreamPolicy).
 	UpstreamAllow string
+	// CloneTimeout bounds a mirror's first clone, in place of
+	// UpstreamTimeout and GitTimeout.
+	CloneTimeout time.Duration
+	// MaxUpstreamFetches bounds the upstream clones and fetches running
+	// at once in this process.
+	MaxUpstreamFetches int
+	// MaxGitHTTP bounds the runner fetches (git http-backend processes)
+	// served at once in this process.
+	MaxGitHTTP int
+	// MinFreeDisk is the free space the repos root keeps (a percentage of
+	// its file system or bytes); zero: no floor.
+	MinFreeDisk limits.Size
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client for rate limits and logs; empty: the connection's address.
 	TrustedProxies []netip.Prefix
@@ -215,6 +228,14 @@ var serveFlags = []serveFlag{
 		gitops.DefaultUpstreamTimeout, func(c *serveConfig) *time.Duration { return &c.UpstreamTimeout }, durationCodec, checkPositive),
 	newFlag("upstream-allow", "comma-separated `patterns` scheme://host[:port][/path-prefix] a mirror's upstream must match; internal addresses only where a pattern names the host",
 		mirrors.DefaultUpstreamAllow, func(c *serveConfig) *string { return &c.UpstreamAllow }, stringCodec, checkUpstreamAllow),
+	newFlag("clone-timeout", "the longest a mirror's first clone may take (it runs after the 202)",
+		mirrors.DefaultCloneTimeout, func(c *serveConfig) *time.Duration { return &c.CloneTimeout }, durationCodec, checkPositive),
+	newFlag("max-upstream-fetches", "upstream clones and fetches running at once in one process; more wait within their request's deadline, then 503",
+		4, func(c *serveConfig) *int { return &c.MaxUpstreamFetches }, intCodec, checkAtLeastOne),
+	newFlag("max-git-http", "runner fetches (git http-backend) served at once in one process; more wait up to 30s, then 503 with Retry-After",
+		32, func(c *serveConfig) *int { return &c.MaxGitHTTP }, intCodec, checkAtLeastOne),
+	newFlag("min-free-disk", "free `space` the repos root keeps (5%, or bytes like 10GiB; 0: no floor): below it new mirrors and upstream fetches get 507 and a running clone is stopped",
+		limits.Size{Percent: 5}, func(c *serveConfig) *limits.Size { return &c.MinFreeDisk }, sizeCodec, nil),
 	newFlag("maintenance-interval", "how often git's housekeeping (gc --auto) runs in each mirror; 0: never",
 		time.Hour, func(c *serveConfig) *time.Duration { return &c.MaintenanceInterval }, durationCodec, checkNotNegative[time.Duration](" (0: off)")),
 	newFlag("maintenance-timeout", "the longest one mirror's housekeeping may take",
@@ -381,6 +402,7 @@ var (
 		}
 		return b, nil
 	}, strconv.FormatBool}
+	sizeCodec   = codec[limits.Size]{"size", limits.ParseSize, limits.Size.String}
 	prefixCodec = codec[[]netip.Prefix]{"CIDRs", api.ParseTrustedProxies, func(ps []netip.Prefix) string {
 		s := make([]string, len(ps))
 		for i, p := range ps {

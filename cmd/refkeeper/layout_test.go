@@ -23,16 +23,17 @@ var allowedInternal = map[string][]string{
 	"pktline":       {},
 	"watchfile":     {},
 	"strictjson":    {},
+	"limits":        {}, // the resource bounds: concurrency, the disk floor
 	"access":        {"refs", "strictjson", "watchfile"},
 	"idtoken":       {"access", "refs"},
-	"gitops":        {"gitexec", "pktline"},
+	"gitops":        {"gitexec", "limits", "pktline"},
 	"refs":          {"gitops"},
-	"githttp":       {"refs", "gitexec", "pktline"},
-	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},
-	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
+	"githttp":       {"refs", "gitexec", "pktline", "limits"},
+	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
+	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},

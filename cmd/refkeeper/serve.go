@@ -28,6 +28,7 @@ import (
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/idtoken"
 	"github.com/refkeeper/refkeeper/jobs"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -69,7 +70,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // newRoot is the repos root as the configuration says.
 func newRoot(cfg serveConfig, reposDir string, logger *slog.Logger) *gitops.Root {
 	return &gitops.Root{Dir: reposDir, StaleLockAge: cfg.StaleLockAge, LockTimeout: cfg.GitLockTimeout,
-		GitTimeout: cfg.GitTimeout, Logger: logger}
+		GitTimeout: cfg.GitTimeout, Logger: logger,
+		UpstreamFetches: limits.NewSlots("upstream fetches", cfg.MaxUpstreamFetches),
+		DiskFloor:       diskFloor(cfg, reposDir)}
+}
+
+// diskFloor is the free space the repos root keeps (--min-free-disk); nil:
+// none.
+func diskFloor(cfg serveConfig, reposDir string) *limits.DiskFloor {
+	if cfg.MinFreeDisk.IsZero() {
+		return nil
+	}
+	return &limits.DiskFloor{Path: reposDir, Min: cfg.MinFreeDisk}
 }
 
 // serve wires the process together, runs until ctx is cancelled, and shuts
@@ -144,6 +156,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		Store:           store,
 		Credentials:     &mirrors.CredentialFile{Path: cfg.Credentials},
 		UpstreamTimeout: cfg.UpstreamTimeout,
+		CloneTimeout:    cfg.CloneTimeout,
+		DiskFloor:       root.DiskFloor,
 		Logger:          logger,
 	}
 	defer projects.Close() // after the HTTP server: no request starts a clone then
@@ -282,6 +296,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		Registry:       registry,
 		FetchTokenKeys: keys,
 		GitTimeout:     cfg.GitTimeout, // http-backend too: no git process outlives --git-timeout
+		MaxGitHTTP:     cfg.MaxGitHTTP,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
