@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build build-job run test vet fmt-check fuzz soak bench gobench bench-fetch clean
+.PHONY: deps build build-job install run test vet fmt-check fuzz soak bench gobench bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -20,6 +20,15 @@ build: deps
 ## what a CI job's image needs besides git (the Dockerfile's `job` target).
 build-job:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/refkeeper-job ./cmd/refkeeper-job
+
+## install: build and copy refkeeper to $(PREFIX)/bin (default /usr/local/bin;
+## `make install PREFIX=$$HOME/.local` needs no root), and say when that is not on PATH.
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/refkeeper
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) echo "refkeeper installed: $(PREFIX)/bin/refkeeper";; \
+	  *) echo "refkeeper installed in $(PREFIX)/bin, which is not on PATH: export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
 ## run: build and serve on the embedded defaults, with the demo repository.
 run: build

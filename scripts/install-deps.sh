@@ -4,7 +4,8 @@
 # side of the tests), redis-server (the tests start their own), and the
 # tools the deploy/ tests run: helm (built from the Go module proxy) and
 # promtool (taken from Debian's prometheus package, without installing or
-# starting the server).
+# starting the server), and chromium (headless, for the web page's browser
+# test).
 set -euo pipefail
 
 # The helm the chart is checked with. Building it takes minutes the first
@@ -30,6 +31,7 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v git >/dev/null || missing+=(git)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt_update

@@ -29,9 +29,10 @@ var allowedInternal = map[string][]string{
 	"githttp":       {"refs", "gitexec", "pktline"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
+	"ui":            {"access", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "ui"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},
@@ -70,6 +71,7 @@ var confined = map[string][]string{
 	"github.com/libgit2/git2go":     {"gitops"},
 	"github.com/labstack/echo":      {"api", "cmd/refkeeper"},
 	"github.com/hibiken/asynq":      {"jobs", "cmd/refkeeper"},
+	"github.com/hibiken/asynqmon":   {"cmd/refkeeper"},
 	"github.com/alicebob/miniredis": {"cmd/refkeeper"},
 	// The Kubernetes and prometheus-operator API types check the Helm
 	// chart's output; the service itself never speaks to Kubernetes.
