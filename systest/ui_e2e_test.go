@@ -305,7 +305,7 @@ func TestUIPageContent(t *testing.T) {
 		}
 	}
 	if strings.Contains(csp, "script-src") || hdr.Get("Cache-Control") != "no-store" || hdr.Get("X-Frame-Options") != "DENY" ||
-		hdr.Get("Referrer-Policy") != "no-referrer" {
+		hdr.Get("Referrer-Policy") != "same-origin" {
 		t.Errorf("headers: %v", hdr)
 	}
 	rows := func(path string) string {

@@ -106,13 +106,16 @@ const pagePolicy = "default-src 'none'; style-src 'self'; img-src 'self'; form-a
 
 // secureHeaders sets what every answer under /ui/ carries: nothing is
 // cached (pages show what a token may see), nothing sniffed, no referrer
-// sent, no framing, and the page policy (the queue monitor sets its own).
+// sent to other sites, no framing, and the page policy (the queue monitor sets its own).
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer a browser
+		// posts forms with "Origin: null", and the login form's origin
+		// check needs the real one.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Content-Security-Policy", pagePolicy)
