@@ -41,8 +41,10 @@ vet: deps
 	$(GO) vet $(PKGS)
 
 ## test: every test, with the race detector, against real git and redis-server.
+## What tests keep (the web page's screenshots) goes to test-output/_artifacts/.
 test: deps fmt-check vet
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@mkdir -p test-output
+	$(GO) test -race -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-output $(PKGS)
 
 ## fuzz: every fuzz target for FUZZTIME each (the seed corpora also run in `make test`).
 ## The budget is a count of inputs ("Nx"), not a duration: Go 1.26's fuzz

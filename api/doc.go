@@ -27,6 +27,9 @@
 // valid token (API or fetch token), in buckets of bounded number
 // (ratelimit.go).
 //
+// It mounts the web page /ui/ that cmd builds (package ui, Config.UI),
+// handing it the same authenticator, so the page knows the same tokens.
+//
 // api imports access, githttp, hooks, mirrors and refs (never gitops: it
 // runs no git itself); only cmd imports api. echo appears only here and in
 // cmd.
