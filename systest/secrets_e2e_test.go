@@ -1,6 +1,7 @@
 package systest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -100,7 +102,10 @@ func TestGeneratedSecretReadableByOthers(t *testing.T) {
 	if err := os.WriteFile(path, []byte("a-token-others-may-read-0123\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testdata.RefkeeperBinary(t), "serve", "--repos", p.root, "--listen", "127.0.0.1:0")
+	// Bounded: a serve that takes the file starts serving and never ends.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testdata.RefkeeperBinary(t), "serve", "--repos", p.root, "--listen", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "api-token has mode 0644") ||

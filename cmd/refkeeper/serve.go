@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -249,7 +250,9 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		if err != nil {
 			return nil, err
 		}
-		keys = [][]byte{key}
+		if key != nil {
+			keys = [][]byte{key}
+		}
 	}
 	// One access file per process, shared by the API and the hooks, so
 	// one re-read serves both.
@@ -360,6 +363,12 @@ func generateToken(reposDir string, stdout io.Writer) (string, error) {
 func fetchTokenKey(reposDir string, logger *slog.Logger) ([]byte, error) {
 	path := filepath.Join(filepath.Dir(reposDir), "fetch-token-key")
 	key, created, err := sharedSecret(path)
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		// Nowhere to keep one: a key of this process alone, as before
+		// there was a file (api.New warns that tokens then die with it).
+		logger.Warn("cannot keep a generated fetch-token key beside the repos root; set --fetch-token-keys", "file", path, "err", err)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch-token key: %w", err)
 	}
