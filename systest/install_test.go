@@ -34,8 +34,8 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 	// Found by name through PATH, as a user types it.
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd := exec.Command("refkeeper", "version")
-	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "refkeeper ") {
 		t.Fatalf("refkeeper version from PATH: %v %q", err, out)
 	}
