@@ -8,7 +8,7 @@ PKGS     := ./... ./testdata
 # Flags for `make run`; override with `make run ARGS="--listen 0.0.0.0:8080"`.
 ARGS     ?=
 
-.PHONY: deps build build-job run test vet fmt-check fuzz soak bench gobench bench-fetch clean
+.PHONY: deps build build-job install run test vet fmt-check fuzz soak bench gobench bench-fetch clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -21,6 +21,15 @@ build: deps
 build-job:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/refkeeper-job ./cmd/refkeeper-job
 
+## install: build and copy refkeeper to $(PREFIX)/bin (default /usr/local/bin;
+## `make install PREFIX=$$HOME/.local` needs no root), and say when that is not on PATH.
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/refkeeper
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) echo "refkeeper installed: $(PREFIX)/bin/refkeeper";; \
+	  *) echo "refkeeper installed in $(PREFIX)/bin, which is not on PATH: export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
+
 ## run: build and serve on the embedded defaults, with the demo repository.
 run: build
 	./$(BIN) serve --demo $(ARGS)
@@ -32,8 +41,10 @@ vet: deps
 	$(GO) vet $(PKGS)
 
 ## test: every test, with the race detector, against real git and redis-server.
+## What tests keep (the web page's screenshots) goes to test-output/_artifacts/.
 test: deps fmt-check vet
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@mkdir -p test-output
+	$(GO) test -race -count=1 -timeout 20m -artifacts -outputdir $(CURDIR)/test-output $(PKGS)
 
 ## fuzz: every fuzz target for FUZZTIME each (the seed corpora also run in `make test`).
 ## The budget is a count of inputs ("Nx"), not a duration: Go 1.26's fuzz

@@ -698,3 +698,29 @@ func TestFetchTokenOfALostRecord(t *testing.T) {
 		t.Fatalf("token of a deleted pin:\n%s", out)
 	}
 }
+
+// TestUnencodedSlashHint: a project path written with a bare "/" matches
+// no route; the 404 says how to write it, and a path that is simply
+// unknown gets no such hint.
+func TestUnencodedSlashHint(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct{ method, path, want string }{
+		{"PUT", "/api/v1/projects/group/app/pipelines/7/ref", "/api/v1/projects/group%2Fapp/pipelines/7/ref"},
+		{"GET", "/api/v1/projects/group/app/pipelines", "/api/v1/projects/group%2Fapp/pipelines"},
+		{"POST", "/api/v1/projects/a/b/c/merge_requests/3/close", "/api/v1/projects/a%2Fb%2Fc/merge_requests/3/close"},
+		{"GET", "/api/v1/projects/group/app", "/api/v1/projects/group%2Fapp"},
+	}
+	for _, tt := range tests {
+		a := f.do(t, tt.method, tt.path, "")
+		msg, _ := a.body["error"].(map[string]any)["message"].(string)
+		if a.status != 404 || a.errCode() != "not_found" || !strings.Contains(msg, "%2F") || !strings.HasSuffix(msg, tt.want) {
+			t.Errorf("%s %s = %d %s, want 404 not_found naming %s", tt.method, tt.path, a.status, a.raw, tt.want)
+		}
+	}
+	for _, path := range []string{"/api/v1/nothing/here", "/api/v1/projects/group%2Fapp/nothing"} {
+		a := f.do(t, "GET", path, "")
+		if msg, _ := a.body["error"].(map[string]any)["message"].(string); a.status != 404 || msg != "no such route" {
+			t.Errorf("GET %s = %d %s, want 404 no such route without a hint", path, a.status, a.raw)
+		}
+	}
+}

@@ -83,17 +83,30 @@ type authenticator struct {
 // ID token verifier's refusal) for an unknown one. Both token sets are
 // always consulted, so timing says nothing of which holds it.
 func (a *authenticator) grant(ctx context.Context, token string) (access.Grant, error) {
+	if g, ok := a.apiGrant(token); ok {
+		return g, nil
+	}
+	if a.ids == nil || token == "" {
+		return access.Grant{}, errUnknownToken
+	}
+	return a.ids.Verify(ctx, token)
+}
+
+// apiGrant answers what an API token (an admin token or one of the access
+// file's) may do; false for any other token, a CI job's ID token included.
+// Both token sets are always consulted, so timing says nothing of which
+// holds it. The web page takes these tokens only: a job's ID token is for
+// its own pin, not for a person's login.
+func (a *authenticator) apiGrant(token string) (access.Grant, bool) {
 	admin := a.admins.valid(token)
 	g, ok := a.access.Token(token)
 	switch {
 	case admin:
-		return access.AdminGrant, nil
+		return access.AdminGrant, true
 	case ok:
-		return g, nil
-	case a.ids == nil || token == "":
-		return access.Grant{}, errUnknownToken
+		return g, true
 	}
-	return a.ids.Verify(ctx, token)
+	return access.Grant{}, false
 }
 
 // grantKey is where requireToken leaves the caller's grant for the routes.

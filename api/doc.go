@@ -36,6 +36,9 @@
 // The repos root below its floor (limits.LowDiskError) is 507
 // insufficient_storage with Retry-After.
 //
+// It mounts the web page /ui/ that cmd builds (package ui, Config.UI),
+// handing it the same authenticator, so the page knows the same tokens.
+//
 // api imports access, githttp, hooks, mirrors, refs and limits (never gitops: it
 // runs no git itself); only cmd imports api. echo appears only here and in
 // cmd.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -157,7 +158,7 @@ func toHTTPError(err error) *httpError {
 	case errors.As(err, &ee):
 		switch ee.Code {
 		case http.StatusNotFound:
-			return &httpError{Status: ee.Code, Code: codeNotFound, Message: "no such route"}
+			return &httpError{Status: ee.Code, Code: codeNotFound, Message: noRouteMessage}
 		case http.StatusMethodNotAllowed:
 			return &httpError{Status: ee.Code, Code: codeMethodNotAllowed, Message: "method not allowed on this route"}
 		case http.StatusRequestEntityTooLarge:
@@ -170,6 +171,33 @@ func toHTTPError(err error) *httpError {
 		}
 	}
 	return &httpError{Status: http.StatusInternalServerError, Code: codeInternal, Message: internalMessage, Err: err}
+}
+
+const noRouteMessage = "no such route"
+
+// slashHint explains a path under /api/v1/projects/ that no route matched
+// because the project's "/" was not written %2F (group/app instead of
+// group%2Fapp, as the contract and GitLab's API write it): it names the
+// path as it should be. Empty when the path has no such slash.
+func slashHint(escapedPath string) string {
+	const prefix = "/api/v1/projects/"
+	rest, ok := strings.CutPrefix(escapedPath, prefix)
+	// A path that encodes a slash already knows the rule.
+	if !ok || !strings.Contains(strings.Trim(rest, "/"), "/") || strings.Contains(strings.ToUpper(rest), "%2F") {
+		return ""
+	}
+	project, suffix := strings.Trim(rest, "/"), ""
+	for _, route := range []string{"/pipelines", "/merge_requests/"} {
+		if i := strings.LastIndex(rest, route); i > 0 {
+			project, suffix = rest[:i], rest[i:]
+			break
+		}
+	}
+	if !strings.Contains(project, "/") {
+		return ""
+	}
+	return fmt.Sprintf("a project name's \"/\" is written %%2F in a path: %s%s%s",
+		prefix, strings.ReplaceAll(project, "/", "%2F"), suffix)
 }
 
 // gitErrorCode is the contract's code of a git mount's answer, by its
@@ -202,6 +230,11 @@ func gitErrorCode(status int) string {
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		he := toHTTPError(err)
+		if he.Code == codeNotFound && he.Message == noRouteMessage {
+			if hint := slashHint(c.Request().URL.EscapedPath()); hint != "" {
+				he = &httpError{Status: he.Status, Code: he.Code, Message: noRouteMessage + "; " + hint}
+			}
+		}
 		if he.Status >= 500 {
 			logger.Error("request failed", "method", c.Request().Method, "route", c.Path(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "status", he.Status, "err", err)

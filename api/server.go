@@ -62,6 +62,10 @@ type Config struct {
 	// one of them. Empty: the connection's address, whatever the header
 	// says.
 	TrustedProxies []netip.Prefix
+	// UI builds the web page served at /ui/ (package ui, which cmd
+	// builds), given this API's authenticator, so the page knows the same
+	// tokens and grants; nil: no page.
+	UI func(authenticate func(token string) (access.Grant, bool)) (http.Handler, error)
 	// Hooks receives the git hosts' webhooks on /hooks/<host>; a host no
 	// secret covers answers 404, asked per request; nil: no webhook routes.
 	Hooks Webhooks
@@ -184,6 +188,17 @@ func New(cfg Config) (http.Handler, error) {
 	}
 
 	h.mountHooks(e, cfg.Hooks) // verified by each host's signature, not a token
+
+	// The web page authorizes itself, with the same API tokens (bearer or
+	// its login cookie) and grants; not with a job's ID token.
+	if cfg.UI != nil {
+		page, err := cfg.UI(tokens.apiGrant)
+		if err != nil {
+			return nil, err
+		}
+		e.Any("/ui", echo.WrapHandler(page))
+		e.Any("/ui/*", echo.WrapHandler(page))
+	}
 
 	// The git mount authorizes itself: API or scoped fetch token.
 	e.Any("/git/*", func(c echo.Context) error { return git.Serve(c.Response(), c.Request()) })

@@ -225,6 +225,13 @@ func lookUpTarget(ctx context.Context, c *cli, cl *client.Client, af *apiFlags, 
 		}
 		pin, err = cl.GetPin(ctx, cf.project, cf.pipeline)
 	}
+	if errors.Is(err, client.CodePinNotFound) && cf.waitForPin > 0 {
+		// Waited for and never made: no re-pin can help, as there never
+		// was one; whatever should make it (a webhook, the orchestrator)
+		// did not. Exit 1, not the gone pin's 3.
+		return nil, fmt.Errorf("no pin for pipeline %d of %s was ever created (waited --wait-for-pin %v): nothing fetched; check that the webhook or orchestrator that pins it runs",
+			cf.pipeline, cf.project, cf.waitForPin)
+	}
 	if errors.Is(err, client.CodePinNotFound) {
 		return nil, &goneError{msg: fmt.Sprintf("%s has no pin for pipeline %d", cf.project, cf.pipeline)}
 	}

@@ -164,6 +164,15 @@ func TestCheckout(t *testing.T) {
 		t.Fatalf("checkout --wait-for-pin = %d %s", code, errOut)
 	}
 
+	// A pin waited for and never made: the job is told it was never
+	// created (exit 1), not that it is gone (exit 3, "re-pin").
+	code, _, errOut = cliRun(t, lookup, nil, "checkout", filepath.Join(t.TempDir(), "w"), "--project", "group/app", "--pipeline", "78",
+		"--wait-for-pin", "50ms", "--retry-delay", "10ms")
+	if last := errOut[strings.LastIndex(strings.TrimSuffix(errOut, "\n"), "\n")+1:]; code != ExitError ||
+		!strings.Contains(last, "no pin for pipeline 78 of group/app was ever created") || strings.Contains(errOut, "gone") || strings.Contains(errOut, "re-pin") {
+		t.Fatalf("checkout --wait-for-pin of a pin never made = %d %q", code, errOut)
+	}
+
 	// A live pin whose token the fetch URL's server refuses (a replica
 	// with other fetch token keys) is no gone pin: exit 1.
 	other := startServer(t, "--repos", root, "--redis", r.URL(), "--fetch-token-keys", "another-key-0123456789abcdef")

@@ -143,9 +143,10 @@ func (h *Housekeeping) Run(ctx context.Context, name gitops.ProjectName) (ran bo
 // is bounded by the mirrors; they are read from disk at most once per
 // mirrorSnapshotAge, whatever the scrape rate.
 type HousekeepingMetrics struct {
-	runs     prometheus.Counter
-	failures prometheus.Counter
-	seconds  prometheus.Histogram
+	runs      prometheus.Counter
+	failures  prometheus.Counter
+	seconds   prometheus.Histogram
+	collector *mirrorCollector
 }
 
 // NewHousekeepingMetrics registers the mirrors' metrics on reg.
@@ -162,8 +163,20 @@ func NewHousekeepingMetrics(reg prometheus.Registerer, repos *gitops.Root) *Hous
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
 		}),
 	}
-	reg.MustRegister(m.runs, m.failures, m.seconds, &mirrorCollector{repos: repos, maxAge: mirrorSnapshotAge})
+	m.collector = &mirrorCollector{repos: repos, maxAge: mirrorSnapshotAge}
+	reg.MustRegister(m.runs, m.failures, m.seconds, m.collector)
 	return m
+}
+
+// MirrorSizes answers each mirror's size on disk (its objects) from the
+// snapshot /metrics shows, so a page showing them costs no more reads of
+// the disk than the scrapes do.
+func (m *HousekeepingMetrics) MirrorSizes() map[refs.Project]int64 {
+	sizes := map[refs.Project]int64{}
+	for _, st := range m.collector.snapshot() {
+		sizes[st.Name] = st.SizeBytes
+	}
+	return sizes
 }
 
 func (m *HousekeepingMetrics) ran(took time.Duration, err error) {
@@ -203,6 +216,18 @@ func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.snapshot() {
+		fetched := 0.0
+		if !st.FetchedAt.IsZero() {
+			fetched = float64(st.FetchedAt.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(mirrorSizeDesc, prometheus.GaugeValue, float64(st.SizeBytes), string(st.Name))
+		ch <- prometheus.MustNewConstMetric(mirrorFetchDesc, prometheus.GaugeValue, fetched, string(st.Name))
+	}
+}
+
+// snapshot answers the mirrors' stats, read again when older than maxAge.
+func (c *mirrorCollector) snapshot() []gitops.MirrorStat {
 	stats, _ := c.snapshots.Get(struct{}{}, c.maxAge, func(prev []gitops.MirrorStat) ([]gitops.MirrorStat, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -212,12 +237,5 @@ func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return stats, nil
 	})
-	for _, st := range stats {
-		fetched := 0.0
-		if !st.FetchedAt.IsZero() {
-			fetched = float64(st.FetchedAt.UnixNano()) / 1e9
-		}
-		ch <- prometheus.MustNewConstMetric(mirrorSizeDesc, prometheus.GaugeValue, float64(st.SizeBytes), string(st.Name))
-		ch <- prometheus.MustNewConstMetric(mirrorFetchDesc, prometheus.GaugeValue, fetched, string(st.Name))
-	}
+	return stats
 }

@@ -4,7 +4,8 @@
 # side of the tests), redis-server and redis-sentinel (the tests start their
 # own, and fail a master over to its replica), and the tools the deploy/ tests run: helm (built from the Go module proxy) and
 # promtool (taken from Debian's prometheus package, without installing or
-# starting the server).
+# starting the server), and chromium (headless, for the web page's browser
+# test).
 set -euo pipefail
 
 # The helm the chart is checked with. Building it takes minutes the first
@@ -31,6 +32,7 @@ command -v git >/dev/null || missing+=(git)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt_update

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -174,13 +175,13 @@ var serveFlags = []serveFlag{
 		withEnv("REFKEEPER_REDIS_URL").holdsSecret(),
 	newFlag("redis-wait-replicas", "after every state change, wait (Redis WAIT, up to 1 s) until this many replicas have it; fewer: 503",
 		0, func(c *serveConfig) *int { return &c.RedisWaitReplicas }, intCodec, checkNotNegative[int]("")),
-	newFlag("tokens", "comma-separated bearer `tokens`; empty: generate one",
+	newFlag("tokens", "comma-separated bearer `tokens`; empty: the one in <repos>/../api-token, generated if absent",
 		nil, func(c *serveConfig) *[]string { return &c.Tokens }, listCodec, checkSecrets("every token")).
 		withEnv("REFKEEPER_API_TOKENS").holdsSecret(),
 	newFlag("tokens-file", "`file` of bearer tokens, one a line (# starts a comment), read at start; instead of --tokens, so tokens stay out of ps and the environment",
 		"", func(c *serveConfig) *string { return &c.TokensFile }, stringCodec, nil).
 		withEnv("REFKEEPER_API_TOKENS_FILE"),
-	newFlag("fetch-token-keys", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: random per process",
+	newFlag("fetch-token-keys", "comma-separated `keys` signing fetch tokens (first signs, all verify); empty: the one in <repos>/../fetch-token-key, generated if absent",
 		nil, func(c *serveConfig) *[]string { return &c.FetchTokenKeys }, listCodec, checkSecrets("every key")).
 		holdsSecret(),
 	newFlag("fetch-token-keys-file", "`file` of fetch-token keys, one a line, the signing one first (# starts a comment), read at start; instead of --fetch-token-keys",
@@ -377,7 +378,7 @@ var (
 	durationCodec = codec[time.Duration]{"duration", func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return 0, errors.New("not a duration (like 90s or 2h)")
+			return 0, durationError(s)
 		}
 		return d, nil
 	}, time.Duration.String}
@@ -734,4 +735,18 @@ func (c serveConfig) fetchBase(hostname func() (string, error)) (base string, gu
 		return "", false, &fetchURLError{Listen: c.Listen, Err: err}
 	}
 	return "http://" + net.JoinHostPort(name, port), true, nil
+}
+
+// daysPattern is a duration written in days, which Go durations lack.
+var daysPattern = regexp.MustCompile(`^([0-9]{1,6})d$`)
+
+// durationError says which units a duration takes, and what a duration
+// written in days is in hours: "7d" is the mistake people make.
+func durationError(s string) error {
+	msg := "not a duration: a number with a unit of ns, us, ms, s, m or h, like 90s, 2h or 168h (days are not a unit)"
+	if m := daysPattern.FindStringSubmatch(strings.TrimSpace(s)); m != nil {
+		days, _ := strconv.Atoi(m[1])
+		msg += fmt.Sprintf("; %s is %dh", m[0], days*24)
+	}
+	return errors.New(msg)
 }

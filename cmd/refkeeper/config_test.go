@@ -309,3 +309,24 @@ func TestWorkerConcurrencyFlag(t *testing.T) {
 		t.Fatalf("task servers run with concurrency %v, want [7]", seen)
 	}
 }
+
+// TestBadDurationNamesUnits: a duration in days, which Go durations lack,
+// is refused with the units that work and the same span in hours.
+func TestBadDurationNamesUnits(t *testing.T) {
+	for _, tt := range []struct{ args, want []string }{
+		{[]string{"--retention", "7d"}, []string{"--retention", "168h", "ns, us, ms, s, m or h", "7d is 168h"}},
+		{[]string{"--max-age", "soon"}, []string{"--max-age", "168h", "ns, us, ms, s, m or h"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"serve"}, tt.args...), env(nil), &stdout, &stderr)
+		line := strings.TrimRight(stderr.String(), "\n")
+		if code != exitUsage || strings.Contains(line, "\n") {
+			t.Fatalf("%v: exit %d, stderr %q; want 2 and one line", tt.args, code, stderr.String())
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(line, w) {
+				t.Errorf("%v: %q does not say %q", tt.args, line, w)
+			}
+		}
+	}
+}

@@ -31,9 +31,10 @@ var allowedInternal = map[string][]string{
 	"githttp":       {"refs", "gitexec", "pktline", "limits"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
+	"ui":            {"access", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits"},
+	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits", "ui"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},
@@ -72,6 +73,7 @@ var confined = map[string][]string{
 	"github.com/libgit2/git2go":     {"gitops"},
 	"github.com/labstack/echo":      {"api", "cmd/refkeeper"},
 	"github.com/hibiken/asynq":      {"jobs", "cmd/refkeeper"},
+	"github.com/hibiken/asynqmon":   {"cmd/refkeeper"},
 	"github.com/alicebob/miniredis": {"cmd/refkeeper"},
 	// ID tokens are verified in one place; the test issuer signs them.
 	"github.com/coreos/go-oidc":  {"idtoken"},

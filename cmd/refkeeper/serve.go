@@ -9,14 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +35,7 @@ import (
 	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/ui"
 )
 
 // readHeaderTimeout and idleTimeout keep slow or idle clients from holding
@@ -179,12 +184,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		logger.Warn("--listen has no host runners can reach: fetch_url uses this machine's host name; set --fetch-url (REFKEEPER_FETCH_URL) to the URL runners use",
 			"listen", cfg.Listen, "fetch_url", fetchBase)
 	}
-	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir)
+	mirrorMetrics := mirrors.NewHousekeepingMetrics(registry, root)
+	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir,
+		webPage(svc, projects, mirrorMetrics, rdb, cfg.MaxAge, logger))
 	if err != nil {
 		return err
 	}
 
-	mirrorMetrics := mirrors.NewHousekeepingMetrics(registry, root)
 	housekeeping := &mirrors.Housekeeping{Repos: root, Store: store, Interval: cfg.MaintenanceInterval,
 		Options: gitops.HousekeepingOptions{Timeout: cfg.MaintenanceTimeout}, Metrics: mirrorMetrics, Logger: logger}
 
@@ -250,7 +256,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string,
+	page func(func(string) (access.Grant, bool)) (http.Handler, error)) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -265,6 +272,15 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 	var keys [][]byte
 	for _, k := range cfg.FetchTokenKeys {
 		keys = append(keys, []byte(k))
+	}
+	if len(keys) == 0 {
+		key, err := fetchTokenKey(reposDir, logger)
+		if err != nil {
+			return nil, err
+		}
+		if key != nil {
+			keys = [][]byte{key}
+		}
 	}
 	// One access file per process, shared by the API and the hooks, so
 	// one re-read serves both.
@@ -300,6 +316,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
+		UI:             page,
 		Hooks: &hooks.Receiver{
 			Domain: svc,
 			// An event time lives as long as a pin may.
@@ -311,6 +328,25 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		},
 	})
 }
+
+// webPage builds GET /ui/ over the pins, the projects and the mirrors'
+// sizes, with asynq's queue monitor (asynqmon, read-only) at /ui/queues/
+// on the shared Redis.
+func webPage(svc *refs.Service, projects *mirrors.Projects, mirrorMetrics *mirrors.HousekeepingMetrics, rdb redis.UniversalClient,
+	maxAge time.Duration, logger *slog.Logger) func(func(string) (access.Grant, bool)) (http.Handler, error) {
+	return func(authenticate func(string) (access.Grant, bool)) (http.Handler, error) {
+		monitor := asynqmon.New(asynqmon.Options{RootPath: ui.QueuesRoot, RedisConnOpt: sharedRedis{rdb}, ReadOnly: true})
+		return ui.New(ui.Config{Projects: projects, Pins: svc, Authenticate: authenticate,
+			Sizes: mirrorMetrics.MirrorSizes, Queues: monitor, MaxAge: maxAge, Logger: logger})
+	}
+}
+
+// sharedRedis hands asynqmon the process's Redis client instead of a
+// connection of its own (the monitor is never closed: the client is
+// closed with the process's).
+type sharedRedis struct{ redis.UniversalClient }
+
+func (s sharedRedis) MakeRedisClient() any { return s.UniversalClient }
 
 // healthHandler serves /healthz, /readyz and /metrics for a worker process.
 func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handler {
@@ -341,26 +377,116 @@ func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handle
 	return mux
 }
 
-// generateToken makes the one API token of a process started without
-// --tokens, prints it once and writes it next to the repos root, readable by
-// the owner only.
+// generateToken answers the one API token of a process started without
+// --tokens: the one in api-token next to the repos root when it is there (a
+// restart, or another replica on the same root, keeps the token people
+// were given), else a new one written there, readable by the owner only.
+// It is printed at start either way.
 func generateToken(reposDir string, stdout io.Writer) (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generating API token: %w", err)
-	}
-	token := base64.RawURLEncoding.EncodeToString(b[:])
 	path := filepath.Join(filepath.Dir(reposDir), "api-token")
-	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("writing API token: %w", err)
+	token, created, err := sharedSecret(path)
+	if err != nil {
+		return "", fmt.Errorf("API token: %w", err)
 	}
-	fmt.Fprintf(stdout, "API token (generated, also in %s): %s\n", path, token)
+	how := "generated, also in"
+	if !created {
+		how = "kept from"
+	}
+	fmt.Fprintf(stdout, "API token (%s %s): %s\n", how, path, token)
 	return token, nil
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so a reader
-// never sees half a token and the mode is right from the first byte.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// fetchTokenKey answers the fetch-token key of a process started without
+// --fetch-token-keys, kept in fetch-token-key next to the repos root like
+// the API token: every replica on that root (and every restart) signs and
+// verifies with the same key, so a fetch token one of them issued opens
+// the pin on all of them. A key drawn per process would have half of the
+// fetch tokens refused behind one URL with two replicas.
+func fetchTokenKey(reposDir string, logger *slog.Logger) ([]byte, error) {
+	path := filepath.Join(filepath.Dir(reposDir), "fetch-token-key")
+	key, created, err := sharedSecret(path)
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		// Nowhere to keep one: a key of this process alone, as before
+		// there was a file (api.New warns that tokens then die with it).
+		logger.Warn("cannot keep a generated fetch-token key beside the repos root; set --fetch-token-keys", "file", path, "err", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch-token key: %w", err)
+	}
+	if created {
+		logger.Info("no --fetch-token-keys: generated one, shared by every replica on this repos root", "file", path)
+	}
+	return []byte(key), nil
+}
+
+// secretFileMode is what a generated secret file is, and the most a kept
+// one may be: the owner's only.
+const secretFileMode = 0o600
+
+// sharedSecret reads the secret kept in path, or, when there is none,
+// creates it (32 random bytes, base64url): create-if-absent, so processes
+// starting together on one root agree on the first one written. A file
+// others may read, or that is empty, is refused rather than used.
+func sharedSecret(path string) (secret string, created bool, err error) {
+	for range 3 {
+		secret, err := readSecretFile(path)
+		if err == nil {
+			return secret, false, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", false, err
+		}
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", false, err
+		}
+		secret = base64.RawURLEncoding.EncodeToString(b[:])
+		err = createFileExclusive(path, []byte(secret+"\n"), secretFileMode)
+		if err == nil {
+			return secret, true, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", false, err
+		}
+		// Another process wrote it first: read theirs.
+	}
+	return "", false, fmt.Errorf("%s keeps appearing and vanishing", path)
+}
+
+// readSecretFile reads a kept secret: one line, a file only its owner may
+// read.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&^secretFileMode != 0 {
+		return "", fmt.Errorf("%s has mode %04o: others may read it; chmod 600 it, or delete it for a new one", path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" || strings.ContainsAny(secret, "\n\r") {
+		return "", fmt.Errorf("%s does not hold one secret on one line; delete it for a new one", path)
+	}
+	return secret, nil
+}
+
+// createFileExclusive writes data to path through a temporary file linked
+// into place, so the file appears whole with its mode, and only if no file
+// was there: fs.ErrExist otherwise.
+func createFileExclusive(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
@@ -374,10 +500,14 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	return os.Link(tmp.Name(), path)
 }
 
 // createDemo creates demo/app when the repos root holds nothing yet.
