@@ -43,6 +43,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the fetch metrics. Nil: none registered.
 	Registerer prometheus.Registerer
+	// PackCache, when set, shares pack generations among identical
+	// fetches (package packcache). Nil: every fetch runs its own.
+	PackCache PackCache
+}
+
+// PackCache makes upload-pack hand its pack-objects to a cache shared by
+// identical requests (*packcache.Cache): Hook answers the environment of
+// the `git http-backend` run of one upload-pack request, and a release
+// for when it is over; ok false: run it as without a cache (bypass).
+type PackCache interface {
+	Hook(repoPath, project string, version int) (env []string, release func(), ok bool)
 }
 
 // Server serves repositories read-only over git's smart HTTP protocol, at
@@ -55,6 +66,7 @@ type Server struct {
 	git         *gitexec.Runner
 	logger      *slog.Logger
 	metrics     *metrics
+	packCache   PackCache
 }
 
 // New builds the git mount. A git that cannot be found is an error now,
@@ -78,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		git:         &gitexec.Runner{Git: path, Timeout: cfg.Timeout},
 		logger:      logger,
 		metrics:     newMetrics(cfg.Registerer),
+		packCache:   cfg.PackCache,
 	}, nil
 }
 
@@ -172,11 +185,17 @@ func scopedConfig(ref string) [][2]string {
 		{"uploadpack.hideRefs", "!" + ref},
 		{"uploadpack.allowAnySHA1InWant", "false"},
 		{"uploadpack.allowReachableSHA1InWant", "false"},
-		{"uploadpack.allowTipSHA1InWant", "false"},
+		// allow-tip-sha1-in-want is advertised: go-git fetches by SHA only
+		// from a server that offers it. The one tip it could name is the
+		// pinned SHA, and fetchScope.filter lets no other want through.
+		{"uploadpack.allowTipSHA1InWant", "true"},
 		// uploadpack.allowRefInWant stays off: git 2.39's upload-pack
 		// sends wanted-refs before shallow-info, which its own client
-		// cannot read in a shallow fetch. A want-ref that filter lets
-		// through (the pinned ref) is then refused by git itself.
+		// cannot read in a shallow fetch, and git clients use want-ref
+		// whenever it is advertised. A v2 want-ref of the pinned ref is
+		// given to git as a want of its SHA, and the wanted-refs section
+		// it asks for is added to the answer in its place
+		// (addWantedRef).
 	}
 }
 
@@ -266,14 +285,22 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	allowed.reach = s.reachFrom(r.Context(), p, allowed.sha)
 	version := protocolVersion(r.Header)
 	var body []byte
+	var hookEnv []string
+	wantedRef := false
 	if svc == uploadPack {
 		if body, err = readBody(r); err != nil {
 			return err
 		}
 		if scope != nil {
-			if body, err = allowed.filter(version, body); err != nil {
+			if body, wantedRef, err = allowed.filter(version, body); err != nil {
 				s.metrics.fetch(label, "refused")
 				return err
+			}
+		}
+		if s.packCache != nil {
+			if env, release, ok := s.packCache.Hook(repoPath, string(p), version); ok {
+				defer release()
+				hookEnv = env
 			}
 		}
 	}
@@ -287,6 +314,10 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		config:      config,
 		body:        body,
 		project:     label,
+		env:         hookEnv,
+	}
+	if wantedRef {
+		run.head = addWantedRef(allowed)
 	}
 	if scope != nil && svc == uploadPackAdvert && version != protocolV2 {
 		// A v0 advertisement names HEAD's target in its capabilities

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/mirrors"
+	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -112,6 +114,26 @@ type serveConfig struct {
 	// Hooks are the webhook secrets of the git hosts; an empty one turns
 	// that host's /hooks/ route off.
 	Hooks hooks.Secrets
+	// PackCacheDir keeps the packs generated for runner fetches; empty:
+	// <repos>/../pack-cache; "off": no cache.
+	PackCacheDir string
+	// PackCacheMaxBytes and PackCacheMaxAge bound the pack cache.
+	PackCacheMaxBytes int64
+	PackCacheMaxAge   time.Duration
+}
+
+// packCacheOff is the --pack-cache-dir that turns the cache off.
+const packCacheOff = "off"
+
+// packCacheDir is the pack cache's directory; empty: off.
+func (c serveConfig) packCacheDir(reposDir string) string {
+	switch c.PackCacheDir {
+	case packCacheOff:
+		return ""
+	case "":
+		return filepath.Join(filepath.Dir(filepath.Clean(reposDir)), "pack-cache")
+	}
+	return c.PackCacheDir
 }
 
 // Defaults of the flags that other code does not define.
@@ -188,6 +210,13 @@ var serveFlags = []serveFlag{
 		gitops.DefaultGitTimeout, func(c *serveConfig) *time.Duration { return &c.GitTimeout }, durationCodec, checkPositive),
 	newFlag("git-lock-timeout", "how long a ref write waits for a lock another writer holds",
 		gitops.DefaultLockTimeout, func(c *serveConfig) *time.Duration { return &c.GitLockTimeout }, durationCodec, checkPositive),
+	newFlag("pack-cache-dir", "`directory` where packs generated for runner fetches are kept so identical fetches share one generation; off: no cache",
+		"", func(c *serveConfig) *string { return &c.PackCacheDir }, stringCodec, nil).
+		derivedDefault("<repos>/../pack-cache"),
+	newFlag("pack-cache-max-bytes", "the pack cache's size (bytes, or like 10GiB); the oldest entries go first",
+		int64(packcache.DefaultMaxBytes), func(c *serveConfig) *int64 { return &c.PackCacheMaxBytes }, bytesCodec, checkPositiveBytes),
+	newFlag("pack-cache-max-age", "how long a generated pack is served again",
+		packcache.DefaultMaxAge, func(c *serveConfig) *time.Duration { return &c.PackCacheMaxAge }, durationCodec, checkPositive),
 	newFlag("log-level", "log `level`: debug, info, warn, error",
 		slog.LevelInfo, func(c *serveConfig) *slog.Level { return &c.LogLevel }, textCodec[slog.Level](), nil),
 	newFlag("rate-limit-address", "requests per second per client address (0: no limit)",
@@ -376,6 +405,7 @@ var (
 		}
 		return b, nil
 	}, strconv.FormatBool}
+	bytesCodec  = codec[int64]{"bytes", parseBytes, formatBytes}
 	prefixCodec = codec[[]netip.Prefix]{"CIDRs", api.ParseTrustedProxies, func(ps []netip.Prefix) string {
 		s := make([]string, len(ps))
 		for i, p := range ps {
@@ -405,7 +435,48 @@ func textCodec[T any, PT interface {
 	}}
 }
 
+// byteUnits are the suffixes of a size, largest first.
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+
+// parseBytes reads a size: a whole number of bytes, or one with a unit
+// (10GiB, 500MB).
+func parseBytes(s string) (int64, error) {
+	bad := errors.New("not a size (bytes, or like 10GiB or 500MB)")
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, bad
+	}
+	return n * mult, nil
+}
+
+// formatBytes writes a size with the largest binary unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range byteUnits[:4] {
+		if n != 0 && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // The checks of the flags' values: each says what is wrong in a few words.
+
+func checkPositiveBytes(n int64) error {
+	if n <= 0 {
+		return errors.New("must be positive")
+	}
+	return nil
+}
 
 func checkPositive(d time.Duration) error {
 	if d <= 0 {

@@ -27,11 +27,12 @@ var allowedInternal = map[string][]string{
 	"gitops":        {"gitexec"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline"},
+	"packcache":     {"gitexec"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli"},
+	"cmd/refkeeper": {"access", "api", "hooks", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "packcache"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},

@@ -23,10 +23,12 @@ import (
 
 	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/api"
+	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/mirrors"
+	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -152,7 +154,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		logger.Warn("--listen has no host runners can reach: fetch_url uses this machine's host name; set --fetch-url (REFKEEPER_FETCH_URL) to the URL runners use",
 			"listen", cfg.Listen, "fetch_url", fetchBase)
 	}
-	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir)
+	packCache, err := openPackCache(cfg, reposDir, registry, logger)
+	if err != nil {
+		return err
+	}
+	closers.push(func() { _ = packCache.Close() })
+	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir, packCache)
 	if err != nil {
 		return err
 	}
@@ -222,7 +229,35 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string) (http.Handler, error) {
+// openPackCache opens the pack cache of runner fetches (off with
+// --pack-cache-dir off, or in a process that serves no fetches). Its hook
+// is this very binary.
+func openPackCache(cfg serveConfig, reposDir string, registry *prometheus.Registry, logger *slog.Logger) (*packcache.Cache, error) {
+	dir := cfg.packCacheDir(reposDir)
+	if !cfg.runsAPI() {
+		dir = ""
+	}
+	var hook []string
+	if dir != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("pack cache: finding this binary for its hook: %w", err)
+		}
+		hook = []string{exe, packcache.HookCommand}
+	}
+	return packcache.Open(packcache.Config{
+		Dir:      dir,
+		MaxBytes: cfg.PackCacheMaxBytes,
+		MaxAge:   cfg.PackCacheMaxAge,
+		Hook:     hook,
+		Git:      &gitexec.Runner{Timeout: cfg.GitTimeout},
+		// BelowFloor: --min-free-disk's check, when it is wired here.
+		Logger:     logger,
+		Registerer: registry,
+	})
+}
+
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string, packCache *packcache.Cache) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
 	}
@@ -261,6 +296,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		Registry:       registry,
 		FetchTokenKeys: keys,
 		GitTimeout:     cfg.GitTimeout, // http-backend too: no git process outlives --git-timeout
+		PackCache:      packCache,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
