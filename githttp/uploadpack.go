@@ -343,14 +343,9 @@ func addWantedRef(s fetchScope) func(r *bufio.Reader, w io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("reading git's answer: %w", err)
 			}
-			var head []pktline.Packet
-			switch {
-			case p.Kind == pktline.Data && (p.Text() == "packfile" || p.Text() == "packfile-uris"):
+			head := []pktline.Packet{p}
+			if p.Kind == pktline.Data && (p.Text() == "packfile" || p.Text() == "packfile-uris") {
 				head = []pktline.Packet{pktline.Line("wanted-refs"), pktline.Line(s.sha + " " + s.ref), {Kind: pktline.Delim}, p}
-			case p.Kind == pktline.Flush || p.Kind == pktline.ResponseEnd:
-				head = []pktline.Packet{p}
-			default:
-				head = []pktline.Packet{p}
 			}
 			b, err := pktline.Encode(head)
 			if err != nil {

@@ -84,7 +84,8 @@ type Cache struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	entries map[string]*entry // by key
+	conns   map[*net.UnixConn]bool // the hooks being answered
+	entries map[string]*entry      // by key
 	tickets map[string]ticket
 	total   int64 // bytes of the entries' files
 	seq     uint64
@@ -111,7 +112,7 @@ func Open(cfg Config) (*Cache, error) {
 		cfg.Git = &gitexec.Runner{}
 	}
 	c := &Cache{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		entries: map[string]*entry{}, tickets: map[string]ticket{}}
+		entries: map[string]*entry{}, tickets: map[string]ticket{}, conns: map[*net.UnixConn]bool{}}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
@@ -187,12 +188,20 @@ func removeStale(root string, logger *slog.Logger) {
 	}
 }
 
-// Close stops the socket and every generation and removes the entries.
+// Close stops the socket, every hook's answer and every generation, and
+// removes the entries.
 func (c *Cache) Close() error {
 	c.cancel()
 	if c.listener != nil {
 		c.listener.Close()
 	}
+	// A hook whose upload-pack stopped reading would hold its answer (a
+	// write to the socket) forever.
+	c.mu.Lock()
+	for conn := range c.conns {
+		conn.Close()
+	}
+	c.mu.Unlock()
 	c.wg.Wait()
 	if c.sockDir != "" {
 		os.RemoveAll(c.sockDir)

@@ -51,11 +51,20 @@ func (c *Cache) serve() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		c.mu.Lock()
+		c.conns[conn] = true
+		c.mu.Unlock()
+		if c.ctx.Err() != nil { // Close ran before it was listed
+			conn.Close()
+		}
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			defer conn.Close()
 			c.handle(conn)
+			c.mu.Lock()
+			delete(c.conns, conn)
+			c.mu.Unlock()
+			conn.Close()
 		}()
 	}
 }

@@ -67,7 +67,9 @@ func benchPackCacheOn(t *testing.T, place benchPlace, plan packCacheBenchSizes) 
 	root := filepath.Join(place.root, "repos")
 	r := testdata.StartRedis(t)
 	sha := pushedBigCommit(t, root, "bench/fanout", plan.files, plan.fileBytes)
-	common := []string{"--repos", root, "--redis", r.URL(), "--role", "api", "--log-level", "warn",
+	// --git-timeout: 32 uncached pack-objects at once on a busy machine
+	// take minutes; the default would cut the baseline short.
+	common := []string{"--repos", root, "--redis", r.URL(), "--role", "api", "--log-level", "warn", "--git-timeout", "30m",
 		"--rate-limit-address", "0", "--rate-limit-token", "0"}
 	on := startServer(t, append(common, "--pack-cache-dir", filepath.Join(place.root, "cache-on"))...)
 	off := startServer(t, append(common, "--pack-cache-dir", "off")...)
