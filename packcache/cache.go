@@ -269,11 +269,13 @@ func shellQuote(s string) string {
 }
 
 // knownFlags are the pack-objects options upload-pack gives (git 2.39 and
-// later) that the cache serves. Others (--filter, --uri-protocol, what git
-// may add) bypass it.
+// later) that the cache serves: with them a pack is a function of the
+// stdin's objects alone. Others bypass it: --include-tag (the pack would
+// depend on the tags of the moment, which the key does not hold; fetch
+// tokens never send it), --filter, --uri-protocol, what git may add.
 var knownFlags = map[string]bool{
 	"--revs": true, "--thin": true, "--stdout": true, "--shallow": true,
-	"--progress": true, "--delta-base-offset": true, "--include-tag": true,
+	"--progress": true, "--delta-base-offset": true,
 }
 
 // packArgs checks the command upload-pack asked its hook to run ("git",
