@@ -2,7 +2,6 @@ package githttp
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,16 +111,7 @@ func TestWantRefOfThePin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest("POST", bare+"/git-upload-pack", bytes.NewReader(body))
-		req.SetBasicAuth("x", token)
-		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-		req.Header.Set("Git-Protocol", "version=2")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
+		status, raw := postRaw(t, bare, token, true, body)
 		var head []pktline.Packet
 		r := bytes.NewReader(raw)
 		for {
@@ -134,7 +124,7 @@ func TestWantRefOfThePin(t *testing.T) {
 				break
 			}
 		}
-		return resp.StatusCode, head, raw
+		return status, head, raw
 	}
 	for _, shallow := range [][]string{nil, {"deepen 1"}} {
 		status, head, raw := post(append([]string{"want-ref refs/pipelines/7", "ofs-delta", "no-progress", "done"}, shallow...)...)

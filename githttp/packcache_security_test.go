@@ -167,20 +167,9 @@ func uploadPackRequest(v2 bool, wants, haves, shallows []string, depth int) []by
 // and the sorted object IDs of the pack in the answer (none: no pack).
 func postUploadPack(t *testing.T, base, token string, v2 bool, body []byte) (int, []string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/git/group/app.git/git-upload-pack", bytes.NewReader(body))
-	req.SetBasicAuth("x", token)
-	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-	if v2 {
-		req.Header.Set("Git-Protocol", "version=2")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, nil
+	status, raw := postRaw(t, base+"/git/group/app.git", token, v2, body)
+	if status != http.StatusOK {
+		return status, nil
 	}
 	var pack []byte
 	r := bytes.NewReader(raw)
@@ -194,7 +183,7 @@ func postUploadPack(t *testing.T, base, token string, v2 bool, body []byte) (int
 		}
 	}
 	if len(pack) == 0 {
-		return resp.StatusCode, nil
+		return status, nil
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fetched.pack")
@@ -222,7 +211,26 @@ func postUploadPack(t *testing.T, base, token string, v2 bool, body []byte) (int
 		}
 	}
 	slices.Sort(oids)
-	return resp.StatusCode, oids
+	return status, oids
+}
+
+// postRaw sends one upload-pack request body to a repository's URL with
+// a token and answers the status and the whole answer.
+func postRaw(t *testing.T, repoURL, token string, v2 bool, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", repoURL+"/git-upload-pack", bytes.NewReader(body))
+	req.SetBasicAuth("x", token)
+	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+	if v2 {
+		req.Header.Set("Git-Protocol", "version=2")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
 }
 
 // gitCommand is the real git client in dir, with nothing of the user's.

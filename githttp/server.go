@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refkeeper/refkeeper/gitexec"
+	"github.com/refkeeper/refkeeper/pktline"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -297,7 +298,7 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		if s.packCache != nil {
+		if s.packCache != nil && mayPack(version, body) {
 			if env, release, ok := s.packCache.Hook(repoPath, string(p), version); ok {
 				defer release()
 				hookEnv = env
@@ -335,6 +336,27 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.gitBytes(label, n)
 	return err
+}
+
+// mayPack reports whether an upload-pack request may end in a pack: any
+// v0 request, a v2 fetch (not ls-refs, which every v2 fetch sends first).
+func mayPack(version int, body []byte) bool {
+	if version != protocolV2 {
+		return true
+	}
+	packets, err := pktline.Decode(body)
+	if err != nil {
+		return true // git answers it; the cache is not asked for a pack
+	}
+	for _, p := range packets {
+		if p.Kind != pktline.Data {
+			return false
+		}
+		if p.Text() == "command=fetch" {
+			return true
+		}
+	}
+	return false
 }
 
 // metrics are the git mount's Prometheus metrics.
