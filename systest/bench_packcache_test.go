@@ -191,6 +191,10 @@ func runnerFetch(t *testing.T, url, token string, id int, sha, proto string) {
 // pipeline's commit one by one do), or the one pack the push kept.
 func pushedBigCommit(t *testing.T, root, project string, files, size int, loose bool) string {
 	bare := testdata.NewBareRepo(t, root, project)
+	// No automatic gc after the push: it would pack the objects while
+	// the benchmark runs.
+	bare.Git(t, "config", "receive.autogc", "false")
+	bare.Git(t, "config", "gc.auto", "0")
 	if loose {
 		bare.Git(t, "config", "receive.unpackLimit", "1000000")
 	}
