@@ -74,7 +74,7 @@ soak: deps
 BENCH ?= full
 BENCH_ONLY ?=
 bench: deps
-	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge|Mirror)?$$' -v ./systest
+	REFKEEPER_BENCH=$(BENCH) REFKEEPER_BENCH_ONLY=$(BENCH_ONLY) $(GO) test -count=1 -timeout 0 -run '^TestBench(Merge|Mirror|PackCache)?$$' -v ./systest
 
 ## gobench: Go benchmarks of the gitops primitives and the Redis pin transitions.
 gobench: deps

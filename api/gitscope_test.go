@@ -252,11 +252,15 @@ func TestScopedFetchRules(t *testing.T) {
 		}
 	})
 	t.Run("want-ref the pinned ref", func(t *testing.T) {
-		// It passes the check; git answers it as it answers an API token's
-		// (ref-in-want is not advertised): an error line, no pack.
+		// It passes the check and is answered as the contract says: the
+		// pinned commit's pack, with the wanted-refs section naming it.
 		status, answer := f.uploadPack(t, f.scoped, v2, v2Fetch("want-ref refs/pipelines/7\n", "done\n"))
-		if status != 200 || len(packOf(t, answer)) != 0 {
+		if status != 200 || !bytes.Contains(answer, []byte("wanted-refs\n")) || !bytes.Contains(answer, []byte(f.merge+" refs/pipelines/7\n")) {
 			t.Fatalf("want-ref answer %d %q", status, answer)
+		}
+		objs := packObjects(t, packOf(t, answer))
+		if !slices.Contains(objs, f.merge) || slices.Contains(objs, f.secret) {
+			t.Fatalf("pack of %d objects, merge %v, secret %v", len(objs), slices.Contains(objs, f.merge), slices.Contains(objs, f.secret))
 		}
 	})
 	t.Run("include-tag of a hidden tag", func(t *testing.T) {

@@ -49,6 +49,9 @@ type Config struct {
 	// GitTimeout bounds each `git http-backend` (--git-timeout, as every
 	// git process). Zero: gitexec.DefaultTimeout.
 	GitTimeout time.Duration
+	// PackCache shares pack generations among identical runner fetches
+	// (githttp.PackCache). Nil: none.
+	PackCache githttp.PackCache
 	// FetchTokenKeys sign and verify the scoped fetch tokens of pins (at
 	// least 16 bytes each): the first signs, all verify, for rotation. Empty:
 	// a random key, so tokens die with the process and differ per replica.
@@ -132,6 +135,7 @@ func New(cfg Config) (http.Handler, error) {
 		Registerer:  registry,
 		MaxBackends: cfg.MaxGitHTTP,
 		QueueWait:   cfg.GitQueueWait,
+		PackCache:   cfg.PackCache,
 	})
 	if err != nil {
 		return nil, err

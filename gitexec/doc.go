@@ -23,9 +23,14 @@
 // stderr through one, so an upstream streaming any amount of `remote:`
 // noise costs a fixed amount of memory.
 //
+// ConfigEnv writes git configuration into an environment
+// (GIT_CONFIG_COUNT/KEY/VALUE): command-line configuration that git trusts
+// where it trusts no repository's (the pack cache's
+// uploadpack.packObjectsHook) and that no process list shows.
+//
 // gitexec imports nothing of refkeeper and no cgo package (git2go stays in
 // gitops): a cgo-free client binary can use it. Of the non-test code, only
 // this package imports os/exec, and none net/http/cgi (the test helpers in
 // testdata may use both; the layout test checks it). Any package may
-// import gitexec; today gitops, githttp and cmd/refkeeper do.
+// import gitexec; today gitops, githttp, packcache and cmd/refkeeper do.
 package gitexec

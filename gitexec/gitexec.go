@@ -3,8 +3,10 @@ package gitexec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -40,6 +42,19 @@ func Env() []string {
 		"GIT_TERMINAL_PROMPT=0",
 		"LC_ALL=C",
 	}
+}
+
+// ConfigEnv gives git configuration through the environment
+// (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_<n>, GIT_CONFIG_VALUE_<n>): git reads
+// it as command-line configuration, which it trusts where it trusts no
+// repository's own (uploadpack.packObjectsHook), and it stays off every
+// process list, unlike -c. For Options.Env.
+func ConfigEnv(kv [][2]string) []string {
+	env := []string{"GIT_CONFIG_COUNT=" + strconv.Itoa(len(kv))}
+	for i, p := range kv {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, p[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, p[1]))
+	}
+	return env
 }
 
 // Process says how one git process runs.

@@ -74,9 +74,14 @@ type backendRun struct {
 	config      [][2]string
 	body        []byte // nil: none (GET)
 	project     string // for logs
+	// env is added to the CGI environment: the pack cache's hook.
+	env []string
 	// rewrite, when set, takes a 200's whole body and answers the one
 	// sent instead.
 	rewrite func([]byte) ([]byte, error)
+	// head, when set, reads the start of a 200's body and writes what is
+	// sent in its place; the rest is streamed as git writes it.
+	head func(r *bufio.Reader, w io.Writer) error
 }
 
 // cgiEnv is the CGI environment git http-backend gets on top of the
@@ -113,7 +118,7 @@ func (b backendRun) cgiEnv() []string {
 	if b.version == protocolV2 {
 		env = append(env, "HTTP_GIT_PROTOCOL=version=2")
 	}
-	return env
+	return append(env, b.env...)
 }
 
 // args are http-backend's command line: the request's git configuration
@@ -191,7 +196,18 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	}
 	copyHeader(w.Header(), header)
 	w.WriteHeader(status)
-	written, copyErr := streamTo(w, out)
+	var headErr error
+	var headN int64
+	if b.head != nil && status == http.StatusOK {
+		cw := &countWriter{w: w}
+		headErr = b.head(out, cw)
+		headN = cw.n
+	}
+	written, copyErr := int64(0), headErr
+	if headErr == nil {
+		written, copyErr = streamTo(w, out)
+	}
+	written += headN
 	if waitErr := finish(copyErr != nil); copyErr != nil || waitErr != nil {
 		// The answer is on its way: only the log can tell.
 		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written)
@@ -223,6 +239,18 @@ func copyHeader(dst, src http.Header) {
 	for k, v := range src {
 		dst[k] = append(dst[k], v...)
 	}
+}
+
+// countWriter counts what passes.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // streamTo copies git's body to w as it comes, flushing each piece so a

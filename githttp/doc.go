@@ -13,7 +13,17 @@
 // request (protocol v0 and v2) is read as pkt-lines (package pktline)
 // and held to its pin before git sees it (uploadpack.go): wants of the
 // pinned SHA only, haves the pin reaches, no tags or filters; its v0
-// advertisement lists the pinned ref alone, symrefs removed.
+// advertisement lists the pinned ref alone, symrefs removed, and offers
+// allow-tip-sha1-in-want (go-git fetches by SHA only then; the filter
+// still lets no other want through). A v2 want-ref of the pinned ref is
+// given to git as a want of its SHA, and the wanted-refs section is added
+// to the answer (addWantedRef).
+//
+// With a PackCache (package packcache, wired by cmd), each upload-pack
+// request's http-backend gets the cache's hook in its environment as
+// command-line configuration: upload-pack then hands its pack-objects (what
+// it derived from the request the filter rebuilt) to the cache, and
+// identical requests share one generation.
 //
 // git http-backend runs through the one git runner (package gitexec), like
 // every git process of the service: its allow-listed environment, hooks
@@ -35,6 +45,5 @@
 // Errors are *Error (a status and a message) or the domain's; the mounting
 // package writes them. githttp registers refkeeper_git_fetches_total and
 // refkeeper_git_bytes_served_total. It imports refs, gitexec, pktline and
-// limits;
-// only api imports it. (A pack cache of generated packs will live here.)
+// limits; only api imports it.
 package githttp

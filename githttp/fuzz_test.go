@@ -61,7 +61,7 @@ func FuzzFetchScopeFilter(f *testing.F) {
 	}
 	s := fetchScope{ref: "refs/pipelines/7", sha: pinned}
 	f.Fuzz(func(t *testing.T, version int, body []byte) {
-		out, err := s.filter(version, body)
+		out, _, err := s.filter(version, body)
 		if err != nil {
 			var he *Error
 			if !errors.As(err, &he) || he.Status < 400 || he.Status > 499 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/limits"
+	"github.com/refkeeper/refkeeper/pktline"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -51,6 +52,17 @@ type Config struct {
 	// QueueWait is how long a request waits for a turn. Zero:
 	// DefaultQueueWait.
 	QueueWait time.Duration
+	// PackCache, when set, shares pack generations among identical
+	// fetches (package packcache). Nil: every fetch runs its own.
+	PackCache PackCache
+}
+
+// PackCache makes upload-pack hand its pack-objects to a cache shared by
+// identical requests (*packcache.Cache): Hook answers the environment of
+// the `git http-backend` run of one upload-pack request, and a release
+// for when it is over; ok false: run it as without a cache (bypass).
+type PackCache interface {
+	Hook(repoPath, project string, version int) (env []string, release func(), ok bool)
 }
 
 // Caller is who a request's token says it is: one of an API token
@@ -91,6 +103,7 @@ type Server struct {
 	metrics     *metrics
 	backends    *limits.Slots
 	queueWait   time.Duration
+	packCache   PackCache
 }
 
 // New builds the git mount. A git that cannot be found is an error now,
@@ -116,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:     newMetrics(cfg.Registerer),
 		backends:    limits.NewSlots("runner fetches", cfg.MaxBackends),
 		queueWait:   cmp.Or(cfg.QueueWait, DefaultQueueWait),
+		packCache:   cfg.PackCache,
 	}, nil
 }
 
@@ -233,11 +247,17 @@ func scopedConfig(ref string) [][2]string {
 		{"uploadpack.hideRefs", "!" + ref},
 		{"uploadpack.allowAnySHA1InWant", "false"},
 		{"uploadpack.allowReachableSHA1InWant", "false"},
-		{"uploadpack.allowTipSHA1InWant", "false"},
+		// allow-tip-sha1-in-want is advertised: go-git fetches by SHA only
+		// from a server that offers it. The one tip it could name is the
+		// pinned SHA, and fetchScope.filter lets no other want through.
+		{"uploadpack.allowTipSHA1InWant", "true"},
 		// uploadpack.allowRefInWant stays off: git 2.39's upload-pack
 		// sends wanted-refs before shallow-info, which its own client
-		// cannot read in a shallow fetch. A want-ref that filter lets
-		// through (the pinned ref) is then refused by git itself.
+		// cannot read in a shallow fetch, and git clients use want-ref
+		// whenever it is advertised. A v2 want-ref of the pinned ref is
+		// given to git as a want of its SHA, and the wanted-refs section
+		// it asks for is added to the answer in its place
+		// (addWantedRef).
 	}
 }
 
@@ -331,14 +351,22 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	allowed.reach = s.reachFrom(r.Context(), p, allowed.sha)
 	version := protocolVersion(r.Header)
 	var body []byte
+	var hookEnv []string
+	wantedRef := false
 	if svc == uploadPack {
 		if body, err = readBody(r); err != nil {
 			return err
 		}
 		if scope != nil {
-			if body, err = allowed.filter(version, body); err != nil {
+			if body, wantedRef, err = allowed.filter(version, body); err != nil {
 				s.metrics.fetch(label, "refused")
 				return err
+			}
+		}
+		if s.packCache != nil && mayPack(version, body) {
+			if env, release, ok := s.packCache.Hook(repoPath, string(p), version); ok {
+				defer release()
+				hookEnv = env
 			}
 		}
 	}
@@ -352,6 +380,10 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		config:      config,
 		body:        body,
 		project:     label,
+		env:         hookEnv,
+	}
+	if wantedRef {
+		run.head = addWantedRef(allowed)
 	}
 	if scope != nil && svc == uploadPackAdvert && version != protocolV2 {
 		// A v0 advertisement names HEAD's target in its capabilities
@@ -377,6 +409,27 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.gitBytes(label, n)
 	return err
+}
+
+// mayPack reports whether an upload-pack request may end in a pack: any
+// v0 request, a v2 fetch (not ls-refs, which every v2 fetch sends first).
+func mayPack(version int, body []byte) bool {
+	if version != protocolV2 {
+		return true
+	}
+	packets, err := pktline.Decode(body)
+	if err != nil {
+		return true // git answers it; the cache is not asked for a pack
+	}
+	for _, p := range packets {
+		if p.Kind != pktline.Data {
+			return false
+		}
+		if p.Text() == "command=fetch" {
+			return true
+		}
+	}
+	return false
 }
 
 // metrics are the git mount's Prometheus metrics.

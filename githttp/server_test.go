@@ -25,19 +25,27 @@ type fixture struct {
 	server *Server
 	url    string // the repository's fetch URL
 	git    *testdata.MergeRequestProject
+	base   string // the server's URL
+	pins   *refstest.Fixture
+	signer *FetchSigner
 }
 
 // newFixture serves group/app (testdata.NewMergeRequestProject) over a
 // Server alone, on the pin service of refstest (real git, a real
 // redis-server); gitBinary runs http-backend ("" : git).
-func newFixture(t *testing.T, gitBinary string) *fixture {
+func newFixture(t *testing.T, gitBinary string, configure ...func(*Config)) *fixture {
 	t.Helper()
-	f := refstest.New(t)
+	return newFixtureOver(t, refstest.New(t), gitBinary, configure...)
+}
+
+// newFixtureOver is newFixture on a pin service the test made.
+func newFixtureOver(t *testing.T, f *refstest.Fixture, gitBinary string, configure ...func(*Config)) *fixture {
+	t.Helper()
 	signer, err := NewFetchSigner([][]byte{[]byte("githttp-test-key-0123456789")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{
+	cfg := Config{
 		Pins: f.Service,
 		Credentials: func(r *http.Request) (Caller, error) {
 			_, password, _ := r.BasicAuth()
@@ -48,7 +56,11 @@ func newFixture(t *testing.T, gitBinary string) *fixture {
 		},
 		Signer: signer,
 		Git:    gitBinary,
-	})
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +77,8 @@ func newFixture(t *testing.T, gitBinary string) *fixture {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return &fixture{server: s, url: "http://x:" + apiToken + "@" + strings.TrimPrefix(srv.URL, "http://") + "/git/group/app.git", git: f.Git}
+	return &fixture{server: s, url: "http://x:" + apiToken + "@" + strings.TrimPrefix(srv.URL, "http://") + "/git/group/app.git", git: f.Git,
+		base: srv.URL, pins: f, signer: signer}
 }
 
 // runGit runs the real git client as a runner would.

@@ -1,8 +1,10 @@
 package githttp
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -92,24 +94,28 @@ type fetchScope struct {
 //     command (object-info, bundle-uri, ...) is refused; one command per
 //     request, nothing after it; unknown capabilities and ls-refs
 //     arguments are dropped, unknown fetch arguments refused.
-func (s fetchScope) filter(version int, body []byte) ([]byte, error) {
+//
+// wantedRef says that a v2 want-ref of the pinned ref was given to git as
+// a want of its SHA: the answer must get the wanted-refs section the
+// client asked for (addWantedRef).
+func (s fetchScope) filter(version int, body []byte) (out []byte, wantedRef bool, err error) {
 	lines, err := decodeRequest(body)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if version == protocolV2 {
-		lines, err = s.filterV2(lines)
+		lines, wantedRef, err = s.filterV2(lines)
 	} else {
 		lines, err = s.filterV0(lines)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out, err := pktline.Encode(lines)
+	out, err = pktline.Encode(lines)
 	if err != nil { // a line grew past a packet: refused, never cut
-		return nil, errMalformedPkt
+		return nil, false, errMalformedPkt
 	}
-	return out, nil
+	return out, wantedRef, nil
 }
 
 func (s fetchScope) refuse(format string, args ...any) error {
@@ -119,7 +125,7 @@ func (s fetchScope) refuse(format string, args ...any) error {
 
 // filterV2 holds a protocol v2 request (capabilities, delim, arguments,
 // flush) to the scope.
-func (s fetchScope) filterV2(lines []pktline.Packet) ([]pktline.Packet, error) {
+func (s fetchScope) filterV2(lines []pktline.Packet) (_ []pktline.Packet, wantedRef bool, _ error) {
 	var out []pktline.Packet
 	command := ""
 	i := 0
@@ -128,7 +134,7 @@ func (s fetchScope) filterV2(lines []pktline.Packet) ([]pktline.Packet, error) {
 		switch key {
 		case "command":
 			if command != "" {
-				return nil, s.refuse("one command per request")
+				return nil, false, s.refuse("one command per request")
 			}
 			command = value
 			out = append(out, lines[i])
@@ -138,16 +144,16 @@ func (s fetchScope) filterV2(lines []pktline.Packet) ([]pktline.Packet, error) {
 	}
 	if i == len(lines) {
 		if command == "" && len(lines) == 0 {
-			return nil, nil // an empty request: upload-pack ends at once
+			return nil, false, nil // an empty request: upload-pack ends at once
 		}
-		return nil, errMalformedPkt
+		return nil, false, errMalformedPkt
 	}
 	switch command {
 	case "ls-refs", "fetch":
 	case "":
-		return nil, errMalformedPkt
+		return nil, false, errMalformedPkt
 	default:
-		return nil, s.refuse("command %q is not served", command)
+		return nil, false, s.refuse("command %q is not served", command)
 	}
 	var args []pktline.Packet
 	if lines[i].Kind == pktline.Delim {
@@ -156,19 +162,19 @@ func (s fetchScope) filterV2(lines []pktline.Packet) ([]pktline.Packet, error) {
 		}
 	}
 	if i != len(lines)-1 || lines[i].Kind != pktline.Flush {
-		return nil, s.refuse("one request per body, ending in a flush")
+		return nil, false, s.refuse("one request per body, ending in a flush")
 	}
 	if command == "ls-refs" {
 		args = s.lsRefsArgs(args)
 	} else {
 		var err error
-		if args, err = s.fetchArgs(args, true); err != nil {
-			return nil, err
+		if args, wantedRef, err = s.fetchArgs(args, true); err != nil {
+			return nil, false, err
 		}
 	}
 	out = append(out, pktline.Packet{Kind: pktline.Delim})
 	out = append(out, args...)
-	return append(out, pktline.Packet{Kind: pktline.Flush}), nil
+	return append(out, pktline.Packet{Kind: pktline.Flush}), wantedRef, nil
 }
 
 // lsRefsArgs keeps peel and symrefs and asks for the pinned ref only.
@@ -190,7 +196,7 @@ const noObject = "0000000000000000000000000000000000000000"
 
 // fetchArgs checks the arguments of a v2 fetch (v2) or the lines of a v0
 // request (v0).
-func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) ([]pktline.Packet, error) {
+func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) (_ []pktline.Packet, wantedRef bool, _ error) {
 	var out []pktline.Packet
 	var reached map[string]bool
 	reaches := func(oid string) (bool, error) {
@@ -218,16 +224,18 @@ func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) ([]pktline.Packet,
 				value, _, _ = strings.Cut(value, " ")
 			}
 			if value != s.sha {
-				return nil, s.refuse("want %s refused", value)
+				return nil, false, s.refuse("want %s refused", value)
 			}
 		case "want-ref":
 			if !v2 || value != s.ref {
-				return nil, s.refuse("want-ref %s refused", value)
+				return nil, false, s.refuse("want-ref %s refused", value)
 			}
+			wantedRef = true
+			a = pktline.Line("want " + s.sha)
 		case "have", "shallow":
 			ok, err := reaches(value)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			sawHave = sawHave || key == "have"
 			keptHave = keptHave || ok && key == "have"
@@ -239,20 +247,20 @@ func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) ([]pktline.Packet,
 			continue
 		case "deepen", "deepen-since":
 			if _, err := strconv.ParseUint(value, 10, 64); err != nil {
-				return nil, s.refuse("%s %q is not a number", key, value)
+				return nil, false, s.refuse("%s %q is not a number", key, value)
 			}
 		case "done":
 			done = true
 		case "deepen-relative":
 		case "thin-pack", "no-progress", "ofs-delta", "sideband-all", "wait-for-done":
 			if !v2 {
-				return nil, s.refuse("%q is not a v0 request line", key)
+				return nil, false, s.refuse("%q is not a v0 request line", key)
 			}
 		default: // deepen-not, filter, packfile-uris, and what git may add later
 			if key == "" {
-				return nil, errMalformedPkt
+				return nil, false, errMalformedPkt
 			}
-			return nil, s.refuse("%q is not served", key)
+			return nil, false, s.refuse("%q is not served", key)
 		}
 		out = append(out, a)
 	}
@@ -266,7 +274,7 @@ func (s fetchScope) fetchArgs(args []pktline.Packet, v2 bool) ([]pktline.Packet,
 	if v2 && sawHave && !keptHave && !done {
 		out = append(out, pktline.Line("have "+noObject))
 	}
-	return out, nil
+	return out, wantedRef, nil
 }
 
 // v0Capabilities are the capabilities a v0 fetch may ask for with a fetch
@@ -320,5 +328,35 @@ func (s fetchScope) filterV0(lines []pktline.Packet) ([]pktline.Packet, error) {
 			done = true
 		}
 	}
-	return s.fetchArgs(lines, false)
+	out, _, err := s.fetchArgs(lines, false)
+	return out, err
+}
+
+// addWantedRef writes the start of a v2 fetch's answer with the
+// wanted-refs section of the pinned ref added where the protocol puts it:
+// after acknowledgments and shallow-info, before the packfile section. An
+// answer with no packfile (acknowledgments only) is left as it is.
+func addWantedRef(s fetchScope) func(r *bufio.Reader, w io.Writer) error {
+	return func(r *bufio.Reader, w io.Writer) error {
+		for {
+			p, err := pktline.Read(r)
+			if err != nil {
+				return fmt.Errorf("reading git's answer: %w", err)
+			}
+			head := []pktline.Packet{p}
+			if p.Kind == pktline.Data && (p.Text() == "packfile" || p.Text() == "packfile-uris") {
+				head = []pktline.Packet{pktline.Line("wanted-refs"), pktline.Line(s.sha + " " + s.ref), {Kind: pktline.Delim}, p}
+			}
+			b, err := pktline.Encode(head)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if len(head) > 1 || p.Kind == pktline.Flush || p.Kind == pktline.ResponseEnd {
+				return nil
+			}
+		}
+	}
 }

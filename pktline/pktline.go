@@ -3,6 +3,7 @@ package pktline
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -105,4 +106,29 @@ func Encode(packets []Packet) ([]byte, error) {
 		}
 	}
 	return b.Bytes(), nil
+}
+
+// Read reads one packet from a stream (a response git is still
+// writing), with Decode's rules. io.EOF: the stream ended between
+// packets.
+func Read(r io.Reader) (Packet, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return Packet{}, err
+	}
+	n, err := strconv.ParseUint(string(hdr[:]), 16, 16)
+	if err != nil {
+		return Packet{}, &SyntaxError{Reason: fmt.Sprintf("length %q is not four hex digits", hdr[:])}
+	}
+	if k, ok := special[n]; ok {
+		return Packet{Kind: k}, nil
+	}
+	if n < 4 || n > MaxLen {
+		return Packet{}, &SyntaxError{Reason: fmt.Sprintf("length %d", n)}
+	}
+	data := make([]byte, n-4)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return Packet{}, io.ErrUnexpectedEOF
+	}
+	return Packet{Kind: Data, Data: data}, nil
 }

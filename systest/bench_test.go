@@ -59,11 +59,11 @@ func TestBench(t *testing.T) {
 		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
 	}
 	only := os.Getenv(benchOnlyEnv)
-	if only != "" && only != "api" && only != "expiry" && only != "mirror" {
-		t.Fatalf("%s=%q: want api, expiry, mirror or nothing", benchOnlyEnv, only)
+	if only != "" && only != "api" && only != "expiry" && only != "mirror" && only != "packcache" {
+		t.Fatalf("%s=%q: want api, expiry, mirror, packcache or nothing", benchOnlyEnv, only)
 	}
-	if only == "mirror" {
-		t.Skipf("%s=mirror: TestBenchMirror only", benchOnlyEnv)
+	if only == "mirror" || only == "packcache" {
+		t.Skipf("%s=%s: TestBench%s only", benchOnlyEnv, only, map[string]string{"mirror": "Mirror", "packcache": "PackCache"}[only])
 	}
 	var rows []benchRow
 	add := func(r benchRow) {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
+	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -129,6 +131,26 @@ type serveConfig struct {
 	// Hooks are the webhook secrets of the git hosts; an empty one turns
 	// that host's /hooks/ route off.
 	Hooks hooks.Secrets
+	// PackCacheDir keeps the packs generated for runner fetches; empty:
+	// <repos>/../pack-cache; "off": no cache.
+	PackCacheDir string
+	// PackCacheMaxBytes and PackCacheMaxAge bound the pack cache.
+	PackCacheMaxBytes int64
+	PackCacheMaxAge   time.Duration
+}
+
+// packCacheOff is the --pack-cache-dir that turns the cache off.
+const packCacheOff = "off"
+
+// packCacheDir is the pack cache's directory; empty: off.
+func (c serveConfig) packCacheDir(reposDir string) string {
+	switch c.PackCacheDir {
+	case packCacheOff:
+		return ""
+	case "":
+		return filepath.Join(filepath.Dir(filepath.Clean(reposDir)), "pack-cache")
+	}
+	return c.PackCacheDir
 }
 
 // Defaults of the flags that other code does not define.
@@ -207,6 +229,13 @@ var serveFlags = []serveFlag{
 		gitops.DefaultGitTimeout, func(c *serveConfig) *time.Duration { return &c.GitTimeout }, durationCodec, checkPositive),
 	newFlag("git-lock-timeout", "how long a ref write waits for a lock another writer holds",
 		gitops.DefaultLockTimeout, func(c *serveConfig) *time.Duration { return &c.GitLockTimeout }, durationCodec, checkPositive),
+	newFlag("pack-cache-dir", "`directory` where packs generated for runner fetches are kept so identical fetches share one generation; off: no cache",
+		"", func(c *serveConfig) *string { return &c.PackCacheDir }, stringCodec, nil).
+		derivedDefault("<repos>/../pack-cache"),
+	newFlag("pack-cache-max-bytes", "the pack cache's size (bytes, or like 10GiB); the oldest entries go first",
+		int64(packcache.DefaultMaxBytes), func(c *serveConfig) *int64 { return &c.PackCacheMaxBytes }, bytesCodec, checkPositiveBytes),
+	newFlag("pack-cache-max-age", "how long a generated pack is served again",
+		packcache.DefaultMaxAge, func(c *serveConfig) *time.Duration { return &c.PackCacheMaxAge }, durationCodec, checkPositive),
 	newFlag("log-level", "log `level`: debug, info, warn, error",
 		slog.LevelInfo, func(c *serveConfig) *slog.Level { return &c.LogLevel }, textCodec[slog.Level](), nil),
 	newFlag("rate-limit-address", "requests per second per client address (0: no limit)",
@@ -404,6 +433,7 @@ var (
 		return b, nil
 	}, strconv.FormatBool}
 	sizeCodec   = codec[limits.Size]{"size", limits.ParseSize, limits.Size.String}
+	bytesCodec  = codec[int64]{"bytes", parseBytes, formatBytes}
 	prefixCodec = codec[[]netip.Prefix]{"CIDRs", api.ParseTrustedProxies, func(ps []netip.Prefix) string {
 		s := make([]string, len(ps))
 		for i, p := range ps {
@@ -433,7 +463,27 @@ func textCodec[T any, PT interface {
 	}}
 }
 
+// parseBytes reads an amount of bytes the way --min-free-disk does
+// (limits.ParseSize: 1234, 10GiB, 500MB), but not a percentage.
+func parseBytes(s string) (int64, error) {
+	size, err := limits.ParseSize(s)
+	if err != nil || size.Percent > 0 || size.Bytes > 1<<62 {
+		return 0, errors.New("not a size (bytes, or like 10GiB or 500MB)")
+	}
+	return int64(size.Bytes), nil
+}
+
+// formatBytes writes an amount of bytes as parseBytes reads it.
+func formatBytes(n int64) string { return limits.Size{Bytes: uint64(n)}.String() }
+
 // The checks of the flags' values: each says what is wrong in a few words.
+
+func checkPositiveBytes(n int64) error {
+	if n <= 0 {
+		return errors.New("must be positive")
+	}
+	return nil
+}
 
 func checkPositive(d time.Duration) error {
 	if d <= 0 {

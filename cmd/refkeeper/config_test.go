@@ -86,6 +86,9 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"zero git timeout", []string{"--git-timeout", "0s"}, nil, "git-timeout"},
 		{"negative git lock timeout", nil, map[string]string{"REFKEEPER_GIT_LOCK_TIMEOUT": "-1s"}, "git-lock-timeout"},
 		{"bad role", []string{"--role", "boss"}, nil, "role"},
+		{"bad pack cache size", []string{"--pack-cache-max-bytes", "lots"}, nil, "pack-cache-max-bytes"},
+		{"zero pack cache size", nil, map[string]string{"REFKEEPER_PACK_CACHE_MAX_BYTES": "0"}, "pack-cache-max-bytes"},
+		{"zero pack cache age", []string{"--pack-cache-max-age", "0s"}, nil, "pack-cache-max-age"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, "listen"},
 		{"bad redis", []string{"--redis", "http://x"}, nil, "redis"},
 		// A URL that does not parse must not show its user name or password
@@ -328,5 +331,36 @@ func TestBadDurationNamesUnits(t *testing.T) {
 				t.Errorf("%v: %q does not say %q", tt.args, line, w)
 			}
 		}
+	}
+}
+
+// TestPackCacheConfig: the cache's directory defaults to pack-cache next
+// to the repos root, "off" turns it off; sizes read with or without a
+// unit.
+func TestPackCacheConfig(t *testing.T) {
+	c, err := parseServeConfig(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.packCacheDir("/srv/refkeeper/repos"); got != "/srv/refkeeper/pack-cache" {
+		t.Errorf("default pack cache dir %q", got)
+	}
+	if c.PackCacheMaxBytes != 10<<30 || c.PackCacheMaxAge != 10*time.Minute {
+		t.Errorf("defaults %d %v, want 10GiB and 10m", c.PackCacheMaxBytes, c.PackCacheMaxAge)
+	}
+	c, err = parseServeConfig([]string{"--pack-cache-dir", "off", "--pack-cache-max-bytes", "500MB"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.packCacheDir("/srv/refkeeper/repos"); got != "" {
+		t.Errorf("--pack-cache-dir off: %q", got)
+	}
+	for in, want := range map[string]int64{"500MB": 500e6, "1GiB": 1 << 30, "1234": 1234, "2 KiB": 2048} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if c.PackCacheMaxBytes != 500e6 {
+		t.Errorf("--pack-cache-max-bytes 500MB read as %d", c.PackCacheMaxBytes)
 	}
 }

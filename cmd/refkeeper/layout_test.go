@@ -29,12 +29,13 @@ var allowedInternal = map[string][]string{
 	"gitops":        {"gitexec", "limits", "pktline"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline", "limits"},
+	"packcache":     {"gitexec"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
 	"ui":            {"access", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits", "ui"},
+	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits", "packcache", "ui"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},

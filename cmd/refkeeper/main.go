@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/refkeeper/refkeeper/cli"
+	"github.com/refkeeper/refkeeper/packcache"
 )
 
 func main() {
@@ -49,6 +50,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
+	case packcache.HookCommand:
+		// git upload-pack runs this binary as its pack-objects hook
+		// (package packcache); not a command for people.
+		return packcache.RunHook(ctx, args[1:], getenv, os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

@@ -28,12 +28,14 @@ import (
 
 	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/api"
+	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/hooks"
 	"github.com/refkeeper/refkeeper/idtoken"
 	"github.com/refkeeper/refkeeper/jobs"
 	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/mirrors"
+	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/ui"
 )
@@ -78,6 +80,12 @@ func newRoot(cfg serveConfig, reposDir string, logger *slog.Logger) *gitops.Root
 		GitTimeout: cfg.GitTimeout, Logger: logger,
 		UpstreamFetches: limits.NewSlots("upstream fetches", cfg.MaxUpstreamFetches),
 		DiskFloor:       diskFloor(cfg, reposDir)}
+}
+
+// belowFloor is the pack cache's view of a disk floor: true when the floor
+// is set and the file system is below it.
+func belowFloor(f *limits.DiskFloor) func() bool {
+	return func() bool { return f != nil && limits.IsLowDisk(f.Check()) }
 }
 
 // diskFloor is the free space the repos root keeps (--min-free-disk); nil:
@@ -184,8 +192,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 		logger.Warn("--listen has no host runners can reach: fetch_url uses this machine's host name; set --fetch-url (REFKEEPER_FETCH_URL) to the URL runners use",
 			"listen", cfg.Listen, "fetch_url", fetchBase)
 	}
+	packCache, err := openPackCache(cfg, reposDir, registry, logger)
+	if err != nil {
+		return err
+	}
+	closers.push(func() { _ = packCache.Close() })
 	mirrorMetrics := mirrors.NewHousekeepingMetrics(registry, root)
-	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir,
+	handler, err := httpHandler(cfg, fetchBase, svc, projects, registry, logger, stdout, reposDir, packCache,
 		webPage(svc, projects, mirrorMetrics, rdb, cfg.MaxAge, logger))
 	if err != nil {
 		return err
@@ -256,7 +269,37 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, stdout io.
 
 // httpHandler is the full API for roles api and all, and only health and
 // metrics for a worker.
-func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string,
+// openPackCache opens the pack cache of runner fetches (off with
+// --pack-cache-dir off, or in a process that serves no fetches). Its hook
+// is this very binary.
+func openPackCache(cfg serveConfig, reposDir string, registry *prometheus.Registry, logger *slog.Logger) (*packcache.Cache, error) {
+	dir := cfg.packCacheDir(reposDir)
+	if !cfg.runsAPI() {
+		dir = ""
+	}
+	var hook []string
+	if dir != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("pack cache: finding this binary for its hook: %w", err)
+		}
+		hook = []string{exe, packcache.HookCommand}
+	}
+	return packcache.Open(packcache.Config{
+		Dir:      dir,
+		MaxBytes: cfg.PackCacheMaxBytes,
+		MaxAge:   cfg.PackCacheMaxAge,
+		Hook:     hook,
+		Git:      &gitexec.Runner{Timeout: cfg.GitTimeout},
+		// Below --min-free-disk the cache steps aside: fetches go on
+		// without it rather than fail.
+		BelowFloor: belowFloor(diskFloor(cfg, dir)),
+		Logger:     logger,
+		Registerer: registry,
+	})
+}
+
+func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects *mirrors.Projects, registry *prometheus.Registry, logger *slog.Logger, stdout io.Writer, reposDir string, packCache *packcache.Cache,
 	page func(func(string) (access.Grant, bool)) (http.Handler, error)) (http.Handler, error) {
 	if !cfg.runsAPI() {
 		return healthHandler(svc, registry), nil
@@ -313,6 +356,7 @@ func httpHandler(cfg serveConfig, fetchBase string, svc *refs.Service, projects 
 		FetchTokenKeys: keys,
 		GitTimeout:     cfg.GitTimeout, // http-backend too: no git process outlives --git-timeout
 		MaxGitHTTP:     cfg.MaxGitHTTP,
+		PackCache:      packCache,
 		AddressLimit:   api.RateLimit{Rate: cfg.AddressRate},
 		TokenLimit:     api.RateLimit{Rate: cfg.TokenRate},
 		TrustedProxies: cfg.TrustedProxies,
