@@ -62,8 +62,8 @@ var signingAlgs = []jose.SignatureAlgorithm{
 var ErrNotIDToken = errors.New("missing or wrong token")
 
 // RefusedError is an ID token of a trusted issuer that is not accepted.
-// Reason says why, in words that hold no part of the token; it is safe to
-// show the caller.
+// Reason says why, in words that hold no part of the token, for the log:
+// the caller is answered as for any unknown token.
 type RefusedError struct {
 	Issuer string
 	Reason string
