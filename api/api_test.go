@@ -62,6 +62,12 @@ func (a answer) errCode() string {
 	return c
 }
 
+func (a answer) errMessage() string {
+	e, _ := a.body["error"].(map[string]any)
+	m, _ := e["message"].(string)
+	return m
+}
+
 // do sends a request; headers are "Name: value" strings; the token is added
 // unless a header says otherwise.
 func (f *fixture) do(t *testing.T, method, path, body string, headers ...string) answer {

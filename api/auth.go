@@ -61,7 +61,8 @@ func presentedToken(r *http.Request, basic bool) string {
 // IDTokens verifies CI jobs' ID tokens (*idtoken.Verifier): the grant of
 // an accepted one (access.Job), else an error that is
 // *refs.UnavailableError when the issuer could not be asked (503, retry)
-// and otherwise a 401 whose text the caller may read.
+// and otherwise a 401, told to the caller as any unknown token is (the
+// verifier logs why).
 type IDTokens interface {
 	Verify(ctx context.Context, token string) (access.Grant, error)
 }
@@ -109,6 +110,39 @@ func (a *authenticator) apiGrant(token string) (access.Grant, bool) {
 	return access.Grant{}, false
 }
 
+// authMemo is a request's token and what it was found to be: a token is
+// verified once per request (an ID token costs a signature check and
+// maybe a fetch), whichever of the token limiter, requireToken and the
+// git mount asks first.
+type authMemo struct {
+	token string
+	grant access.Grant
+	err   error
+}
+
+type authMemoKey struct{}
+
+// grantOf is grant for a request's token, once per request: c's request
+// keeps the answer for those that ask after.
+func (a *authenticator) grantOf(c echo.Context, token string) (access.Grant, error) {
+	r := c.Request()
+	if m, ok := r.Context().Value(authMemoKey{}).(*authMemo); ok && m.token == token {
+		return m.grant, m.err
+	}
+	g, err := a.grant(r.Context(), token)
+	c.SetRequest(r.WithContext(context.WithValue(r.Context(), authMemoKey{}, &authMemo{token: token, grant: g, err: err})))
+	return g, err
+}
+
+// requestGrant is grantOf for a plain request (the git mount's): the
+// answer grantOf kept, else grant.
+func (a *authenticator) requestGrant(r *http.Request, token string) (access.Grant, error) {
+	if m, ok := r.Context().Value(authMemoKey{}).(*authMemo); ok && m.token == token {
+		return m.grant, m.err
+	}
+	return a.grant(r.Context(), token)
+}
+
 // grantKey is where requireToken leaves the caller's grant for the routes.
 const grantKey = "refkeeper.grant"
 
@@ -124,13 +158,16 @@ func callerGrant(c echo.Context) access.Grant {
 func requireToken(a *authenticator, challenge string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			g, err := a.grant(c.Request().Context(), presentedToken(c.Request(), false))
+			g, err := a.grantOf(c, presentedToken(c.Request(), false))
 			if refs.IsUnavailable(err) {
 				return err // an issuer that did not answer: 503, retry
 			}
 			if err != nil {
+				// One answer for every refused token: which issuers are
+				// trusted, which audiences configured, why a token failed
+				// are the log's (the verifier's), not the caller's.
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, challenge)
-				return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: err.Error()}
+				return &httpError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: errUnknownToken.Error()}
 			}
 			c.Set(grantKey, g)
 			return next(c)

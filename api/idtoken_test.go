@@ -135,7 +135,9 @@ func TestIDTokens(t *testing.T) {
 		t.Errorf("projects after the refusals: %d %s", a.status, a.raw)
 	}
 
-	// Tokens that do not hold stay 401, with the reason.
+	// Tokens that do not hold stay 401, all with one answer that tells
+	// nothing (which issuers are trusted, which audiences configured):
+	// the reason is the log's.
 	now := time.Now()
 	expired := testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)
 	expired["exp"], expired["iat"], expired["nbf"] = now.Add(-5*time.Minute), now.Add(-time.Hour), now.Add(-time.Hour)
@@ -143,20 +145,33 @@ func TestIDTokens(t *testing.T) {
 	early["nbf"] = now.Add(5 * time.Minute)
 	wrongIss := testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)
 	wrongIss["iss"] = f.github.URL // the other trusted issuer, signed by this one
-	for _, s := range []struct{ what, tok, says string }{
+	forever := testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)
+	forever["iat"], forever["exp"] = now, now.Add(365*24*time.Hour)
+	for _, s := range []struct{ what, tok, logged string }{
 		{"expired", f.gitlab.Token(t, expired), "expired"},
 		{"not yet valid", f.gitlab.Token(t, early), "not valid before"},
+		{"valid for a year", f.gitlab.Token(t, forever), "longer than"},
 		{"wrong audience", f.gitlab.Token(t, testdata.GitLabClaims("group/app", 7, "someone-else")), "aud"},
 		{"another key", f.gitlab.TokenWithKey(t, f.gitlab.NewKey(t), testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), "signature"},
 		{"another trusted issuer's iss", f.gitlab.Token(t, wrongIss), "signature"},
-		{"an untrusted issuer", testdata.StartIssuer(t).Token(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), "missing or wrong token"},
+		{"a project outside the entry's", f.gitlab.Token(t, testdata.GitLabClaims("stranger/repo", 7, testdata.IssuerAudience)), "outside"},
+		{"an untrusted issuer", testdata.StartIssuer(t).Token(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), ""},
 		{"GitLab-shaped from the github issuer", f.github.Token(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), "repository and run_id"},
-		{"alg none", f.gitlab.NoneToken(testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), "missing or wrong token"},
-		{"HS256 with the public key", f.gitlab.HMACToken(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), "missing or wrong token"},
+		{"alg none", f.gitlab.NoneToken(testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), ""},
+		{"HS256 with the public key", f.gitlab.HMACToken(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)), ""},
 	} {
+		logged := len(f.logs.String())
 		a := f.do(t, "GET", p+"/pipelines/7/ref", "", asToken(s.tok))
-		if a.status != 401 || a.errCode() != "unauthorized" || !strings.Contains(a.raw, s.says) || a.header.Get("WWW-Authenticate") == "" {
-			t.Errorf("%s: %d %s, want 401 saying %q", s.what, a.status, a.raw, s.says)
+		if a.status != 401 || a.errCode() != "unauthorized" || a.errMessage() != "missing or wrong token" || a.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: %d %s, want 401 saying only %q", s.what, a.status, a.raw, "missing or wrong token")
+		}
+		for _, u := range []string{f.gitlab.URL, f.github.URL, testdata.IssuerAudience} {
+			if strings.Contains(a.raw, u) {
+				t.Errorf("%s: the 401 names %s: %s", s.what, u, a.raw)
+			}
+		}
+		if s.logged != "" && !strings.Contains(f.logs.String()[logged:], s.logged) {
+			t.Errorf("%s: the log does not say why (%q):\n%s", s.what, s.logged, f.logs.String()[logged:])
 		}
 		if strings.Contains(f.logs.String(), s.tok) {
 			t.Errorf("a log line shows the %s token", s.what)
@@ -167,12 +182,51 @@ func TestIDTokens(t *testing.T) {
 			t.Errorf("a log line shows the %s token", job.name)
 		}
 	}
+}
 
-	// A job of a project the entry does not cover may do nothing, in its
-	// own project either.
-	outside := f.gitlab.Token(t, testdata.GitLabClaims("other/lib", 7, testdata.IssuerAudience))
-	if a := f.do(t, "GET", otherPath+"/pipelines/7/ref", "", asToken(outside)); a.status != 403 || a.errCode() != "forbidden" {
-		t.Errorf("token of other/lib (outside the entry's projects) on its own pin: %d %s", a.status, a.raw)
+// TestIDTokenVerifiedOnce: with the token rate limit on, one request
+// verifies its ID token once (the limiter's verdict is kept for
+// requireToken and the git mount); a refused token, however valid its
+// signature, gets no bucket of its own.
+func TestIDTokenVerifiedOnce(t *testing.T) {
+	gl := testdata.StartIssuer(t)
+	path := filepath.Join(t.TempDir(), "access.json")
+	body, err := json.Marshal(map[string]any{"tokens": baseTokens(), "identities": []map[string]any{
+		{"issuer": gl.URL, "audience": testdata.IssuerAudience, "kind": "gitlab", "projects": []string{"group/*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, path, body)
+	logs := &testdata.LockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	file := &access.File{Path: path, Logger: logger}
+	if err := file.Load(); err != nil {
+		t.Fatal(err)
+	}
+	v := &idtoken.Verifier{Identities: file.Identities, Logger: logger}
+	f := newFixture(t, func(cfg *api.Config) {
+		cfg.Access, cfg.IDTokens = file, v
+		cfg.TokenLimit = api.RateLimit{Rate: 0.001, Burst: 1}
+	})
+	for _, s := range []struct{ what, tok string }{
+		{"wrong audience", gl.Token(t, testdata.GitLabClaims("group/app", 7, "nope"))},
+		{"project outside the entry", gl.Token(t, testdata.GitLabClaims("stranger/repo", 7, testdata.IssuerAudience))},
+	} {
+		for i := range 3 {
+			before := strings.Count(logs.String(), "ID token refused")
+			a := f.do(t, "GET", p+"/pipelines/7/ref", "", asToken(s.tok))
+			if n := strings.Count(logs.String(), "ID token refused") - before; a.status != 401 || n != 1 {
+				t.Errorf("%s, request %d: %d %s, verified %d times; want 401, once (no bucket of its own)", s.what, i+1, a.status, a.raw, n)
+			}
+		}
+	}
+	// An accepted token has its bucket.
+	tok := gl.Token(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience))
+	if a := f.do(t, "GET", p+"/pipelines/7/ref", "", asToken(tok)); a.status != 404 {
+		t.Errorf("the job's own pin, none yet: %d %s; want 404", a.status, a.raw)
+	}
+	if a := f.do(t, "GET", p+"/pipelines/7/ref", "", asToken(tok)); a.status != 429 {
+		t.Errorf("the job's second request past its bucket: %d %s; want 429", a.status, a.raw)
 	}
 }
 
@@ -185,6 +239,9 @@ func TestIDTokenIssuerDown(t *testing.T) {
 	a := f.do(t, "PUT", p+"/pipelines/7/ref", `{"sha":"`+f.c1+`"}`, asToken(tok))
 	if a.status != 503 || a.errCode() != "unavailable" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("pin with the issuer down = %d %s (Retry-After %q), want 503 unavailable", a.status, a.raw, a.header.Get("Retry-After"))
+	}
+	if strings.Contains(a.raw, f.gitlab.URL) || strings.Contains(a.raw, strings.TrimPrefix(f.gitlab.URL, "http://")) {
+		t.Errorf("the 503 names the issuer: %s", a.raw)
 	}
 	if refs := f.git.Refs(t, "refs/pipelines/"); len(refs) != 0 {
 		t.Fatalf("a pin refused for the issuer made refs %v", refs)

@@ -134,14 +134,15 @@ func addressBucket(a netip.Addr) string {
 // tokenKey is a digest of the presented token, never the token itself (the
 // limiter's memory holds no secret), and only of a token known to be valid:
 // made-up tokens would each make a bucket. An invalid token counts against
-// its address alone.
+// its address alone. The token's grant is kept in the request (grantOf),
+// so requireToken and the git mount do not verify it again.
 func tokenKey(tokens *authenticator, signer *githttp.FetchSigner) func(echo.Context) string {
 	return func(c echo.Context) string {
 		t := presentedToken(c.Request(), true)
 		if t == "" {
 			return ""
 		}
-		if _, err := tokens.grant(c.Request().Context(), t); err != nil {
+		if _, err := tokens.grantOf(c, t); err != nil {
 			if _, err := signer.Verify(t); err != nil {
 				return ""
 			}

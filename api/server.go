@@ -117,7 +117,7 @@ func New(cfg Config) (http.Handler, error) {
 		Pins: cfg.Pins,
 		Credentials: func(r *http.Request) (githttp.Caller, error) {
 			t := presentedToken(r, true)
-			g, err := tokens.grant(r.Context(), t)
+			g, err := tokens.requestGrant(r, t)
 			switch {
 			case refs.IsUnavailable(err):
 				return githttp.Caller{}, err

@@ -3,7 +3,6 @@ package idtoken
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,11 +25,12 @@ const (
 	// maxFetchBytes bounds an issuer's discovery document and key set;
 	// real ones are a few KiB.
 	maxFetchBytes = 1 << 20
-	// Key sets are fetched again for a token with an unknown key id: at
-	// most keyFetchBurst at once, then one per keyFetchEvery, per issuer;
-	// past that the last key set fetched is read again (a token of a key
-	// not in it is refused, as it would be a moment later). Tokens with a
-	// known key id never fetch.
+	// The key set is fetched with each discovery, and again for a token
+	// whose key id is not in it: at most keyFetchBurst at once, then one
+	// per keyFetchEvery, per issuer. A failed fetch stands for
+	// keyFetchEvery too: meanwhile tokens of unknown key ids are answered
+	// from it (503) and the issuer is not asked. Tokens of a key id in the
+	// cached set never fetch, whether their signature verifies or not.
 	keyFetchEvery = 10 * time.Second
 	keyFetchBurst = 3
 )
@@ -41,8 +42,10 @@ type issuer struct {
 	retry  time.Duration
 	renew  time.Duration
 	logger *slog.Logger
-	// discovery and keys fetch its documents; keys is rate limited.
+	// discovery and keys fetch its documents.
 	discovery, keys *http.Client
+	// gate spaces out its key set fetches, across discoveries.
+	gate *keyGate
 
 	mu           sync.Mutex
 	current      *discovered
@@ -66,10 +69,10 @@ func newIssuer(issuerURL string, timeout, retry, renew time.Duration, logger *sl
 		MaxIdleConnsPerHost:   2,
 		IdleConnTimeout:       90 * time.Second,
 	}
-	client := func(limit *rate.Limiter) *http.Client {
+	client := func() *http.Client {
 		return &http.Client{
 			Timeout:   timeout,
-			Transport: &boundedTransport{base: base, limit: limit},
+			Transport: &boundedTransport{base: base},
 			// The documents are the issuer's own, where it says: a redirect
 			// is an error, never followed somewhere else.
 			CheckRedirect: func(req *http.Request, _ []*http.Request) error {
@@ -82,8 +85,9 @@ func newIssuer(issuerURL string, timeout, retry, renew time.Duration, logger *sl
 		retry:     retry,
 		renew:     renew,
 		logger:    logger,
-		discovery: client(nil),
-		keys:      client(rate.NewLimiter(rate.Every(keyFetchEvery), keyFetchBurst)),
+		discovery: client(),
+		keys:      client(),
+		gate:      &keyGate{limit: rate.NewLimiter(rate.Every(keyFetchEvery), keyFetchBurst), sem: make(chan struct{}, 1)},
 	}
 }
 
@@ -111,12 +115,12 @@ func (i *issuer) verifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 			return cur.verifier, nil // old, but good until a renewal succeeds
 		}
 		if running == nil {
-			return nil, &refs.UnavailableError{Op: "ID token issuer " + i.url + " (discovery)", Cause: failure}
+			return nil, &refs.UnavailableError{Op: opDiscovery, Cause: failure}
 		}
 		select {
 		case <-running:
 		case <-ctx.Done():
-			return nil, &refs.UnavailableError{Op: "ID token issuer " + i.url + " (discovery)", Cause: ctx.Err()}
+			return nil, &refs.UnavailableError{Op: opDiscovery, Cause: ctx.Err()}
 		}
 	}
 }
@@ -164,9 +168,13 @@ func (i *issuer) fetchDiscovery() (*discovered, error) {
 		// every issuer supports.
 		algs = []string{oidc.RS256}
 	}
-	// A new key set each time: keys the issuer took out of its set (a
-	// key it no longer trusts) stop verifying at the latest now.
-	keys := &keySet{remote: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), i.keys), meta.JWKSURL)}
+	// A new key set each time, fetched now: keys the issuer took out of
+	// its set (a key it no longer trusts) stop verifying at the latest
+	// now, and a renewal that cannot fetch them keeps the last good ones.
+	keys := &keySet{url: i.url, keysURL: meta.JWKSURL, client: i.keys, gate: i.gate, logger: i.logger}
+	if err := keys.fetch(context.Background()); err != nil {
+		return nil, err
+	}
 	v := oidc.NewVerifier(i.url, keys, &oidc.Config{
 		// aud is checked per identities entry, exp, nbf and iat with the
 		// contract's leeway, both by the caller.
@@ -177,29 +185,40 @@ func (i *issuer) fetchDiscovery() (*discovered, error) {
 	return &discovered{verifier: v}, nil
 }
 
-// allowedKeysURL holds the jwks_uri to the issuer's own rule: https, or
-// http on a loopback address when the issuer itself is such (a test
-// issuer on this machine).
+// allowedKeysURL holds the jwks_uri to the issuer's own rule: on the
+// issuer's own host and port (every CI issuer serves its keys there), and
+// https, or http when the issuer itself is http on a loopback address (a
+// test issuer on this machine). So a discovery document cannot send the
+// service to another host, or to another port of this one.
 func allowedKeysURL(issuerURL, keysURL string) error {
 	u, err := url.Parse(keysURL)
-	if err != nil || u.Host == "" || u.User != nil {
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return fmt.Errorf("discovery document: jwks_uri %q is not an https URL", keysURL)
 	}
-	switch u.Scheme {
-	case "https":
+	iu, err := url.Parse(issuerURL)
+	if err != nil {
+		return fmt.Errorf("issuer %q is not a URL", issuerURL)
+	}
+	if !strings.EqualFold(hostPort(u), hostPort(iu)) {
+		return fmt.Errorf("discovery document: jwks_uri %q is not on the issuer's host %s", keysURL, hostPort(iu))
+	}
+	switch {
+	case u.Scheme == "https" && iu.Scheme == "https":
 		return nil
-	case "http":
-		iu, _ := url.Parse(issuerURL)
-		if iu != nil && iu.Scheme == "http" && loopback(u.Hostname()) {
-			return nil
-		}
+	case u.Scheme == "http" && iu.Scheme == "http" && loopback(iu.Hostname()):
+		return nil
 	}
 	return fmt.Errorf("discovery document: jwks_uri %q is not https", keysURL)
 }
 
-func loopback(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
+// hostPort is a URL's host with its port, the scheme's default spelled
+// out, so https://h and https://h:443 are one host.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // fetchError is a fetch from an issuer that gave no usable answer: no
@@ -222,30 +241,13 @@ func (e *fetchError) Error() string {
 func (e *fetchError) Unwrap() error { return e.err }
 
 // boundedTransport reads an issuer's answer whole, up to maxFetchBytes,
-// and turns every failure into a *fetchError. limit, when set, spaces the
-// fetches out: a fetch past it is answered with the last good answer
-// (one URL per transport: the key set's).
+// and turns every failure into a *fetchError.
 type boundedTransport struct {
-	base  http.RoundTripper
-	limit *rate.Limiter
-
-	mu   sync.Mutex
-	last *http.Response // the last good answer, its body read whole
-	body []byte
+	base http.RoundTripper
 }
 
 func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	where := req.URL.Redacted()
-	if t.limit != nil && !t.limit.Allow() {
-		t.mu.Lock()
-		last, body := t.last, t.body
-		t.mu.Unlock()
-		if last != nil && last.Request.URL.String() == req.URL.String() {
-			again := *last
-			again.Body = io.NopCloser(bytes.NewReader(body))
-			return &again, nil
-		}
-	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, &fetchError{url: where, reason: "no answer", err: err}
@@ -264,34 +266,10 @@ func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
-	if t.limit != nil {
-		kept := *resp
-		kept.Body = nil
-		t.mu.Lock()
-		t.last, t.body = &kept, body
-		t.mu.Unlock()
-	}
 	return resp, nil
 }
 
-// keySet is go-oidc's cached remote key set, which notes (in the
-// verifying call's context) a failure to fetch the keys: go-oidc's
-// verifier words every signature failure alike.
-type keySet struct {
-	remote *oidc.RemoteKeySet
-}
-
-type fetchNoteKey struct{}
-
-type fetchNote struct{ err error }
-
-func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	payload, err := k.remote.VerifySignature(ctx, jwt)
-	var fe *fetchError
-	if err != nil && errors.As(err, &fe) {
-		if note, ok := ctx.Value(fetchNoteKey{}).(*fetchNote); ok {
-			note.err = fe
-		}
-	}
-	return payload, err
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

@@ -37,6 +37,13 @@ const (
 	Leeway = 60 * time.Second
 	// maxTokenBytes: a longer bearer token is not read as a JWT at all.
 	maxTokenBytes = 16 << 10
+	// MaxLifetime bounds a token's exp-iat and exp-now: a token that
+	// would stay good longer (a leaked one, replayed for a year) is
+	// refused. GitHub's tokens live minutes; GitLab's live for the job's
+	// timeout (5 minutes when it has none), which GitLab lets be longer
+	// than the hour it is by default: a day covers any job that runs in
+	// one, and a job with a timeout over a day cannot use its ID token.
+	MaxLifetime = 24 * time.Hour
 )
 
 // signingAlgs are the algorithms a token may be signed with, whatever
@@ -55,8 +62,8 @@ var signingAlgs = []jose.SignatureAlgorithm{
 var ErrNotIDToken = errors.New("missing or wrong token")
 
 // RefusedError is an ID token of a trusted issuer that is not accepted.
-// Reason says why, in words that hold no part of the token; it is safe to
-// show the caller.
+// Reason says why, in words that hold no part of the token, for the log:
+// the caller is answered as for any unknown token.
 type RefusedError struct {
 	Issuer string
 	Reason string
@@ -156,9 +163,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (access.Grant, error)
 	}
 	iss := v.issuer(unverified.Issuer, identities)
 	g, err := v.verify(ctx, iss, entries, raw)
+	// The reason is the log's alone: the caller is told as little as of
+	// any unknown token, and a 503 does not name the issuer.
 	var refused *RefusedError
-	if errors.As(err, &refused) {
+	switch {
+	case errors.As(err, &refused):
 		v.logger().Info("ID token refused", "issuer", refused.Issuer, "reason", refused.Reason)
+	case refs.IsUnavailable(err):
+		v.logger().Warn("ID token not verified: its issuer could not be asked", "issuer", iss.url, "err", err)
 	}
 	return g, err
 }
@@ -178,7 +190,7 @@ func (v *Verifier) verify(ctx context.Context, iss *issuer, entries []access.Ide
 	idt, err := verifier.Verify(context.WithValue(ctx, fetchNoteKey{}, note), raw)
 	if err != nil {
 		if note.err != nil {
-			return access.Grant{}, &refs.UnavailableError{Op: "fetching the keys of ID token issuer " + iss.url, Cause: note.err}
+			return access.Grant{}, &refs.UnavailableError{Op: opKeys, Cause: note.err}
 		}
 		if ctx.Err() != nil {
 			return access.Grant{}, &refs.UnavailableError{Op: "verifying an ID token", Cause: ctx.Err()}
@@ -191,6 +203,13 @@ func (v *Verifier) verify(ctx context.Context, iss *issuer, entries []access.Ide
 	}
 	if c.Expiry == nil {
 		return refuse("it has no exp")
+	}
+	if c.IssuedAt == nil {
+		return refuse("it has no iat")
+	}
+	if exp := c.Expiry.Time(); exp.Sub(c.IssuedAt.Time()) > MaxLifetime || time.Until(exp) > MaxLifetime+Leeway {
+		return refuse("it is valid for longer than %s (iat %s, exp %s)", MaxLifetime,
+			c.IssuedAt.Time().UTC().Format(time.RFC3339), exp.UTC().Format(time.RFC3339))
 	}
 	switch err := c.ValidateWithLeeway(jwt.Expected{Time: time.Now()}, Leeway); {
 	case errors.Is(err, jwt.ErrExpired):
@@ -244,6 +263,12 @@ func (v *Verifier) verify(ctx context.Context, iss *issuer, entries []access.Ide
 	var patterns []refs.ProjectPattern
 	for _, e := range accepted {
 		patterns = append(patterns, e.Projects...)
+	}
+	if !refs.MatchAny(patterns, project) {
+		// The contract: the project must match the entry's projects, any
+		// other token is 401 (on a public issuer, any stranger's project
+		// holds a valid token).
+		return refuse("its project %s is outside its identities entries' projects", project)
 	}
 	return access.Grant{
 		Name:     fmt.Sprintf("ID token of %s pipeline %d", project, pipeline),

@@ -2,6 +2,9 @@ package idtoken_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,8 +12,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/refkeeper/refkeeper/access"
 	"github.com/refkeeper/refkeeper/idtoken"
@@ -155,16 +162,14 @@ func TestGitLabAndGitHubShapedTokens(t *testing.T) {
 	wantRefused(t, "a repository claim that is no project name", g, err, "not a project name")
 }
 
-// TestProjectOutsideTheEntry: a token whose project the entry does not
-// cover is accepted as a job that may do nothing.
+// TestProjectOutsideTheEntry: a valid token whose project the entry does
+// not cover (on a public issuer, any stranger's) is refused as any other
+// token is (the contract's 401), not accepted as a job that may do nothing.
 func TestProjectOutsideTheEntry(t *testing.T) {
 	f := newFixture(t, "gitlab")
 	c := testdata.GitLabClaims("evil/app", 7, testdata.IssuerAudience)
 	g, err := f.verify(t, f.keep(f.iss.Token(t, c)))
-	wantGrant(t, "token of evil/app", g, err, "evil/app", 7)
-	if g.MayPin(access.ReadPins, "evil/app", 7) || g.MayFetchPin() || g.MayPin(access.ReadPins, "group/app", 7) {
-		t.Errorf("a job outside the entry's projects may do something: %+v", g)
-	}
+	wantRefused(t, "token of evil/app", g, err, "outside its identities entries' projects")
 }
 
 func TestTimes(t *testing.T) {
@@ -182,6 +187,12 @@ func TestTimes(t *testing.T) {
 		{"not yet valid within the leeway", map[string]any{"nbf": now.Add(30 * time.Second)}, ""},
 		{"issued in the future", map[string]any{"iat": now.Add(2 * time.Minute), "nbf": now}, "issued in the future"},
 		{"no exp", map[string]any{"exp": nil}, "no exp"},
+		{"no iat", map[string]any{"iat": nil}, "no iat"},
+		{"GitLab's default, the job's hour", map[string]any{"iat": now, "exp": now.Add(time.Hour)}, ""},
+		{"a day", map[string]any{"iat": now, "exp": now.Add(idtoken.MaxLifetime)}, ""},
+		{"valid for a year", map[string]any{"iat": now, "nbf": now, "exp": now.Add(365 * 24 * time.Hour)}, "longer than"},
+		{"issued long ago, valid for a year", map[string]any{"iat": now.Add(-300 * 24 * time.Hour), "nbf": now.Add(-300 * 24 * time.Hour), "exp": now.Add(365 * 24 * time.Hour)}, "longer than"},
+		{"iat made recent, exp far", map[string]any{"iat": now.Add(time.Hour), "exp": now.Add(25 * time.Hour)}, "longer than"},
 	}
 	for _, c := range cases {
 		g, err := f.verify(t, f.gitlab(t, c.change))
@@ -312,10 +323,7 @@ func TestEntriesOfOneIssuer(t *testing.T) {
 	)
 	// Each audience brings its entry's projects only.
 	g, err := f.verify(t, f.keep(f.iss.Token(t, testdata.GitLabClaims("other/lib", 3, "aud-group"))))
-	wantGrant(t, "other/lib with group's audience", g, err, "other/lib", 3)
-	if g.MayFetchPin() {
-		t.Errorf("a token of other/lib for the audience of group/* may fetch: %+v", g)
-	}
+	wantRefused(t, "other/lib with group's audience", g, err, "outside")
 	g, err = f.verify(t, f.keep(f.iss.Token(t, testdata.GitLabClaims("other/lib", 3, "aud-other"))))
 	wantGrant(t, "other/lib with its audience", g, err, "other/lib", 3)
 	if !g.MayPin(access.WritePins, "other/lib", 3) {
@@ -445,21 +453,128 @@ func TestKeyFetchesAreRateLimited(t *testing.T) {
 	wantGrant(t, "first token", g, err, "group/app", 7)
 	stranger := f.iss.NewKey(t)
 	start := time.Now()
+	var limited int
 	for i := range 20 {
 		stranger.ID = fmt.Sprintf("unknown-%d", i)
 		g, err := f.verify(t, f.keep(f.iss.TokenWithKey(t, stranger, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience))))
+		if refs.IsUnavailable(err) {
+			limited++ // the limit stopped the fetch: transient, maybe a rotation
+			continue
+		}
 		wantRefused(t, stranger.ID, g, err, "signature")
 	}
-	// A burst of three fetches (the first token's among them), then one
-	// per ten seconds.
-	if n, most := f.iss.KeyFetches(), 3+int(time.Since(start)/(10*time.Second))+1; n > most {
-		t.Errorf("20 tokens with unknown key ids made %d key set fetches; want at most %d", n, most)
+	// A burst of three fetches past the discovery's own, then one per ten
+	// seconds.
+	if n, most := f.iss.KeyFetches(), 1+3+int(time.Since(start)/(10*time.Second))+1; n > most || limited == 0 {
+		t.Errorf("20 tokens with unknown key ids made %d key set fetches (%d stopped by the limit); want at most %d", n, limited, most)
 	}
 	// A real rotation after that waits for the limit, at worst: it is
-	// refused until the key set may be fetched again, then accepted.
+	// answered 503 (never a final 401) until the key set may be fetched
+	// again, then accepted.
 	f.iss.Rotate(t)
 	testdata.WaitFor(t, "the rotated key is fetched", 30*time.Second, func() bool {
-		_, err := f.verify(t, f.gitlab(t, nil))
+		g, err := f.verify(t, f.gitlab(t, nil))
+		if err != nil && !refs.IsUnavailable(err) {
+			t.Fatalf("a token of a freshly rotated key, key fetches limited: %+v, %v; want 503 until fetched", g, err)
+		}
 		return err == nil
 	})
+}
+
+// TestKnownKeyIDNeverFetches: a token under a key id the cached set holds,
+// with a signature that key does not make, is refused without asking the
+// issuer: it is a forgery, not a rotation.
+func TestKnownKeyIDNeverFetches(t *testing.T) {
+	f := newFixture(t)
+	g, err := f.verify(t, f.gitlab(t, nil))
+	wantGrant(t, "real", g, err, "group/app", 7)
+	before := f.iss.KeyFetches()
+	stranger := f.iss.NewKey(t)
+	stranger.ID = f.iss.SigningKey().ID
+	for range 5 {
+		g, err = f.verify(t, f.keep(f.iss.TokenWithKey(t, stranger, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience))))
+		wantRefused(t, "known key id, bad signature", g, err, "signature")
+	}
+	if n := f.iss.KeyFetches() - before; n != 0 {
+		t.Errorf("tokens of a known key id with bad signatures made %d key set fetches", n)
+	}
+}
+
+// TestKeyFetchFailureStands: while the key set cannot be fetched, tokens
+// of unknown key ids are answered 503 from the last failure; the issuer
+// is not asked once per token.
+func TestKeyFetchFailureStands(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	var keyHits atomic.Int64
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			fmt.Fprintf(w, `{"issuer": %q, "jwks_uri": %q, "id_token_signing_alg_values_supported": ["RS256"]}`, srv.URL, srv.URL+"/keys")
+		case "/keys":
+			keyHits.Add(1)
+			if failing.Load() {
+				http.Error(w, "boom", http.StatusInternalServerError)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	f := newFixture(t)
+	f.v.RetryDiscovery = time.Minute
+	f.setEntries(access.Identity{Issuer: srv.URL, Audience: testdata.IssuerAudience, Kind: "gitlab", Projects: []refs.ProjectPattern{"*"}})
+	token := func(kid string) string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience)
+		now := time.Now()
+		c["iss"], c["iat"], c["nbf"], c["exp"] = srv.URL, now.Unix(), now.Unix(), now.Add(5*time.Minute).Unix()
+		tok, err := jwt.Signed(signer).Claims(c).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.keep(tok)
+	}
+	// Failing from the start: the discovery fails, and stands.
+	failing.Store(true)
+	for i := range 40 {
+		g, err := f.verify(t, token(fmt.Sprintf("forged-%d", i)))
+		wantUnavailable(t, "key set failing at discovery", g, err)
+	}
+	t.Logf("failing from the start: 40 tokens, %d key set fetches", keyHits.Load())
+	if n := keyHits.Load(); n != 1 {
+		t.Errorf("40 tokens while the key set fails at discovery: %d key set fetches, want 1", n)
+	}
+	// Keys known, then failing: one fetch for the first unknown key id,
+	// then its failure answers.
+	failing.Store(false)
+	f = newFixture(t) // a verifier that knows nothing of the issuer
+	f.setEntries(access.Identity{Issuer: srv.URL, Audience: testdata.IssuerAudience, Kind: "gitlab", Projects: []refs.ProjectPattern{"*"}})
+	g, err := f.verify(t, token("k1"))
+	wantGrant(t, "keys back", g, err, "group/app", 7)
+	failing.Store(true)
+	before := keyHits.Load()
+	for i := range 40 {
+		g, err := f.verify(t, token(fmt.Sprintf("forged-%d", i)))
+		wantUnavailable(t, "key set failing, unknown key id", g, err)
+	}
+	t.Logf("keys cached, then failing: 40 tokens, %d key set fetches", keyHits.Load()-before)
+	if n := keyHits.Load() - before; n != 1 {
+		t.Errorf("40 tokens with unknown key ids while the key set fails: %d key set fetches, want 1", n)
+	}
+	// What a 503 tells the caller (its Op) does not name the issuer.
+	_, err = f.verify(t, token("forged-again"))
+	var unavailable *refs.UnavailableError
+	if !errors.As(err, &unavailable) || strings.Contains(unavailable.Op, "127.0.0.1") {
+		t.Errorf("503 of an unknown key id: %v; want one that does not name the issuer", err)
+	}
+	g, err = f.verify(t, token("k1"))
+	wantGrant(t, "known key while the key set fails", g, err, "group/app", 7)
 }
