@@ -12,22 +12,33 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
-// generatedToken is the API token a server without --tokens printed.
-var generatedToken = regexp.MustCompile(`API token \((?:generated, also in|kept from) [^)]+\): (\S+)`)
+// generatedToken is what a server without --tokens prints of its API
+// token: the token itself when it generated it, else only where it is.
+var generatedToken = regexp.MustCompile(`API token(?: \(generated, also in [^)]+\): (\S+)|: kept in (\S+))`)
 
+// printedToken is the API token a server without --tokens uses: the one
+// it printed, or the one in the file it named.
 func printedToken(t *testing.T, s *server) string {
 	t.Helper()
 	m := generatedToken.FindStringSubmatch(s.Stdout.String())
 	if m == nil {
 		t.Fatalf("no API token printed: %q", s.Stdout.String())
 	}
-	return m[1]
+	if m[1] != "" {
+		return m[1]
+	}
+	raw, err := os.ReadFile(m[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
 }
 
 // pinWith pins group/app's pipeline id at sha with token and answers the
@@ -88,28 +99,66 @@ func TestReplicasShareGeneratedSecrets(t *testing.T) {
 	// A restart keeps the token (and says where it came from).
 	a.Stop(t)
 	again := startServerTokens(t, "--repos", p.root, "--redis", r.URL(), "--role", "all")
-	if got := printedToken(t, again); got != token || !strings.Contains(again.Stdout.String(), "kept from") {
-		t.Fatalf("after a restart: %q, want the same token kept", again.Stdout.String())
+	if got := printedToken(t, again); got != token || !strings.Contains(again.Stdout.String(), "kept in") || strings.Contains(again.Stdout.String(), token) {
+		t.Fatalf("after a restart: %q, want the same token kept, and not printed again", again.Stdout.String())
 	}
 	pinWith(t, again.Base, token, 50, p.c2)
 }
 
-// TestGeneratedSecretReadableByOthers: a kept token file others may read
-// is refused with one line naming it, not used.
+// TestGeneratedSecretReadableByOthers: a kept token file that others may
+// read, that belongs to another user, that is a symbolic link (to a file
+// of this user's) or a FIFO is refused with one line naming it, neither
+// used nor printed, and at once (a FIFO does not hold the start).
 func TestGeneratedSecretReadableByOthers(t *testing.T) {
-	p := newProject(t)
-	path := filepath.Join(filepath.Dir(p.root), "api-token")
-	if err := os.WriteFile(path, []byte("a-token-others-may-read-0123\n"), 0o644); err != nil {
-		t.Fatal(err)
+	const secret = "a-token-chosen-by-someone-else-0123"
+	cases := []struct {
+		name, want string
+		plant      func(t *testing.T, path string)
+	}{
+		{"mode 0644", "api-token has mode 0644", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(secret+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"symbolic link", "api-token is a symbolic link", func(t *testing.T, path string) {
+			target := filepath.Join(t.TempDir(), "private")
+			if err := os.WriteFile(target, []byte(secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"FIFO", "api-token is not a regular file", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another user's", "belongs to user 65534", func(t *testing.T, path string) {
+			if os.Geteuid() != 0 {
+				t.Skip("giving a file to another user needs root")
+			}
+			if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(path, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	// Bounded: a serve that takes the file starts serving and never ends.
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testdata.RefkeeperBinary(t), "serve", "--repos", p.root, "--listen", "127.0.0.1:0")
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "api-token has mode 0644") ||
-		strings.Contains(string(out), "a-token-others-may-read") {
-		t.Fatalf("serve with a 0644 api-token: %v, want exit 1 naming the file's mode, without its token\n%s", err, out)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProject(t)
+			tc.plant(t, filepath.Join(filepath.Dir(p.root), "api-token"))
+			// Bounded: a serve that takes the file starts serving and never ends.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, testdata.RefkeeperBinary(t), "serve", "--repos", p.root, "--listen", "127.0.0.1:0")
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), secret) {
+				t.Fatalf("serve with an api-token of %s: %v, want exit 1 saying %q, without its token\n%s", tc.name, err, tc.want, out)
+			}
+		})
 	}
 }

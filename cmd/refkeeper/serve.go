@@ -425,18 +425,19 @@ func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handle
 // --tokens: the one in api-token next to the repos root when it is there (a
 // restart, or another replica on the same root, keeps the token people
 // were given), else a new one written there, readable by the owner only.
-// It is printed at start either way.
+// A new token is printed once; a kept one is not printed again (it lives
+// for good, and start-up lines end up in logs): the start says where it is.
 func generateToken(reposDir string, stdout io.Writer) (string, error) {
 	path := filepath.Join(filepath.Dir(reposDir), "api-token")
 	token, created, err := sharedSecret(path)
 	if err != nil {
 		return "", fmt.Errorf("API token: %w", err)
 	}
-	how := "generated, also in"
-	if !created {
-		how = "kept from"
+	if created {
+		fmt.Fprintf(stdout, "API token (generated, also in %s): %s\n", path, token)
+	} else {
+		fmt.Fprintf(stdout, "API token: kept in %s\n", path)
 	}
-	fmt.Fprintf(stdout, "API token (%s %s): %s\n", how, path, token)
 	return token, nil
 }
 
@@ -498,10 +499,17 @@ func sharedSecret(path string) (secret string, created bool, err error) {
 	return "", false, fmt.Errorf("%s keeps appearing and vanishing", path)
 }
 
-// readSecretFile reads a kept secret: one line, a file only its owner may
-// read.
+// readSecretFile reads a kept secret: one line, in a regular file of this
+// process's own user that only its owner may read. The file is opened
+// without following a symbolic link and without blocking (a FIFO planted
+// there would hold the start forever), so whoever else can write beside
+// the repos root can neither choose the secret nor make this process read
+// (and print) a file of theirs.
 func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return "", fmt.Errorf("%s is a symbolic link; delete it for a new one", path)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -512,6 +520,9 @@ func readSecretFile(path string) (string, error) {
 	}
 	if !st.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return "", fmt.Errorf("%s belongs to user %d, not to this process's user %d; delete it for a new one", path, sys.Uid, os.Geteuid())
 	}
 	if perm := st.Mode().Perm(); perm&^secretFileMode != 0 {
 		return "", fmt.Errorf("%s has mode %04o: others may read it; chmod 600 it, or delete it for a new one", path, perm)
