@@ -23,6 +23,12 @@ type FetchClaims struct {
 	Project    string `json:"p"`
 	PipelineID int64  `json:"i"`
 	CreatedMS  int64  `json:"c"`
+	// SHA is the pinned commit. A pipeline ref never moves, so it tells
+	// an adopted pin (whose creation time was lost) from an earlier,
+	// deleted pin of the same pipeline that pinned another commit. Tokens
+	// signed before it was added have none: they hold only for a pin whose
+	// creation time is known.
+	SHA string `json:"s,omitempty"`
 	// job: the claims of a CI job's ID token (never signed into a fetch
 	// token), which hold for any incarnation of its pin.
 	job bool
@@ -62,7 +68,7 @@ func (s *FetchSigner) mac(key, payload []byte) []byte {
 
 // Sign issues the token of a pin.
 func (s *FetchSigner) Sign(p refs.Pin) string {
-	payload, _ := json.Marshal(FetchClaims{Project: string(p.Project), PipelineID: int64(p.PipelineID), CreatedMS: p.CreatedAt.UnixMilli()})
+	payload, _ := json.Marshal(FetchClaims{Project: string(p.Project), PipelineID: int64(p.PipelineID), CreatedMS: p.CreatedAt.UnixMilli(), SHA: string(p.SHA)})
 	enc := base64.RawURLEncoding
 	return fetchTokenPrefix + enc.EncodeToString(payload) + "." + enc.EncodeToString(s.mac(s.keys[0], payload))
 }
@@ -108,8 +114,12 @@ func (c FetchClaims) matches(p refs.Pin) bool {
 // sameIncarnation: the pin the token was issued for is this one. A pin
 // whose record was adopted (Redis lost the record, the ref stayed) was
 // created before it was first seen, at a time no record keeps any more: a
-// token issued before then is taken to be its own.
+// token issued before then is taken to be its own when it names the same
+// commit (an earlier pin of the pipeline that pinned another commit was
+// deleted, and its token dies with it). A token without a commit cannot
+// tell the two apart and is refused by an adopted pin.
 func (c FetchClaims) sameIncarnation(p refs.Pin) bool {
 	created := p.CreatedAt.UnixMilli()
-	return c.CreatedMS == created || p.Adopted && c.CreatedMS < created
+	return c.CreatedMS == created ||
+		p.Adopted && c.CreatedMS < created && c.SHA != "" && c.SHA == string(p.SHA)
 }

@@ -573,6 +573,11 @@ func (s *Projects) List(ctx context.Context, cursor string, limit int, visible f
 // then answers 404.
 func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	defer s.records.Forget(p)
+	// Looked up before its lock is taken: the lock leaves a file per name,
+	// and a DELETE of a name that never was leaves nothing behind.
+	if _, err := s.Repos.Project(p); err != nil {
+		return s.deleteMissing(ctx, p, err)
+	}
 	unlock, err := s.Repos.LockMirror(ctx, p)
 	if err != nil {
 		return refs.Unavailable("locking mirror", err)
@@ -580,12 +585,7 @@ func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	pi, err := s.Repos.Project(p)
 	if err != nil {
 		unlock()
-		if refs.IsProjectNotFound(err) {
-			if err := s.Store.PurgeProject(ctx, p); err != nil {
-				return refs.Unavailable("removing the pins' records", err)
-			}
-		}
-		return refs.FromGit(p, "reading project", err)
+		return s.deleteMissing(ctx, p, err)
 	}
 	if !pi.Mirror {
 		unlock()
@@ -610,8 +610,25 @@ func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	if err := s.Store.PurgeProject(ctx, p); err != nil {
 		return refs.Unavailable("removing the pins' records", err)
 	}
+	// --redis-wait-replicas holds for a purge as for any state change; a
+	// shortfall is 503 and the deletion stands (its retry answers 404).
+	if err := s.Store.Replicated(ctx, p); err != nil {
+		return refs.Unavailable("waiting for Redis replicas", err)
+	}
 	s.logger().Info("mirror deleted", "project", string(p))
 	return nil
+}
+
+// deleteMissing is Delete's answer when reading the project failed with
+// err: for no such project, the records a removal whose purge failed left
+// behind are purged, and the answer is 404.
+func (s *Projects) deleteMissing(ctx context.Context, p refs.Project, err error) error {
+	if refs.IsProjectNotFound(err) {
+		if err := s.Store.PurgeProject(ctx, p); err != nil {
+			return refs.Unavailable("removing the pins' records", err)
+		}
+	}
+	return refs.FromGit(p, "reading project", err)
 }
 
 // Close stops the clones this process runs and waits for them; a stopped
