@@ -2,12 +2,14 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,6 +103,7 @@ func TestMirrorDeleteRacingPinsLeavesNoRecord(t *testing.T) {
 		var wg sync.WaitGroup
 		var ids sync.Map // pipeline ids some pin was sent for
 		statuses := make(chan int, 100000)
+		var failures sync.Map // body of each 500 answer
 		for range 8 {
 			wg.Add(1)
 			// Each client pins a few pipelines over and over: a repeated
@@ -114,6 +117,9 @@ func TestMirrorDeleteRacingPinsLeavesNoRecord(t *testing.T) {
 					ids.Store(id, true)
 					a := f.do(t, http.MethodPut, fmt.Sprintf("/api/v1/projects/mirrors%%2Fgh/pipelines/%d/ref", id), `{"sha": "`+f.upstream.First+`"}`)
 					statuses <- a.status
+					if a.status == http.StatusInternalServerError {
+						failures.Store(string(a.raw), true)
+					}
 					if a.status == http.StatusOK || a.status == http.StatusCreated {
 						pinned.Add(1)
 					}
@@ -150,10 +156,51 @@ func TestMirrorDeleteRacingPinsLeavesNoRecord(t *testing.T) {
 		}
 		if counts[http.StatusInternalServerError] > 0 {
 			t.Errorf("round %d: %d pins answered 500", round, counts[http.StatusInternalServerError])
+			failures.Range(func(k, _ any) bool { t.Logf("500 answer: %s", k); return true })
+			for _, line := range strings.Split(f.logs.String(), "\n") {
+				if strings.Contains(line, "status=500") || strings.Contains(line, "level=ERROR") {
+					t.Logf("server: %s", line)
+				}
+			}
 		}
 		if _, err := os.Stat(filepath.Join(f.root, "mirrors", "gh.git", "HEAD")); !os.IsNotExist(err) {
 			t.Fatalf("round %d: the mirror is still there (%v)", round, err)
 		}
+	}
+}
+
+// A pin that opened a mirror's repository before its DELETE reads the
+// mirror's record next (FetchForPin; HostKind for a pin by merge request):
+// once the DELETE has removed the mirror, that read says the project is
+// gone (404), never an untyped error (500). This is the step of
+// TestMirrorDeleteRacingPinsLeavesNoRecord that answered 500 under load,
+// taken one at a time.
+func TestMirrorPinStepsAfterDeleteAnswerProjectNotFound(t *testing.T) {
+	f := newMirrorFixture(t, time.Minute)
+	f.readyMirror(t, "github")
+	const project = refs.Project("mirrors/gh")
+	repo, err := f.projects.Repos.Open(project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.do(t, http.MethodDelete, mirrorPath, ""); a.status != http.StatusNoContent {
+		t.Fatalf("DELETE = %d %s", a.status, a.raw)
+	}
+	var gone *refs.ProjectNotFoundError
+	err = f.projects.FetchForPin(t.Context(), repo, refs.PinRequest{Project: project, PipelineID: 1, SHA: refs.ObjectID(f.upstream.First)}, "")
+	t.Logf("FetchForPin after the DELETE: %T %v", err, err)
+	if !errors.As(err, &gone) {
+		t.Errorf("FetchForPin on a deleted mirror = %T %v, want *refs.ProjectNotFoundError", err, err)
+	}
+	_, err = f.projects.HostKind(project)
+	t.Logf("HostKind after the DELETE: %T %v", err, err)
+	if !errors.As(err, &gone) {
+		t.Errorf("HostKind of a deleted mirror = %T %v, want *refs.ProjectNotFoundError", err, err)
+	}
+	err = f.projects.FetchMergeInputs(t.Context(), repo, project, nil)
+	t.Logf("FetchMergeInputs after the DELETE: %T %v", err, err)
+	if !errors.As(err, &gone) {
+		t.Errorf("FetchMergeInputs on a deleted mirror = %T %v, want *refs.ProjectNotFoundError", err, err)
 	}
 }
 

@@ -31,6 +31,8 @@ type mirrorFixture struct {
 	upstream *testdata.Upstream
 	creds    string
 	projects *mirrors.Projects
+	// logs is what the server logged (the causes of 5xx answers).
+	logs *testdata.LockedBuffer
 }
 
 const mirrorPath = "/api/v1/projects/mirrors%2Fgh"
@@ -90,6 +92,7 @@ func newMirrorFixture(t *testing.T, upstreamTimeout time.Duration, opts ...func(
 		upstream: u,
 		creds:    creds,
 		projects: projects,
+		logs:     logs,
 	}
 }
 

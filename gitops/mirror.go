@@ -464,13 +464,21 @@ func (r *Root) forget(name ProjectName, dir string) {
 }
 
 // FetchMirror fetches refspecs from the mirror's upstream into the mirror
-// in place, shared with concurrent callers (see Fetcher).
+// in place, shared with concurrent callers (see Fetcher). A mirror removed
+// meanwhile is *ProjectNotFoundError.
 func (f *Fetcher) FetchMirror(ctx context.Context, name ProjectName, up Upstream, refspecs []string) error {
 	path, err := f.Root.RepoPath(name)
 	if err != nil {
 		return err
 	}
-	return f.fetchShared(ctx, name, path, up, refspecs)
+	err = f.fetchShared(ctx, name, path, up, refspecs)
+	if bare, serr := isBareRepo(path); err != nil && serr == nil && !bare {
+		// Removed while it fetched (or since RepoPath remembered it):
+		// git's "not a git repository" is about the mirror, not the
+		// upstream.
+		return &ProjectNotFoundError{Project: name}
+	}
+	return err
 }
 
 // IsStaged reports whether name is a mirror whose first clone has not

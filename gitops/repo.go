@@ -125,8 +125,9 @@ func (r *Repo) withHandle(fn func(*handle) error) error {
 }
 
 // IsCommit checks that id names a commit in this repository. It answers
-// ObjectNotFoundError when the object is missing and NotCommitError when it is
-// a tree, blob or tag.
+// ObjectNotFoundError when the object is missing, NotCommitError when it is
+// a tree, blob or tag, and ProjectNotFoundError when the repository was
+// removed since it was opened.
 func (r *Repo) IsCommit(id ObjectID) error {
 	oid, err := git.NewOid(string(id))
 	if err != nil {
@@ -146,6 +147,12 @@ func (r *Repo) IsCommit(id ObjectID) error {
 			}
 		}
 		if isCode(err, git.ErrorCodeNotFound) {
+			// A handle opened before the repository was removed (a
+			// mirror's deletion renames it away) finds no object in
+			// it: the project is what is missing, not the commit.
+			if r.Gone() {
+				return &ProjectNotFoundError{Project: r.name}
+			}
 			return &ObjectNotFoundError{ID: id}
 		}
 		if err != nil {

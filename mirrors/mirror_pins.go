@@ -16,7 +16,7 @@ import (
 func (s *Projects) HostKind(p refs.Project) (refs.HostKind, error) {
 	pi, err := s.record(p)
 	if err != nil {
-		return "", refs.Unavailable("reading project", err)
+		return "", err
 	}
 	if !pi.Mirror {
 		return refs.HostGitLab, nil
@@ -36,7 +36,7 @@ func (s *Projects) HostKind(p refs.Project) (refs.HostKind, error) {
 func (s *Projects) FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p refs.Project, inputs []gitops.Revision) error {
 	pi, err := s.record(p)
 	if err != nil {
-		return refs.Unavailable("reading project", err)
+		return err
 	}
 	if !pi.Mirror {
 		return nil
@@ -70,7 +70,7 @@ func (s *Projects) FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p re
 func (s *Projects) FetchForPin(ctx context.Context, repo *gitops.Repo, req refs.PinRequest, mergeRef gitops.RefName) error {
 	pi, err := s.record(req.Project)
 	if err != nil {
-		return refs.Unavailable("reading project", err)
+		return err
 	}
 	if !pi.Mirror {
 		return nil
@@ -115,9 +115,16 @@ func notUpstream(err error) error {
 const recordTTL = time.Second
 
 // record is what the repos root says about p, read at most once per
-// recordTTL.
+// recordTTL, its failures in the domain's terms. A pin reads it after it
+// opened the repository, so a mirror deleted in between is found gone
+// here: *refs.ProjectNotFoundError (404), which refs.Unavailable alone
+// would pass on untyped (500); other failures are *refs.UnavailableError.
 func (s *Projects) record(p refs.Project) (gitops.ProjectInfo, error) {
-	return s.records.Get(p, recordTTL, func(gitops.ProjectInfo) (gitops.ProjectInfo, error) { return s.Repos.Project(p) })
+	pi, err := s.records.Get(p, recordTTL, func(gitops.ProjectInfo) (gitops.ProjectInfo, error) { return s.Repos.Project(p) })
+	if err != nil {
+		return gitops.ProjectInfo{}, refs.FromGit(p, "reading project", err)
+	}
+	return pi, nil
 }
 
 // fetch runs a shared fetch of refspecs into the mirror, its failures in
