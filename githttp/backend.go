@@ -147,7 +147,11 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	if b.body != nil {
 		cmd.Stdin = bytes.NewReader(b.body)
 	}
-	cmd.Stderr = &logWriter{logger: s.logger, project: b.project}
+	// git's stderr (upload-pack's progress when the client asked for no
+	// side-band, hundreds of lines per fetch) is kept bounded and logged
+	// once, only when git failed: a client must not be able to fill the log.
+	stderr := &gitexec.Stderr{}
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
@@ -173,7 +177,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	status, header, err := readCGIHeader(out)
 	if err != nil {
 		waitErr := finish(true)
-		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr)
+		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr, "stderr", stderr.String())
 		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: errors.Join(err, waitErr)}
 	}
 	if b.rewrite != nil && status == http.StatusOK {
@@ -183,6 +187,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 			rerr = waitErr
 		}
 		if rerr != nil {
+			s.logger.Warn("serving git", "project", b.project, "err", rerr, "stderr", stderr.String())
 			return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: rerr}
 		}
 		if whole, err = b.rewrite(whole); err != nil {
@@ -210,7 +215,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	written += headN
 	if waitErr := finish(copyErr != nil); copyErr != nil || waitErr != nil {
 		// The answer is on its way: only the log can tell.
-		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written)
+		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written, "stderr", stderr.String())
 	}
 	return status, written, nil
 }

@@ -462,16 +462,3 @@ func (m *metrics) gitBytes(project string, n int64) {
 		m.bytes.WithLabelValues(project).Add(float64(n))
 	}
 }
-
-// logWriter turns http-backend's stderr into log lines.
-type logWriter struct {
-	logger  *slog.Logger
-	project string
-}
-
-func (w *logWriter) Write(b []byte) (int, error) {
-	if msg := strings.TrimSpace(string(b)); msg != "" {
-		w.logger.Warn("git http-backend", "project", w.project, "stderr", msg)
-	}
-	return len(b), nil
-}
