@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/pktline"
@@ -143,6 +144,9 @@ func (b backendRun) args() []string {
 func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backendRun) (status int, written int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	dw := s.deadlined(w)
+	defer dw.clear()
+	w = dw
 	cmd := s.git.CommandWith(ctx, gitexec.Options{Dir: b.repoPath, Env: b.cgiEnv()}, b.args()...)
 	if b.body != nil {
 		cmd.Stdin = bytes.NewReader(b.body)
@@ -210,7 +214,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	}
 	written, copyErr := int64(0), headErr
 	if headErr == nil {
-		written, copyErr = streamTo(w, out)
+		written, copyErr = streamTo(dw, out)
 	}
 	written += headN
 	if waitErr := finish(copyErr != nil); copyErr != nil || waitErr != nil {
@@ -258,10 +262,63 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// DefaultWriteStall is how long one write of an answer may wait for a
+// client that reads nothing before the answer is cut.
+const DefaultWriteStall = 60 * time.Second
+
+// deadlineWriter bounds every write of an answer on the connection: a
+// client that stops reading makes a write fail after the stall (or at the
+// end of the whole answer's time, the git timeout), instead of blocking it
+// for as long as the connection stays open, and with it the run's
+// --max-git-http turn. The server itself sets no write deadline.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+	end   time.Time
+}
+
+// deadlined wraps w for one run: its answer ends within the git timeout.
+func (s *Server) deadlined(w http.ResponseWriter) *deadlineWriter {
+	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w),
+		stall: s.writeStall, end: time.Now().Add(s.Timeout())}
+}
+
+// arm sets the deadline of the next write. A writer that cannot take one
+// (not a connection of net/http) is written to as it is.
+func (d *deadlineWriter) arm() {
+	at := time.Now().Add(d.stall)
+	if at.After(d.end) {
+		at = d.end
+	}
+	_ = d.rc.SetWriteDeadline(at)
+}
+
+// clear lifts the deadline once the run is over: a kept-alive connection's
+// next request starts without it.
+func (d *deadlineWriter) clear() { _ = d.rc.SetWriteDeadline(time.Time{}) }
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	d.arm()
+	return d.ResponseWriter.Write(b)
+}
+
+// Flush sends what is buffered, under the same deadline.
+func (d *deadlineWriter) Flush() error {
+	d.arm()
+	if err := d.rc.Flush(); !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+// Unwrap lets a ResponseController reach the connection.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
 // streamTo copies git's body to w as it comes, flushing each piece so a
-// pack reaches the client while git writes it.
-func streamTo(w http.ResponseWriter, r io.Reader) (int64, error) {
-	flusher, _ := w.(http.Flusher)
+// pack reaches the client while git writes it. A flush that fails (the
+// client stopped reading) ends the copy.
+func streamTo(w *deadlineWriter, r io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var written int64
 	for {
@@ -272,8 +329,8 @@ func streamTo(w http.ResponseWriter, r io.Reader) (int64, error) {
 			if werr != nil {
 				return written, werr
 			}
-			if flusher != nil {
-				flusher.Flush()
+			if ferr := w.Flush(); ferr != nil {
+				return written, ferr
 			}
 		}
 		if err == io.EOF {

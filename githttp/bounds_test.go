@@ -1,12 +1,17 @@
 package githttp
 
 import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -39,5 +44,69 @@ func TestGitStderrDoesNotFloodTheLog(t *testing.T) {
 	}
 	if lines := strings.Count(logs.String(), "\n"); lines > 0 {
 		t.Errorf("one successful fetch wrote %d log lines, the first: %.200s", lines, logs.String())
+	}
+}
+
+// A client that asks for a pack and never reads it must not keep its
+// --max-git-http turn for as long as it keeps the connection open: a write
+// that makes no progress fails after the stall, and the whole answer ends
+// within the git timeout, whichever comes first; the turn goes with it.
+func TestClientThatStopsReadingGivesBackItsTurn(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		timeout time.Duration
+		stall   time.Duration
+	}{
+		{"write stalled", 10 * time.Minute, time.Second},
+		{"answer past the git timeout", 4 * time.Second, 10 * time.Minute},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, "", func(cfg *Config) {
+				cfg.MaxBackends = 1
+				cfg.QueueWait = time.Second
+				cfg.Timeout = c.timeout
+			})
+			f.server.writeStall = c.stall
+			big := make([]byte, 16<<20) // incompressible: more than the sockets hold
+			rand.Read(big)
+			sha := f.git.Commit(t, "big", map[string]string{"big.bin": string(big)}, "big")
+
+			host := strings.TrimPrefix(f.base, "http://")
+			conn, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+			body := fmt.Sprintf("%04xwant %s\n0000%04xdone\n", 4+len("want ")+40+1, sha, 4+len("done\n"))
+			req := "POST /git/group/app.git/git-upload-pack HTTP/1.1\r\nHost: " + host +
+				"\r\nAuthorization: Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+apiToken)) +
+				"\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: " +
+				fmt.Sprint(len(body)) + "\r\n\r\n" + body
+			if _, err := conn.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			line, _ := bufio.NewReaderSize(conn, 64).ReadString('\n')
+			if !strings.Contains(line, " 200 ") {
+				t.Fatalf("status line %q", line)
+			}
+			// Never read again; the connection stays open.
+			for wait := time.Now(); f.server.backends.InUse() != 0; time.Sleep(100 * time.Millisecond) {
+				if time.Since(wait) > 90*time.Second {
+					t.Fatalf("the turn is still held %s after the client stopped reading (stall %s, git timeout %s)",
+						time.Since(wait).Round(time.Second), c.stall, c.timeout)
+				}
+			}
+			r, _ := http.NewRequest("GET", f.base+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
+			r.SetBasicAuth("x", apiToken)
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("the next fetch: %d, want 200", resp.StatusCode)
+			}
+		})
 	}
 }

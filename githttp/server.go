@@ -104,6 +104,7 @@ type Server struct {
 	backends    *limits.Slots
 	queueWait   time.Duration
 	packCache   PackCache
+	writeStall  time.Duration // DefaultWriteStall; tests shorten it
 }
 
 // New builds the git mount. A git that cannot be found is an error now,
@@ -130,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		backends:    limits.NewSlots("runner fetches", cfg.MaxBackends),
 		queueWait:   cmp.Or(cfg.QueueWait, DefaultQueueWait),
 		packCache:   cfg.PackCache,
+		writeStall:  DefaultWriteStall,
 	}, nil
 }
 
