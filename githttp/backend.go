@@ -29,10 +29,17 @@ import (
 // from filling memory.
 const maxRequestBody = 32 << 20
 
+// bodyStep is how much of a body is read (and taken from the budget) at
+// a time.
+const bodyStep = 64 << 10
+
 // readBody reads a request body whole (up to the limit); a gzip body (git
 // compresses large negotiations) is inflated here, under the same limit,
-// and git gets it plain.
-func readBody(r *http.Request) ([]byte, error) {
+// and git gets it plain. What it holds is taken from the budget as it is
+// read, waited for until wait has passed (then 503: too many bodies at
+// once); held answers how much, for the caller to give back once the body
+// is no longer needed.
+func readBody(r *http.Request, budget *byteBudget, wait time.Duration) (body []byte, held int64, err error) {
 	var in io.Reader = http.NoBody
 	if r.Body != nil {
 		in = r.Body
@@ -42,25 +49,49 @@ func readBody(r *http.Request) ([]byte, error) {
 	case "gzip", "x-gzip":
 		z, err := gzip.NewReader(in)
 		if err != nil {
-			return nil, badRequest("reading gzip request body: %v", err)
+			return nil, 0, badRequest("reading gzip request body: %v", err)
 		}
 		defer z.Close()
 		in = z
 	default:
-		return nil, &Error{Status: http.StatusUnsupportedMediaType,
+		return nil, 0, &Error{Status: http.StatusUnsupportedMediaType,
 			Message: fmt.Sprintf("content encoding %q is not supported: use gzip or none", enc)}
 	}
-	body, err := io.ReadAll(io.LimitReader(in, maxRequestBody+1))
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time"}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	in = io.LimitReader(in, maxRequestBody+1)
+	for {
+		if err := budget.take(ctx, bodyStep); err != nil {
+			budget.give(held)
+			if r.Context().Err() != nil {
+				return nil, 0, err
+			}
+			return nil, 0, &Error{Status: http.StatusServiceUnavailable,
+				Message: "too many fetch requests being read at once; retry later"}
+		}
+		held += bodyStep
+		body = slices.Grow(body, bodyStep)
+		n, rerr := io.ReadFull(in, body[len(body):len(body)+bodyStep])
+		body = body[:len(body)+n]
+		// What was not read is given back; the capacity slices.Grow added
+		// beyond it is the price of reading in steps.
+		budget.give(int64(bodyStep - n))
+		held -= int64(bodyStep - n)
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			if len(body) > maxRequestBody {
+				budget.give(held)
+				return nil, 0, &http.MaxBytesError{Limit: maxRequestBody}
+			}
+			return body, held, nil
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			budget.give(held)
+			return nil, 0, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time"}
+		case rerr != nil:
+			budget.give(held)
+			return nil, 0, badRequest("reading request body: %v", rerr)
+		}
 	}
-	if err != nil {
-		return nil, badRequest("reading request body: %v", err)
-	}
-	if len(body) > maxRequestBody {
-		return nil, &http.MaxBytesError{Limit: maxRequestBody}
-	}
-	return body, nil
 }
 
 // backendRun is one request for git http-backend, as the server rebuilt

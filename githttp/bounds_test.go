@@ -2,6 +2,8 @@ package githttp
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -9,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,5 +112,72 @@ func TestClientThatStopsReadingGivesBackItsTurn(t *testing.T) {
 				t.Errorf("the next fetch: %d, want 200", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// Negotiations are read whole before a turn is taken: small gzip bodies
+// that inflate to the largest a request may send, many at once while every
+// turn is busy, must not hold memory beyond the bodies' budget. Those that
+// find none are answered 503 within the queue wait.
+func TestQueuedGzipBodiesHoldBoundedMemory(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) {
+		c.MaxBackends = 1
+		c.QueueWait = 5 * time.Second
+	})
+	release, err := f.server.backends.Acquire(t.Context()) // every turn busy
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var zbuf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestCompression)
+	zw.Write(make([]byte, maxRequestBody))
+	zw.Close()
+	bomb := zbuf.Bytes()
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 48
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	for range n {
+		wg.Go(func() {
+			r, _ := http.NewRequest("POST", f.base+"/git/group/app.git/git-upload-pack", bytes.NewReader(bomb))
+			r.SetBasicAuth("x", apiToken)
+			r.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+			r.Header.Set("Content-Encoding", "gzip")
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var peak uint64
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-time.After(50 * time.Millisecond):
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peak = max(peak, m.HeapInuse)
+	}
+	t.Logf("heap in use: %d MiB before, up to %d MiB while %d requests of %d KiB waited", before.HeapInuse>>20, peak>>20, n, len(bomb)>>10)
+	close(codes)
+	for c := range codes {
+		if c != http.StatusServiceUnavailable {
+			t.Errorf("a request queued behind a busy turn: %d, want 503", c)
+		}
+	}
+	if grew := int64(peak) - int64(before.HeapInuse); grew > 256<<20 {
+		t.Errorf("%d requests of %d KiB on the wire held up to %d MiB of server memory while queued for a turn (budget %d MiB)",
+			n, len(bomb)>>10, grew>>20, DefaultBodyBudget>>20)
 	}
 }
