@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/pktline"
@@ -28,10 +29,17 @@ import (
 // from filling memory.
 const maxRequestBody = 32 << 20
 
+// bodyStep is how much of a body is read (and taken from the budget) at
+// a time.
+const bodyStep = 64 << 10
+
 // readBody reads a request body whole (up to the limit); a gzip body (git
 // compresses large negotiations) is inflated here, under the same limit,
-// and git gets it plain.
-func readBody(r *http.Request) ([]byte, error) {
+// and git gets it plain. What it holds is taken from the budget as it is
+// read, waited for until wait has passed (then 503: too many bodies at
+// once); held answers how much, for the caller to give back once the body
+// is no longer needed.
+func readBody(r *http.Request, budget *byteBudget, wait time.Duration) (body []byte, held int64, err error) {
 	var in io.Reader = http.NoBody
 	if r.Body != nil {
 		in = r.Body
@@ -41,25 +49,49 @@ func readBody(r *http.Request) ([]byte, error) {
 	case "gzip", "x-gzip":
 		z, err := gzip.NewReader(in)
 		if err != nil {
-			return nil, badRequest("reading gzip request body: %v", err)
+			return nil, 0, badRequest("reading gzip request body: %v", err)
 		}
 		defer z.Close()
 		in = z
 	default:
-		return nil, &Error{Status: http.StatusUnsupportedMediaType,
+		return nil, 0, &Error{Status: http.StatusUnsupportedMediaType,
 			Message: fmt.Sprintf("content encoding %q is not supported: use gzip or none", enc)}
 	}
-	body, err := io.ReadAll(io.LimitReader(in, maxRequestBody+1))
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time"}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	in = io.LimitReader(in, maxRequestBody+1)
+	for {
+		if err := budget.take(ctx, bodyStep); err != nil {
+			budget.give(held)
+			if r.Context().Err() != nil {
+				return nil, 0, err
+			}
+			return nil, 0, &Error{Status: http.StatusServiceUnavailable,
+				Message: "too many fetch requests being read at once; retry later"}
+		}
+		held += bodyStep
+		body = slices.Grow(body, bodyStep)
+		n, rerr := io.ReadFull(in, body[len(body):len(body)+bodyStep])
+		body = body[:len(body)+n]
+		// What was not read is given back; the capacity slices.Grow added
+		// beyond it is the price of reading in steps.
+		budget.give(int64(bodyStep - n))
+		held -= int64(bodyStep - n)
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			if len(body) > maxRequestBody {
+				budget.give(held)
+				return nil, 0, &http.MaxBytesError{Limit: maxRequestBody}
+			}
+			return body, held, nil
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			budget.give(held)
+			return nil, 0, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time"}
+		case rerr != nil:
+			budget.give(held)
+			return nil, 0, badRequest("reading request body: %v", rerr)
+		}
 	}
-	if err != nil {
-		return nil, badRequest("reading request body: %v", err)
-	}
-	if len(body) > maxRequestBody {
-		return nil, &http.MaxBytesError{Limit: maxRequestBody}
-	}
-	return body, nil
 }
 
 // backendRun is one request for git http-backend, as the server rebuilt
@@ -143,11 +175,18 @@ func (b backendRun) args() []string {
 func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backendRun) (status int, written int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	dw := s.deadlined(w)
+	defer dw.clear()
+	w = dw
 	cmd := s.git.CommandWith(ctx, gitexec.Options{Dir: b.repoPath, Env: b.cgiEnv()}, b.args()...)
 	if b.body != nil {
 		cmd.Stdin = bytes.NewReader(b.body)
 	}
-	cmd.Stderr = &logWriter{logger: s.logger, project: b.project}
+	// git's stderr (upload-pack's progress when the client asked for no
+	// side-band, hundreds of lines per fetch) is kept bounded and logged
+	// once, only when git failed: a client must not be able to fill the log.
+	stderr := &gitexec.Stderr{}
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
@@ -173,7 +212,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	status, header, err := readCGIHeader(out)
 	if err != nil {
 		waitErr := finish(true)
-		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr)
+		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr, "stderr", stderr.String())
 		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: errors.Join(err, waitErr)}
 	}
 	if b.rewrite != nil && status == http.StatusOK {
@@ -183,6 +222,7 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 			rerr = waitErr
 		}
 		if rerr != nil {
+			s.logger.Warn("serving git", "project", b.project, "err", rerr, "stderr", stderr.String())
 			return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: rerr}
 		}
 		if whole, err = b.rewrite(whole); err != nil {
@@ -205,12 +245,12 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	}
 	written, copyErr := int64(0), headErr
 	if headErr == nil {
-		written, copyErr = streamTo(w, out)
+		written, copyErr = streamTo(dw, out)
 	}
 	written += headN
 	if waitErr := finish(copyErr != nil); copyErr != nil || waitErr != nil {
 		// The answer is on its way: only the log can tell.
-		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written)
+		s.logger.Warn("serving git", "project", b.project, "err", errors.Join(copyErr, waitErr), "bytes", written, "stderr", stderr.String())
 	}
 	return status, written, nil
 }
@@ -253,10 +293,63 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// DefaultWriteStall is how long one write of an answer may wait for a
+// client that reads nothing before the answer is cut.
+const DefaultWriteStall = 60 * time.Second
+
+// deadlineWriter bounds every write of an answer on the connection: a
+// client that stops reading makes a write fail after the stall (or at the
+// end of the whole answer's time, the git timeout), instead of blocking it
+// for as long as the connection stays open, and with it the run's
+// --max-git-http turn. The server itself sets no write deadline.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+	end   time.Time
+}
+
+// deadlined wraps w for one run: its answer ends within the git timeout.
+func (s *Server) deadlined(w http.ResponseWriter) *deadlineWriter {
+	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w),
+		stall: s.writeStall, end: time.Now().Add(s.Timeout())}
+}
+
+// arm sets the deadline of the next write. A writer that cannot take one
+// (not a connection of net/http) is written to as it is.
+func (d *deadlineWriter) arm() {
+	at := time.Now().Add(d.stall)
+	if at.After(d.end) {
+		at = d.end
+	}
+	_ = d.rc.SetWriteDeadline(at)
+}
+
+// clear lifts the deadline once the run is over: a kept-alive connection's
+// next request starts without it.
+func (d *deadlineWriter) clear() { _ = d.rc.SetWriteDeadline(time.Time{}) }
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	d.arm()
+	return d.ResponseWriter.Write(b)
+}
+
+// Flush sends what is buffered, under the same deadline.
+func (d *deadlineWriter) Flush() error {
+	d.arm()
+	if err := d.rc.Flush(); !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+// Unwrap lets a ResponseController reach the connection.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
 // streamTo copies git's body to w as it comes, flushing each piece so a
-// pack reaches the client while git writes it.
-func streamTo(w http.ResponseWriter, r io.Reader) (int64, error) {
-	flusher, _ := w.(http.Flusher)
+// pack reaches the client while git writes it. A flush that fails (the
+// client stopped reading) ends the copy.
+func streamTo(w *deadlineWriter, r io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var written int64
 	for {
@@ -267,8 +360,8 @@ func streamTo(w http.ResponseWriter, r io.Reader) (int64, error) {
 			if werr != nil {
 				return written, werr
 			}
-			if flusher != nil {
-				flusher.Flush()
+			if ferr := w.Flush(); ferr != nil {
+				return written, ferr
 			}
 		}
 		if err == io.EOF {

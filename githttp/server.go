@@ -52,6 +52,11 @@ type Config struct {
 	// QueueWait is how long a request waits for a turn. Zero:
 	// DefaultQueueWait.
 	QueueWait time.Duration
+	// BodyBudget bounds the bytes of fetch negotiations held at once
+	// (read whole, inflated) while they wait for a turn or are served; a
+	// request that finds none within QueueWait is answered 503. Zero:
+	// DefaultBodyBudget.
+	BodyBudget int64
 	// PackCache, when set, shares pack generations among identical
 	// fetches (package packcache). Nil: every fetch runs its own.
 	PackCache PackCache
@@ -104,6 +109,8 @@ type Server struct {
 	backends    *limits.Slots
 	queueWait   time.Duration
 	packCache   PackCache
+	writeStall  time.Duration // DefaultWriteStall; tests shorten it
+	bodies      *byteBudget
 }
 
 // New builds the git mount. A git that cannot be found is an error now,
@@ -130,6 +137,8 @@ func New(cfg Config) (*Server, error) {
 		backends:    limits.NewSlots("runner fetches", cfg.MaxBackends),
 		queueWait:   cmp.Or(cfg.QueueWait, DefaultQueueWait),
 		packCache:   cfg.PackCache,
+		writeStall:  DefaultWriteStall,
+		bodies:      newByteBudget(cmp.Or(cfg.BodyBudget, DefaultBodyBudget)),
 	}, nil
 }
 
@@ -354,9 +363,14 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	var hookEnv []string
 	wantedRef := false
 	if svc == uploadPack {
-		if body, err = readBody(r); err != nil {
+		var held int64
+		if body, held, err = readBody(r, s.bodies, s.queueWait); err != nil {
+			if isBusy(err) {
+				s.metrics.fetch(label, "busy")
+			}
 			return err
 		}
+		defer s.bodies.give(held)
 		if scope != nil {
 			if body, wantedRef, err = allowed.filter(version, body); err != nil {
 				s.metrics.fetch(label, "refused")
@@ -411,6 +425,12 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// isBusy reports whether err is a 503 of the mount's own bounds.
+func isBusy(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusServiceUnavailable
+}
+
 // mayPack reports whether an upload-pack request may end in a pack: any
 // v0 request, a v2 fetch (not ls-refs, which every v2 fetch sends first).
 func mayPack(version int, body []byte) bool {
@@ -461,17 +481,4 @@ func (m *metrics) gitBytes(project string, n int64) {
 	if n > 0 {
 		m.bytes.WithLabelValues(project).Add(float64(n))
 	}
-}
-
-// logWriter turns http-backend's stderr into log lines.
-type logWriter struct {
-	logger  *slog.Logger
-	project string
-}
-
-func (w *logWriter) Write(b []byte) (int, error) {
-	if msg := strings.TrimSpace(string(b)); msg != "" {
-		w.logger.Warn("git http-backend", "project", w.project, "stderr", msg)
-	}
-	return len(b), nil
 }
