@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -151,6 +153,7 @@ func New(cfg Config) (http.Handler, error) {
 	e.IPExtractor = func(r *http.Request) string { return clientAddr(r, trusted) }
 	// Before routing: a request to no route has its body bounded too.
 	e.Pre(bodyDeadline(cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout), git.Timeout()))
+	e.Pre(boundRequestID)
 	e.Use(middleware.RequestID())
 	e.Use(requestLogger(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -226,10 +229,39 @@ func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
 				level = slog.LevelDebug
 			}
 			logger.Log(c.Request().Context(), level, "request",
-				"method", c.Request().Method, "path", c.Request().URL.Path, "route", c.Path(), "status", status,
+				"method", c.Request().Method, "path", loggedPath(c.Request().URL.Path), "route", c.Path(), "status", status,
 				"duration_ms", time.Since(start).Milliseconds(), "remote", c.RealIP(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 			return err
 		}
 	}
+}
+
+// requestIDPattern is a client's X-Request-ID that is kept (echoed and
+// logged): short, of safe characters. Any other is replaced by a generated
+// one, so a request with no token cannot make the log hold what it sends.
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// boundRequestID drops a client's X-Request-ID that requestIDPattern
+// refuses, before echo's RequestID takes it.
+func boundRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !requestIDPattern.MatchString(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+// maxLoggedPath is how much of a request's path a log line keeps.
+const maxLoggedPath = 512
+
+// loggedPath is a request's path as a log line keeps it: at most
+// maxLoggedPath bytes, with how much was left out.
+func loggedPath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	return fmt.Sprintf("%s…(%d more bytes)", p[:maxLoggedPath], len(p)-maxLoggedPath)
 }
