@@ -39,14 +39,8 @@ func newIDFixture(t *testing.T) *idFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeRaw(t, path, body)
-	logs := &testdata.LockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	file := &access.File{Path: path, Logger: logger}
-	if err := file.Load(); err != nil {
-		t.Fatal(err)
-	}
-	v := &idtoken.Verifier{Identities: file.Identities, Logger: logger, RetryDiscovery: 100 * time.Millisecond}
+	file, v, logs := loadAccess(t, path, body)
+	v.RetryDiscovery = 100 * time.Millisecond
 	m := newMirrorFixture(t, 30*time.Second, func(cfg *api.Config) { cfg.Access, cfg.IDTokens = file, v })
 	other := testdata.NewBareRepo(t, m.root, "other/lib")
 	sha := other.Commit(t, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
@@ -196,14 +190,7 @@ func TestIDTokenVerifiedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeRaw(t, path, body)
-	logs := &testdata.LockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	file := &access.File{Path: path, Logger: logger}
-	if err := file.Load(); err != nil {
-		t.Fatal(err)
-	}
-	v := &idtoken.Verifier{Identities: file.Identities, Logger: logger}
+	file, v, logs := loadAccess(t, path, body)
 	f := newFixture(t, func(cfg *api.Config) {
 		cfg.Access, cfg.IDTokens = file, v
 		cfg.TokenLimit = api.RateLimit{Rate: 0.001, Burst: 1}
@@ -334,4 +321,18 @@ func TestIDTokenFetch(t *testing.T) {
 	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("forged ID token on /git/ = %d, want 401 with a challenge", resp.StatusCode)
 	}
+}
+
+// loadAccess writes body as the access file at path and loads it, with a
+// verifier of its identities; both log into the buffer answered.
+func loadAccess(t *testing.T, path string, body []byte) (*access.File, *idtoken.Verifier, *testdata.LockedBuffer) {
+	t.Helper()
+	writeRaw(t, path, body)
+	logs := &testdata.LockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	file := &access.File{Path: path, Logger: logger}
+	if err := file.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return file, &idtoken.Verifier{Identities: file.Identities, Logger: logger}, logs
 }
