@@ -386,13 +386,7 @@ const suspectFor = time.Minute
 // probeFirst reports whether a batch into dir probes before it fetches:
 // it has more than one caller's SHAs and dir met a missing SHA lately.
 func (f *Fetcher) probeFirst(dir string, b *fetchBatch) bool {
-	withSHA := 0
-	for _, specs := range b.wants {
-		if slices.ContainsFunc(specs, func(spec string) bool { _, err := ParseObjectID(spec); return err == nil }) {
-			withSHA++
-		}
-	}
-	if withSHA < 2 {
+	if b.callersWithSHA() < 2 {
 		return false
 	}
 	f.mu.Lock()
@@ -403,6 +397,30 @@ func (f *Fetcher) probeFirst(dir string, b *fetchBatch) bool {
 		return false
 	}
 	return ok
+}
+
+// callersWithSHA counts the wants of the batch that name a SHA: a batch of
+// several such callers is where one caller's missing SHA can fail another's
+// fetch.
+func (b *fetchBatch) callersWithSHA() int {
+	n := 0
+	for _, specs := range b.wants {
+		if len(b.shasOf(specs)) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// shasOf answers the refspecs that are SHAs.
+func (b *fetchBatch) shasOf(specs []string) []string {
+	var shas []string
+	for _, spec := range specs {
+		if _, err := ParseObjectID(spec); err == nil {
+			shas = append(shas, spec)
+		}
+	}
+	return shas
 }
 
 // markSuspect makes dir's batches probe first for a while.
@@ -608,9 +626,13 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 // the upstream cannot be asked, or that fetch still names a missing ref,
 // every remaining caller's own refspecs are fetched at once, each list in a
 // fetch of its own. Either way one caller's missing SHAs cost another a
-// bounded number of upstream round trips, however many of them share the
-// batch: three (the failed fetch, a cheap probe, the fetch), and two while
-// missing SHAs keep coming (probeFirst: the probe, then the fetch).
+// bounded number of upstream round trips in a row, however many of them
+// share the batch: two. A batch of several callers' SHAs asks the probe
+// alongside its fetch (probeAlong), so a fetch that fails has its answer
+// at hand (the failed fetch with the probe, then the fetch); while missing
+// SHAs keep coming it probes first (probeFirst: the probe, then the fetch).
+// The probe alongside costs the upstream one cheap request per such batch
+// and is stopped when the fetch succeeds.
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	b.rounds = make([]int, len(b.wants))
 	rest := seq(len(b.wants))
@@ -618,10 +640,15 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	// While missing SHAs keep coming (a caller sending bogus ones), a
 	// batch of several callers asks first, saving the fetch that would
 	// fail.
-	probeFirst := f.probeFirst(dir, b)
-	if !probeFirst {
+	var along <-chan probeAnswer
+	if !f.probeFirst(dir, b) {
 		for i := range b.rounds {
 			b.rounds[i] = 1
+		}
+		if b.callersWithSHA() > 1 {
+			alongCtx, stop := context.WithCancel(ctx)
+			defer stop() // the fetch succeeded, or the answer is read
+			along = f.probeAlong(alongCtx, dir, b, rest)
 		}
 		err := f.Root.fetch(ctx, dir, b.up, b.refspecs, &b.waitingTurn)
 		var missing *UpstreamRefNotFoundError
@@ -640,7 +667,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	}
 	b.split = true
 	var missing *UpstreamRefNotFoundError
-	if probed, ok := f.setAsideAbsent(ctx, dir, b, rest); ok {
+	if probed, ok := f.setAsideAbsent(ctx, dir, b, rest, along); ok {
 		rest = probed
 		if len(rest) == 0 {
 			return
@@ -698,34 +725,59 @@ func (b *fetchBatch) without(ref string, err error, idx []int) []int {
 	return rest
 }
 
-// setAsideAbsent asks the upstream in one round which SHAs of the wants at
-// idx it has, sets aside those it lacks, and answers the wants that ask
-// for none of them. ok is false when the upstream could not be asked.
-func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch, idx []int) (rest []int, ok bool) {
+// probeAnswer is what the upstream said of which SHAs it has.
+type probeAnswer struct {
+	present map[string]bool
+	err     error
+}
+
+// probeAlong asks the upstream which SHAs of the wants at idx it has, while
+// the batch's fetch runs: its answer is at hand if that fetch fails on a
+// missing SHA. ctx ends it when the fetch needs no answer.
+func (f *Fetcher) probeAlong(ctx context.Context, dir string, b *fetchBatch, idx []int) <-chan probeAnswer {
 	var shas []string
 	for _, i := range idx {
-		for _, spec := range b.wants[i] {
-			if _, err := ParseObjectID(spec); err == nil {
-				shas = append(shas, spec)
-			}
-		}
+		shas = append(shas, b.shasOf(b.wants[i])...)
+	}
+	answer := make(chan probeAnswer, 1)
+	go func() {
+		present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
+		answer <- probeAnswer{present, err}
+	}()
+	return answer
+}
+
+// setAsideAbsent sets aside the wants at idx naming a SHA the upstream
+// lacks and answers the others. It asks the upstream in one more round
+// which SHAs it has, or takes the answer of a probe asked alongside the
+// fetch that failed (along; it asked of a superset of idx's SHAs). ok is
+// false when the upstream could not be asked.
+func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch, idx []int, along <-chan probeAnswer) (rest []int, ok bool) {
+	var shas []string
+	for _, i := range idx {
+		shas = append(shas, b.shasOf(b.wants[i])...)
 	}
 	if len(shas) == 0 {
 		return idx, true
 	}
-	for _, i := range idx {
-		b.rounds[i]++
+	var answer probeAnswer
+	if along != nil {
+		answer = <-along
+	} else {
+		for _, i := range idx {
+			b.rounds[i]++
+		}
+		answer.present, answer.err = f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
 	}
-	present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
-	if err != nil {
-		if !errors.Is(err, ErrProbeUnsupported) {
-			f.Root.logger().Warn("asking the upstream which objects it has", "upstream", b.up.URL, "err", err)
+	if answer.err != nil {
+		if !errors.Is(answer.err, ErrProbeUnsupported) {
+			f.Root.logger().Warn("asking the upstream which objects it has", "upstream", b.up.URL, "err", answer.err)
 		}
 		return idx, false
 	}
 	rest = idx
 	for _, sha := range shas {
-		if !present[sha] {
+		if !answer.present[sha] {
 			rest = b.without(sha, &UpstreamRefNotFoundError{Upstream: b.up.URL, Ref: sha}, rest)
 		}
 	}
