@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -252,6 +254,12 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			if h.Get(echo.HeaderWWWAuthenticate) == "" {
 				h.Set(echo.HeaderWWWAuthenticate, `Bearer realm="refkeeper"`)
 			}
+		}
+		// A failed mirror's pin says when its clone may be tried again,
+		// whatever the status of its failure.
+		var later *mirrors.RetryLaterError
+		if errors.As(err, &later) && later.Wait > 0 {
+			h.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(later.Wait.Seconds())), 10))
 		}
 		body := errorBody{Error: errorDetail{Code: he.Code, Message: he.Message}}
 		if he.Conflicts != nil {

@@ -9,12 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/refkeeper/refkeeper/api"
+	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -249,4 +253,250 @@ func TestMirrorRegistrationsRacingDeleteAndEachOther(t *testing.T) {
 			t.Fatalf("round %d: GET after the final DELETE: %d %s, want 404", round, a.status, a.raw)
 		}
 	}
+}
+
+// Pins cannot make the service hammer a failed mirror's upstream with its
+// credential: after the first pin's retry, pins within the retry step
+// answer the recorded failure (same status and code) with the seconds left
+// in Retry-After and ask the upstream nothing; a second Projects on the
+// same repos root (a replica) keeps the same pace; once the step has
+// passed the next pin tries again; a PUT of the mirror starts the pace
+// over, and so does a fixed credential in the credentials file.
+func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
+	const pinPath = "/api/v1/projects/mirrors%2Fgh/pipelines/1/ref"
+	const project = refs.Project("mirrors/gh")
+	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
+	// replica is another process's view of the same repos root, with a
+	// step of its own.
+	replica := func(step time.Duration) *mirrors.Projects {
+		policy, err := mirrors.ParseUpstreamPolicy(testdata.LoopbackUpstreams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := &gitops.Root{Dir: f.root}
+		p := &mirrors.Projects{Policy: policy, Repos: root, Fetcher: &gitops.Fetcher{Root: root},
+			Store: f.projects.Store, Credentials: &mirrors.CredentialFile{Path: f.creds}, RetryStep: step}
+		t.Cleanup(p.Close)
+		return p
+	}
+	pin := func(what string) answer {
+		t.Helper()
+		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
+		t.Logf("%s: %d Retry-After %q %s", what, a.status, a.header.Get("Retry-After"), a.raw)
+		return a
+	}
+	retryAfter := func(a answer) int {
+		n, err := strconv.Atoi(a.header.Get("Retry-After"))
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	writeCredentials(t, f.creds, f.upstream, "wrong-password")
+	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
+		t.Fatalf("PUT: %d %s", a.status, a.raw)
+	}
+	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
+	}
+
+	refused := f.upstream.Refused()
+	a := pin("first pin on the failed mirror")
+	if a.status != http.StatusBadGateway || a.errCode() != "upstream_rejected" {
+		t.Fatalf("first pin: %d %s, want 502 upstream_rejected", a.status, a.raw)
+	}
+	if f.upstream.Refused() == refused {
+		t.Fatalf("the first pin did not try the clone again")
+	}
+	if n := retryAfter(a); n != 3600 {
+		t.Errorf("first pin's Retry-After = %q, want 3600 (the step)", a.header.Get("Retry-After"))
+	}
+	want := a.errMessage()
+
+	refused = f.upstream.Refused()
+	var wg sync.WaitGroup
+	answers := make([]answer, 10)
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
+		}()
+	}
+	wg.Wait()
+	t.Logf("10 pins within the step: upstream refused %d more requests; one answered %d Retry-After %q %s",
+		f.upstream.Refused()-refused, answers[0].status, answers[0].header.Get("Retry-After"), answers[0].raw)
+	if got := f.upstream.Refused() - refused; got != 0 {
+		t.Errorf("10 pins within the step made %d upstream requests, want 0", got)
+	}
+	for _, a := range answers {
+		if a.status != http.StatusBadGateway || a.errCode() != "upstream_rejected" || a.errMessage() != want {
+			t.Errorf("pin within the step: %d %s, want 502 upstream_rejected %q", a.status, a.raw, want)
+		}
+		if n := retryAfter(a); n < 1 || n > 3600 {
+			t.Errorf("pin within the step: Retry-After %q, want 1..3600", a.header.Get("Retry-After"))
+		}
+	}
+	if a := f.do(t, http.MethodGet, pinPath, ""); a.status != http.StatusNotFound {
+		t.Errorf("a paced pin left something: %d %s", a.status, a.raw)
+	}
+
+	// Another replica with the same step keeps the recorded pace.
+	err := replica(time.Hour).CloneForPin(t.Context(), project)
+	var later *mirrors.RetryLaterError
+	var rejected *mirrors.UpstreamRejectedError
+	t.Logf("replica's pin within the step: %T %v", err, err)
+	if !errors.As(err, &later) || !errors.As(err, &rejected) || later.Wait <= 0 {
+		t.Errorf("replica's pin within the step = %T %v, want *RetryLaterError of *UpstreamRejectedError", err, err)
+	}
+	if got := f.upstream.Refused() - refused; got != 0 {
+		t.Errorf("the replica's pin within the step made %d upstream requests, want 0", got)
+	}
+
+	// Once the step has passed (a replica whose step is short), the next
+	// pin tries again.
+	err = replica(time.Nanosecond).CloneForPin(t.Context(), project)
+	t.Logf("pin after the step: %T %v; upstream refused %d more", err, err, f.upstream.Refused()-refused)
+	if !errors.As(err, &rejected) {
+		t.Errorf("pin after the step = %T %v, want *UpstreamRejectedError", err, err)
+	}
+	if f.upstream.Refused() == refused {
+		t.Errorf("the pin after the step did not try the clone again")
+	}
+	refused = f.upstream.Refused()
+	if a := pin("pin within the doubled step"); a.status != http.StatusBadGateway || retryAfter(a) <= 3600 {
+		t.Errorf("pin after the second retry: %d Retry-After %q, want 502 with more than 3600 (2 h step)", a.status, a.header.Get("Retry-After"))
+	}
+	if got := f.upstream.Refused() - refused; got != 0 {
+		t.Errorf("a pin within the doubled step made %d upstream requests, want 0", got)
+	}
+
+	// A PUT of the mirror starts over: its own clone, then a pin tries at once.
+	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
+		t.Fatalf("PUT again: %d %s", a.status, a.raw)
+	}
+	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
+	}
+	refused = f.upstream.Refused()
+	if a := pin("pin after a PUT"); a.status != http.StatusBadGateway || f.upstream.Refused() == refused {
+		t.Errorf("pin after a PUT: %d, upstream refused %d more; want 502 after a new try", a.status, f.upstream.Refused()-refused)
+	}
+
+	// The credential fixed in the file: the next pin tries at once.
+	writeCredentials(t, f.creds, f.upstream, testdata.UpstreamPassword)
+	if a := pin("pin once the credential is right"); a.status != http.StatusCreated || a.body["sha"] != f.upstream.First {
+		t.Fatalf("pin once the credential is right: %d %s, want 201", a.status, a.raw)
+	}
+	if a := f.do(t, http.MethodGet, mirrorPath, ""); a.body["state"] != "ready" {
+		t.Errorf("after the pin's clone: %s, want ready", a.raw)
+	}
+}
+
+// A SHA the upstream just said it lacks is answered so again (422
+// commit_not_found, the same message) without asking the upstream, for the
+// Fetcher's MissingFor; once a pin by merge request brought it, a pin finds
+// it; a PUT of the mirror asks again at once; after the window the
+// upstream is asked again.
+func TestMirrorPinsOfMissingSHAAskTheUpstreamOnce(t *testing.T) {
+	// unborn makes a commit the upstream does not have yet, in a clone of
+	// its own, and answers it with a push that gives it to the upstream
+	// under ref.
+	unborn := func(t *testing.T, u *testdata.Upstream, n int) (sha string, push func(ref string)) {
+		t.Helper()
+		work := filepath.Join(t.TempDir(), "work")
+		run := func(args ...string) string {
+			t.Helper()
+			cmd := exec.Command("git", args...)
+			cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+				"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		run("clone", "-q", u.Path(), work)
+		run("-C", work, "commit", "-q", "--allow-empty", "-m", fmt.Sprint("not upstream yet ", n))
+		return run("-C", work, "rev-parse", "HEAD"), func(ref string) { run("-C", work, "push", "-q", "-f", u.Path(), "HEAD:"+ref) }
+	}
+	requests := func(u *testdata.Upstream) int { return u.Fetches() + u.UploadPackPosts() }
+	pinPath := func(id int) string { return fmt.Sprintf("/api/v1/projects/mirrors%%2Fgh/pipelines/%d/ref", id) }
+
+	t.Run("within the window", func(t *testing.T) {
+		f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).Fetcher.MissingFor = time.Hour })
+		f.readyMirror(t, "gitlab")
+		sha, push := unborn(t, f.upstream, 1)
+		before := requests(f.upstream)
+		a := f.do(t, http.MethodPut, pinPath(1), `{"sha": "`+sha+`"}`)
+		t.Logf("first pin of a SHA the upstream lacks: %d %s; %d upstream requests", a.status, a.raw, requests(f.upstream)-before)
+		if a.status != http.StatusUnprocessableEntity || a.errCode() != "commit_not_found" {
+			t.Fatalf("first pin of a missing SHA: %d %s, want 422 commit_not_found", a.status, a.raw)
+		}
+		if requests(f.upstream) == before {
+			t.Fatalf("the first pin of a missing SHA did not ask the upstream")
+		}
+		want := a.errMessage()
+		before = requests(f.upstream)
+		var wg sync.WaitGroup
+		answers := make([]answer, 8)
+		for i := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers[i] = f.do(t, http.MethodPut, pinPath(2+i), `{"sha": "`+sha+`"}`)
+			}()
+		}
+		wg.Wait()
+		t.Logf("8 more pins of it: %d upstream requests; one answered %d %s", requests(f.upstream)-before, answers[0].status, answers[0].raw)
+		for _, a := range answers {
+			if a.status != http.StatusUnprocessableEntity || a.errCode() != "commit_not_found" || a.errMessage() != want {
+				t.Errorf("pin of a SHA missing upstream: %d %s, want 422 commit_not_found %q", a.status, a.raw, want)
+			}
+		}
+		if got := requests(f.upstream) - before; got != 0 {
+			t.Errorf("8 pins of a SHA the upstream just lacked made %d upstream requests, want 0", got)
+		}
+
+		// Pushed upstream, it is still answered from what was heard ...
+		push("refs/merge-requests/1/merge")
+		if a := f.do(t, http.MethodPut, pinPath(20), `{"sha": "`+sha+`"}`); a.status != http.StatusUnprocessableEntity || requests(f.upstream) != before {
+			t.Errorf("pin within the window after the push: %d %s, %d upstream requests; want 422 from memory", a.status, a.raw, requests(f.upstream)-before)
+		}
+		// ... until a pin that fetches it brings it.
+		if a := f.do(t, http.MethodPut, pinPath(21), `{"merge_request_iid": 1}`); a.status != http.StatusCreated || a.body["sha"] != sha {
+			t.Fatalf("pin by merge request: %d %s, want 201 at %s", a.status, a.raw, sha)
+		}
+		if a := f.do(t, http.MethodPut, pinPath(22), `{"sha": "`+sha+`"}`); a.status != http.StatusCreated {
+			t.Errorf("pin of the SHA another pin fetched: %d %s, want 201", a.status, a.raw)
+		}
+
+		// A PUT of the mirror forgets what the upstream lacked.
+		sha2, push2 := unborn(t, f.upstream, 2)
+		if a := f.do(t, http.MethodPut, pinPath(30), `{"sha": "`+sha2+`"}`); a.status != http.StatusUnprocessableEntity {
+			t.Fatalf("pin of a missing SHA: %d %s, want 422", a.status, a.raw)
+		}
+		push2("refs/heads/later")
+		if a := f.do(t, http.MethodPut, pinPath(31), `{"sha": "`+sha2+`"}`); a.status != http.StatusUnprocessableEntity {
+			t.Errorf("pin within the window after the push: %d %s, want 422 from memory", a.status, a.raw)
+		}
+		if a := f.register(t, "gitlab"); a.status != http.StatusOK {
+			t.Fatalf("PUT of the mirror: %d %s", a.status, a.raw)
+		}
+		if a := f.do(t, http.MethodPut, pinPath(32), `{"sha": "`+sha2+`"}`); a.status != http.StatusCreated {
+			t.Errorf("pin after a PUT of the mirror: %d %s, want 201", a.status, a.raw)
+		}
+	})
+	t.Run("after the window", func(t *testing.T) {
+		f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).Fetcher.MissingFor = time.Nanosecond })
+		f.readyMirror(t, "gitlab")
+		sha, push := unborn(t, f.upstream, 3)
+		if a := f.do(t, http.MethodPut, pinPath(1), `{"sha": "`+sha+`"}`); a.status != http.StatusUnprocessableEntity {
+			t.Fatalf("pin of a missing SHA: %d %s, want 422", a.status, a.raw)
+		}
+		push("refs/heads/later")
+		if a := f.do(t, http.MethodPut, pinPath(2), `{"sha": "`+sha+`"}`); a.status != http.StatusCreated {
+			t.Errorf("pin after the window, the SHA pushed: %d %s, want 201", a.status, a.raw)
+		}
+	})
 }

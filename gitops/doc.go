@@ -58,8 +58,14 @@
 // across processes too, given a FetchLease, lease.go). A shared fetch that
 // meets a SHA the upstream lacks asks the upstream once which of the others
 // it has (probe.go: a protocol v2 request of "have" lines through git's own
-// remote helper) instead of retrying one SHA at a time. A mirror's record is
-// written under its lock (LockMirror, mirror_lock.go). Every request to an
+// remote helper) instead of retrying one SHA at a time; a SHA the upstream
+// lacks is answered so without asking again for Fetcher.MissingFor (15 s),
+// per process and directory, until a fetch brings it or ForgetMissing (a
+// mirror's PUT or DELETE). A mirror's record is
+// written under its lock (LockMirror, mirror_lock.go); it also keeps, for a
+// failed first clone, the kind of failure, how many retries followed and
+// when the last failed (StagedRecord), which package mirrors paces pins'
+// retries by. Every request to an
 // upstream (a fetch, a probe) waits for a turn among Root.UpstreamFetches,
 // is refused below Root.DiskFloor and stopped when the free space drops
 // below it (package limits); fetches run under their caller's deadline

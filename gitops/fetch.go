@@ -377,6 +377,124 @@ type Fetcher struct {
 	// the upstream which SHAs it has before they fetch: one of its fetches
 	// lately met a SHA the upstream lacks (see runBatch).
 	suspect map[string]time.Time
+	// MissingFor is how long a SHA the upstream just said it lacks is
+	// answered so without asking again (see absentSHA). Zero:
+	// DefaultMissingFor.
+	MissingFor time.Duration
+	// absent holds, by repository directory and SHA, the SHAs the upstream
+	// lately said it lacks: when that was, and the error it gave.
+	absent map[absentKey]absentSHA
+}
+
+// DefaultMissingFor is how long a SHA the upstream lacks is remembered so.
+const DefaultMissingFor = 15 * time.Second
+
+// maxAbsent bounds what the Fetcher remembers of missing SHAs: beyond it,
+// the ones remembered longest ago go first, and a SHA not remembered is
+// simply asked again.
+const maxAbsent = 4096
+
+type absentKey struct{ dir, sha string }
+
+type absentSHA struct {
+	at  time.Time
+	err error
+}
+
+func (f *Fetcher) missingFor() time.Duration {
+	if f.MissingFor > 0 {
+		return f.MissingFor
+	}
+	return DefaultMissingFor
+}
+
+// knownAbsent answers the error the upstream gave for a SHA among refspecs
+// within MissingFor, nil when there is none. A caller asking for it again
+// is answered at once, without joining a batch: one caller repeating a SHA
+// the upstream does not have makes the upstream no new request, and no
+// other caller's fetch carries it.
+func (f *Fetcher) knownAbsent(dir string, refspecs []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, spec := range refspecs {
+		if a, ok := f.absent[absentKey{dir, spec}]; ok {
+			if time.Since(a.at) < f.missingFor() {
+				return a.err
+			}
+			delete(f.absent, absentKey{dir, spec})
+		}
+	}
+	return nil
+}
+
+// noteAbsent remembers the SHAs a batch into dir found missing upstream,
+// and forgets those it fetched.
+func (f *Fetcher) noteAbsent(dir string, b *fetchBatch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, want := range b.wants {
+		if b.outcome(i) == nil {
+			for _, spec := range want {
+				delete(f.absent, absentKey{dir, spec})
+			}
+		}
+	}
+	now := time.Now()
+	for ref, err := range b.missing {
+		if _, perr := ParseObjectID(ref); perr != nil {
+			continue // a ref may appear any moment: asked every time
+		}
+		if f.absent == nil {
+			f.absent = make(map[absentKey]absentSHA)
+		}
+		if len(f.absent) >= maxAbsent {
+			f.pruneAbsentLocked(now)
+		}
+		f.absent[absentKey{dir, ref}] = absentSHA{at: now, err: err}
+	}
+}
+
+// pruneAbsentLocked drops what is too old to be answered, then, if still
+// full, the oldest half.
+func (f *Fetcher) pruneAbsentLocked(now time.Time) {
+	for k, a := range f.absent {
+		if now.Sub(a.at) >= f.missingFor() {
+			delete(f.absent, k)
+		}
+	}
+	if len(f.absent) < maxAbsent {
+		return
+	}
+	ats := make([]time.Time, 0, len(f.absent))
+	for _, a := range f.absent {
+		ats = append(ats, a.at)
+	}
+	slices.SortFunc(ats, func(a, b time.Time) int { return a.Compare(b) })
+	median := ats[len(ats)/2]
+	for k, a := range f.absent {
+		if !a.at.After(median) {
+			delete(f.absent, k)
+		}
+	}
+}
+
+// ForgetMissing drops what the Fetcher remembers of SHAs missing from
+// mirror name's upstream: its upstream or credential may have changed.
+func (f *Fetcher) ForgetMissing(name ProjectName) {
+	if f == nil {
+		return
+	}
+	dirs := []string{f.Root.livePath(name), f.Root.stagingPath(name)}
+	if path, err := f.Root.RepoPath(name); err == nil {
+		dirs = append(dirs, path) // symlinks resolved: what FetchMirror fetches into
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.absent {
+		if slices.Contains(dirs, k.dir) {
+			delete(f.absent, k)
+		}
+	}
 }
 
 // suspectFor is how long a repository whose fetch met a missing SHA has
@@ -538,6 +656,9 @@ func (f *Fetcher) fetchCounted(ctx context.Context, name ProjectName, dir string
 			return 0, err
 		}
 	}
+	if err := f.knownAbsent(dir, refspecs); err != nil {
+		return 0, err
+	}
 	f.mu.Lock()
 	if f.groups == nil {
 		f.groups = make(map[string]*fetchGroup)
@@ -595,6 +716,7 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 		}
 		if !skip && b.err == nil {
 			f.runBatch(ctx, dir, b)
+			f.noteAbsent(dir, b)
 		}
 		if release != nil {
 			release(b.err == nil && len(b.missing) == 0)

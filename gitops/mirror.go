@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,13 @@ import (
 //		credential = example   (a name in the credentials file, never a secret)
 //		state = cloning | failed   (only while staged, see below)
 //		lastError = ...            (why the last clone failed)
+//		failure = ...              (its kind, in the words of whoever wrote it)
+//		attempts = 2               (clones tried again since the record was last set)
+//		lastAttempt = 2026-...Z    (when the last clone failed, RFC 3339)
+//
+// attempts and lastAttempt are what a failed mirror's retries are paced by
+// (package mirrors): they live in the record, so every replica sharing the
+// repos root paces them alike.
 //
 // A mirror is first made and cloned under <root>/.mirrors/<name>.git, the
 // staging area: a dot-name, which Projects and RepoPath never show, so a
@@ -39,6 +47,9 @@ const (
 	keyCredential  = "refkeeper.credential"
 	keyState       = "refkeeper.state"
 	keyLastError   = "refkeeper.lasterror"
+	keyFailure     = "refkeeper.failure"
+	keyAttempts    = "refkeeper.attempts"
+	keyLastAttempt = "refkeeper.lastattempt"
 )
 
 // MirrorConfig is what a mirror records about its upstream.
@@ -57,6 +68,20 @@ const (
 	StagedFailed  StagedState = "failed"
 )
 
+// StagedRecord is what a staged mirror records about its first clone. The
+// zero value is a mirror in place (no state, nothing failed).
+type StagedRecord struct {
+	State StagedState
+	// LastError says why the last clone failed, Failure what kind of
+	// failure it was (the writer's own words; gitops only keeps it).
+	LastError string
+	Failure   string
+	// Attempts counts the clones tried again since the record was last
+	// set anew; LastAttempt is when the last one failed (zero: none did).
+	Attempts    int
+	LastAttempt time.Time
+}
+
 // ProjectInfo is what the repos root says about one project.
 type ProjectInfo struct {
 	Name ProjectName
@@ -64,12 +89,11 @@ type ProjectInfo struct {
 	Mirror bool
 	Config MirrorConfig
 	// Staged is true for a mirror whose first clone has not succeeded:
-	// State says whether it runs or failed, LastError why it failed, and
-	// Since when the state was last written.
-	Staged    bool
-	State     StagedState
-	LastError string
-	Since     time.Time
+	// the StagedRecord says whether it runs or failed and why, Since when
+	// the state was last written.
+	Staged bool
+	StagedRecord
+	Since time.Time
 	// FetchedAt is when the last fetch into it ended well (zero: never).
 	FetchedAt time.Time
 	// Dir is the repository's directory (staged or in place).
@@ -87,15 +111,15 @@ func (r *Root) livePath(name ProjectName) string {
 
 // readRecord reads the refkeeper section of a repository's config. ok is
 // false when it has none (a local project).
-func readRecord(dir string) (cfg MirrorConfig, state StagedState, lastError string, ok bool, err error) {
+func readRecord(dir string) (cfg MirrorConfig, rec StagedRecord, ok bool, err error) {
 	c, err := git.OpenOndisk(filepath.Join(dir, "config"))
 	if err != nil {
-		return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+		return MirrorConfig{}, StagedRecord{}, false, &StorageError{Op: "reading the config of " + dir, Err: err}
 	}
 	defer c.Free()
 	it, err := c.NewIteratorGlob(`^refkeeper\.`)
 	if err != nil {
-		return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+		return MirrorConfig{}, StagedRecord{}, false, &StorageError{Op: "reading the config of " + dir, Err: err}
 	}
 	defer it.Free()
 	for {
@@ -105,7 +129,7 @@ func readRecord(dir string) (cfg MirrorConfig, state StagedState, lastError stri
 			if errors.As(err, &gerr) && gerr.Code == git.ErrorCodeIterOver {
 				break
 			}
-			return MirrorConfig{}, "", "", false, &StorageError{Op: "reading the config of " + dir, Err: err}
+			return MirrorConfig{}, StagedRecord{}, false, &StorageError{Op: "reading the config of " + dir, Err: err}
 		}
 		switch strings.ToLower(e.Name) {
 		case keyUpstream:
@@ -115,19 +139,30 @@ func readRecord(dir string) (cfg MirrorConfig, state StagedState, lastError stri
 		case keyCredential:
 			cfg.Credential = e.Value
 		case keyState:
-			state = StagedState(e.Value)
+			rec.State = StagedState(e.Value)
 		case keyLastError:
-			lastError = e.Value
+			rec.LastError = e.Value
+		case keyFailure:
+			rec.Failure = e.Value
+		case keyAttempts:
+			// Written by writeRecord only; anything else reads as none.
+			if n, err := strconv.Atoi(e.Value); err == nil && n > 0 {
+				rec.Attempts = n
+			}
+		case keyLastAttempt:
+			if t, err := time.Parse(time.RFC3339Nano, e.Value); err == nil {
+				rec.LastAttempt = t
+			}
 		}
 	}
-	return cfg, state, lastError, ok, nil
+	return cfg, rec, ok, nil
 }
 
-// writeRecord sets the mirror's record in its config; an empty credential,
-// state or error removes the key. The keys are written into a copy of the
+// writeRecord sets the mirror's record in its config; an empty (or zero)
+// credential or field of rec removes its key. The keys are written into a copy of the
 // config that then replaces it in one rename, so a reader sees the old
 // record or the new one, never a state without its error.
-func writeRecord(dir string, cfg MirrorConfig, state StagedState, lastError string) error {
+func writeRecord(dir string, cfg MirrorConfig, rec StagedRecord) error {
 	path := filepath.Join(dir, "config")
 	old, err := os.ReadFile(path)
 	if err != nil {
@@ -145,7 +180,7 @@ func writeRecord(dir string, cfg MirrorConfig, state StagedState, lastError stri
 	if werr != nil {
 		return &StorageError{Op: "writing the config of " + dir, Err: werr}
 	}
-	if err := setRecordKeys(tmp.Name(), cfg, state, lastError); err != nil {
+	if err := setRecordKeys(tmp.Name(), cfg, rec); err != nil {
 		return &StorageError{Op: "writing the config of " + dir, Err: err}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
@@ -155,14 +190,22 @@ func writeRecord(dir string, cfg MirrorConfig, state StagedState, lastError stri
 }
 
 // setRecordKeys writes the record's keys into the config file at path.
-func setRecordKeys(path string, cfg MirrorConfig, state StagedState, lastError string) error {
+func setRecordKeys(path string, cfg MirrorConfig, rec StagedRecord) error {
 	c, err := git.OpenOndisk(path)
 	if err != nil {
 		return err
 	}
 	defer c.Free()
+	attempts, lastAttempt := "", ""
+	if rec.Attempts > 0 {
+		attempts = strconv.Itoa(rec.Attempts)
+	}
+	if !rec.LastAttempt.IsZero() {
+		lastAttempt = rec.LastAttempt.UTC().Format(time.RFC3339Nano)
+	}
 	for _, kv := range [][2]string{{keyUpstream, cfg.Upstream}, {keyHost, cfg.Host}, {keyCredential, cfg.Credential},
-		{keyState, string(state)}, {keyLastError, lastError}} {
+		{keyState, string(rec.State)}, {keyLastError, rec.LastError}, {keyFailure, rec.Failure},
+		{keyAttempts, attempts}, {keyLastAttempt, lastAttempt}} {
 		if kv[1] != "" {
 			if err := c.SetString(kv[0], kv[1]); err != nil {
 				return err
@@ -180,13 +223,13 @@ func setRecordKeys(path string, cfg MirrorConfig, state StagedState, lastError s
 
 // info reads what is at dir into a ProjectInfo.
 func info(name ProjectName, dir string, staged bool) (ProjectInfo, error) {
-	cfg, state, lastError, mirror, err := readRecord(dir)
+	cfg, rec, mirror, err := readRecord(dir)
 	if err != nil {
 		return ProjectInfo{}, err
 	}
 	pi := ProjectInfo{Name: name, Mirror: mirror, Config: cfg, Dir: dir, Staged: staged}
 	if staged {
-		pi.State, pi.LastError = state, lastError
+		pi.StagedRecord = rec
 		if pi.State == "" {
 			pi.State = StagedCloning
 		}
@@ -299,7 +342,7 @@ func (r *Root) Stage(ctx context.Context, name ProjectName, cfg MirrorConfig) (c
 	if err := cmd.Run(); err != nil {
 		return false, &CommandError{Args: []string{"init", "--bare"}, Stderr: out.String(), Err: err}
 	}
-	if err := writeRecord(repoDir, cfg, StagedCloning, ""); err != nil {
+	if err := writeRecord(repoDir, cfg, StagedRecord{State: StagedCloning}); err != nil {
 		return false, err
 	}
 	dest := r.stagingPath(name)
@@ -315,9 +358,10 @@ func (r *Root) Stage(ctx context.Context, name ProjectName, cfg MirrorConfig) (c
 	return true, nil
 }
 
-// SetRecord rewrites the record of the mirror at dir (a ProjectInfo's Dir).
-func (r *Root) SetRecord(dir string, cfg MirrorConfig, state StagedState, lastError string) error {
-	return writeRecord(dir, cfg, state, lastError)
+// SetRecord rewrites the record of the mirror at dir (a ProjectInfo's Dir):
+// cfg, and rec for a staged mirror (the zero StagedRecord for one in place).
+func (r *Root) SetRecord(dir string, cfg MirrorConfig, rec StagedRecord) error {
+	return writeRecord(dir, cfg, rec)
 }
 
 // CloneRefspecs are what a mirror's first fetch takes: every branch, and
@@ -348,7 +392,7 @@ func (r *Root) Publish(name ProjectName) error {
 	if _, err := os.Lstat(to); err == nil {
 		return &ProjectExistsError{Project: name, Local: true}
 	}
-	if err := writeRecord(from, r.mustRecord(from), "", ""); err != nil {
+	if err := writeRecord(from, r.mustRecord(from), StagedRecord{}); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
@@ -367,7 +411,7 @@ func (r *Root) Publish(name ProjectName) error {
 // mustRecord is the mirror config at dir, or empty when unreadable (then
 // the write that follows fails and says why).
 func (r *Root) mustRecord(dir string) MirrorConfig {
-	cfg, _, _, _, _ := readRecord(dir)
+	cfg, _, _, _ := readRecord(dir)
 	return cfg
 }
 

@@ -9,7 +9,14 @@
 // pins' records (the repository first, then the records), and fetches what a
 // pin on a mirror names before the pin is made: it is the refs.PinFetcher
 // the pin service is given, which also tries a failed first clone again when
-// a pin names the mirror (CloneForPin). Every read-and-write of a mirror's
+// a pin names the mirror (CloneForPin). Those retries are paced (retry.go):
+// the first pin after a failed clone tries at once, later ones at most once
+// per RetryStep (30 s, doubling to 15 min) after the last failed try, as
+// the mirror's record says (so replicas keep one pace); meanwhile a pin
+// answers the recorded failure (*RetryLaterError: the same typed error, and
+// the time left) without asking the upstream. A PUT starts the pace over,
+// and so does a credential whose password changed since this process last
+// cloned with it. Every read-and-write of a mirror's
 // record (registration, update, a clone's outcome, publication, deletion)
 // holds the mirror's lock (gitops.Root.LockMirror, an flock shared by
 // replicas). Which merge or

@@ -91,14 +91,23 @@ type Projects struct {
 	// *limits.LowDiskError before anything is written. The fetches
 	// themselves are held to it by gitops.Root.DiskFloor. Nil: no floor.
 	DiskFloor *limits.DiskFloor
+	// RetryStep paces the pins that try a failed mirror's clone again: at
+	// most one retry per step, the step doubling after each failed retry
+	// up to 30 times this; meanwhile a pin answers the recorded failure.
+	// Zero: DefaultRetryStep (30 s, so 15 min at most).
+	RetryStep time.Duration
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 
 	records refs.Cache[refs.Project, gitops.ProjectInfo] // what pins read of the record
 	mu      sync.Mutex
 	cloning map[refs.Project]*cloneRun // clones this process runs
-	closed  bool
-	wg      sync.WaitGroup
+	// clonedWith is the credential (credentialPrint) each mirror's last
+	// clone in this process used, or it had when this process first saw
+	// it failed: a pin retries at once when the credential changed since.
+	clonedWith map[refs.Project]string
+	closed     bool
+	wg         sync.WaitGroup
 }
 
 // cloneRun is a first clone this process runs.
@@ -244,6 +253,9 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		return ProjectInfo{}, false, err
 	}
 	defer s.records.Forget(req.Project)
+	// The SHAs its upstream lately lacked are asked for again: it may be
+	// another upstream now, or another credential.
+	defer s.Fetcher.ForgetMissing(req.Project)
 	// The record is read, compared and written under the mirror's lock, so
 	// racing registrations, a clone's outcome and a deletion each see the
 	// others' writes whole.
@@ -277,7 +289,7 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 			return ProjectInfo{}, false, &ProjectConflictError{Project: req.Project, Reason: "is a local project, not a mirror"}
 		case !pi.Staged:
 			if pi.Config != cfg {
-				if err := s.Repos.SetRecord(pi.Dir, cfg, "", ""); err != nil {
+				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedRecord{}); err != nil {
 					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
 				}
 				pi.Config = cfg
@@ -286,11 +298,12 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		default: // staged
 			if s.describe(pi).State == ProjectFailed || pi.Config != cfg {
 				// Tried again (a failed clone, or a clone whose process
-				// died), or told of another upstream: start over.
+				// died), or told of another upstream: start over, the
+				// pins' retry pace too.
 				if err := s.DiskFloor.Check(); err != nil {
 					return ProjectInfo{}, false, refs.Unavailable("registering mirror", err)
 				}
-				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedCloning, ""); err != nil {
+				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedRecord{State: gitops.StagedCloning}); err != nil {
 					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
 				}
 				s.startClone(req.Project, cfg)
@@ -339,6 +352,7 @@ func (s *Projects) clonesHere(p refs.Project) bool {
 // One clone per project runs in this process at a time: the answer is the
 // one running (nil once Close was called).
 func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun {
+	fp := s.credentialPrint(p, cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -347,6 +361,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun
 	if run, ok := s.cloning[p]; ok {
 		return run
 	}
+	s.noteCredentialLocked(p, fp)
 	if s.cloning == nil {
 		s.cloning = make(map[refs.Project]*cloneRun)
 	}
@@ -366,6 +381,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun
 		run.err = s.clone(ctx, p, cfg)
 		log := s.logger().With("project", string(p), "upstream", cfg.Upstream)
 		if run.err == nil {
+			s.forgetCredential(p)
 			log.Info("mirror cloned")
 			return
 		}
@@ -377,9 +393,9 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun
 	return run
 }
 
-// recordFailure writes why the clone of p failed into its staged record,
-// which keeps the upstream it has now, unless the mirror was deleted or
-// published meanwhile.
+// recordFailure writes why the clone of p failed, and when, into its
+// staged record, which keeps the upstream it has now and the count of
+// retries, unless the mirror was deleted or published meanwhile.
 func (s *Projects) recordFailure(p refs.Project, cloneErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -393,7 +409,8 @@ func (s *Projects) recordFailure(p refs.Project, cloneErr error) error {
 	if err != nil || !pi.Staged {
 		return nil
 	}
-	return s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedFailed, publicError(cloneErr))
+	return s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedRecord{State: gitops.StagedFailed,
+		LastError: publicError(cloneErr), Failure: failureOf(cloneErr), Attempts: pi.Attempts, LastAttempt: time.Now()})
 }
 
 // clone runs the first fetch into p's staged repository and publishes it,
@@ -429,10 +446,18 @@ func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorC
 // CloneForPin tries the failed first clone of mirror p again, within the
 // pin's request (see refs.PinFetcher): it answers nil once the mirror is in
 // place, the clone's failure (*UpstreamRejectedError,
-// *UpstreamUnavailableError, *UpstreamNotAllowedError), or, for a clone
-// that runs already, *refs.UnavailableError with refs.ErrMirrorCloning. A
-// clone that outlasts the upstream timeout goes on in the background and
-// the pin is told the upstream is unavailable.
+// *UpstreamUnavailableError, *UpstreamNotAllowedError) wrapped in a
+// *RetryLaterError, or, for a clone that runs already, *refs.UnavailableError
+// with refs.ErrMirrorCloning. A clone that outlasts the upstream timeout
+// goes on in the background and the pin is told the upstream is
+// unavailable.
+//
+// Retries are paced, so pins cannot make the service hammer an upstream
+// with the mirror's credential: the record counts them and says when the
+// last one failed, and until retryStep has passed since then a pin answers
+// the recorded failure at once, asking the upstream nothing. A PUT of the
+// mirror, or a change of its credential in the credentials file, starts
+// the pace over.
 func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	defer s.records.Forget(p)
 	unlock, err := s.Repos.LockMirror(ctx, p)
@@ -451,7 +476,14 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 		unlock()
 		return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
 	}
-	if err := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedCloning, ""); err != nil {
+	attempts := pi.Attempts + 1
+	if s.credentialChanged(p, pi.Config) {
+		attempts = 1
+	} else if wait := s.retryWait(pi, time.Now()); wait > 0 {
+		unlock()
+		return &RetryLaterError{Err: recordedFailure(p, pi), Wait: wait}
+	}
+	if err := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedRecord{State: gitops.StagedCloning, Attempts: attempts}); err != nil {
 		unlock()
 		return refs.Unavailable("updating mirror", err)
 	}
@@ -464,7 +496,10 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	defer wait.Stop()
 	select {
 	case <-run.done:
-		return run.err
+		if run.err != nil {
+			return &RetryLaterError{Err: run.err, Wait: s.retryStep(attempts)}
+		}
+		return nil
 	case <-wait.C:
 		return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.timeout().String()}
 	case <-ctx.Done():
@@ -598,6 +633,8 @@ func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	s.mu.Unlock()
 	err = s.Repos.RemoveMirror(p)
 	unlock()
+	s.forgetCredential(p)
+	s.Fetcher.ForgetMissing(p)
 	var leftover *gitops.LeftoverError
 	switch {
 	case refs.IsProjectNotFound(err): // removed by a racing delete

@@ -34,9 +34,10 @@ type PinFetcher interface {
 	// project before they are resolved.
 	FetchMergeInputs(ctx context.Context, repo *gitops.Repo, p Project, inputs []gitops.Revision) error
 	// CloneForPin is asked when a pin names a mirror whose first clone
-	// has not succeeded: a failed clone is tried again within the request,
-	// nil once the mirror is in place; its failure is the upstream's
-	// (rejected, unavailable), and a clone still running is an
+	// has not succeeded: a failed clone is tried again within the request
+	// (at the mirror's retry pace: meanwhile its last failure is answered
+	// without a try), nil once the mirror is in place; its failure is the
+	// upstream's (rejected, unavailable), and a clone still running is an
 	// *UnavailableError with ErrMirrorCloning.
 	CloneForPin(ctx context.Context, p Project) error
 }
