@@ -59,7 +59,7 @@
 // meets a SHA the upstream lacks asks the upstream once which of the others
 // it has (probe.go: a protocol v2 request of "have" lines through git's own
 // remote helper) instead of retrying one SHA at a time; a SHA the upstream
-// lacks is answered so without asking again for Fetcher.MissingFor (15 s),
+// lacks is answered so without asking again for Fetcher.MissingFor (5 s),
 // per process and directory, until a fetch brings it or ForgetMissing (a
 // mirror's PUT or DELETE). A mirror's record is
 // written under its lock (LockMirror, mirror_lock.go); it also keeps, for a

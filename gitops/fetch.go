@@ -387,7 +387,7 @@ type Fetcher struct {
 }
 
 // DefaultMissingFor is how long a SHA the upstream lacks is remembered so.
-const DefaultMissingFor = 15 * time.Second
+const DefaultMissingFor = 5 * time.Second
 
 // maxAbsent bounds what the Fetcher remembers of missing SHAs: beyond it,
 // the ones remembered longest ago go first, and a SHA not remembered is
