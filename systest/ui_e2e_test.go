@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,14 +39,10 @@ func startUIServer(t *testing.T) *uiFixture {
 	p := newProject(t)
 	other := testdata.NewBareRepo(t, p.root, "other/lib")
 	other.Commit(t, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
-	path := filepath.Join(t.TempDir(), "access.json")
-	body := `{"tokens": [
-		{"name": "dashboard", "sha256": "` + sha256Hex(uiReadToken) + `", "role": "read", "projects": ["group/*"]},
-		{"name": "orchestrator", "sha256": "` + sha256Hex(uiPipelineToken) + `", "role": "pipeline", "projects": ["group/*"]},
-		{"name": "other-team", "sha256": "` + sha256Hex(uiOtherToken) + `", "role": "read", "projects": ["other/*"]}]}`
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeAccess(t, `{"tokens": [
+		{"name": "dashboard", "sha256": "`+sha256Hex(uiReadToken)+`", "role": "read", "projects": ["group/*"]},
+		{"name": "orchestrator", "sha256": "`+sha256Hex(uiPipelineToken)+`", "role": "pipeline", "projects": ["group/*"]},
+		{"name": "other-team", "sha256": "`+sha256Hex(uiOtherToken)+`", "role": "read", "projects": ["other/*"]}]}`)
 	// A refused port: the mirror's clone fails at once.
 	dead := "http://" + testdata.FreeAddr(t)
 	s := startServer(t, "--repos", p.root, "--redis", testdata.StartRedis(t).URL(), "--access", path,
