@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -75,6 +76,24 @@ func (s *server) as(tb testing.TB, token, method, path, body string) (int, http.
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(raw)
+}
+
+// registerMirror registers the mirror at path (/api/v1/projects/…) with
+// body, waits until its first clone has ended and fails the test unless it
+// is ready.
+func (s *server) registerMirror(tb testing.TB, path, body string) {
+	tb.Helper()
+	code, pj := s.call(tb, "PUT", path, body)
+	if code != 202 || pj["kind"] != "mirror" {
+		tb.Fatalf("register = %d %v, want 202", code, pj)
+	}
+	testdata.WaitFor(tb, "the clone", 30*time.Second, func() bool {
+		_, pj = s.call(tb, "GET", path, "")
+		return pj["state"] != "cloning"
+	})
+	if pj["state"] != "ready" {
+		tb.Fatalf("mirror = %v, want ready", pj)
+	}
 }
 
 // httpDo sends an authorized JSON request and returns the raw response.
