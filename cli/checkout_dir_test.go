@@ -47,15 +47,9 @@ var refusedLine = regexp.MustCompile(`^refkeeper checkout: .+: left untouched \(
 // what was seen: a scratch repository's uncommitted edit, which `git
 // checkout -f` threw away.
 func TestCheckoutNeverDestroysWork(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL())
-	api := apiClient(t, srv.Base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startPinnedServer(t, "")
+	p, srv, api := s.p, s.srv, s.api
+	pin := s.pin(t, 7, client.PinRequest{SHA: p.First})
 	env := pinEnv(pin)
 
 	t.Run("a scratch repository with an uncommitted edit", func(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/refkeeper/refkeeper/client"
-	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // TestCheckoutExpectSHA: with the job's own commit expected, a pin of
@@ -19,16 +18,10 @@ import (
 // even created) and without a retry; the pinned sha or a computed merge's
 // source passes.
 func TestCheckoutExpectSHA(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
+	s := startPinnedServer(t, "")
+	p, srv, api := s.p, s.srv, s.api
 	feature, _ := p.RefSHA(t, "refs/heads/feature")
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL())
-	api := apiClient(t, srv.Base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pin := s.pin(t, 7, client.PinRequest{SHA: p.First})
 	merged, _, err := api.Pin(t.Context(), "group/app", 8, client.PinRequest{Merge: &client.MergeRequest{Source: "feature", Target: "main", Mode: client.ModeMerge}})
 	if err != nil || merged.Merge == nil || merged.Merge.SourceSHA != feature {
 		t.Fatalf("computed merge pin: %v %+v", err, merged)
@@ -131,13 +124,9 @@ func (iss *idTokenIssuer) requests() []*http.Request {
 // refuses, which shows which token the lookup used. REFKEEPER_TOKEN comes
 // first, then REFKEEPER_ID_TOKEN, then the request.
 func TestCheckoutIDToken(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL())
-	if _, _, err := apiClient(t, srv.Base).Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First}); err != nil {
-		t.Fatal(err)
-	}
+	s := startPinnedServer(t, "")
+	p, srv := s.p, s.srv
+	s.pin(t, 7, client.PinRequest{SHA: p.First})
 	const requestToken = "runtime-request-token-0123456789"
 	const refused = "a-token-the-server-refuses-0123456789"
 	iss := startIDTokenIssuer(t, requestToken)

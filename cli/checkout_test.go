@@ -64,15 +64,9 @@ func spyHooks(tb testing.TB, dir string) (log string) {
 // real git: the pinned SHA checked out; after DELETE, exit 3 and one line;
 // the fetch token in neither git's environment nor its command line.
 func TestCheckout(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL())
-	api := apiClient(t, srv.Base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startPinnedServer(t, "")
+	root, p, r, srv, api := s.root, s.p, s.r, s.srv, s.api
+	pin := s.pin(t, 7, client.PinRequest{SHA: p.First})
 	env := pinEnv(pin)
 
 	// As in a job, where the orchestrator or the runner put them in the
@@ -234,15 +228,9 @@ func freezeRedis(tb testing.TB, r *testdata.Redis) (thaw func()) {
 // Each fault is lifted from the output hook, when the first retry is
 // printed.
 func TestCheckoutRetries(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL()+"?dial_timeout=300ms&read_timeout=300ms&write_timeout=300ms")
-	api := apiClient(t, srv.Base)
-	pin, _, err := api.Pin(t.Context(), "group/app", 7, client.PinRequest{SHA: p.First})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startPinnedServer(t, "?dial_timeout=300ms&read_timeout=300ms&write_timeout=300ms")
+	p, r, srv := s.p, s.r, s.srv
+	pin := s.pin(t, 7, client.PinRequest{SHA: p.First})
 	fast := []string{"--retry-delay", "10ms", "--max-delay", "50ms", "--attempts", "20"}
 
 	t.Run("503 to git's fetch", func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/refkeeper/refkeeper/client"
-	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // cliRun runs one refkeeper command in this process with env as its whole
@@ -65,10 +64,8 @@ func decodePin(tb testing.TB, out string) client.Pin {
 // TestCLI drives every API command against a real server: table and JSON
 // output, exit statuses, the token's sources.
 func TestCLI(t *testing.T) {
-	root := t.TempDir()
-	p := testdata.NewMergeRequestProject(t, root)
-	r := testdata.StartRedis(t)
-	srv := startServer(t, "--repos", root, "--redis", r.URL())
+	s := startPinnedServer(t, "")
+	p, srv := s.p, s.srv
 	env := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 
 	code, out, errOut := cliRun(t, env, nil, "pin", "group/app", "7", "--sha", p.First, "--json")

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,39 +61,53 @@ func TestAccessFileAtStart(t *testing.T) {
 	}
 }
 
+// writeAccess writes body as an --access file (mode 0600, as serve wants
+// it) and answers its path.
+func writeAccess(tb testing.TB, body string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "access.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// accessReplicas is group/app and other/lib (one commit) on one repos root
+// and one Redis, served by two `serve --role all` replicas that read the
+// same --access file and share a fetch-token key.
+type accessReplicas struct {
+	p        *project
+	other    *testdata.Repo
+	otherSHA string
+	a, b     *server
+}
+
+// startAccessReplicas starts accessReplicas with access as the --access
+// file: its tokens, or identities whose issuers (testdata.StartIssuer) the
+// caller started before.
+func startAccessReplicas(tb testing.TB, access string) *accessReplicas {
+	tb.Helper()
+	f := &accessReplicas{p: newProject(tb)}
+	f.other = testdata.NewBareRepo(tb, f.p.root, "other/lib")
+	f.otherSHA = f.other.Commit(tb, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
+	args := []string{"--repos", f.p.root, "--redis", testdata.StartRedis(tb).URL(), "--role", "all",
+		"--access", writeAccess(tb, access), "--fetch-token-keys=shared-key-0123456789"}
+	f.a, f.b = startServer(tb, args...), startServer(tb, args...)
+	return f
+}
+
 // TestPipelineTokenOnTwoReplicas: two `serve --role all` processes share
 // Redis and the repos root, each reading the same access file: a pipeline
 // token of group/* pins on one and finishes on the other, and is refused
 // (403) on a project outside its scope and on GC at both.
 func TestPipelineTokenOnTwoReplicas(t *testing.T) {
-	p := newProject(t)
-	other := testdata.NewBareRepo(t, p.root, "other/lib")
-	otherSHA := other.Commit(t, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
-	r := testdata.StartRedis(t)
 	const pipeline = "pipeline-token-of-group-0123456789"
-	path := filepath.Join(t.TempDir(), "access.json")
-	body := `{"tokens": [{"name": "orchestrator", "sha256": "` + sha256Hex(pipeline) + `", "role": "pipeline", "projects": ["group/*"]}]}`
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key := "--fetch-token-keys=shared-key-0123456789"
-	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "all", "--access", path, key)
-	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "all", "--access", path, key)
+	f := startAccessReplicas(t, `{"tokens": [{"name": "orchestrator", "sha256": "`+sha256Hex(pipeline)+`", "role": "pipeline", "projects": ["group/*"]}]}`)
+	p, other, otherSHA, a, b := f.p, f.other, f.otherSHA, f.a, f.b
 	send := func(s *server, method, path, body string) int {
-		req, err := http.NewRequest(method, s.Base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+pipeline)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		t.Helper()
+		code, _, _ := s.as(t, pipeline, method, path, body)
+		return code
 	}
 	if code := send(a, "PUT", apiBase+"/pipelines/3/ref", `{"sha":"`+p.c1+`"}`); code != 201 {
 		t.Fatalf("pin with the pipeline token on replica a = %d, want 201", code)

@@ -74,13 +74,7 @@ func TestDiskFloorEndToEnd(t *testing.T) {
 	args := []string{"--repos", p.root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams}
 	srv := startServer(t, args...)
 	const mirror = "/api/v1/projects/mirrors%2Fup"
-	if code, pj := srv.call(t, "PUT", mirror, fmt.Sprintf(`{"upstream": %q, "host": "gitlab", "credential": "up"}`, u.URL())); code != 202 {
-		t.Fatalf("register = %d %v", code, pj)
-	}
-	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
-		_, pj := srv.call(t, "GET", mirror, "")
-		return pj["state"] == "ready"
-	})
+	srv.registerMirror(t, mirror, fmt.Sprintf(`{"upstream": %q, "host": "gitlab", "credential": "up"}`, u.URL()))
 	srv.Stop(t)
 
 	srv = startServer(t, append(args, "--min-free-disk", "1000TiB")...)

@@ -525,11 +525,7 @@ func (iss jobIssuer) accessFile(tb testing.TB, kind string, projects ...string) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	path := filepath.Join(tb.TempDir(), "access.json")
-	if err := os.WriteFile(path, body, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
+	return writeAccess(tb, string(body))
 }
 
 // gitlabToken is the ID token GitLab gives a job of pipeline id in project,
@@ -556,10 +552,7 @@ func TestGiteaActionJob(t *testing.T) {
 	p := newProject(t)
 	r := testdata.StartRedis(t)
 	const jobToken = "gitea-job-token-0123456789"
-	access := filepath.Join(t.TempDir(), "access.json")
-	if err := os.WriteFile(access, []byte(`{"tokens": [{"name": "app-jobs", "sha256": "`+sha256Hex(jobToken)+`", "role": "pipeline", "projects": ["group/app"]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	access := writeAccess(t, `{"tokens": [{"name": "app-jobs", "sha256": "`+sha256Hex(jobToken)+`", "role": "pipeline", "projects": ["group/app"]}]}`)
 	srv := startServer(t, "--repos", p.root, "--redis", r.URL(), "--gitea-hook-secret", e2eGiteaSecret, "--access", access)
 	head, _ := p.git.RefSHA(t, "refs/heads/feature")
 	merge := p.git.RecomputeMerge(t, head, p.c2, "merge", "refkeeper", "refkeeper@localhost")

@@ -49,13 +49,7 @@ func TestMirrorHousekeepingAndMetricsEndToEnd(t *testing.T) {
 	creds := u.CredentialsFile(t, "gh")
 	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--maintenance-interval", "1s")
 	const api = "/api/v1/projects/mirrors%2Fgh"
-	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {
-		t.Fatalf("register = %d %v", code, pj)
-	}
-	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
-		_, pj := srv.call(t, "GET", api, "")
-		return pj["state"] == "ready"
-	})
+	srv.registerMirror(t, api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL()))
 	before := time.Now()
 	if code, pin := srv.call(t, "PUT", api+"/pipelines/7/ref", `{"merge_request_iid": 1}`); code != 201 || pin["sha"] != u.Merge {
 		t.Fatalf("pin = %d %v", code, pin)

@@ -3,9 +3,6 @@ package systest
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,45 +21,17 @@ import (
 // checkout` looks its pin up with REFKEEPER_ID_TOKEN, and a GitHub Actions
 // job's with a token it requests from the Actions runtime.
 func TestIDTokensOnTwoReplicas(t *testing.T) {
-	p := newProject(t)
-	other := testdata.NewBareRepo(t, p.root, "other/lib")
-	otherSHA := other.Commit(t, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
-	r := testdata.StartRedis(t)
 	gl, gh := testdata.StartIssuer(t), testdata.StartIssuer(t)
-	path := filepath.Join(t.TempDir(), "access.json")
-	body := fmt.Sprintf(`{"identities": [
+	gl.SetDown(true)
+	f := startAccessReplicas(t, fmt.Sprintf(`{"identities": [
 		{"issuer": %q, "audience": "refkeeper", "kind": "gitlab", "projects": ["group/*"]},
 		{"issuer": %q, "audience": "refkeeper", "kind": "github", "projects": ["group/*"]}
-	]}`, gl.URL, gh.URL)
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gl.SetDown(true)
-	key := "--fetch-token-keys=shared-key-0123456789"
-	a := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "all", "--access", path, key)
-	b := startServer(t, "--repos", p.root, "--redis", r.URL(), "--role", "all", "--access", path, key)
+	]}`, gl.URL, gh.URL))
+	p, other, otherSHA, a, b := f.p, f.other, f.otherSHA, f.a, f.b
 
 	job := gl.Token(t, testdata.GitLabClaims("group/app", 7, testdata.IssuerAudience))
-	send := func(s *server, tok, method, path, body string) (int, http.Header, string) {
-		t.Helper()
-		req, err := http.NewRequest(method, s.Base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(raw)
-	}
 	pin := `{"sha":"` + p.c1 + `","merge_request_iid":12}`
-	code, h, raw := send(a, job, "PUT", apiBase+"/pipelines/7/ref", pin)
+	code, h, raw := a.as(t, job, "PUT", apiBase+"/pipelines/7/ref", pin)
 	if code != 503 || h.Get("Retry-After") == "" || !strings.Contains(raw, "unavailable") {
 		t.Fatalf("pin with the issuer down = %d %s (Retry-After %q), want 503 unavailable", code, raw, h.Get("Retry-After"))
 	}
@@ -71,10 +40,10 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 	}
 	gl.SetDown(false)
 	testdata.WaitFor(t, "the issuer to be asked again", 30*time.Second, func() bool {
-		code, _, _ := send(a, job, "PUT", apiBase+"/pipelines/7/ref", pin)
+		code, _, _ := a.as(t, job, "PUT", apiBase+"/pipelines/7/ref", pin)
 		return code == 201
 	})
-	if code, _, raw := send(b, job, "GET", apiBase+"/pipelines/7/ref", ""); code != 200 || !strings.Contains(raw, p.c1) {
+	if code, _, raw := b.as(t, job, "GET", apiBase+"/pipelines/7/ref", ""); code != 200 || !strings.Contains(raw, p.c1) {
 		t.Fatalf("get on the other replica = %d %s", code, raw)
 	}
 
@@ -114,7 +83,7 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 			{"GET", "/api/v1/projects", ""},
 			{"POST", "/api/v1/gc", ""},
 		} {
-			if code, _, raw := send(s, job, req[0], req[1], req[2]); code != 403 || !strings.Contains(raw, "forbidden") {
+			if code, _, raw := s.as(t, job, req[0], req[1], req[2]); code != 403 || !strings.Contains(raw, "forbidden") {
 				t.Errorf("%s %s with the job's ID token = %d %s, want 403 forbidden", req[0], req[1], code, raw)
 			}
 		}
@@ -133,7 +102,7 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 	if err != nil || headOf(t, dir) != p.c1 {
 		t.Fatalf("checkout with REFKEEPER_ID_TOKEN: %v\n%s", err, out)
 	}
-	if code, _, raw := send(b, job, "POST", apiBase+"/pipelines/7/finish", `{"status":"success"}`); code != 200 || !strings.Contains(raw, `"finished"`) {
+	if code, _, raw := b.as(t, job, "POST", apiBase+"/pipelines/7/finish", `{"status":"success"}`); code != 200 || !strings.Contains(raw, `"finished"`) {
 		t.Fatalf("finish with the job's ID token on replica b = %d %s", code, raw)
 	}
 

@@ -24,17 +24,7 @@ func TestMirrorEndToEnd(t *testing.T) {
 	srv := startServer(t, args...)
 	const api = "/api/v1/projects/mirrors%2Fgh"
 
-	code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL()))
-	if code != 202 || pj["kind"] != "mirror" {
-		t.Fatalf("register = %d %v, want 202", code, pj)
-	}
-	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
-		_, pj = srv.call(t, "GET", api, "")
-		return pj["state"] != "cloning"
-	})
-	if pj["state"] != "ready" {
-		t.Fatalf("mirror = %v, want ready", pj)
-	}
+	srv.registerMirror(t, api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL()))
 	code, pin := srv.call(t, "PUT", api+"/pipelines/7/ref", `{"merge_request_iid": 1}`)
 	if code != 201 || pin["sha"] != u.Merge {
 		t.Fatalf("pin = %d %v, want 201 at %s", code, pin, u.Merge)
@@ -56,7 +46,7 @@ func TestMirrorEndToEnd(t *testing.T) {
 	firstLogs := srv.Logs.String()
 	r.FlushAll(t)
 	srv = startServer(t, args...)
-	code, pj = srv.call(t, "GET", api, "")
+	code, pj := srv.call(t, "GET", api, "")
 	if code != 200 || pj["kind"] != "mirror" || pj["upstream"] != u.URL() || pj["host"] != "github" || pj["credential"] != "gh" {
 		t.Fatalf("after restart on an empty Redis: %d %v", code, pj)
 	}

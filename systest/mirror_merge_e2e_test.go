@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -22,17 +21,7 @@ func TestMirrorComputedMergeEndToEnd(t *testing.T) {
 	creds := u.CredentialsFile(t, "gh")
 	srv := startServer(t, "--repos", root, "--redis", r.URL(), "--credentials", creds, "--upstream-allow", testdata.LoopbackUpstreams, "--github-hook-secret", e2eGitHubSecret)
 	const api = "/api/v1/projects/acme%2Fapp"
-	if code, pj := srv.call(t, "PUT", api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())); code != 202 {
-		t.Fatalf("register = %d %v, want 202", code, pj)
-	}
-	var pj map[string]any
-	testdata.WaitFor(t, "the clone", 30*time.Second, func() bool {
-		_, pj = srv.call(t, "GET", api, "")
-		return pj["state"] != "cloning"
-	})
-	if pj["state"] != "ready" {
-		t.Fatalf("mirror = %v, want ready", pj)
-	}
+	srv.registerMirror(t, api, fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL()))
 
 	// Pushed after the clone: pull request 2, and a new tip of main.
 	u.Repo.Git(t, "branch", "pr2", u.Second)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -42,6 +43,20 @@ func startServerTokens(tb testing.TB, args ...string) *server {
 // call sends a JSON request with the test token and decodes the JSON answer.
 func (s *server) call(tb testing.TB, method, path, body string) (int, map[string]any) {
 	tb.Helper()
+	code, _, raw := s.as(tb, testToken, method, path, body)
+	var out map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal([]byte(raw), &out); err != nil {
+			tb.Fatalf("%s %s: %d with non-JSON body %q", method, path, code, raw)
+		}
+	}
+	return code, out
+}
+
+// as sends a request with token as the bearer (body, when not empty, as
+// JSON) and answers its status, headers and body.
+func (s *server) as(tb testing.TB, token, method, path, body string) (int, http.Header, string) {
+	tb.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -50,7 +65,7 @@ func (s *server) call(tb testing.TB, method, path, body string) (int, map[string
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -60,13 +75,25 @@ func (s *server) call(tb testing.TB, method, path, body string) (int, map[string
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			tb.Fatalf("%s %s: %d with non-JSON body %q", method, path, resp.StatusCode, raw)
-		}
+	return resp.StatusCode, resp.Header, string(raw)
+}
+
+// registerMirror registers the mirror at path (/api/v1/projects/…) with
+// body, waits until its first clone has ended and fails the test unless it
+// is ready.
+func (s *server) registerMirror(tb testing.TB, path, body string) {
+	tb.Helper()
+	code, pj := s.call(tb, "PUT", path, body)
+	if code != 202 || pj["kind"] != "mirror" {
+		tb.Fatalf("register = %d %v, want 202", code, pj)
 	}
-	return resp.StatusCode, out
+	testdata.WaitFor(tb, "the clone", 30*time.Second, func() bool {
+		_, pj = s.call(tb, "GET", path, "")
+		return pj["state"] != "cloning"
+	})
+	if pj["state"] != "ready" {
+		tb.Fatalf("mirror = %v, want ready", pj)
+	}
 }
 
 // httpDo sends an authorized JSON request and returns the raw response.

@@ -3,11 +3,11 @@ package systest
 import (
 	"encoding/base64"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -39,14 +39,10 @@ func startUIServer(t *testing.T) *uiFixture {
 	p := newProject(t)
 	other := testdata.NewBareRepo(t, p.root, "other/lib")
 	other.Commit(t, "main", map[string]string{"lib.txt": "lib\n"}, "lib")
-	path := filepath.Join(t.TempDir(), "access.json")
-	body := `{"tokens": [
-		{"name": "dashboard", "sha256": "` + sha256Hex(uiReadToken) + `", "role": "read", "projects": ["group/*"]},
-		{"name": "orchestrator", "sha256": "` + sha256Hex(uiPipelineToken) + `", "role": "pipeline", "projects": ["group/*"]},
-		{"name": "other-team", "sha256": "` + sha256Hex(uiOtherToken) + `", "role": "read", "projects": ["other/*"]}]}`
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeAccess(t, `{"tokens": [
+		{"name": "dashboard", "sha256": "`+sha256Hex(uiReadToken)+`", "role": "read", "projects": ["group/*"]},
+		{"name": "orchestrator", "sha256": "`+sha256Hex(uiPipelineToken)+`", "role": "pipeline", "projects": ["group/*"]},
+		{"name": "other-team", "sha256": "`+sha256Hex(uiOtherToken)+`", "role": "read", "projects": ["other/*"]}]}`)
 	// A refused port: the mirror's clone fails at once.
 	dead := "http://" + testdata.FreeAddr(t)
 	s := startServer(t, "--repos", p.root, "--redis", testdata.StartRedis(t).URL(), "--access", path,
@@ -362,4 +358,86 @@ func cookieValue(hdr http.Header, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestUIFailedMirror: the link of a mirror whose clone failed, as the
+// projects page gives it, opens that mirror's page: its state and last
+// error, and an empty pins table (a mirror not in place has no pins).
+func TestUIFailedMirror(t *testing.T) {
+	f := startUIServer(t)
+	_, _, body := f.get(t, "/ui/", bearer(testToken))
+	link := regexp.MustCompile(`<a href="([^"]+)">mirror/broken</a>`).FindStringSubmatch(body)
+	if link == nil {
+		t.Fatalf("the projects page has no link to mirror/broken:\n%s", body)
+	}
+	code, _, body := f.get(t, html.UnescapeString(link[1]), bearer(testToken))
+	if code != 200 {
+		t.Fatalf("GET %s (the failed mirror's link) = %d:\n%s", link[1], code, body)
+	}
+	i := strings.Index(body, `<h2 id="pins-of">`)
+	if i < 0 {
+		t.Fatalf("GET %s: no section of the mirror:\n%s", link[1], body)
+	}
+	section := body[i:]
+	for _, want := range []string{`id="project-state"`, `class="state-failed">failed<`, "&lt;script&gt;alert(1)&lt;/script&gt;", `<table id="pins">`, "No pin"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("the failed mirror's section lacks %s:\n%s", want, section)
+		}
+	}
+	if strings.Contains(section, "<script") {
+		t.Errorf("the failed mirror's last error is not escaped:\n%s", section)
+	}
+}
+
+// TestUICSRFCookieShape: a CSRF cookie that is not of the shape the server
+// makes (32 random bytes, base64url: 43 characters) is refused with 400,
+// even when the form's field repeats it, and a page never echoes one into
+// its forms but sets a fresh one.
+func TestUICSRFCookieShape(t *testing.T) {
+	f := &uiFixture{server: startServer(t, "--repos", newProject(t).root, "--redis", testdata.StartRedis(t).URL())}
+	ct := "Content-Type: application/x-www-form-urlencoded"
+	odd := []struct{ name, value string }{
+		{"huge", strings.Repeat("a", 6000)},
+		{"one short", strings.Repeat("a", 42)},
+		{"one long", strings.Repeat("a", 44)},
+		{"43 characters, not base64url", strings.Repeat("!", 43)},
+		{"43 characters of standard base64", strings.Repeat("+/", 21) + "A"},
+	}
+	for _, c := range odd {
+		form := url.Values{"token": {testToken}, "csrf": {c.value}}.Encode()
+		code, hdr, body := f.send(t, "POST", "/ui/login", form, ct, "Cookie: __Host-refkeeper-csrf="+c.value)
+		if code != 400 || cookieValue(hdr, "__Host-refkeeper-token") != "" || strings.Contains(body, c.value) {
+			t.Errorf("login with a %s csrf cookie: %d (want 400), token cookie %q", c.name, code, cookieValue(hdr, "__Host-refkeeper-token"))
+		}
+		code, hdr, body = f.get(t, "/ui/", "Cookie: __Host-refkeeper-csrf="+c.value)
+		fresh := cookieValue(hdr, "__Host-refkeeper-csrf")
+		if code != 401 || strings.Contains(body, `value="`+c.value+`"`) || len(fresh) != 43 {
+			t.Errorf("the login form with a %s csrf cookie: %d, fresh cookie %q", c.name, code, fresh)
+		}
+	}
+}
+
+// TestUIStaticNoListing: the page's static files are served, a directory
+// of them is not listed (also where a path is redirected to it first).
+func TestUIStaticNoListing(t *testing.T) {
+	const listing = `<a href="style.css">` // a directory listing's entry (the page's own link is to /ui/static/style.css)
+	f := &uiFixture{server: startServer(t, "--repos", newProject(t).root, "--redis", testdata.StartRedis(t).URL())}
+	if code, _, body := f.get(t, "/ui/static/"); code != 404 || strings.Contains(body, listing) {
+		t.Errorf("GET /ui/static/ = %d, lists the files: %v", code, strings.Contains(body, listing))
+	}
+	for _, path := range []string{"/ui/static", "/ui/static//", "/ui/static/./"} {
+		resp, err := http.Get(f.Base + path) // following redirects
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || strings.Contains(string(body), listing) {
+			t.Errorf("GET %s (redirects followed) = %d, lists the files: %v", path, resp.StatusCode, strings.Contains(string(body), listing))
+		}
+	}
+	code, hdr, body := f.get(t, "/ui/static/style.css")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/css") || body == "" {
+		t.Errorf("GET /ui/static/style.css = %d %q", code, hdr.Get("Content-Type"))
+	}
 }

@@ -34,9 +34,7 @@ type Cluster struct {
 // says cluster_state:ok.
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-cli"); err != nil {
-		tb.Fatalf("testdata: redis-cli is not on PATH (install redis-tools to run this test): %v", err)
-	}
+	needProgram(tb, "redis-cli", "redis-tools")
 	c := &Cluster{}
 	for range clusterNodes {
 		c.Nodes = append(c.Nodes, startClusterNode(tb))
@@ -60,28 +58,13 @@ func StartCluster(tb testing.TB) *Cluster {
 // bus port is free as well.
 func startClusterNode(tb testing.TB) *Redis {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		tb.Fatalf("testdata: redis-server is not on PATH (install redis-server to run this test): %v", err)
-	}
+	needProgram(tb, "redis-server", "redis-server")
 	r := &Redis{dir: tb.TempDir()}
-	var errs []error
-	for range startAttempts {
-		port, err := freeClusterPort()
-		if err != nil {
-			tb.Fatalf("testdata: find a free port: %v", err)
-		}
-		r.port = port
-		r.args = []string{"--cluster-enabled", "yes",
+	return startOnPort(tb, r, "redis-server in cluster mode", freeClusterPort, func(port int) []string {
+		return []string{"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(r.dir, "nodes-"+strconv.Itoa(port)+".conf"),
 			"--cluster-node-timeout", "5000"}
-		if err = r.launch(); err == nil {
-			tb.Cleanup(func() { r.Stop(tb) })
-			return r
-		}
-		errs = append(errs, err)
-	}
-	tb.Fatalf("testdata: start redis-server in cluster mode (%d attempts): %v", startAttempts, errors.Join(errs...))
-	return nil
+	})
 }
 
 // freeClusterPort is a free port whose bus port (port + 10000) is free too.

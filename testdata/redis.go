@@ -49,9 +49,7 @@ type Redis struct {
 // answers. The server is stopped when the test ends.
 func StartRedis(tb testing.TB) *Redis {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		tb.Fatalf("testdata: redis-server is not on PATH (install redis-server to run this test): %v", err)
-	}
+	needProgram(tb, "redis-server", "redis-server")
 	return startOnFreePort(tb, &Redis{dir: tb.TempDir()})
 }
 
@@ -72,17 +70,39 @@ func StartReplica(tb testing.TB, master *Redis) *Redis {
 	return r
 }
 
+// needProgram fails the test when program is not on PATH, naming the
+// Debian package that has it.
+func needProgram(tb testing.TB, program, pkg string) {
+	tb.Helper()
+	if _, err := exec.LookPath(program); err != nil {
+		tb.Fatalf("testdata: %s is not on PATH (install %s to run this test): %v", program, pkg, err)
+	}
+}
+
 // startOnFreePort launches r on a free port, trying again when another
 // process took the port first.
 func startOnFreePort(tb testing.TB, r *Redis) *Redis {
 	tb.Helper()
+	return startOnPort(tb, r, r.program(), freePort, nil)
+}
+
+// startOnPort launches r on a port pick answers, trying again with another
+// when the launch fails (another process may take the port between pick
+// and the bind). portArgs, when set, answers the arguments that depend on
+// the port; they replace those of the attempt before. what names the
+// server in the failure.
+func startOnPort(tb testing.TB, r *Redis, what string, pick func() (int, error), portArgs func(port int) []string) *Redis {
+	tb.Helper()
 	var errs []error
 	for range startAttempts {
-		port, err := freePort()
+		port, err := pick()
 		if err != nil {
 			tb.Fatalf("testdata: find a free port: %v", err)
 		}
 		r.port = port
+		if portArgs != nil {
+			r.args = portArgs(port)
+		}
 		err = r.launch()
 		if err == nil {
 			// Registered after tb.TempDir, so it runs before the
@@ -92,7 +112,7 @@ func startOnFreePort(tb testing.TB, r *Redis) *Redis {
 		}
 		errs = append(errs, err)
 	}
-	tb.Fatalf("testdata: start %s (%d attempts): %v", r.program(), startAttempts, errors.Join(errs...))
+	tb.Fatalf("testdata: start %s (%d attempts): %v", what, startAttempts, errors.Join(errs...))
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,9 +59,7 @@ type Failover struct {
 // failover could not happen).
 func StartFailover(tb testing.TB) *Failover {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-sentinel"); err != nil {
-		tb.Fatalf("testdata: redis-sentinel is not on PATH (install redis-sentinel to run this test): %v", err)
-	}
+	needProgram(tb, "redis-sentinel", "redis-sentinel")
 	f := &Failover{Master: StartRedis(tb)}
 	f.Replica = StartReplica(tb, f.Master)
 	for range 3 {

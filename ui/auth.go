@@ -153,6 +153,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 // site made the browser send: its Origin (when sent) must be this host,
 // its Sec-Fetch-Site (when sent) same-origin, and its csrf field must
 // equal the csrf cookie, which SameSite=Strict keeps off cross-site posts.
+// A csrf cookie of another shape than the page sets is refused with 400.
 func (h *handler) formAllowed(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
@@ -164,6 +165,13 @@ func (h *handler) formAllowed(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	ck, err := r.Cookie(csrfCookie)
+	if err == nil && ck.Value != "" && !validCSRF(ck.Value) {
+		// Not one csrfToken made: set by someone else (a sibling
+		// site, a proxy, a hand), of any length. Compared with
+		// nothing; the page sets a fresh one when opened.
+		h.fail(w, r, nil, http.StatusBadRequest, "The form's CSRF cookie is not one this page set: open the page again and resend it.")
+		return false
+	}
 	field := r.PostForm.Get("csrf")
 	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(field)) != 1 {
 		h.fail(w, r, nil, http.StatusForbidden, "The form's CSRF token is missing or stale: open the page again and resend it.")
@@ -187,13 +195,30 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
+// csrfBytes is the size of a CSRF secret; its cookie is their unpadded
+// base64url, csrfLen characters.
+const csrfBytes = 32
+
+var csrfLen = base64.RawURLEncoding.EncodedLen(csrfBytes)
+
+// validCSRF says whether a CSRF cookie's value has the shape csrfToken
+// gives it: exactly csrfLen characters of strict base64url (so its length
+// is checked before anything else is done with it).
+func validCSRF(v string) bool {
+	if len(v) != csrfLen {
+		return false
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(v)
+	return err == nil
+}
+
 // csrfToken answers the request's CSRF secret, setting a new cookie when
-// it has none.
+// it has none or one of another shape.
 func csrfToken(w http.ResponseWriter, r *http.Request) string {
-	if ck, err := r.Cookie(csrfCookie); err == nil && len(ck.Value) == 43 {
+	if ck, err := r.Cookie(csrfCookie); err == nil && validCSRF(ck.Value) {
 		return ck.Value
 	}
-	var b [32]byte
+	var b [csrfBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/access"
+	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -109,9 +110,12 @@ type projectRow struct {
 
 type pinTable struct {
 	Project string
-	Rows    []pinRow
-	Next    string
-	Scanned int // pins read to fill a page filtered by merge request, when it is not full
+	// State and LastError are the project's when it is a mirror not in
+	// place (cloning or failed): it has no repository yet, so no pins.
+	State, LastError string
+	Rows             []pinRow
+	Next             string
+	Scanned          int // pins read to fill a page filtered by merge request, when it is not full
 }
 
 type pinRow struct {
@@ -179,16 +183,22 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		data.NextProjects = f.link(func(g *filter) { g.ProjectCursor = next })
 	}
 	if f.project != "" {
-		if _, err := h.cfg.Projects.Get(ctx, f.project); err != nil {
-			h.failWith(w, r, c, err)
-			return
-		}
-		table, err := h.pinTable(r, f, now)
+		info, err := h.cfg.Projects.Get(ctx, f.project)
 		if err != nil {
 			h.failWith(w, r, c, err)
 			return
 		}
-		data.Pins = table
+		if info.State == mirrors.ProjectReady {
+			if data.Pins, err = h.pinTable(r, f, now); err != nil {
+				h.failWith(w, r, c, err)
+				return
+			}
+		} else {
+			// A mirror whose first clone runs or failed is a project
+			// without a repository: the pin store would answer it
+			// "not found", yet the page has its state and why.
+			data.Pins = &pinTable{Project: f.Project, State: string(info.State), LastError: info.LastError}
+		}
 		data.Title = f.Project
 	}
 	h.render(w, http.StatusOK, "page", data)

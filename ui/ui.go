@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/refkeeper/refkeeper/access"
@@ -91,7 +92,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /ui/{$}", h.page)
 	mux.HandleFunc("POST /ui/login", h.login)
 	mux.HandleFunc("POST /ui/logout", h.logout)
-	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	mux.Handle("GET /ui/static/", h.staticFiles(static))
 	mux.HandleFunc("/ui/queues/", h.queues)
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, http.StatusNotFound, "There is no such page.")
@@ -150,4 +151,19 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, c *caller, status
 	}
 	h.render(w, status, "error", errorPage{Title: http.StatusText(status), Caller: c, CSRF: csrf,
 		Status: http.StatusText(status), Message: message})
+}
+
+// staticFiles serves the page's files below /ui/static/ and nothing else:
+// a directory (the file server would list it) or a missing file is the
+// page's 404.
+func (h *handler) staticFiles(static fs.FS) http.Handler {
+	serve := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/ui/static/")
+		if info, err := fs.Stat(static, name); err != nil || info.IsDir() {
+			h.fail(w, r, nil, http.StatusNotFound, "There is no such page.")
+			return
+		}
+		serve.ServeHTTP(w, r)
+	})
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,19 @@ func TestSpanAndBytes(t *testing.T) {
 	for n, want := range map[int64]string{512: "512 B", 1536: "1.5 KiB", 3 << 30: "3.0 GiB"} {
 		if got := bytesText(n); got != want {
 			t.Errorf("bytesText(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestValidCSRF(t *testing.T) {
+	made := csrfToken(httptest.NewRecorder(), httptest.NewRequest("GET", "/ui/", nil))
+	if !validCSRF(made) {
+		t.Errorf("validCSRF(%q) = false for a token csrfToken made", made)
+	}
+	for _, bad := range []string{"", made[:42], made + "A", strings.Repeat("!", 43), strings.Repeat("+/", 21) + "A",
+		strings.Repeat("A", 42) + "B", strings.Repeat("a", 1<<16)} {
+		if validCSRF(bad) {
+			t.Errorf("validCSRF(%.50q) = true", bad)
 		}
 	}
 }
