@@ -29,8 +29,23 @@ func tokenOf(url string) (token, bare string) {
 // libgit2 (by ref) fetch the pinned commit; go-git's want of another
 // commit is still refused.
 func TestEveryClientFetchesAPin(t *testing.T) {
-	f := newFixture(t, "", withCache(openCache(t, prometheus.NewRegistry())))
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, "", withCache(openCache(t, reg)))
 	url := f.pinURL(t, 7, f.git.Second)
+	// Twice: the first round fills the cache, the second is served from
+	// it (every shared request a hit).
+	for round := range 2 {
+		before := cacheResults(t, reg)
+		everyClient(t, f, url)
+		after := cacheResults(t, reg)
+		if round == 1 && (after["miss"] != before["miss"] || after["hit"] == before["hit"]) {
+			t.Fatalf("the second round: cache results %v after %v, want hits alone", after, before)
+		}
+	}
+}
+
+// everyClient fetches the pin with every client.
+func everyClient(t *testing.T, f *fixture, url string) {
 	token, bare := tokenOf(url)
 	for _, proto := range []string{"0", "1", "2"} {
 		fetchPin(t, url, proto, "+refs/pipelines/7:refs/pipelines/7", f.git.Second)
@@ -100,6 +115,12 @@ func TestEveryClientFetchesAPin(t *testing.T) {
 // section comes after shallow-info; a want-ref of another ref is refused.
 func TestWantRefOfThePin(t *testing.T) {
 	f := newFixture(t, "", withCache(openCache(t, prometheus.NewRegistry())))
+	for range 2 { // a miss, then a hit
+		wantRefOfThePin(t, f)
+	}
+}
+
+func wantRefOfThePin(t *testing.T, f *fixture) {
 	url := f.pinURL(t, 7, f.git.Second)
 	token, bare := tokenOf(url)
 	post := func(args ...string) (int, []pktline.Packet, []byte) {

@@ -20,8 +20,9 @@ import (
 	"github.com/refkeeper/refkeeper/refs/refstest"
 )
 
-// TestPackCacheKeepsScope is the property that the cache gives a fetch
-// token nothing more: over generated upload-pack requests (protocol v0
+// TestPackCacheKeepsScope is the property that the cache (the hook's
+// packs and the shared answers of scoped requests) gives a fetch token
+// nothing more: over generated upload-pack requests (protocol v0
 // and v2; wants, haves, shallows and depths drawn from every commit of
 // the project and from none), sent with the fetch tokens of two pins of
 // one project, a server with the pack cache answers each request as one
@@ -108,6 +109,20 @@ func TestPackCacheKeepsScope(t *testing.T) {
 		}
 		if len(gotObjects) > 0 {
 			served++
+		}
+	}
+	// The v0 advertisement is shared too: each token's (twice: a miss,
+	// then a hit) is the one without the cache, its own pin alone.
+	for _, token := range tokens {
+		want := advertisement(t, plain.base, token)
+		for range 2 {
+			got := advertisement(t, cached.base, token)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the token of the pin at %s: advertisement with the cache %q, without %q", pinned[token], got, want)
+			}
+		}
+		if !bytes.Contains(want, []byte(pinned[token]+" refs/pipelines/")) || bytes.Count(want, []byte(" refs/")) != 1 {
+			t.Fatalf("the token of the pin at %s was advertised %q", pinned[token], want)
 		}
 	}
 	got := cacheResults(t, reg)
@@ -239,4 +254,21 @@ func gitCommand(dir string, args ...string) *exec.Cmd {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
 	return cmd
+}
+
+// advertisement answers a v0 ref advertisement with a token.
+func advertisement(t *testing.T, base, token string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
+	req.SetBasicAuth("x", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("advertisement: %d %s", resp.StatusCode, raw)
+	}
+	return raw
 }
