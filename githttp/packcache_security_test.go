@@ -28,13 +28,15 @@ import (
 // one project, a server with the pack cache answers each request as one
 // without it does (the same status, the same objects), after the same
 // request was sent first with an API token (which may want anything), with
-// the other pin's token and with its own; and no token ever receives an
-// object its pinned commit does not reach.
+// the other pin's token and with its own (so it is a hit of the shared
+// answers, and runs no git); and no token ever receives an object its
+// pinned commit does not reach.
 func TestPackCacheKeepsScope(t *testing.T) {
 	pins := refstest.New(t)
 	reg := prometheus.NewRegistry()
 	plain := newFixtureOver(t, pins, "")
-	cached := newFixtureOver(t, pins, "", withCache(openCache(t, reg)))
+	gitBinary, runs := countingGit(t, "0")
+	cached := newFixtureOver(t, pins, gitBinary, withCache(openCache(t, reg)))
 	g := plain.git
 	feature := strings.TrimSpace(g.Git(t, "rev-parse", "refs/heads/feature"))
 	commits := []string{g.First, g.Second, feature, g.Merge}
@@ -97,7 +99,12 @@ func TestPackCacheKeepsScope(t *testing.T) {
 			postUploadPack(t, cached.base, warm, v2, body)
 		}
 		wantStatus, wantObjects := postUploadPack(t, plain.base, token, v2, body)
+		runsBefore, _ := backendRuns(t, runs)
 		gotStatus, gotObjects := postUploadPack(t, cached.base, token, v2, body)
+		// The same token sent it just before: a whole answer is shared.
+		if runsAfter, _ := backendRuns(t, runs); gotStatus == http.StatusOK && runsAfter != runsBefore {
+			t.Fatalf("%s: a repeated scoped request ran git", desc)
+		}
 		if gotStatus != wantStatus || !slices.Equal(gotObjects, wantObjects) {
 			t.Fatalf("%s: with the cache %d and %d objects %v, without %d and %d objects %v",
 				desc, gotStatus, len(gotObjects), gotObjects, wantStatus, len(wantObjects), wantObjects)
