@@ -416,11 +416,11 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		run.rewrite = stripSymrefs
 	}
 	if shared {
-		if shared, _, ok := s.packCache.Share(r.Context(), shareKey(p, allowed, run, wantedRef), s.generate(sharedRun(run, allowed))); ok {
+		if entry, _, ok := s.packCache.Share(r.Context(), shareKey(p, allowed, run, wantedRef), s.generate(sharedRun(run, allowed))); ok {
 			// A reader takes no --max-git-http turn: only the generation
 			// runs git, in a turn of its own.
-			defer shared.Close()
-			status, n, err := s.serveShared(w, shared, label)
+			defer entry.Close()
+			status, n, err := s.serveShared(w, entry, label)
 			outcome := "ok"
 			if err != nil || status >= 400 {
 				outcome = "error"
