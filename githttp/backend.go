@@ -163,21 +163,25 @@ func (b backendRun) args() []string {
 	return append(args, "http-backend")
 }
 
-// runBackend speaks CGI to git http-backend, run through the one git
-// runner (so it ends at the Timeout or when the client goes, with the
-// upload-pack it started, like every git process): the body on its stdin,
-// its header block parsed, the rest streamed to w as git writes it. It
-// answers the status sent and the bytes of body written. An error is an
-// answer not sent: git could not be started, or ended (or was ended)
-// before its header block was whole, which is *refs.UnavailableError (the
-// client may retry); a rewrite that failed. A failure after the header
-// was sent is logged: the client sees a response cut short.
-func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backendRun) (status int, written int64, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	dw := s.deadlined(w)
-	defer dw.clear()
-	w = dw
+// started is a `git http-backend` whose CGI header block was read: its
+// body is out, finish waits for it once out is read (stop first ends a git
+// whose answer is no longer wanted: SIGTERM to its group, as at the
+// bound), and stderr is what it said, kept bounded.
+type started struct {
+	out    *bufio.Reader
+	status int
+	header http.Header
+	finish func(stop bool) error
+	stderr *gitexec.Stderr
+}
+
+// startBackend runs git http-backend for b through the one git runner (so
+// it ends at the Timeout or when ctx does, with the upload-pack it
+// started, like every git process): the body on its stdin, its header
+// block read. An error is *refs.UnavailableError: git could not be
+// started, or ended (or was ended) before its header block was whole.
+// cancel must end ctx once git is done with.
+func (s *Server) startBackend(ctx context.Context, cancel context.CancelFunc, b backendRun) (*started, error) {
 	cmd := s.git.CommandWith(ctx, gitexec.Options{Dir: b.repoPath, Env: b.cgiEnv()}, b.args()...)
 	if b.body != nil {
 		cmd.Stdin = bytes.NewReader(b.body)
@@ -189,18 +193,15 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
+		return nil, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
 	}
 	if err := cmd.Start(); err != nil {
 		// Its binary gone (replaced during an upgrade), no memory or
 		// processes left to fork: nothing was served; the client may
 		// retry.
-		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
+		return nil, &refs.UnavailableError{Op: "running git http-backend", Cause: err}
 	}
-	// finish waits for git once its output is read; stop first ends a git
-	// whose answer is no longer wanted (SIGTERM to its group, as at the
-	// bound). Wait closes the pipe only after the grace, so it is drained
-	// first.
+	// Wait closes the pipe only after the grace, so it is drained first.
 	finish := func(stop bool) error {
 		if stop {
 			cancel()
@@ -213,8 +214,27 @@ func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backen
 	if err != nil {
 		waitErr := finish(true)
 		s.logger.Warn("serving git", "project", b.project, "err", err, "exit", waitErr, "stderr", stderr.String())
-		return 0, 0, &refs.UnavailableError{Op: "running git http-backend", Cause: errors.Join(err, waitErr)}
+		return nil, &refs.UnavailableError{Op: "running git http-backend", Cause: errors.Join(err, waitErr)}
 	}
+	return &started{out: out, status: status, header: header, finish: finish, stderr: stderr}, nil
+}
+
+// runBackend speaks CGI to git http-backend (startBackend) and streams
+// the rest of its answer to w as git writes it. It answers the status
+// sent and the bytes of body written. An error is an answer not sent:
+// startBackend's, or a rewrite that failed. A failure after the header
+// was sent is logged: the client sees a response cut short.
+func (s *Server) runBackend(ctx context.Context, w http.ResponseWriter, b backendRun) (status int, written int64, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dw := s.deadlined(w)
+	defer dw.clear()
+	w = dw
+	g, err := s.startBackend(ctx, cancel, b)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, status, header, finish, stderr := g.out, g.status, g.header, g.finish, g.stderr
 	if b.rewrite != nil && status == http.StatusOK {
 		whole, rerr := io.ReadAll(out)
 		waitErr := finish(rerr != nil)

@@ -23,14 +23,31 @@ func tokenOf(url string) (token, bare string) {
 	return token, "http://" + host
 }
 
-// TestEveryClientFetchesAPin: with a pin's fetch token, and the pack
-// cache on, the git CLI (protocol v0, v1, v2; by ref and by SHA), go-git
-// (by ref and by SHA: it needs allow-tip-sha1-in-want advertised) and
-// libgit2 (by ref) fetch the pinned commit; go-git's want of another
-// commit is still refused.
+// TestEveryClientFetchesAPin: twice (a miss, then a hit of every shared
+// answer), with a pin's fetch token, and the pack cache on, the git CLI
+// (protocol v0, v1, v2; by ref and by SHA), go-git (by ref and by SHA: it
+// needs allow-tip-sha1-in-want advertised) and libgit2 (by ref) fetch the
+// pinned commit; go-git's want of another commit is still refused.
 func TestEveryClientFetchesAPin(t *testing.T) {
-	f := newFixture(t, "", withCache(openCache(t, prometheus.NewRegistry())))
+	reg := prometheus.NewRegistry()
+	gitBinary, runs := countingGit(t, "0")
+	f := newFixture(t, gitBinary, withCache(openCache(t, reg)))
 	url := f.pinURL(t, 7, f.git.Second)
+	// Twice: the first round fills the cache, the second is served from
+	// it: every shared request a hit, no v0 or v1 request (libgit2,
+	// go-git, the CLI's) runs git.
+	for round := range 2 {
+		before, v0Before := cacheResults(t, reg), v0Runs(t, runs)
+		everyClient(t, f, url)
+		after, v0After := cacheResults(t, reg), v0Runs(t, runs)
+		if round == 1 && (after["miss"] != before["miss"] || after["hit"] == before["hit"] || v0After != v0Before) {
+			t.Fatalf("the second round: cache results %v after %v, %d v0 and v1 requests ran git; want hits alone", after, before, v0After-v0Before)
+		}
+	}
+}
+
+// everyClient fetches the pin with every client.
+func everyClient(t *testing.T, f *fixture, url string) {
 	token, bare := tokenOf(url)
 	for _, proto := range []string{"0", "1", "2"} {
 		fetchPin(t, url, proto, "+refs/pipelines/7:refs/pipelines/7", f.git.Second)
@@ -98,8 +115,19 @@ func TestEveryClientFetchesAPin(t *testing.T) {
 // clients speaking ref-in-want send) gets the pack and the wanted-refs
 // section naming the pinned SHA, also in a shallow fetch, where the
 // section comes after shallow-info; a want-ref of another ref is refused.
+// Repeated, the same answers come from the cache, with no git run.
 func TestWantRefOfThePin(t *testing.T) {
-	f := newFixture(t, "", withCache(openCache(t, prometheus.NewRegistry())))
+	gitBinary, runs := countingGit(t, "0")
+	f := newFixture(t, gitBinary, withCache(openCache(t, prometheus.NewRegistry())))
+	wantRefOfThePin(t, f) // misses
+	before, _ := backendRuns(t, runs)
+	wantRefOfThePin(t, f) // hits: the answers, wanted-refs and all, are kept
+	if after, _ := backendRuns(t, runs); after != before {
+		t.Fatalf("repeated want-ref fetches ran git %d times, want none", after-before)
+	}
+}
+
+func wantRefOfThePin(t *testing.T, f *fixture) {
 	url := f.pinURL(t, 7, f.git.Second)
 	token, bare := tokenOf(url)
 	post := func(args ...string) (int, []pktline.Packet, []byte) {

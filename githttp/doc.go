@@ -19,11 +19,28 @@
 // given to git as a want of its SHA, and the wanted-refs section is added
 // to the answer (addWantedRef).
 //
-// With a PackCache (package packcache, wired by cmd), each upload-pack
-// request's http-backend gets the cache's hook in its environment as
-// command-line configuration: upload-pack then hands its pack-objects (what
-// it derived from the request the filter rebuilt) to the cache, and
-// identical requests share one generation.
+// With a PackCache (package packcache, wired by cmd), identical fetches
+// share their work (the cache's single-flight, file-backed entries):
+//
+//   - a scoped request (fetch token or job ID token) is rebuilt by the
+//     scope filter, so all runners of one pin send the same bytes: its
+//     upload-pack posts that may pack and its v0/v1 advertisement are
+//     answered whole from the cache (respcache.go). The key is the
+//     project, the pin's ref and SHA, the protocol version, the endpoint,
+//     the content type, the filtered body and whether a want-ref was
+//     rewritten; no token or identity. One `git http-backend` (without the
+//     hook) generates the answer the client receives (after stripSymrefs
+//     or addWantedRef) on the cache's context, within --git-timeout, in
+//     one --max-git-http turn; readers take no turn and run no git. Only a
+//     whole 200 is kept (an advertisement only when it lists the pinned
+//     ref at the pinned SHA); a failed generation is dropped, and its
+//     readers' answers end as when git fails. A finished entry is sent
+//     with its Content-Length from its file (sendfile), in steps under the
+//     write deadline; one still generated is streamed as it grows;
+//   - any other upload-pack request (an API token's) gets the cache's hook
+//     in its http-backend's environment as command-line configuration:
+//     upload-pack hands its pack-objects to the cache, and identical
+//     requests share one pack generation.
 //
 // git http-backend runs through the one git runner (package gitexec), like
 // every git process of the service: its allow-listed environment, hooks
@@ -44,6 +61,6 @@
 //
 // Errors are *Error (a status and a message) or the domain's; the mounting
 // package writes them. githttp registers refkeeper_git_fetches_total and
-// refkeeper_git_bytes_served_total. It imports refs, gitexec, pktline and
-// limits; only api imports it.
+// refkeeper_git_bytes_served_total. It imports refs, gitexec, pktline,
+// limits and packcache; only api imports it.
 package githttp

@@ -20,20 +20,23 @@ import (
 	"github.com/refkeeper/refkeeper/refs/refstest"
 )
 
-// TestPackCacheKeepsScope is the property that the cache gives a fetch
-// token nothing more: over generated upload-pack requests (protocol v0
+// TestPackCacheKeepsScope is the property that the cache (the hook's
+// packs and the shared answers of scoped requests) gives a fetch token
+// nothing more: over generated upload-pack requests (protocol v0
 // and v2; wants, haves, shallows and depths drawn from every commit of
 // the project and from none), sent with the fetch tokens of two pins of
 // one project, a server with the pack cache answers each request as one
 // without it does (the same status, the same objects), after the same
 // request was sent first with an API token (which may want anything), with
-// the other pin's token and with its own; and no token ever receives an
-// object its pinned commit does not reach.
+// the other pin's token and with its own (so it is a hit of the shared
+// answers, and runs no git); and no token ever receives an object its
+// pinned commit does not reach.
 func TestPackCacheKeepsScope(t *testing.T) {
 	pins := refstest.New(t)
 	reg := prometheus.NewRegistry()
 	plain := newFixtureOver(t, pins, "")
-	cached := newFixtureOver(t, pins, "", withCache(openCache(t, reg)))
+	gitBinary, runs := countingGit(t, "0")
+	cached := newFixtureOver(t, pins, gitBinary, withCache(openCache(t, reg)))
 	g := plain.git
 	feature := strings.TrimSpace(g.Git(t, "rev-parse", "refs/heads/feature"))
 	commits := []string{g.First, g.Second, feature, g.Merge}
@@ -96,7 +99,12 @@ func TestPackCacheKeepsScope(t *testing.T) {
 			postUploadPack(t, cached.base, warm, v2, body)
 		}
 		wantStatus, wantObjects := postUploadPack(t, plain.base, token, v2, body)
+		runsBefore, _ := backendRuns(t, runs)
 		gotStatus, gotObjects := postUploadPack(t, cached.base, token, v2, body)
+		// The same token sent it just before: a whole answer is shared.
+		if runsAfter, _ := backendRuns(t, runs); gotStatus == http.StatusOK && runsAfter != runsBefore {
+			t.Fatalf("%s: a repeated scoped request ran git", desc)
+		}
 		if gotStatus != wantStatus || !slices.Equal(gotObjects, wantObjects) {
 			t.Fatalf("%s: with the cache %d and %d objects %v, without %d and %d objects %v",
 				desc, gotStatus, len(gotObjects), gotObjects, wantStatus, len(wantObjects), wantObjects)
@@ -108,6 +116,20 @@ func TestPackCacheKeepsScope(t *testing.T) {
 		}
 		if len(gotObjects) > 0 {
 			served++
+		}
+	}
+	// The v0 advertisement is shared too: each token's (twice: a miss,
+	// then a hit) is the one without the cache, its own pin alone.
+	for _, token := range tokens {
+		want := advertisement(t, plain.base, token)
+		for range 2 {
+			got := advertisement(t, cached.base, token)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the token of the pin at %s: advertisement with the cache %q, without %q", pinned[token], got, want)
+			}
+		}
+		if !bytes.Contains(want, []byte(pinned[token]+" refs/pipelines/")) || bytes.Count(want, []byte(" refs/")) != 1 {
+			t.Fatalf("the token of the pin at %s was advertised %q", pinned[token], want)
 		}
 	}
 	got := cacheResults(t, reg)
@@ -239,4 +261,21 @@ func gitCommand(dir string, args ...string) *exec.Cmd {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
 	return cmd
+}
+
+// advertisement answers a v0 ref advertisement with a token.
+func advertisement(t *testing.T, base, token string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/git/group/app.git/info/refs?service=git-upload-pack", nil)
+	req.SetBasicAuth("x", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("advertisement: %d %s", resp.StatusCode, raw)
+	}
+	return raw
 }

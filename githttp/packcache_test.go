@@ -90,9 +90,11 @@ func fetchPin(t *testing.T, url, proto, what, sha string) {
 }
 
 // TestPackCacheSharesRunnerFetches: the runners of one pin (the same
-// fetch token's request, depth 1, fresh repositories) share one pack
-// generation per protocol: the first is a miss, the repeats hits, and
-// every fetch gets the commit whole, in v0, v1 and v2.
+// fetch token's request, depth 1, fresh repositories) share one answer
+// per request of the fetch (the response cache), and API-token fetches
+// share one pack generation per protocol (the hook): the first is a miss,
+// the repeats hits, and every fetch gets the commit whole, in v0, v1 and
+// v2.
 func TestPackCacheSharesRunnerFetches(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := newFixture(t, "", withCache(openCache(t, reg)))
@@ -102,10 +104,23 @@ func TestPackCacheSharesRunnerFetches(t *testing.T) {
 			fetchPin(t, url, proto, "+refs/pipelines/7:refs/pipelines/7", f.git.Second)
 		}
 	}
-	// git sends no protocol header with a v1 request (only its
-	// advertisement differs): v0 and v1 requests are one key.
+	// A scoped v0 or v1 depth-1 fetch is three shared requests: the
+	// advertisement (v1's differs), the wants with the depth, then the
+	// same with done; git sends no protocol header with a v1 request, so
+	// its posts are v0's. A v2 fetch shares its fetch command alone (its
+	// capabilities and ls-refs are cheap and not shared).
 	got := cacheResults(t, reg)
-	if got["miss"] != 2 || got["hit"] != 4 || got["bypass"] != 0 {
-		t.Fatalf("cache results %v, want 2 misses (v0 and v1, v2) and 4 hits", got)
+	if got["miss"] != 5 || got["hit"] != 9 || got["bypass"] != 0 {
+		t.Fatalf("cache results %v, want 5 misses (v0 advertisement, two v0 posts, v1 advertisement, v2 fetch) and 9 hits", got)
+	}
+	// An API token's fetch goes through the hook: one pack per protocol.
+	for _, proto := range []string{"0", "1", "2"} {
+		for range 2 {
+			fetchPin(t, f.url, proto, "+refs/pipelines/7:refs/pipelines/7", f.git.Second)
+		}
+	}
+	got = cacheResults(t, reg)
+	if got["miss"] != 5+2 || got["hit"] != 9+4 || got["bypass"] != 0 {
+		t.Fatalf("cache results %v, want 2 more misses (v0 and v1, v2) and 4 more hits", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/refkeeper/refkeeper/gitexec"
 	"github.com/refkeeper/refkeeper/limits"
+	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/pktline"
 	"github.com/refkeeper/refkeeper/refs"
 )
@@ -62,12 +63,15 @@ type Config struct {
 	PackCache PackCache
 }
 
-// PackCache makes upload-pack hand its pack-objects to a cache shared by
-// identical requests (*packcache.Cache): Hook answers the environment of
-// the `git http-backend` run of one upload-pack request, and a release
-// for when it is over; ok false: run it as without a cache (bypass).
+// PackCache shares work among identical fetches (*packcache.Cache). Hook
+// answers the environment that makes the `git http-backend` run of one
+// upload-pack request hand its pack-objects to the cache, and a release
+// for when it is over. Share answers a reader of the one entry of a key,
+// generated once by gen (a scoped request's whole answer). ok false: do
+// it as without a cache (bypass).
 type PackCache interface {
 	Hook(repoPath, project string, version int) (env []string, release func(), ok bool)
+	Share(ctx context.Context, parts [][]byte, gen packcache.Generate) (r *packcache.Reader, hit, ok bool)
 }
 
 // Caller is who a request's token says it is: one of an API token
@@ -377,11 +381,17 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		if s.packCache != nil && mayPack(version, body) {
-			if env, release, ok := s.packCache.Hook(repoPath, string(p), version); ok {
-				defer release()
-				hookEnv = env
-			}
+	}
+	// A scoped fetch's answer is shared whole (respcache.go): its
+	// pack-producing requests, and its v0 advertisement (which otherwise
+	// makes upload-pack walk every ref of the repository for hideRefs).
+	shared := scope != nil && s.packCache != nil &&
+		(svc == uploadPack && mayPack(version, body) ||
+			svc == uploadPackAdvert && r.Method == http.MethodGet && version != protocolV2)
+	if svc == uploadPack && !shared && s.packCache != nil && mayPack(version, body) {
+		if env, release, ok := s.packCache.Hook(repoPath, string(p), version); ok {
+			defer release()
+			hookEnv = env
 		}
 	}
 	run := backendRun{
@@ -404,6 +414,26 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request) error {
 		// (symref=HEAD:refs/heads/main) even with HEAD hidden: it is
 		// rewritten before it is sent. It is one ref long.
 		run.rewrite = stripSymrefs
+	}
+	if shared {
+		if entry, _, ok := s.packCache.Share(r.Context(), shareKey(p, allowed, run, wantedRef), s.generate(sharedRun(run, allowed))); ok {
+			// A reader takes no --max-git-http turn: only the generation
+			// runs git, in a turn of its own.
+			defer entry.Close()
+			status, n, err := s.serveShared(w, entry, label)
+			outcome := "ok"
+			if err != nil || status >= 400 {
+				outcome = "error"
+				if isBusy(err) {
+					outcome = "busy"
+				}
+			}
+			if svc == uploadPack {
+				s.metrics.fetch(label, outcome)
+			}
+			s.metrics.gitBytes(label, n)
+			return err
+		}
 	}
 	// A turn is taken once the request is read whole: a slow client's
 	// body holds no process.

@@ -311,22 +311,32 @@ func packArgs(args []string) ([]string, bool) {
 
 // key is the hash of everything a pack depends on, each part framed by
 // its length so no two requests share one. No token or identity is in it:
-// the stdin is what upload-pack derived after the scope filter.
+// the stdin is what upload-pack derived after the scope filter. Its first
+// part names the hook's namespace: no key of Share is ever one of these.
 func key(project string, version int, args []string, stdin []byte) string {
+	parts := [][]byte{[]byte(hookNamespace), []byte(project), []byte(fmt.Sprint(version))}
+	for _, a := range args {
+		parts = append(parts, []byte(a))
+	}
+	return hashParts(append(parts, nil, stdin))
+}
+
+// The namespaces of the keys: the first part of every key hashed.
+const (
+	hookNamespace  = "pack-objects"
+	shareNamespace = "shared"
+)
+
+// hashParts hashes parts, each framed by its length: the framing is
+// prefix-free, so two lists of parts never share a hash input.
+func hashParts(parts [][]byte) string {
 	h := sha256.New()
-	put := func(b []byte) {
+	for _, b := range parts {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
 		h.Write(b)
 	}
-	put([]byte(project))
-	put([]byte(fmt.Sprint(version)))
-	for _, a := range args {
-		put([]byte(a))
-	}
-	put(nil)
-	put(stdin)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -367,11 +377,17 @@ func (e *entry) finish(err error) {
 	e.mu.Unlock()
 }
 
-// open answers the entry of a request and an open file on it, starting a
-// generation when there is none to share; hit says which. The file is
-// opened under the lock, so eviction cannot remove it first (once open,
-// it is read whole even if it is removed).
-func (c *Cache) open(k string, tk ticket, args []string, stdin []byte) (e *entry, f *os.File, hit bool, err error) {
+// Generate writes one entry's content to w. It runs on the cache's
+// context (ended at Close), not on a request's: every reader of the key
+// needs it whole. An error drops the entry: its readers get the error,
+// and no later request is served from it.
+type Generate func(ctx context.Context, w io.Writer) error
+
+// open answers the entry of key k and an open file on it, starting a
+// generation (gen) when there is none to share; hit says which. The file
+// is opened under the lock, so eviction cannot remove it first (once
+// open, it is read whole even if it is removed).
+func (c *Cache) open(k string, gen Generate) (e *entry, f *os.File, hit bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e = c.entries[k]; e != nil {
@@ -385,7 +401,7 @@ func (c *Cache) open(k string, tk ticket, args []string, stdin []byte) (e *entry
 		c.dropLocked(e)
 	}
 	c.seq++
-	e = &entry{key: k, path: filepath.Join(c.dir, fmt.Sprintf("%s-%d.pack", k[:32], c.seq)),
+	e = &entry{key: k, path: filepath.Join(c.dir, fmt.Sprintf("%s-%d.entry", k[:32], c.seq)),
 		created: time.Now(), changed: make(chan struct{})}
 	w, err := os.OpenFile(e.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -398,7 +414,7 @@ func (c *Cache) open(k string, tk ticket, args []string, stdin []byte) (e *entry
 	}
 	c.entries[k] = e
 	c.wg.Add(1)
-	go c.generate(e, w, tk, args, stdin)
+	go c.generate(e, w, gen)
 	return e, f, false, nil
 }
 
@@ -434,28 +450,39 @@ func (w entryWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// generate runs pack-objects into the entry. It runs on the cache's
-// context, not a request's: every reader of the key needs it whole.
-func (c *Cache) generate(e *entry, w *os.File, tk ticket, args []string, stdin []byte) {
+// generate runs gen into the entry, on the cache's context: every reader
+// of the key needs it whole, whichever request started it.
+func (c *Cache) generate(e *entry, w *os.File, gen Generate) {
 	defer c.wg.Done()
-	cmd := c.cfg.Git.CommandWith(c.ctx, gitexec.Options{GitDir: tk.repoPath}, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	cmd.Stdout = entryWriter{c: c, e: e, f: w}
-	var stderr tail
-	cmd.Stderr = &stderr
-	err := cmd.Run()
+	err := gen(c.ctx, entryWriter{c: c, e: e, f: w})
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		err = fmt.Errorf("git pack-objects: %w: %s", err, strings.TrimSpace(stderr.String()))
-		c.logger.Warn("pack cache: generating a pack", "project", tk.project, "err", err)
 		c.mu.Lock()
 		c.dropLocked(e)
 		c.mu.Unlock()
 	}
 	e.finish(err)
 	c.evict()
+}
+
+// packObjects is the generation of a hook's request: pack-objects on the
+// ticket's repository, its arguments and stdin as upload-pack gave them.
+func (c *Cache) packObjects(tk ticket, args []string, stdin []byte) Generate {
+	return func(ctx context.Context, w io.Writer) error {
+		cmd := c.cfg.Git.CommandWith(ctx, gitexec.Options{GitDir: tk.repoPath}, args...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		cmd.Stdout = w
+		var stderr tail
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			err = fmt.Errorf("git pack-objects: %w: %s", err, strings.TrimSpace(stderr.String()))
+			c.logger.Warn("pack cache: generating a pack", "project", tk.project, "err", err)
+			return err
+		}
+		return nil
+	}
 }
 
 // tail keeps the last KiB a process wrote, for the log.
@@ -517,37 +544,6 @@ func (c *Cache) janitor() {
 	}
 }
 
-// copyEntry writes the entry's bytes to w in frames as they are written,
-// from offset 0, until the generation is done; it answers the
-// generation's error, or the reader's own (done: the client went away).
-func copyEntry(e *entry, f io.ReaderAt, w func([]byte) error, done <-chan struct{}) error {
-	buf := make([]byte, 64<<10)
-	var off int64
-	for {
-		size, finished, genErr, changed := e.state()
-		for off < size {
-			n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			if n > 0 {
-				if werr := w(buf[:n]); werr != nil {
-					return werr
-				}
-				off += int64(n)
-			}
-			if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-				return err
-			}
-		}
-		if finished {
-			return genErr
-		}
-		select {
-		case <-changed:
-		case <-done:
-			return errors.New("the cache is closing")
-		}
-	}
-}
-
 // metrics are the cache's Prometheus metrics.
 type metrics struct {
 	requests *prometheus.CounterVec
@@ -558,7 +554,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refkeeper_pack_cache_requests_total",
-			Help: "Packs asked of the pack cache: hit (an entry shared, also while it was generated), miss (a generation started), bypass (cache off, disk below its floor, or a request it does not serve).",
+			Help: "Packs and fetch answers asked of the pack cache: hit (an entry shared, also while it was generated), miss (a generation started), bypass (cache off, disk below its floor, or a request it does not serve).",
 		}, []string{"result"}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "refkeeper_pack_cache_bytes", Help: "Bytes of the pack cache's entries on disk.",

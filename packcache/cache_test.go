@@ -184,7 +184,7 @@ func TestCrashedEntriesAreNeverServed(t *testing.T) {
 	if err := os.MkdirAll(dead, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"lock", "0123-1.pack"} {
+	for _, f := range []string{"lock", "0123-1.entry"} {
 		if err := os.WriteFile(filepath.Join(dead, f), []byte("PACK partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +231,7 @@ func TestEviction(t *testing.T) {
 		if hit, miss, _ := results(r.cache); miss != 2 || hit != 0 {
 			t.Fatalf("%v hits and %v misses, want 0 and 2", hit, miss)
 		}
-		entries, _ := filepath.Glob(filepath.Join(r.cache.dir, "*.pack"))
+		entries, _ := filepath.Glob(filepath.Join(r.cache.dir, "*.entry"))
 		if len(entries) != 0 {
 			t.Fatalf("entries over MaxBytes left: %v", entries)
 		}

@@ -31,6 +31,14 @@
 //     it) when it is off, when the disk is below its floor (BelowFloor),
 //     and for arguments it does not know.
 //
+// The same entries serve other producers: Share takes a key (parts,
+// hashed in a namespace of their own, so no hook key is ever one of them)
+// and a Generate function, and answers a Reader that follows the writer
+// from offset 0, hit or miss, with the same single flight, eviction,
+// BelowFloor bypass and metrics. githttp keeps the whole answers of
+// scoped fetches there (a hit runs no git); Reader.Rest hands a finished
+// entry's file to net/http for sendfile.
+//
 // The socket lies in a directory of mode 0700 and answers only peers of
 // this process's user (SO_PEERCRED); a request without a live ticket is
 // told to bypass, and a ticket is good for the one repository of the one
@@ -38,6 +46,7 @@
 // project's packs.
 //
 // Metrics: refkeeper_pack_cache_requests_total{result="hit|miss|bypass"}
-// and refkeeper_pack_cache_bytes. packcache imports gitexec alone and no
-// cgo package; githttp reaches it through its own PackCache interface.
+// and refkeeper_pack_cache_bytes (hook packs and shared answers alike).
+// packcache imports gitexec alone and no cgo package; githttp reaches it
+// through its own PackCache interface.
 package packcache

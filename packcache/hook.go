@@ -108,14 +108,15 @@ func (c *Cache) handle(conn *net.UnixConn) {
 		return
 	}
 	k := key(tk.project, tk.version, args, req.Stdin)
-	e, f, hit, err := c.open(k, tk, args, req.Stdin)
+	e, f, hit, err := c.open(k, c.packObjects(tk, args, req.Stdin))
 	if err != nil {
 		c.logger.Warn("pack cache: opening an entry", "project", tk.project, "err", err)
 		c.metrics.result("bypass")
 		_, _ = conn.Write([]byte{answerBypass})
 		return
 	}
-	defer f.Close()
+	r := &Reader{e: e, f: f, stop: c.ctx.Done(), ctx: context.Background()}
+	defer r.Close()
 	if hit {
 		c.metrics.result("hit")
 	} else {
@@ -127,15 +128,24 @@ func (c *Cache) handle(conn *net.UnixConn) {
 		return
 	}
 	var hdr [4]byte
-	genErr := copyEntry(e, f, func(b []byte) error {
-		binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
-		bufs := net.Buffers{hdr[:], b}
-		_, err := bufs.WriteTo(conn)
-		return err
-	}, c.ctx.Done())
+	buf := make([]byte, 64<<10)
 	status := byte(0)
-	if genErr != nil {
-		status = 1
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			binary.BigEndian.PutUint32(hdr[:], uint32(n))
+			bufs := net.Buffers{hdr[:], buf[:n]}
+			if _, werr := bufs.WriteTo(conn); werr != nil {
+				return
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			status = 1
+			break
+		}
 	}
 	_, _ = conn.Write([]byte{0, 0, 0, 0, status})
 }

@@ -13,7 +13,8 @@ const module = "github.com/refkeeper/refkeeper"
 
 // allowedInternal says which of the project's packages each package may
 // import: cmd -> api, jobs -> mirrors -> refs -> gitops -> gitexec, api ->
-// hooks -> refs and api -> githttp -> refs, gitexec, pktline, one way only.
+// hooks -> refs and api -> githttp -> refs, gitexec, pktline, packcache,
+// one way only.
 // refs reaches the mirrors through the interface it declares
 // (refs.PinFetcher), so it never imports mirrors or hooks.
 var allowedInternal = map[string][]string{
@@ -28,7 +29,7 @@ var allowedInternal = map[string][]string{
 	"idtoken":       {"access", "refs"},
 	"gitops":        {"gitexec", "limits", "pktline"},
 	"refs":          {"gitops"},
-	"githttp":       {"refs", "gitexec", "pktline", "limits"},
+	"githttp":       {"refs", "gitexec", "pktline", "limits", "packcache"},
 	"packcache":     {"gitexec"},
 	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
