@@ -177,7 +177,7 @@ func checkRefspec(spec string) error {
 // *UpstreamUnavailableError (unreachable, too slow, a 5xx),
 // *UpstreamRejectedError (credentials refused, no such repository),
 // *UpstreamRefNotFoundError (a ref or SHA the upstream lacks).
-func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn *atomic.Bool) error {
+func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn turnWatch) error {
 	if len(refspecs) == 0 {
 		return nil
 	}
@@ -230,6 +230,20 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 	return classifyFetch(ctx, up.URL, stderr.String(), err, time.Since(start))
 }
 
+// turnWatch is how one upstream request takes its turn among
+// --max-upstream-fetches: waiting is set while it waits for one, taken is
+// called once it has one, and spare takes a turn only if one is free now
+// (errNoSpareTurn otherwise): a probe asked alongside a fetch must never
+// hold a turn a fetch waits for.
+type turnWatch struct {
+	waiting *atomic.Bool
+	taken   func()
+	spare   bool
+}
+
+// errNoSpareTurn: no turn was free for a request that may be skipped.
+var errNoSpareTurn = errors.New("no upstream turn to spare")
+
 // upstreamTurn waits for a turn among the Root's UpstreamFetches
 // (*limits.BusyError when ctx ends first; turn, when not nil, says
 // meanwhile that it waits) and refuses below the DiskFloor
@@ -237,19 +251,31 @@ func (r *Root) fetch(ctx context.Context, dir string, up Upstream, refspecs []st
 // answers ends when the free space drops below the floor; release gives
 // the turn back and stops that watch. Every request to an upstream (a
 // fetch, a probe) takes one.
-func (r *Root) upstreamTurn(ctx context.Context, turn *atomic.Bool) (context.Context, func(), error) {
+func (r *Root) upstreamTurn(ctx context.Context, turn turnWatch) (context.Context, func(), error) {
 	if err := r.DiskFloor.Check(); err != nil {
 		return ctx, nil, err
 	}
-	if turn != nil {
-		turn.Store(true)
+	var release func()
+	if turn.spare {
+		ok := false
+		if release, ok = r.UpstreamFetches.TryAcquire(); !ok {
+			return ctx, nil, errNoSpareTurn
+		}
+	} else {
+		if turn.waiting != nil {
+			turn.waiting.Store(true)
+		}
+		var err error
+		release, err = r.UpstreamFetches.Acquire(ctx)
+		if turn.waiting != nil {
+			turn.waiting.Store(false)
+		}
+		if err != nil {
+			return ctx, nil, err
+		}
 	}
-	release, err := r.UpstreamFetches.Acquire(ctx)
-	if turn != nil {
-		turn.Store(false)
-	}
-	if err != nil {
-		return ctx, nil, err
+	if turn.taken != nil {
+		turn.taken()
 	}
 	// Checked again: the turn may have come after a long wait.
 	if err := r.DiskFloor.Check(); err != nil {
@@ -767,14 +793,22 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 		for i := range b.rounds {
 			b.rounds[i] = 1
 		}
+		turn := turnWatch{waiting: &b.waitingTurn}
+		stopAlong := func() {}
 		if b.callersWithSHA() > 1 {
+			// The probe starts once the fetch holds its turn, and only on
+			// a turn that is free then: it never delays the fetch.
 			alongCtx, stop := context.WithCancel(ctx)
-			defer stop() // the fetch succeeded, or the answer is read
-			along = f.probeAlong(alongCtx, dir, b, rest)
+			defer stop() // the answer is read
+			stopAlong = stop
+			held := make(chan struct{})
+			turn.taken = sync.OnceFunc(func() { close(held) })
+			along = f.probeAlong(alongCtx, dir, b, rest, held)
 		}
-		err := f.Root.fetch(ctx, dir, b.up, b.refspecs, &b.waitingTurn)
+		err := f.Root.fetch(ctx, dir, b.up, b.refspecs, turn)
 		var missing *UpstreamRefNotFoundError
 		if !errors.As(err, &missing) {
+			stopAlong()
 			b.err = err
 			return
 		}
@@ -783,6 +817,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 		}
 		rest = b.without(missing.Ref, err, rest)
 		if len(rest) == len(b.wants) { // git named a ref nobody asked for
+			stopAlong()
 			b.err = err
 			return
 		}
@@ -799,7 +834,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			b.rounds[i]++
 			specs = append(specs, b.wants[i]...)
 		}
-		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))), &b.waitingTurn)
+		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))), turnWatch{waiting: &b.waitingTurn})
 		if !errors.As(err, &missing) {
 			for _, i := range rest {
 				b.results[i] = err
@@ -815,7 +850,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			defer wg.Done()
 			for n, i := range lane {
 				b.rounds[i] += 1 + n
-				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i], &b.waitingTurn)
+				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i], turnWatch{waiting: &b.waitingTurn})
 			}
 		}()
 	}
@@ -855,15 +890,23 @@ type probeAnswer struct {
 
 // probeAlong asks the upstream which SHAs of the wants at idx it has, while
 // the batch's fetch runs: its answer is at hand if that fetch fails on a
-// missing SHA. ctx ends it when the fetch needs no answer.
-func (f *Fetcher) probeAlong(ctx context.Context, dir string, b *fetchBatch, idx []int) <-chan probeAnswer {
+// missing SHA. It starts once the fetch holds its turn (held), on a spare
+// turn or not at all (errNoSpareTurn: setAsideAbsent asks after the
+// fetch). ctx ends it when the fetch needs no answer.
+func (f *Fetcher) probeAlong(ctx context.Context, dir string, b *fetchBatch, idx []int, held <-chan struct{}) <-chan probeAnswer {
 	var shas []string
 	for _, i := range idx {
 		shas = append(shas, b.shasOf(b.wants[i])...)
 	}
 	answer := make(chan probeAnswer, 1)
 	go func() {
-		present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
+		select {
+		case <-held:
+		case <-ctx.Done():
+			answer <- probeAnswer{err: ctx.Err()}
+			return
+		}
+		present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{spare: true})
 		answer <- probeAnswer{present, err}
 	}()
 	return answer
@@ -885,11 +928,12 @@ func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch,
 	var answer probeAnswer
 	if along != nil {
 		answer = <-along
-	} else {
+	}
+	if along == nil || errors.Is(answer.err, errNoSpareTurn) {
 		for _, i := range idx {
 			b.rounds[i]++
 		}
-		answer.present, answer.err = f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))))
+		answer.present, answer.err = f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{})
 	}
 	if answer.err != nil {
 		if !errors.Is(answer.err, ErrProbeUnsupported) {

@@ -135,7 +135,7 @@ func TestProbeAsksWhichObjectsTheUpstreamHas(t *testing.T) {
 	ctx := context.Background()
 	bogus := "1f3e000000000000000000000000000000000001"
 	before := u.UploadPackPosts()
-	present, err := root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: upstreamCredential}, []string{u.First, bogus, u.Head})
+	present, err := root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: upstreamCredential}, []string{u.First, bogus, u.Head}, turnWatch{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +148,12 @@ func TestProbeAsksWhichObjectsTheUpstreamHas(t *testing.T) {
 	if refAt(t, dir, u.First+"^{commit}") != "" {
 		t.Errorf("the probe fetched an object")
 	}
-	_, err = root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: &Credential{Username: testdata.UpstreamUser, Password: "wrong-password"}}, []string{u.First})
+	_, err = root.probe(ctx, dir, Upstream{URL: u.URL(), Credential: &Credential{Username: testdata.UpstreamUser, Password: "wrong-password"}}, []string{u.First}, turnWatch{})
 	var rejected *UpstreamRejectedError
 	if !errors.As(err, &rejected) {
 		t.Errorf("probe with a wrong password: %v, want UpstreamRejectedError", err)
 	}
-	if _, err := root.probe(ctx, dir, Upstream{URL: "file://" + u.Path()}, []string{u.First}); !errors.Is(err, ErrProbeUnsupported) {
+	if _, err := root.probe(ctx, dir, Upstream{URL: "file://" + u.Path()}, []string{u.First}, turnWatch{}); !errors.Is(err, ErrProbeUnsupported) {
 		t.Errorf("probe of a file upstream: %v, want ErrProbeUnsupported", err)
 	}
 }

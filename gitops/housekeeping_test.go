@@ -80,19 +80,19 @@ func TestHousekeepingPacksAMirrorAndKeepsEveryPinsObjects(t *testing.T) {
 	var pinned []string
 	for round := 0; round < 6; round++ {
 		up.Commit(t, "main", bigFiles(round, 120), fmt.Sprintf("big %d", round))
-		if err := root.fetch(ctx, dir, src, []string{main}, nil); err != nil {
+		if err := root.fetch(ctx, dir, src, []string{main}, turnWatch{}); err != nil {
 			t.Fatal(err)
 		}
 		pinned = append(pinned, refAt(t, dir, "refs/heads/main"))
 		up.Commit(t, "main", map[string]string{"small.txt": fmt.Sprintf("%d\n", round)}, fmt.Sprintf("small %d", round))
-		if err := root.fetch(ctx, dir, src, []string{main}, nil); err != nil {
+		if err := root.fetch(ctx, dir, src, []string{main}, turnWatch{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A commit fetched by SHA for a pin being made right now: no ref
 	// reaches it yet (the branch that had it is gone upstream too).
 	lone := up.Commit(t, "side", map[string]string{"side.txt": "only here\n"}, "side")
-	if err := root.fetch(ctx, dir, src, []string{lone}, nil); err != nil {
+	if err := root.fetch(ctx, dir, src, []string{lone}, turnWatch{}); err != nil {
 		t.Fatal(err)
 	}
 	up.Git(t, "update-ref", "-d", "refs/heads/side")

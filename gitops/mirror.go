@@ -377,7 +377,7 @@ func CloneRefspecs(mrRefs ...string) []string {
 func (r *Root) FetchStaged(ctx context.Context, name ProjectName, up Upstream, refspecs []string) error {
 	dir := r.stagingPath(name)
 	r.removeStaleTmpPacks(dir)
-	return r.fetch(ctx, dir, up, refspecs, nil)
+	return r.fetch(ctx, dir, up, refspecs, turnWatch{})
 }
 
 // Publish renames a staged mirror into place: from now on it is a project.

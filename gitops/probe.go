@@ -32,7 +32,7 @@ const probeMaxAnswer = 4 << 20
 // the pinned addresses, no redirects, the credential through its pipe.
 // Its answer is the set of ids present; an upstream that cannot say is
 // ErrProbeUnsupported, other failures are classified like a fetch's.
-func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string) (map[string]bool, error) {
+func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string, turn turnWatch) (map[string]bool, error) {
 	u, err := url.Parse(up.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, ErrProbeUnsupported
@@ -48,7 +48,7 @@ func (r *Root) probe(ctx context.Context, dir string, up Upstream, ids []string)
 	if err != nil {
 		return nil, err
 	}
-	ctx, release, err := r.upstreamTurn(ctx, nil)
+	ctx, release, err := r.upstreamTurn(ctx, turn)
 	if err != nil {
 		return nil, err
 	}

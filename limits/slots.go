@@ -47,6 +47,23 @@ func (s *Slots) Acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// TryAcquire takes a slot only when one is free now and nobody waits for
+// one (work that may be skipped never goes ahead of work that waits).
+func (s *Slots) TryAcquire() (release func(), ok bool) {
+	if s == nil {
+		return func() {}, true
+	}
+	if s.waiting.Load() > 0 {
+		return nil, false
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return s.release, true
+	default:
+		return nil, false
+	}
+}
+
 // AcquireWithin is Acquire waiting at most wait.
 func (s *Slots) AcquireWithin(ctx context.Context, wait time.Duration) (release func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
