@@ -596,9 +596,13 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	// Below the disk floor nothing would reach the upstream: 507 with its
 	// own Retry-After, the record and its pace as they are, and the next
 	// pin tries again once the floor allows.
-	if err := errors.Join(s.Repos.DiskFloor.Check(), s.DiskFloor.Check()); err != nil {
+	low := s.Repos.DiskFloor.Check() // the fetch's own floor; in a server the same as s.DiskFloor
+	if low == nil {
+		low = s.DiskFloor.Check()
+	}
+	if low != nil {
 		unlock()
-		return &refs.UnavailableError{Op: "pinning", Cause: err}
+		return &refs.UnavailableError{Op: "pinning", Cause: low}
 	}
 	run, err := s.startAnew(p, pi.Dir, pi.Config, gitops.StagedRecord{Attempts: attempts,
 		LastAttempt: pi.LastAttempt, CredentialsModTime: pi.CredentialsModTime})
