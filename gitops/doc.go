@@ -63,9 +63,13 @@
 // per process and directory, until a fetch brings it or ForgetMissing (a
 // mirror's PUT or DELETE). A mirror's record is
 // written under its lock (LockMirror, mirror_lock.go); it also keeps, for a
-// failed first clone, the kind of failure, how many retries followed and
-// when the last failed (StagedRecord), which package mirrors paces pins'
-// retries by. Every request to an
+// failed first clone, the kind of failure, how many retries followed, when
+// the last failed and the credentials file's modification time it read
+// (StagedRecord), which package mirrors paces pins' retries by, and the
+// generation of the clone the record belongs to (a random name each start
+// writes; a clone's outcome is kept only under its own). A first clone's
+// git writes into the staged repository only under that repository's own
+// lock (LockStagedFetch), held across processes. Every request to an
 // upstream (a fetch, a probe) waits for a turn among Root.UpstreamFetches,
 // is refused below Root.DiskFloor and stopped when the free space drops
 // below it (package limits); fetches run under their caller's deadline

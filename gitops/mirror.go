@@ -29,10 +29,16 @@ import (
 //		failure = ...              (its kind, in the words of whoever wrote it)
 //		attempts = 2               (clones tried again since the record was last set)
 //		lastAttempt = 2026-...Z    (when the last clone failed, RFC 3339)
+//		credentialsModTime = ...Z  (the credentials file's modification time the failed clone read)
+//		generation = ...           (which start of the clone the record belongs to)
 //
-// attempts and lastAttempt are what a failed mirror's retries are paced by
-// (package mirrors): they live in the record, so every replica sharing the
-// repos root paces them alike.
+// attempts, lastAttempt and credentialsModTime are what a failed mirror's
+// retries are paced by (package mirrors): they live in the record, so every
+// replica sharing the repos root paces them alike. generation is a random
+// name (no secret) written by every start of a clone; the clone writes its
+// outcome only while the record still holds its generation, so a clone that
+// was superseded (a new upstream, a deletion and a new registration, a
+// retry) changes nothing.
 //
 // A mirror is first made and cloned under <root>/.mirrors/<name>.git, the
 // staging area: a dot-name, which Projects and RepoPath never show, so a
@@ -50,6 +56,8 @@ const (
 	keyFailure     = "refkeeper.failure"
 	keyAttempts    = "refkeeper.attempts"
 	keyLastAttempt = "refkeeper.lastattempt"
+	keyCredsMod    = "refkeeper.credentialsmodtime"
+	keyGeneration  = "refkeeper.generation"
 )
 
 // MirrorConfig is what a mirror records about its upstream.
@@ -80,6 +88,12 @@ type StagedRecord struct {
 	// set anew; LastAttempt is when the last one failed (zero: none did).
 	Attempts    int
 	LastAttempt time.Time
+	// CredentialsModTime is the credentials file's modification time as
+	// the failed clone read it (zero: none): a file written since may hold
+	// the fixed credential.
+	CredentialsModTime time.Time
+	// Generation names the start of the clone this record belongs to.
+	Generation string
 }
 
 // ProjectInfo is what the repos root says about one project.
@@ -153,6 +167,12 @@ func readRecord(dir string) (cfg MirrorConfig, rec StagedRecord, ok bool, err er
 			if t, err := time.Parse(time.RFC3339Nano, e.Value); err == nil {
 				rec.LastAttempt = t
 			}
+		case keyCredsMod:
+			if t, err := time.Parse(time.RFC3339Nano, e.Value); err == nil {
+				rec.CredentialsModTime = t
+			}
+		case keyGeneration:
+			rec.Generation = e.Value
 		}
 	}
 	return cfg, rec, ok, nil
@@ -196,16 +216,20 @@ func setRecordKeys(path string, cfg MirrorConfig, rec StagedRecord) error {
 		return err
 	}
 	defer c.Free()
-	attempts, lastAttempt := "", ""
+	attempts := ""
 	if rec.Attempts > 0 {
 		attempts = strconv.Itoa(rec.Attempts)
 	}
-	if !rec.LastAttempt.IsZero() {
-		lastAttempt = rec.LastAttempt.UTC().Format(time.RFC3339Nano)
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
 	}
 	for _, kv := range [][2]string{{keyUpstream, cfg.Upstream}, {keyHost, cfg.Host}, {keyCredential, cfg.Credential},
 		{keyState, string(rec.State)}, {keyLastError, rec.LastError}, {keyFailure, rec.Failure},
-		{keyAttempts, attempts}, {keyLastAttempt, lastAttempt}} {
+		{keyAttempts, attempts}, {keyLastAttempt, stamp(rec.LastAttempt)},
+		{keyCredsMod, stamp(rec.CredentialsModTime)}, {keyGeneration, rec.Generation}} {
 		if kv[1] != "" {
 			if err := c.SetString(kv[0], kv[1]); err != nil {
 				return err
@@ -313,7 +337,8 @@ func (r *Root) StagedProjects(ctx context.Context) ([]ProjectName, error) {
 }
 
 // Stage makes an empty bare repository for mirror name in the staging area,
-// recording cfg with state cloning. It is made under a temporary name and
+// recording cfg with state cloning (the caller, holding the mirror's lock,
+// then writes the clone's generation with SetRecord). It is made under a temporary name and
 // renamed, so a concurrent Stage of the same name finds either nothing or a
 // whole repository: created is false when one was there already (then
 // nothing changed). A local project or mirror in place is

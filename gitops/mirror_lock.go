@@ -35,6 +35,26 @@ const mirrorLockPoll = 5 * time.Millisecond
 // across processes sharing the repos root. It waits until ctx ends or for
 // mirrorLockWait (then *LockedError); the answer releases it.
 func (r *Root) LockMirror(ctx context.Context, name ProjectName) (unlock func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, mirrorLockWait)
+	defer cancel()
+	return r.lockName(ctx, name, ".lock")
+}
+
+// LockStagedFetch takes the lock of mirror name's staged repository for
+// one first clone: a clone holds it while its git writes into the staged
+// repository, so that a clone started anew (a new upstream, a deletion and
+// a new registration, a retry) on any replica never writes there alongside
+// one that is being stopped. It waits until ctx ends (then *LockedError):
+// a clone that was superseded stops within moments, and the one that
+// waits is bounded by its own clone timeout. It is not the record's lock
+// (LockMirror), which is only ever held for moments.
+func (r *Root) LockStagedFetch(ctx context.Context, name ProjectName) (unlock func(), err error) {
+	return r.lockName(ctx, name, ".clone")
+}
+
+// lockName takes the flock of the file named after name's digest with the
+// given suffix, waiting until ctx ends.
+func (r *Root) lockName(ctx context.Context, name ProjectName, suffix string) (unlock func(), err error) {
 	if _, err := ParseProjectName(string(name)); err != nil {
 		return nil, err
 	}
@@ -43,13 +63,11 @@ func (r *Root) LockMirror(ctx context.Context, name ProjectName) (unlock func(),
 		return nil, &StorageError{Op: "making the mirror locks' directory", Err: err}
 	}
 	sum := sha256.Sum256([]byte(name))
-	f, err := os.OpenFile(filepath.Join(dir, hex.EncodeToString(sum[:16])+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, hex.EncodeToString(sum[:16])+suffix), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, &StorageError{Op: "opening the lock of " + string(name), Err: err}
 	}
 	fd := int(f.Fd())
-	ctx, cancel := context.WithTimeout(ctx, mirrorLockWait)
-	defer cancel()
 	for {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {

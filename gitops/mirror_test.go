@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/refkeeper/refkeeper/testdata"
 )
@@ -126,4 +127,64 @@ func TestProjectDuringPublish(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A staged record keeps the generation of the clone it belongs to and the
+// credentials file's modification time the failed clone read; publishing
+// drops both.
+func TestStagedRecordKeepsGenerationAndCredentialsModTime(t *testing.T) {
+	f := newFixture(t)
+	name := ProjectName("mirrors/gen")
+	cfg := MirrorConfig{Upstream: "https://git.example.com/gen.git", Host: "gitlab", Credential: "bot"}
+	if _, err := f.root.Stage(t.Context(), name, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pi, err := f.root.Project(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := time.Date(2026, 12, 3, 10, 0, 0, 123456789, time.UTC)
+	rec := StagedRecord{State: StagedFailed, LastError: "refused", Failure: "rejected:refused", Attempts: 2,
+		LastAttempt: mod.Add(time.Minute), CredentialsModTime: mod, Generation: "GEN1"}
+	if err := f.root.SetRecord(pi.Dir, cfg, rec); err != nil {
+		t.Fatal(err)
+	}
+	pi, err = f.root.Project(name)
+	if err != nil || pi.StagedRecord != rec {
+		t.Fatalf("record read back = %+v %v, want %+v", pi.StagedRecord, err, rec)
+	}
+	if err := f.root.Publish(name); err != nil {
+		t.Fatal(err)
+	}
+	pi, err = f.root.Project(name)
+	if err != nil || pi.Generation != "" || !pi.CredentialsModTime.IsZero() {
+		t.Errorf("published record = %+v %v, want no generation and no modification time", pi.StagedRecord, err)
+	}
+}
+
+// The staged repository's fetch lock is held by one clone at a time and
+// is not the record's lock: a record write goes on while a clone holds it.
+func TestLockStagedFetchIsOneAtATimeAndApartFromTheRecordLock(t *testing.T) {
+	f := newFixture(t)
+	name := ProjectName("mirrors/gen")
+	unlock, err := f.root.LockStagedFetch(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockRecord, err := f.root.LockMirror(t.Context(), name)
+	if err != nil {
+		t.Fatalf("the record's lock while a clone holds the fetch lock: %v", err)
+	}
+	unlockRecord()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.root.LockStagedFetch(ctx, name); !errors.As(err, new(*LockedError)) {
+		t.Errorf("a second LockStagedFetch while held = %v, want *LockedError once its context ends", err)
+	}
+	unlock()
+	again, err := f.root.LockStagedFetch(t.Context(), name)
+	if err != nil {
+		t.Fatalf("LockStagedFetch once released: %v", err)
+	}
+	again()
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/strictjson"
@@ -34,6 +36,20 @@ type CredentialFile struct {
 	watch   watchfile.File
 	mu      sync.Mutex
 	entries map[string]storedCredential
+}
+
+// ModTime is the file's modification time now (zero: no file, or none
+// readable). It is no secret: a failed clone's record keeps it, so that
+// every replica sees the file was written since (retry.go).
+func (c *CredentialFile) ModTime() time.Time {
+	if c == nil || c.Path == "" {
+		return time.Time{}
+	}
+	st, err := os.Stat(c.Path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
 }
 
 // storedCredential is one entry of the file.

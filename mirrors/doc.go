@@ -15,11 +15,24 @@
 // the mirror's record says (so replicas keep one pace); meanwhile a pin
 // answers the recorded failure (*RetryLaterError: the same typed error, and
 // the time left) without asking the upstream. A PUT starts the pace over,
-// and so does a credential whose password changed since this process last
-// cloned with it. Every read-and-write of a mirror's
-// record (registration, update, a clone's outcome, publication, deletion)
-// holds the mirror's lock (gitops.Root.LockMirror, an flock shared by
-// replicas). Which merge or
+// and so does a credentials file written since the failed try (the record
+// keeps the file's modification time as that clone read it, so every
+// replica sees the fix). A stop of the service's own (the disk floor, no
+// upstream turn) is no try: it is recorded as such, leaves the pace where
+// it was, and below the floor a pin answers 507 without starting a clone.
+// Every start of a first clone (registration, a PUT that changes the
+// upstream, host or credential or restarts a failed one, a pin's retry)
+// writes a new random generation into the record; the clone publishes or
+// records its failure only while the record still holds its generation, so
+// a superseded clone (a newer start, a deletion and new registration on
+// another replica) changes nothing. A start stops the clone this process
+// runs for the mirror; a clone running on another replica sees its
+// generation gone within generationPoll and stops; the new clone's git
+// waits for the staged repository's own lock (gitops.Root.LockStagedFetch),
+// so two gits never write into it at once. Every read-and-write of a
+// mirror's record (registration, update, a clone's outcome, publication,
+// deletion) holds the mirror's lock (gitops.Root.LockMirror, an flock
+// shared by replicas). Which merge or
 // head ref a merge request has on the mirror's host is refs.HostKind's
 // answer, the same one the pins use. Upstream credentials come from a file
 // (CredentialFile) read again when it changes, each bound to the hosts it is

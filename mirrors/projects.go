@@ -2,6 +2,7 @@ package mirrors
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -102,20 +103,35 @@ type Projects struct {
 	records refs.Cache[refs.Project, gitops.ProjectInfo] // what pins read of the record
 	mu      sync.Mutex
 	cloning map[refs.Project]*cloneRun // clones this process runs
-	// clonedWith is the credential (credentialPrint) each mirror's last
-	// clone in this process used, or it had when this process first saw
-	// it failed: a pin retries at once when the credential changed since.
-	clonedWith map[refs.Project]string
-	closed     bool
-	wg         sync.WaitGroup
+	closed  bool
+	wg      sync.WaitGroup
 }
 
-// cloneRun is a first clone this process runs.
+// cloneRun is a first clone this process runs: one start of it, named by
+// the generation that start wrote into the mirror's record.
 type cloneRun struct {
-	cancel context.CancelFunc
+	generation string
+	// cancel stops the run; errCloneSuperseded as the cause says its
+	// outcome no longer matters (a new start, a deletion).
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error // once done: nil when the mirror was published
 }
+
+// errCloneSuperseded is the outcome of a clone whose record no longer
+// holds its generation: the mirror was registered again (another upstream,
+// host or credential), retried, or deleted since it started. Nothing of it
+// is written.
+var errCloneSuperseded = errors.New("the clone was superseded: the mirror was registered again, retried or deleted meanwhile")
+
+// generationPoll is how often a running clone reads its mirror's record to
+// see whether it was superseded on another replica: it then stops, and the
+// clone that superseded it, waiting for the staged repository
+// (gitops.Root.LockStagedFetch), goes on.
+const generationPoll = time.Second
+
+// newGeneration names one start of a mirror's clone: random, not a secret.
+func newGeneration() string { return rand.Text() }
 
 func (s *Projects) logger() *slog.Logger {
 	if s.Logger != nil {
@@ -280,7 +296,13 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 				return ProjectInfo{}, false, refs.Unavailable("staging mirror", err)
 			}
 			if created {
-				s.startClone(req.Project, cfg)
+				pi, err := s.Repos.Project(req.Project)
+				if err != nil {
+					return ProjectInfo{}, false, refs.Unavailable("reading project", err)
+				}
+				if _, err := s.startAnew(req.Project, pi.Dir, cfg, gitops.StagedRecord{}); err != nil {
+					return ProjectInfo{}, false, err
+				}
 			}
 			continue // answer what is there now
 		case err != nil:
@@ -298,15 +320,17 @@ func (s *Projects) Register(ctx context.Context, req MirrorRequest) (info Projec
 		default: // staged
 			if s.describe(pi).State == ProjectFailed || pi.Config != cfg {
 				// Tried again (a failed clone, or a clone whose process
-				// died), or told of another upstream: start over, the
-				// pins' retry pace too.
+				// died), or told of another upstream, host or
+				// credential: start over, the pins' retry pace too. A
+				// clone of the old record still running is superseded:
+				// stopped here at once, on another replica within
+				// generationPoll, and its outcome dropped.
 				if err := s.DiskFloor.Check(); err != nil {
 					return ProjectInfo{}, false, refs.Unavailable("registering mirror", err)
 				}
-				if err := s.Repos.SetRecord(pi.Dir, cfg, gitops.StagedRecord{State: gitops.StagedCloning}); err != nil {
-					return ProjectInfo{}, false, refs.Unavailable("updating mirror", err)
+				if _, err := s.startAnew(req.Project, pi.Dir, cfg, gitops.StagedRecord{}); err != nil {
+					return ProjectInfo{}, false, err
 				}
-				s.startClone(req.Project, cfg)
 				continue
 			}
 			return s.describe(pi), true, nil
@@ -347,56 +371,87 @@ func (s *Projects) clonesHere(p refs.Project) bool {
 	return ok
 }
 
-// startClone runs the first fetch of a staged mirror in the background,
-// bounded by the clone timeout, then publishes it or records why not.
-// One clone per project runs in this process at a time: the answer is the
-// one running (nil once Close was called).
-func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig) *cloneRun {
-	fp := s.credentialPrint(p, cfg)
+// startAnew starts the clone of the staged mirror at dir over, under the
+// mirror's lock: a new generation is written into its record with state
+// cloning and what rec keeps of the retry pace (Attempts, LastAttempt,
+// CredentialsModTime), then the clone runs (nil once Close was called).
+func (s *Projects) startAnew(p refs.Project, dir string, cfg gitops.MirrorConfig, rec gitops.StagedRecord) (*cloneRun, error) {
+	rec.State, rec.LastError, rec.Failure, rec.Generation = gitops.StagedCloning, "", "", newGeneration()
+	if err := s.Repos.SetRecord(dir, cfg, rec); err != nil {
+		return nil, refs.Unavailable("updating mirror", err)
+	}
+	return s.startClone(p, cfg, rec.Generation), nil
+}
+
+// startClone runs the first fetch of a staged mirror whose record holds
+// generation in the background, bounded by the clone timeout, then
+// publishes it or records why not, each only while the record still holds
+// generation. A clone of p this process runs already is superseded:
+// stopped, and the new one waits for its git to end (LockStagedFetch).
+func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig, generation string) *cloneRun {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	if run, ok := s.cloning[p]; ok {
-		return run
+	if prev, ok := s.cloning[p]; ok {
+		prev.cancel(errCloneSuperseded)
 	}
-	s.noteCredentialLocked(p, fp)
 	if s.cloning == nil {
 		s.cloning = make(map[refs.Project]*cloneRun)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cloneTimeout())
-	run := &cloneRun{cancel: cancel, done: make(chan struct{})}
+	timed, cancelTimeout := context.WithTimeout(context.Background(), s.cloneTimeout())
+	ctx, cancel := context.WithCancelCause(timed)
+	run := &cloneRun{generation: generation, cancel: cancel, done: make(chan struct{})}
 	s.cloning[p] = run
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(run.done)
 		defer func() {
-			cancel()
+			cancel(nil)
+			cancelTimeout()
 			s.mu.Lock()
-			delete(s.cloning, p)
+			if s.cloning[p] == run {
+				delete(s.cloning, p)
+			}
 			s.mu.Unlock()
 		}()
-		run.err = s.clone(ctx, p, cfg)
+		// Read before the clone reads the credentials file: a file
+		// written in between is newer than what the failure records, so
+		// the next pin tries it at once rather than waiting out a step.
+		credsMod := s.Credentials.ModTime()
+		run.err = s.clone(ctx, p, cfg, run)
+		if run.err != nil && errors.Is(context.Cause(ctx), errCloneSuperseded) {
+			run.err = errCloneSuperseded
+		}
 		log := s.logger().With("project", string(p), "upstream", cfg.Upstream)
-		if run.err == nil {
-			s.forgetCredential(p)
+		switch {
+		case run.err == nil:
 			log.Info("mirror cloned")
+			return
+		case errors.Is(run.err, errCloneSuperseded):
+			log.Info("clone superseded, its outcome dropped")
 			return
 		}
 		log.Warn("mirror clone failed", "err", run.err)
-		if werr := s.recordFailure(p, run.err); werr != nil {
+		if werr := s.recordFailure(p, generation, run.err, credsMod); werr != nil {
 			log.Error("recording the failed clone", "err", werr)
 		}
 	}()
 	return run
 }
 
-// recordFailure writes why the clone of p failed, and when, into its
-// staged record, which keeps the upstream it has now and the count of
-// retries, unless the mirror was deleted or published meanwhile.
-func (s *Projects) recordFailure(p refs.Project, cloneErr error) error {
+// recordFailure writes why the clone of p that generation started failed,
+// and when, into its staged record, which keeps the upstream it has now,
+// unless the record no longer holds generation (the mirror was registered
+// again, retried, deleted or published meanwhile: then nothing is written).
+// A failure that reached the upstream counts as an attempt of the retry
+// pace (see retryStep) and records credsMod, the credentials file's
+// modification time as the clone read it; a stop of the service's own (the
+// disk floor, no upstream turn) gives back the attempt its start counted
+// and leaves the pace where the last upstream failure left it.
+func (s *Projects) recordFailure(p refs.Project, generation string, cloneErr error, credsMod time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	defer s.records.Forget(p)
@@ -406,27 +461,53 @@ func (s *Projects) recordFailure(p refs.Project, cloneErr error) error {
 	}
 	defer unlock()
 	pi, err := s.Repos.Project(p)
-	if err != nil || !pi.Staged {
+	if err != nil || !pi.Staged || pi.Generation != generation {
+		s.logger().Info("clone superseded, its failure dropped", "project", string(p), "err", cloneErr)
 		return nil
 	}
-	return s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedRecord{State: gitops.StagedFailed,
-		LastError: publicError(cloneErr), Failure: failureOf(cloneErr), Attempts: pi.Attempts, LastAttempt: time.Now()})
+	rec := gitops.StagedRecord{State: gitops.StagedFailed, LastError: publicError(cloneErr), Failure: failureOf(cloneErr),
+		Generation: generation, Attempts: pi.Attempts, LastAttempt: time.Now(), CredentialsModTime: credsMod}
+	if serviceSide(cloneErr) {
+		rec.Attempts, rec.LastAttempt, rec.CredentialsModTime = max(pi.Attempts-1, 0), pi.LastAttempt, pi.CredentialsModTime
+	}
+	return s.Repos.SetRecord(pi.Dir, pi.Config, rec)
 }
 
 // clone runs the first fetch into p's staged repository and publishes it,
 // the publication under the mirror's lock (a deletion renames the staged
-// repository away under it). Its failures are the domain's.
-func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig) error {
+// repository away under it), only while the record holds run's
+// generation. The fetch holds the staged repository's own lock
+// (LockStagedFetch), so no two clones' gits write there at once, on any
+// replica, and stops once the record no longer holds its generation. Its
+// failures are the domain's; a superseded clone is errCloneSuperseded.
+func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorConfig, run *cloneRun) error {
+	unlockFetch, err := s.Repos.LockStagedFetch(ctx, p)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &UpstreamUnavailableError{Project: p, Reason: "an earlier clone of this mirror did not stop within " + s.cloneTimeout().String(), Cause: err}
+		}
+		return refs.Unavailable("locking the staged mirror", err)
+	}
+	defer unlockFetch()
+	if !s.holdsGeneration(p, run.generation) {
+		return errCloneSuperseded
+	}
+	watched, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watchGeneration(watched, p, run)
 	up, err := s.upstream(ctx, p, cfg)
 	if err != nil {
 		return err
 	}
 	if err := s.Repos.FetchStaged(ctx, p, up, cloneRefspecs(refs.HostKind(cfg.Host))); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.timeout().String(), Cause: err}
+		// A stop of the service's own first: a turn waited for until the
+		// clone timeout is no answer of the upstream.
+		if !serviceSide(err) && errors.Is(err, context.DeadlineExceeded) {
+			return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.cloneTimeout().String(), Cause: err}
 		}
 		return upstreamError(p, "cloning", err)
 	}
+	stopWatch()
 	defer s.records.Forget(p)
 	unlock, err := s.Repos.LockMirror(ctx, p)
 	if err != nil {
@@ -434,13 +515,39 @@ func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorC
 	}
 	defer unlock()
 	pi, err := s.Repos.Project(p)
-	switch {
-	case err != nil:
-		return refs.FromGit(p, "reading project", err) // deleted meanwhile
-	case !pi.Staged:
-		return nil // published by another process's clone
+	if err != nil || !pi.Staged || pi.Generation != run.generation {
+		return errCloneSuperseded
 	}
 	return s.Repos.Publish(p)
+}
+
+// holdsGeneration reports whether p's record is still staged with
+// generation (a record that cannot be read now is taken to hold it: the
+// outcome's own check under the lock decides).
+func (s *Projects) holdsGeneration(p refs.Project, generation string) bool {
+	pi, err := s.Repos.Project(p)
+	if refs.IsProjectNotFound(err) {
+		return false
+	}
+	return err != nil || (pi.Staged && pi.Generation == generation)
+}
+
+// watchGeneration stops run once p's record no longer holds its
+// generation (superseded on another replica), until ctx ends.
+func (s *Projects) watchGeneration(ctx context.Context, p refs.Project, run *cloneRun) {
+	tick := time.NewTicker(generationPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if !s.holdsGeneration(p, run.generation) {
+				run.cancel(errCloneSuperseded)
+				return
+			}
+		}
+	}
 }
 
 // CloneForPin tries the failed first clone of mirror p again, within the
@@ -456,8 +563,11 @@ func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorC
 // with the mirror's credential: the record counts them and says when the
 // last one failed, and until retryStep has passed since then a pin answers
 // the recorded failure at once, asking the upstream nothing. A PUT of the
-// mirror, or a change of its credential in the credentials file, starts
-// the pace over.
+// mirror, or a credentials file written since the failure (its
+// modification time, which the record keeps), starts the pace over. A
+// stop of the service's own (the disk floor, no upstream turn) is not an
+// attempt: below the floor a pin answers 507 at once without starting a
+// clone, and once the floor allows the next pin tries at once.
 func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	defer s.records.Forget(p)
 	unlock, err := s.Repos.LockMirror(ctx, p)
@@ -477,18 +587,29 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 		return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
 	}
 	attempts := pi.Attempts + 1
-	if s.credentialChanged(p, pi.Config) {
+	if s.credentialsNewer(pi) {
 		attempts = 1
 	} else if wait := s.retryWait(pi, time.Now()); wait > 0 {
 		unlock()
 		return &RetryLaterError{Err: recordedFailure(p, pi), Wait: wait}
 	}
-	if err := s.Repos.SetRecord(pi.Dir, pi.Config, gitops.StagedRecord{State: gitops.StagedCloning, Attempts: attempts}); err != nil {
-		unlock()
-		return refs.Unavailable("updating mirror", err)
+	// Below the disk floor nothing would reach the upstream: 507 with its
+	// own Retry-After, the record and its pace as they are, and the next
+	// pin tries again once the floor allows.
+	low := s.Repos.DiskFloor.Check() // the fetch's own floor; in a server the same as s.DiskFloor
+	if low == nil {
+		low = s.DiskFloor.Check()
 	}
-	run := s.startClone(p, pi.Config)
+	if low != nil {
+		unlock()
+		return &refs.UnavailableError{Op: "pinning", Cause: low}
+	}
+	run, err := s.startAnew(p, pi.Dir, pi.Config, gitops.StagedRecord{Attempts: attempts,
+		LastAttempt: pi.LastAttempt, CredentialsModTime: pi.CredentialsModTime})
 	unlock()
+	if err != nil {
+		return err
+	}
 	if run == nil {
 		return &refs.UnavailableError{Op: "pinning", Cause: errors.New("the server is shutting down")}
 	}
@@ -496,10 +617,16 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	defer wait.Stop()
 	select {
 	case <-run.done:
-		if run.err != nil {
-			return &RetryLaterError{Err: run.err, Wait: s.retryStep(attempts)}
+		switch {
+		case run.err == nil:
+			return nil
+		case errors.Is(run.err, errCloneSuperseded):
+			// Registered again or deleted meanwhile: its own clone runs.
+			return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
+		case serviceSide(run.err):
+			return run.err // not an attempt: no step to wait
 		}
-		return nil
+		return &RetryLaterError{Err: run.err, Wait: s.retryStep(attempts)}
 	case <-wait.C:
 		return &UpstreamUnavailableError{Project: p, Reason: "the clone did not end within " + s.timeout().String()}
 	case <-ctx.Done():
@@ -628,12 +755,11 @@ func (s *Projects) Delete(ctx context.Context, p refs.Project) error {
 	}
 	s.mu.Lock()
 	if run, ok := s.cloning[p]; ok {
-		run.cancel()
+		run.cancel(errCloneSuperseded)
 	}
 	s.mu.Unlock()
 	err = s.Repos.RemoveMirror(p)
 	unlock()
-	s.forgetCredential(p)
 	s.Fetcher.ForgetMissing(p)
 	var leftover *gitops.LeftoverError
 	switch {
@@ -674,7 +800,7 @@ func (s *Projects) Close() {
 	s.mu.Lock()
 	s.closed = true
 	for _, run := range s.cloning {
-		run.cancel()
+		run.cancel(nil) // the record then says it was stopped
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

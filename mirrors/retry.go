@@ -1,13 +1,13 @@
 package mirrors
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
 )
 
@@ -55,60 +55,31 @@ func (s *Projects) retryStep(attempts int) time.Duration {
 // failed clone again; zero: now. It is read from the mirror's record, so
 // every replica sharing the repos root keeps the same pace.
 func (s *Projects) retryWait(pi gitops.ProjectInfo, now time.Time) time.Duration {
-	if pi.LastAttempt.IsZero() {
+	if kind, _, _ := strings.Cut(pi.Failure, ":"); pi.LastAttempt.IsZero() || kind == failureLowDisk || kind == failureBusy {
+		// A stop of the service's own paces nothing: the next pin meets
+		// the floor (507) or tries again.
 		return 0
 	}
 	return max(pi.LastAttempt.Add(s.retryStep(pi.Attempts)).Sub(now), 0)
 }
 
-// credentialPrint identifies the credential cfg names as the credentials
-// file has it now ("" for none), to tell whether it changed since a clone
-// used it. It is kept in memory only: a digest of a secret is never
-// written anywhere.
-func (s *Projects) credentialPrint(p refs.Project, cfg gitops.MirrorConfig) string {
-	if cfg.Credential == "" {
-		return ""
-	}
-	cred, ok, _, _ := s.Credentials.Lookup(cfg.Credential, cfg.Upstream, p)
-	if !ok {
-		return "absent"
-	}
-	sum := sha256.Sum256([]byte(cred.Username + "\x00" + cred.Password))
-	return string(sum[:])
-}
-
-// noteCredentialLocked remembers the credential a clone of p starts with (under
-// s.mu).
-func (s *Projects) noteCredentialLocked(p refs.Project, fp string) {
-	if s.clonedWith == nil {
-		s.clonedWith = make(map[refs.Project]string)
-	}
-	s.clonedWith[p] = fp
-}
-
-// credentialChanged reports whether the credential of p's record is not
-// the one this process last cloned p with (or first saw it failed with):
-// the credentials file was fixed, so the retry pace starts over. A mirror
-// this process knows nothing of yet only starts being watched: the pace
-// another replica recorded holds.
-func (s *Projects) credentialChanged(p refs.Project, cfg gitops.MirrorConfig) bool {
-	fp := s.credentialPrint(p, cfg)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seen, ok := s.clonedWith[p]
-	if !ok {
-		s.noteCredentialLocked(p, fp)
+// credentialsNewer reports whether the credentials file was written since
+// pi's failed clone read it: it may hold the fixed credential, so the retry
+// pace starts over. It is read from the record (a modification time, no
+// secret), so every replica sees the fix alike.
+func (s *Projects) credentialsNewer(pi gitops.ProjectInfo) bool {
+	if pi.Config.Credential == "" {
 		return false
 	}
-	return seen != fp
+	mod := s.Credentials.ModTime()
+	return !mod.IsZero() && mod.After(pi.CredentialsModTime)
 }
 
-// forgetCredential drops what noteCredentialLocked kept of p: it is deleted or
-// in place.
-func (s *Projects) forgetCredential(p refs.Project) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.clonedWith, p)
+// serviceSide reports whether a clone's failure is a stop of the service's
+// own (the disk floor, no upstream turn): nothing reached the upstream, so
+// it is no attempt of the retry pace.
+func serviceSide(err error) bool {
+	return limits.IsLowDisk(err) || isBusy(err)
 }
 
 // Kinds of a failed clone, as its record keeps them (gitops' Failure:
@@ -117,6 +88,8 @@ const (
 	failureRejected    = "rejected"
 	failureUnavailable = "unavailable"
 	failureNotAllowed  = "not_allowed"
+	failureLowDisk     = "insufficient_storage" // service-side: no attempt
+	failureBusy        = "busy"                 // service-side: no attempt
 	failureOther       = "other"
 )
 
@@ -129,6 +102,10 @@ func failureOf(err error) string {
 		refused  *UpstreamNotAllowedError
 	)
 	switch {
+	case limits.IsLowDisk(err):
+		return failureLowDisk
+	case isBusy(err):
+		return failureBusy
 	case errors.As(err, &refused):
 		return failureNotAllowed
 	case errors.As(err, &rejected):
@@ -141,8 +118,9 @@ func failureOf(err error) string {
 
 // recordedFailure is the error a failed clone of p gave, rebuilt from its
 // record: the same type, so the same status and code as the clone's own
-// answer. A clone stopped by the disk floor, or failed otherwise, is a
-// retryable *refs.UnavailableError.
+// answer. A clone failed otherwise is a retryable *refs.UnavailableError (a
+// stop by the disk floor or for want of an upstream turn is never answered
+// from the record: it sets no pace).
 func recordedFailure(p refs.Project, pi gitops.ProjectInfo) error {
 	kind, reason, _ := strings.Cut(pi.Failure, ":")
 	switch kind {
