@@ -811,7 +811,8 @@ func (f *Fetcher) timeout() time.Duration {
 }
 
 // Fetch fetches refspecs from up into the repository at dir (see fetch for
-// the errors). The fetch is shared with concurrent callers for the same
+// the errors; an upstream's refusal comes as *RetryLaterError, see
+// paced). The fetch is shared with concurrent callers for the same
 // directory and bounded by the Fetcher's Timeout, not by ctx: a caller that
 // gives up returns ctx's error, and the others still get their fetch.
 func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
