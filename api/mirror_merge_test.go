@@ -139,6 +139,11 @@ func TestMirrorComputedMergeFailures(t *testing.T) {
 	}
 	f.nothingWritten(t, 10)
 	u.SetPassword(testdata.UpstreamPassword)
+	// The refusal's pace would answer 502 for a while yet: a PUT of the
+	// mirror ends it.
+	if a := f.register(t, "github"); a.status != http.StatusOK {
+		t.Fatalf("PUT of the mirror: %d %s", a.status, a.raw)
+	}
 
 	// The upstream stops: named refs cannot be what the host has now, even
 	// though the mirror has copies.

@@ -61,7 +61,17 @@
 // remote helper) instead of retrying one SHA at a time; a SHA the upstream
 // lacks is answered so without asking again for Fetcher.MissingFor (5 s),
 // per process and directory, until a fetch brings it or ForgetMissing (a
-// mirror's PUT or DELETE). A mirror's record is
+// mirror's PUT or DELETE). An upstream that refused a fetch or probe
+// (*UpstreamRejectedError: credentials refused, or no such repository,
+// which hosts answer a credential without access) is not asked again for
+// that directory within a pace (Fetcher.RefusedPace, 5 s, doubling with
+// each refusal after it up to 5 min): every caller, those queued behind
+// the refused fetch too, gets the refusal at once as *RetryLaterError
+// with the time left. The pace is kept in memory, per process, with a
+// SHA-256 of the URL and credential presented (never written anywhere);
+// another credential, a request the upstream takes, or ForgetMissing ends
+// it. An unavailable upstream (timeouts, 5xx, connection refused) is not
+// paced here. A mirror's record is
 // written under its lock (LockMirror, mirror_lock.go); it also keeps, for a
 // failed first clone, the kind of failure, how many retries followed, when
 // the last failed and the credentials file's modification time it read

@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -410,6 +411,13 @@ type Fetcher struct {
 	// absent holds, by repository directory and SHA, the SHAs the upstream
 	// lately said it lacks: when that was, and the error it gave.
 	absent map[absentKey]absentSHA
+	// RefusedPace is the first step of the pace of a repository whose
+	// upstream refused its fetch (see paced): no request reaches the
+	// upstream within it. Zero: DefaultRefusedPace.
+	RefusedPace time.Duration
+	// refused holds, by repository directory, the upstream's last refusal
+	// and its pace.
+	refused map[string]*refusal
 }
 
 // DefaultMissingFor is how long a SHA the upstream lacks is remembered so.
@@ -504,8 +512,9 @@ func (f *Fetcher) pruneAbsentLocked(now time.Time) {
 	}
 }
 
-// ForgetMissing drops what the Fetcher remembers of SHAs missing from
-// mirror name's upstream: its upstream or credential may have changed.
+// ForgetMissing drops what the Fetcher remembers of mirror name's
+// upstream, the SHAs it lacks and its refusal's pace: its upstream or
+// credential may have changed.
 func (f *Fetcher) ForgetMissing(name ProjectName) {
 	if f == nil {
 		return
@@ -521,6 +530,149 @@ func (f *Fetcher) ForgetMissing(name ProjectName) {
 			delete(f.absent, k)
 		}
 	}
+	for _, dir := range dirs {
+		delete(f.refused, dir)
+	}
+}
+
+// DefaultRefusedPace is the first step of a refused upstream's pace when
+// Fetcher.RefusedPace does not say.
+const DefaultRefusedPace = 5 * time.Second
+
+// maxRefusedPaceFactor bounds the doubling steps: at most this many times
+// the first step (5 minutes for the default 5 s).
+const maxRefusedPaceFactor = 60
+
+// RetryLaterError is an upstream's refusal (Err, an *UpstreamRejectedError)
+// with how long no request of this repository reaches that upstream again
+// (Wait): the refusal just heard, or the last one, answered again within
+// its pace without asking.
+type RetryLaterError struct {
+	Err  error
+	Wait time.Duration
+}
+
+func (e *RetryLaterError) Error() string { return e.Err.Error() }
+
+func (e *RetryLaterError) Unwrap() error { return e.Err }
+
+// refusal is the last time an upstream refused a repository's fetch, with
+// the same upstream and credential (print) as now.
+type refusal struct {
+	// print tells the upstream and credential refused apart from others;
+	// a digest of the secret, kept in this memory only, never written.
+	print string
+	at    time.Time
+	step  time.Duration // no request before at+step
+	err   error
+}
+
+// upstreamPrint identifies up's URL and credential, to tell whether what a
+// fetch presents is what the upstream refused.
+func upstreamPrint(up Upstream) string {
+	h := sha256.New()
+	h.Write([]byte(up.URL + "\x00"))
+	if c := up.Credential; c != nil {
+		h.Write([]byte("\x01" + c.Username + "\x00" + c.Password))
+	}
+	return string(h.Sum(nil))
+}
+
+func (f *Fetcher) refusedPace() time.Duration {
+	if f.RefusedPace > 0 {
+		return f.RefusedPace
+	}
+	return DefaultRefusedPace
+}
+
+// paced answers the upstream's last refusal of a fetch into dir, as a
+// *RetryLaterError, while its pace holds and up presents the same URL and
+// credential; nil when a request may go. An upstream that refuses the
+// credential (or says the repository is not there, which hosts answer a
+// credential without access to it) answers the same to every request
+// until someone changes the credential: asked again at the rate callers
+// pin, it may lock the account out or block the service. So within the
+// pace nothing reaches it, whatever the callers ask for. The pace starts at
+// RefusedPace and doubles with each refusal heard after it, up to
+// maxRefusedPaceFactor times it; a request the upstream takes (a fetch, a
+// probe, or one answering that a ref is missing), another URL or
+// credential, or ForgetMissing ends it.
+func (f *Fetcher) paced(dir string, up Upstream) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.refused[dir]
+	if !ok {
+		return nil
+	}
+	if r.print != upstreamPrint(up) {
+		delete(f.refused, dir)
+		return nil
+	}
+	if left := time.Until(r.at.Add(r.step)); left > 0 {
+		return &RetryLaterError{Err: r.err, Wait: left}
+	}
+	return nil // the next try: its answer sets the pace again
+}
+
+// noteAnswer keeps what the upstream's answer to a request into dir says
+// of the pace, and answers err, a refusal as a *RetryLaterError.
+func (f *Fetcher) noteAnswer(dir string, up Upstream, err error) error {
+	var (
+		rejected *UpstreamRejectedError
+		missing  *UpstreamRefNotFoundError
+	)
+	switch {
+	case errors.As(err, &rejected):
+		return f.noteRefusal(dir, up, err)
+	case err == nil, errors.As(err, &missing):
+		f.mu.Lock()
+		delete(f.refused, dir)
+		f.mu.Unlock()
+	}
+	// Anything else (an upstream down, a busy service) says nothing of
+	// the credential.
+	return err
+}
+
+// noteRefusal starts or doubles dir's pace for the upstream's refusal err.
+// A refusal heard within the pace (a request of the same batch, sent
+// alongside) leaves it as it is.
+func (f *Fetcher) noteRefusal(dir string, up Upstream, err error) error {
+	now, print := time.Now(), upstreamPrint(up)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.refused[dir]
+	switch {
+	case !ok || r.print != print:
+		r = &refusal{print: print, step: f.refusedPace()}
+	case now.Before(r.at.Add(r.step)):
+		return &RetryLaterError{Err: err, Wait: r.at.Add(r.step).Sub(now)}
+	default:
+		r.step = min(2*r.step, maxRefusedPaceFactor*f.refusedPace())
+	}
+	r.at, r.err = now, err
+	if f.refused == nil {
+		f.refused = make(map[string]*refusal)
+	}
+	f.refused[dir] = r
+	return &RetryLaterError{Err: err, Wait: r.step}
+}
+
+// upstreamFetch is Root.fetch within dir's refusal pace (see paced).
+func (f *Fetcher) upstreamFetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn turnWatch) error {
+	if err := f.paced(dir, up); err != nil {
+		return err
+	}
+	return f.noteAnswer(dir, up, f.Root.fetch(ctx, dir, up, refspecs, turn))
+}
+
+// upstreamProbe is Root.probe within dir's refusal pace (see paced).
+func (f *Fetcher) upstreamProbe(ctx context.Context, dir string, up Upstream, ids []string, turn turnWatch) (map[string]bool, error) {
+	if err := f.paced(dir, up); err != nil {
+		return nil, err
+	}
+	present, err := f.Root.probe(ctx, dir, up, ids, turn)
+	return present, f.noteAnswer(dir, up, err)
 }
 
 // suspectFor is how long a repository whose fetch met a missing SHA has
@@ -659,7 +811,8 @@ func (f *Fetcher) timeout() time.Duration {
 }
 
 // Fetch fetches refspecs from up into the repository at dir (see fetch for
-// the errors). The fetch is shared with concurrent callers for the same
+// the errors; an upstream's refusal comes as *RetryLaterError, see
+// paced). The fetch is shared with concurrent callers for the same
 // directory and bounded by the Fetcher's Timeout, not by ctx: a caller that
 // gives up returns ctx's error, and the others still get their fetch.
 func (f *Fetcher) Fetch(ctx context.Context, dir string, up Upstream, refspecs []string) error {
@@ -683,6 +836,12 @@ func (f *Fetcher) fetchCounted(ctx context.Context, name ProjectName, dir string
 		}
 	}
 	if err := f.knownAbsent(dir, refspecs); err != nil {
+		return 0, err
+	}
+	// Answered at once within a refusal's pace; callers who joined a
+	// batch before the refusal get it when their batch's turn comes
+	// (upstreamFetch), one answer for all of them.
+	if err := f.paced(dir, up); err != nil {
 		return 0, err
 	}
 	f.mu.Lock()
@@ -805,7 +964,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			turn.taken = sync.OnceFunc(func() { close(held) })
 			along = f.probeAlong(alongCtx, dir, b, rest, held)
 		}
-		err := f.Root.fetch(ctx, dir, b.up, b.refspecs, turn)
+		err := f.upstreamFetch(ctx, dir, b.up, b.refspecs, turn)
 		var missing *UpstreamRefNotFoundError
 		if !errors.As(err, &missing) {
 			stopAlong()
@@ -834,7 +993,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			b.rounds[i]++
 			specs = append(specs, b.wants[i]...)
 		}
-		err := f.Root.fetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))), turnWatch{waiting: &b.waitingTurn})
+		err := f.upstreamFetch(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(specs))), turnWatch{waiting: &b.waitingTurn})
 		if !errors.As(err, &missing) {
 			for _, i := range rest {
 				b.results[i] = err
@@ -850,7 +1009,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 			defer wg.Done()
 			for n, i := range lane {
 				b.rounds[i] += 1 + n
-				b.results[i] = f.Root.fetch(ctx, dir, b.up, b.wants[i], turnWatch{waiting: &b.waitingTurn})
+				b.results[i] = f.upstreamFetch(ctx, dir, b.up, b.wants[i], turnWatch{waiting: &b.waitingTurn})
 			}
 		}()
 	}
@@ -906,7 +1065,7 @@ func (f *Fetcher) probeAlong(ctx context.Context, dir string, b *fetchBatch, idx
 			answer <- probeAnswer{err: ctx.Err()}
 			return
 		}
-		present, err := f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{spare: true})
+		present, err := f.upstreamProbe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{spare: true})
 		answer <- probeAnswer{present, err}
 	}()
 	return answer
@@ -933,10 +1092,11 @@ func (f *Fetcher) setAsideAbsent(ctx context.Context, dir string, b *fetchBatch,
 		for _, i := range idx {
 			b.rounds[i]++
 		}
-		answer.present, answer.err = f.Root.probe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{})
+		answer.present, answer.err = f.upstreamProbe(ctx, dir, b.up, slices.Compact(slices.Sorted(slices.Values(shas))), turnWatch{})
 	}
 	if answer.err != nil {
-		if !errors.Is(answer.err, ErrProbeUnsupported) {
+		var paced *RetryLaterError // a refusal: its callers are told
+		if !errors.Is(answer.err, ErrProbeUnsupported) && !errors.As(answer.err, &paced) {
 			f.Root.logger().Warn("asking the upstream which objects it has", "upstream", b.up.URL, "err", answer.err)
 		}
 		return idx, false

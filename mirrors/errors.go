@@ -64,9 +64,13 @@ func isBusy(err error) bool {
 	return errors.As(err, &busy)
 }
 
-// upstreamError turns gitops' fetch failures into the domain's; other
-// errors go through refs.Unavailable.
+// upstreamError turns gitops' fetch failures into the domain's (within a
+// refusal's pace, a *RetryLaterError); other errors go through
+// refs.Unavailable.
 func upstreamError(p refs.Project, op string, err error) error {
+	if later := (*gitops.RetryLaterError)(nil); errors.As(err, &later) {
+		return &RetryLaterError{Err: upstreamError(p, op, later.Err), Wait: later.Wait}
+	}
 	var (
 		unavail  *gitops.UpstreamUnavailableError
 		rejected *gitops.UpstreamRejectedError
