@@ -21,7 +21,9 @@ const maxRetryStepFactor = 30
 
 // RetryLaterError is a failure that says how long to wait before asking
 // again: a failed mirror's recorded failure, answered without asking the
-// upstream while its retry pace holds, or a retry that failed just now.
+// upstream while its retry pace holds, a retry that failed just now, or a
+// ready mirror's fetch refused while the Fetcher's refusal pace holds
+// (gitops.RetryLaterError).
 type RetryLaterError struct {
 	Err  error // the failure (*UpstreamRejectedError, *UpstreamUnavailableError, …)
 	Wait time.Duration
