@@ -67,11 +67,20 @@ func (s *Server) generate(b backendRun) packcache.Generate {
 		if err != nil {
 			return err
 		}
-		if g.status != http.StatusOK {
-			_ = g.finish(true)
-			return &refs.UnavailableError{Op: "running git http-backend", Cause: &errNotKept{status: g.status}}
-		}
 		g.header.Del("Content-Length")
+		if g.status != http.StatusOK {
+			// git's refusal (415 for a content type it does not take,
+			// say) reaches the readers as it is, and is not kept: the
+			// entry ends with errNotKept after it and is dropped.
+			if err := writeCGIHeader(w, g.status, g.header); err != nil {
+				return s.failed(b, g, err)
+			}
+			if _, err := io.Copy(w, g.out); err != nil {
+				return s.failed(b, g, err)
+			}
+			_ = g.finish(false)
+			return &errNotKept{status: g.status}
+		}
 		var body io.Reader = g.out
 		if b.rewrite != nil {
 			whole, err := io.ReadAll(g.out)
@@ -83,10 +92,7 @@ func (s *Server) generate(b backendRun) packcache.Generate {
 			}
 			body = bytes.NewReader(whole)
 		}
-		if err := g.header.Write(w); err != nil {
-			return s.failed(b, g, err)
-		}
-		if _, err := io.WriteString(w, "\r\n"); err != nil {
+		if err := writeCGIHeader(w, g.status, g.header); err != nil {
 			return s.failed(b, g, err)
 		}
 		if b.head != nil {
@@ -103,6 +109,22 @@ func (s *Server) generate(b backendRun) packcache.Generate {
 		}
 		return nil
 	}
+}
+
+// writeCGIHeader writes a CGI header block that readCGIHeader reads back:
+// the status (when not 200, which is what a block without one means) and
+// the header, then the blank line.
+func writeCGIHeader(w io.Writer, status int, h http.Header) error {
+	if status != http.StatusOK {
+		if _, err := fmt.Fprintf(w, "Status: %d %s\r\n", status, http.StatusText(status)); err != nil {
+			return err
+		}
+	}
+	if err := h.Write(w); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\r\n")
+	return err
 }
 
 // failed ends a generation's git and answers why it failed.
@@ -170,7 +192,8 @@ func (s *Server) serveShared(w http.ResponseWriter, rd *packcache.Reader, projec
 		dw.WriteHeader(status)
 		written, err = streamTo(dw, br)
 	}
-	if err != nil {
+	var notKept *errNotKept
+	if err != nil && !errors.As(err, &notKept) {
 		// The answer is on its way: only the log can tell.
 		s.logger.Warn("serving git from the cache", "project", project, "err", err, "bytes", written)
 	}

@@ -184,6 +184,10 @@ func TestResponseCacheOutlivesItsClient(t *testing.T) {
 	for range 3 {
 		wg.Go(func() { fetchPinV2(t, bare, token, body, f.git.Second) })
 	}
+	// Gone once the others read the same entry.
+	for cacheResults(t, reg)["hit"] < 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	<-gone
 	wg.Wait()

@@ -347,6 +347,11 @@ type entry struct {
 	path    string
 	created time.Time
 
+	// readers is how many Readers have it open (under Cache.mu); cancel
+	// ends its generation, when the last goes before it is done.
+	readers int
+	cancel  context.CancelFunc
+
 	mu      sync.Mutex
 	size    int64
 	done    bool
@@ -395,6 +400,7 @@ func (c *Cache) open(k string, gen Generate) (e *entry, f *os.File, hit bool, er
 		// file is not removed under its writer.
 		if _, done, _, _ := e.state(); !done || time.Since(e.created) < c.cfg.MaxAge {
 			if f, err = os.Open(e.path); err == nil {
+				e.readers++
 				return e, f, true, nil
 			}
 		}
@@ -413,9 +419,27 @@ func (c *Cache) open(k string, gen Generate) (e *entry, f *os.File, hit bool, er
 		return nil, nil, false, err
 	}
 	c.entries[k] = e
+	e.readers = 1
+	ctx, cancel := context.WithCancel(c.ctx)
+	e.cancel = cancel
 	c.wg.Add(1)
-	go c.generate(e, w, gen)
+	go c.generate(ctx, e, w, gen)
 	return e, f, false, nil
+}
+
+// left is a reader gone: the last one to leave an entry still generated
+// ends its generation (no one is left to read it) and drops it.
+func (c *Cache) left(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.readers--
+	// Only a generation that has written nothing yet (waiting for its
+	// turn, or git not yet answering) is ended: a client may go as soon
+	// as it has its whole answer, before git exits.
+	if size, done, _, _ := e.state(); e.readers == 0 && !done && size == 0 {
+		e.cancel()
+		c.dropLocked(e)
+	}
 }
 
 // dropLocked takes an entry out of the index and removes its file (open
@@ -452,9 +476,10 @@ func (w entryWriter) Write(b []byte) (int, error) {
 
 // generate runs gen into the entry, on the cache's context: every reader
 // of the key needs it whole, whichever request started it.
-func (c *Cache) generate(e *entry, w *os.File, gen Generate) {
+func (c *Cache) generate(ctx context.Context, e *entry, w *os.File, gen Generate) {
 	defer c.wg.Done()
-	err := gen(c.ctx, entryWriter{c: c, e: e, f: w})
+	defer e.cancel()
+	err := gen(ctx, entryWriter{c: c, e: e, f: w})
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}

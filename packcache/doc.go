@@ -19,8 +19,11 @@
 //     file, identical requests read that file from offset 0 and follow the
 //     writer until it is done;
 //   - the generation belongs to the cache, not to the request that started
-//     it: a client going away does not stop it (the --git-timeout bound
-//     does, and Close);
+//     it: a client going away does not stop it while another reads it or
+//     once it has written a byte (the --git-timeout bound does, and
+//     Close); one whose every reader left before it wrote anything (still
+//     waiting for its turn, or git not answering yet) is ended and
+//     dropped, so clients that go away hold no turn and no request body;
 //   - the index lives in memory and each process writes into a directory
 //     of its own that it holds a lock on: a directory whose lock is free
 //     (its process died) is removed at start, so a partial entry is never

@@ -115,7 +115,7 @@ func (c *Cache) handle(conn *net.UnixConn) {
 		_, _ = conn.Write([]byte{answerBypass})
 		return
 	}
-	r := &Reader{e: e, f: f, stop: c.ctx.Done(), ctx: context.Background()}
+	r := &Reader{c: c, e: e, f: f, stop: c.ctx.Done(), ctx: context.Background()}
 	defer r.Close()
 	if hit {
 		c.metrics.result("hit")

@@ -36,7 +36,7 @@ func (c *Cache) Share(ctx context.Context, parts [][]byte, gen Generate) (r *Rea
 	} else {
 		c.metrics.result("miss")
 	}
-	return &Reader{e: e, f: f, stop: c.ctx.Done(), ctx: ctx}, hit, true
+	return &Reader{c: c, e: e, f: f, stop: c.ctx.Done(), ctx: ctx}, hit, true
 }
 
 // Reader reads one entry from its start, following its writer: a read
@@ -45,6 +45,7 @@ func (c *Cache) Share(ctx context.Context, parts [][]byte, gen Generate) (r *Rea
 // error if it failed, with ErrClosing at Close, or with ctx's error when
 // the reader's request ends.
 type Reader struct {
+	c    *Cache
 	e    *entry
 	f    *os.File
 	off  int64
@@ -98,4 +99,7 @@ func (r *Reader) Rest(from int64) (rest *io.LimitedReader, n int64, ok bool) {
 }
 
 // Close closes the reader's file.
-func (r *Reader) Close() error { return r.f.Close() }
+func (r *Reader) Close() error {
+	r.c.left(r.e)
+	return r.f.Close()
+}
