@@ -158,6 +158,12 @@ func TestUpstreamErrorsAgainstServer(t *testing.T) {
 		t.Errorf("the error shows the password: %v", err)
 	}
 
+	// The refusal is paced (the upstream is not asked again for a while);
+	// a PUT of the mirror ends the pace.
+	if _, _, err := c.PutMirror(ctx, mirror, client.MirrorRequest{Upstream: u.URL(), Host: client.HostGitHub, Credential: "gh"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The upstream is gone: every attempt is a 503 whose Retry-After (5s)
 	// is above MaxDelay, so each pause is MaxDelay.
 	u.Stop()
