@@ -57,6 +57,7 @@ const (
 	keyAttempts    = "refkeeper.attempts"
 	keyLastAttempt = "refkeeper.lastattempt"
 	keyCredsMod    = "refkeeper.credentialsmodtime"
+	keyCredDigest  = "refkeeper.credentialdigest"
 	keyGeneration  = "refkeeper.generation"
 )
 
@@ -92,6 +93,11 @@ type StagedRecord struct {
 	// the failed clone read it (zero: none): a file written since may hold
 	// the fixed credential.
 	CredentialsModTime time.Time
+	// CredentialDigest is a keyed digest of the mirror's own credential
+	// entry as the failed clone read it (the writer's own; never the
+	// credential nor an unkeyed hash of it): a file written since whose
+	// entry digests alike holds no fix for this mirror.
+	CredentialDigest string
 	// Generation names the start of the clone this record belongs to.
 	Generation string
 }
@@ -113,6 +119,10 @@ type ProjectInfo struct {
 	// Dir is the repository's directory (staged or in place).
 	Dir string
 }
+
+// StagingArea is the directory of the staged mirrors' records: what the
+// service keeps for them beside those records lives there too.
+func (r *Root) StagingArea() string { return filepath.Join(r.Dir, stagingDirName) }
 
 // stagingPath is where the mirror name is made and cloned.
 func (r *Root) stagingPath(name ProjectName) string {
@@ -171,6 +181,8 @@ func readRecord(dir string) (cfg MirrorConfig, rec StagedRecord, ok bool, err er
 			if t, err := time.Parse(time.RFC3339Nano, e.Value); err == nil {
 				rec.CredentialsModTime = t
 			}
+		case keyCredDigest:
+			rec.CredentialDigest = e.Value
 		case keyGeneration:
 			rec.Generation = e.Value
 		}
@@ -229,7 +241,7 @@ func setRecordKeys(path string, cfg MirrorConfig, rec StagedRecord) error {
 	for _, kv := range [][2]string{{keyUpstream, cfg.Upstream}, {keyHost, cfg.Host}, {keyCredential, cfg.Credential},
 		{keyState, string(rec.State)}, {keyLastError, rec.LastError}, {keyFailure, rec.Failure},
 		{keyAttempts, attempts}, {keyLastAttempt, stamp(rec.LastAttempt)},
-		{keyCredsMod, stamp(rec.CredentialsModTime)}, {keyGeneration, rec.Generation}} {
+		{keyCredsMod, stamp(rec.CredentialsModTime)}, {keyCredDigest, rec.CredentialDigest}, {keyGeneration, rec.Generation}} {
 		if kv[1] != "" {
 			if err := c.SetString(kv[0], kv[1]); err != nil {
 				return err

@@ -130,8 +130,8 @@ func TestProjectDuringPublish(t *testing.T) {
 }
 
 // A staged record keeps the generation of the clone it belongs to and the
-// credentials file's modification time the failed clone read; publishing
-// drops both.
+// credentials file's modification time and credential digest the failed
+// clone read; publishing drops them.
 func TestStagedRecordKeepsGenerationAndCredentialsModTime(t *testing.T) {
 	f := newFixture(t)
 	name := ProjectName("mirrors/gen")
@@ -145,7 +145,7 @@ func TestStagedRecordKeepsGenerationAndCredentialsModTime(t *testing.T) {
 	}
 	mod := time.Date(2026, 12, 3, 10, 0, 0, 123456789, time.UTC)
 	rec := StagedRecord{State: StagedFailed, LastError: "refused", Failure: "rejected:refused", Attempts: 2,
-		LastAttempt: mod.Add(time.Minute), CredentialsModTime: mod, Generation: "GEN1"}
+		LastAttempt: mod.Add(time.Minute), CredentialsModTime: mod, CredentialDigest: "d1", Generation: "GEN1"}
 	if err := f.root.SetRecord(pi.Dir, cfg, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +157,8 @@ func TestStagedRecordKeepsGenerationAndCredentialsModTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	pi, err = f.root.Project(name)
-	if err != nil || pi.Generation != "" || !pi.CredentialsModTime.IsZero() {
-		t.Errorf("published record = %+v %v, want no generation and no modification time", pi.StagedRecord, err)
+	if err != nil || pi.Generation != "" || !pi.CredentialsModTime.IsZero() || pi.CredentialDigest != "" {
+		t.Errorf("published record = %+v %v, want no generation, modification time or digest", pi.StagedRecord, err)
 	}
 }
 

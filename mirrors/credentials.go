@@ -1,6 +1,9 @@
 package mirrors
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +55,34 @@ func (c *CredentialFile) ModTime() time.Time {
 	return st.ModTime()
 }
 
+// Digest answers a keyed digest (HMAC-SHA256 under key, hex) of the entry
+// of that name as the file is now, read again if it changed: its
+// username, password, hosts and projects, or that there is no such entry.
+// Two reads digest alike only if the entry did not change, whatever else
+// of the file did. Without the key it tells nothing of the credential, so
+// it may be kept in a mirror's record; the credential itself never is.
+func (c *CredentialFile) Digest(name string, key []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(name))
+	mac.Write([]byte{0})
+	if c != nil && c.Path != "" {
+		c.mu.Lock()
+		_ = c.reloadLocked(false) // unreadable: the entries last read, as Lookup uses them
+		e, ok := c.entries[name]
+		c.mu.Unlock()
+		if ok {
+			// encoding/json writes a struct's fields in one order: the
+			// same entry, the same bytes.
+			b, _ := json.Marshal(e.raw)
+			mac.Write(b)
+		}
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
 // storedCredential is one entry of the file.
 type storedCredential struct {
+	raw      credentialEntry // as written: what Digest covers
 	cred     gitops.Credential
 	hosts    []credentialHost
 	projects []gitops.ProjectPattern
@@ -192,7 +221,7 @@ func (c *CredentialFile) parseLocked(raw []byte) error {
 		if len(e.Hosts) == 0 {
 			return &CredentialFileError{Path: c.Path, Reason: fmt.Sprintf("entry %q needs \"hosts\": the hosts it may be sent to", name)}
 		}
-		stored := storedCredential{cred: gitops.Credential{Username: e.Username, Password: e.Password}}
+		stored := storedCredential{raw: e, cred: gitops.Credential{Username: e.Username, Password: e.Password}}
 		for _, h := range e.Hosts {
 			ch, ok := parseCredentialHost(h)
 			if !ok {

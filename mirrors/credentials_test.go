@@ -146,3 +146,44 @@ func TestNoCredentialFile(t *testing.T) {
 		t.Fatalf("no path: %v %v", ok, err)
 	}
 }
+
+// An entry's digest changes with the entry alone: another entry rotated or
+// the same content written again digests alike; the entry's password
+// changed, the entry gone or another key does not. The digest holds
+// neither the password nor its plain SHA-256.
+func TestCredentialDigestFollowsTheEntryAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	c := &CredentialFile{Path: path}
+	key, other := []byte(strings.Repeat("k", 32)), []byte(strings.Repeat("o", 32))
+	at := time.Now()
+	write := func(gh, acme string) {
+		at = at.Add(time.Second)
+		body := `{"gh": {"username": "x", "password": "` + gh + `", "hosts": ["github.com"]}`
+		if acme != "" {
+			body += `, "acme": {"username": "bot", "password": "` + acme + `", "hosts": ["github.com"]}`
+		}
+		writeFile(t, path, body+`}`, at)
+	}
+	write("p1", "a1")
+	d0 := c.Digest("gh", key)
+	write("p1", "a2")
+	if d := c.Digest("gh", key); d != d0 {
+		t.Errorf("another entry rotated: digest %s, want %s", d, d0)
+	}
+	if strings.Contains(d0, "p1") || c.Digest("gh", other) == d0 {
+		t.Errorf("digest %s holds the password or does not depend on the key", d0)
+	}
+	write("p2", "a2")
+	d1 := c.Digest("gh", key)
+	if d1 == d0 {
+		t.Errorf("the entry's password changed: digest unchanged")
+	}
+	dA := c.Digest("acme", key)
+	if dA == d1 {
+		t.Errorf("two entries digest alike")
+	}
+	write("p2", "")
+	if d := c.Digest("acme", key); d == dA {
+		t.Errorf("an entry removed digests like it did when present")
+	}
+}

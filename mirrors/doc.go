@@ -15,10 +15,15 @@
 // the mirror's record says (so replicas keep one pace); meanwhile a pin
 // answers the recorded failure (*RetryLaterError: the same typed error, and
 // the time left) without asking the upstream. A PUT starts the pace over,
-// and so does a credentials file written since the failed try (the record
-// keeps the file's modification time as that clone read it, so every
-// replica sees the fix). A stop of the service's own (the disk floor, no
-// upstream turn) is no try: it is recorded as such, leaves the pace where
+// and so does a change of the mirror's own credential entry: the record
+// keeps the credentials file's modification time and an HMAC-SHA256 of the
+// entry as that clone read them, under a random key kept (mode 0600,
+// package secretfile) in .mirrors/.credential-digest-key and shared by the
+// replicas on the repos root, so every replica sees the fix, and a newer
+// file whose entry digests alike (a touch, another credential rotated)
+// restarts nothing. A stop of the service's own (the disk floor, no
+// upstream turn, the staged repository's lock held by an earlier clone
+// that did not end: *CloneLockedError) is no try: it is recorded as such, leaves the pace where
 // it was, and below the floor a pin answers 507 without starting a clone.
 // Every start of a first clone (registration, a PUT that changes the
 // upstream, host or credential or restarts a failed one, a pin's retry)
@@ -63,7 +68,8 @@
 // counts the runs.
 //
 // mirrors imports refs (the domain's types, errors, Redis keys and lease),
-// gitops and watchfile (the credentials file's re-read). It is imported by
+// gitops, secretfile (the digest key) and watchfile (the credentials
+// file's re-read). It is imported by
 // api (the /api/v1/projects routes), jobs (the housekeeping task) and
 // cmd, which wires it into refs.Service as its PinFetcher; refs never
 // imports it.

@@ -3,6 +3,7 @@ package mirrors
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/limits"
@@ -57,6 +58,27 @@ type UpstreamRefNotFoundError struct {
 
 func (e *UpstreamRefNotFoundError) Error() string {
 	return fmt.Sprintf("%s exists neither in %s nor upstream", e.Ref, e.Project)
+}
+
+// CloneLockedError is a clone that waited its whole clone timeout for the
+// staged repository's lock (gitops.Root.LockStagedFetch), held by another
+// clone that did not end, here or on another replica. Nothing reached the
+// upstream: a stop of the service's own, no attempt of the retry pace.
+type CloneLockedError struct {
+	Project refs.Project
+	Waited  time.Duration
+	Cause   error
+}
+
+func (e *CloneLockedError) Error() string {
+	return fmt.Sprintf("the clone of %s was not started: an earlier clone of this mirror did not stop within %s", e.Project, e.Waited)
+}
+
+func (e *CloneLockedError) Unwrap() error { return e.Cause }
+
+func isLocked(err error) bool {
+	var locked *CloneLockedError
+	return errors.As(err, &locked)
 }
 
 func isBusy(err error) bool {

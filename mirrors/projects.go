@@ -103,6 +103,8 @@ type Projects struct {
 	records refs.Cache[refs.Project, gitops.ProjectInfo] // what pins read of the record
 	mu      sync.Mutex
 	cloning map[refs.Project]*cloneRun // clones this process runs
+	keyMu   sync.Mutex
+	key     []byte // of the credential digests, once read (digestKey)
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -374,7 +376,7 @@ func (s *Projects) clonesHere(p refs.Project) bool {
 // startAnew starts the clone of the staged mirror at dir over, under the
 // mirror's lock: a new generation is written into its record with state
 // cloning and what rec keeps of the retry pace (Attempts, LastAttempt,
-// CredentialsModTime), then the clone runs (nil once Close was called).
+// CredentialsModTime, CredentialDigest), then the clone runs (nil once Close was called).
 func (s *Projects) startAnew(p refs.Project, dir string, cfg gitops.MirrorConfig, rec gitops.StagedRecord) (*cloneRun, error) {
 	rec.State, rec.LastError, rec.Failure, rec.Generation = gitops.StagedCloning, "", "", newGeneration()
 	if err := s.Repos.SetRecord(dir, cfg, rec); err != nil {
@@ -420,7 +422,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig, generatio
 		// Read before the clone reads the credentials file: a file
 		// written in between is newer than what the failure records, so
 		// the next pin tries it at once rather than waiting out a step.
-		credsMod := s.Credentials.ModTime()
+		credsMod, digest := s.Credentials.ModTime(), s.credentialDigest(cfg.Credential)
 		run.err = s.clone(ctx, p, cfg, run)
 		if run.err != nil && errors.Is(context.Cause(ctx), errCloneSuperseded) {
 			run.err = errCloneSuperseded
@@ -435,7 +437,7 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig, generatio
 			return
 		}
 		log.Warn("mirror clone failed", "err", run.err)
-		if werr := s.recordFailure(p, generation, run.err, credsMod); werr != nil {
+		if werr := s.recordFailure(p, generation, run.err, credsMod, digest); werr != nil {
 			log.Error("recording the failed clone", "err", werr)
 		}
 	}()
@@ -447,11 +449,12 @@ func (s *Projects) startClone(p refs.Project, cfg gitops.MirrorConfig, generatio
 // unless the record no longer holds generation (the mirror was registered
 // again, retried, deleted or published meanwhile: then nothing is written).
 // A failure that reached the upstream counts as an attempt of the retry
-// pace (see retryStep) and records credsMod, the credentials file's
-// modification time as the clone read it; a stop of the service's own (the
-// disk floor, no upstream turn) gives back the attempt its start counted
+// pace (see retryStep) and records credsMod and digest, the credentials
+// file's modification time and the keyed digest of the mirror's entry as
+// the clone read them; a stop of the service's own (the disk floor, no
+// upstream turn, the staged repository's lock held elsewhere) gives back the attempt its start counted
 // and leaves the pace where the last upstream failure left it.
-func (s *Projects) recordFailure(p refs.Project, generation string, cloneErr error, credsMod time.Time) error {
+func (s *Projects) recordFailure(p refs.Project, generation string, cloneErr error, credsMod time.Time, digest string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	defer s.records.Forget(p)
@@ -466,9 +469,10 @@ func (s *Projects) recordFailure(p refs.Project, generation string, cloneErr err
 		return nil
 	}
 	rec := gitops.StagedRecord{State: gitops.StagedFailed, LastError: publicError(cloneErr), Failure: failureOf(cloneErr),
-		Generation: generation, Attempts: pi.Attempts, LastAttempt: time.Now(), CredentialsModTime: credsMod}
+		Generation: generation, Attempts: pi.Attempts, LastAttempt: time.Now(), CredentialsModTime: credsMod, CredentialDigest: digest}
 	if serviceSide(cloneErr) {
-		rec.Attempts, rec.LastAttempt, rec.CredentialsModTime = max(pi.Attempts-1, 0), pi.LastAttempt, pi.CredentialsModTime
+		rec.Attempts, rec.LastAttempt = max(pi.Attempts-1, 0), pi.LastAttempt
+		rec.CredentialsModTime, rec.CredentialDigest = pi.CredentialsModTime, pi.CredentialDigest
 	}
 	return s.Repos.SetRecord(pi.Dir, pi.Config, rec)
 }
@@ -484,7 +488,9 @@ func (s *Projects) clone(ctx context.Context, p refs.Project, cfg gitops.MirrorC
 	unlockFetch, err := s.Repos.LockStagedFetch(ctx, p)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &UpstreamUnavailableError{Project: p, Reason: "an earlier clone of this mirror did not stop within " + s.cloneTimeout().String(), Cause: err}
+			// Nothing reached the upstream: a stop of the service's own,
+			// no attempt of the retry pace.
+			return &refs.UnavailableError{Op: "cloning", Cause: &CloneLockedError{Project: p, Waited: s.cloneTimeout(), Cause: err}}
 		}
 		return refs.Unavailable("locking the staged mirror", err)
 	}
@@ -564,9 +570,10 @@ func (s *Projects) watchGeneration(ctx context.Context, p refs.Project, run *clo
 // last one failed, and until retryStep has passed since then a pin answers
 // the recorded failure at once, asking the upstream nothing. A PUT of the
 // mirror, or a credentials file written since the failure (its
-// modification time, which the record keeps), starts the pace over. A
-// stop of the service's own (the disk floor, no upstream turn) is not an
-// attempt: below the floor a pin answers 507 at once without starting a
+// modification time, which the record keeps) in which the keyed digest of
+// this mirror's own entry differs from the record's, starts the pace over.
+// A stop of the service's own (the disk floor, no upstream turn, the
+// staged repository's lock held by another clone) is not an attempt: below the floor a pin answers 507 at once without starting a
 // clone, and once the floor allows the next pin tries at once.
 func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 	defer s.records.Forget(p)
@@ -587,7 +594,7 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 		return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
 	}
 	attempts := pi.Attempts + 1
-	if s.credentialsNewer(pi) {
+	if s.credentialsChanged(pi) {
 		attempts = 1
 	} else if wait := s.retryWait(pi, time.Now()); wait > 0 {
 		unlock()
@@ -605,7 +612,7 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 		return &refs.UnavailableError{Op: "pinning", Cause: low}
 	}
 	run, err := s.startAnew(p, pi.Dir, pi.Config, gitops.StagedRecord{Attempts: attempts,
-		LastAttempt: pi.LastAttempt, CredentialsModTime: pi.CredentialsModTime})
+		LastAttempt: pi.LastAttempt, CredentialsModTime: pi.CredentialsModTime, CredentialDigest: pi.CredentialDigest})
 	unlock()
 	if err != nil {
 		return err
@@ -624,7 +631,7 @@ func (s *Projects) CloneForPin(ctx context.Context, p refs.Project) error {
 			// Registered again or deleted meanwhile: its own clone runs.
 			return &refs.UnavailableError{Op: "pinning", Cause: refs.ErrMirrorCloning}
 		case serviceSide(run.err):
-			return run.err // not an attempt: no step to wait
+			return run.err // not an attempt: no step to wait (503 or 507 with the default Retry-After)
 		}
 		return &RetryLaterError{Err: run.err, Wait: s.retryStep(attempts)}
 	case <-wait.C:
@@ -643,6 +650,8 @@ func publicError(err error) string {
 		rejected *gitops.UpstreamRejectedError
 		exists   *gitops.ProjectExistsError
 		own      *UpstreamRejectedError
+		ownDown  *UpstreamUnavailableError
+		locked   *CloneLockedError
 		refused  *UpstreamNotAllowedError
 		redirect *gitops.UpstreamRedirectError
 		low      *limits.LowDiskError
@@ -665,6 +674,10 @@ func publicError(err error) string {
 		return "a local project took the name while the mirror was cloning"
 	case errors.As(err, &own):
 		return own.Reason
+	case errors.As(err, &ownDown):
+		return ownDown.Error()
+	case errors.As(err, &locked):
+		return locked.Error()
 	}
 	return "the clone failed; see the server log"
 }

@@ -1,14 +1,18 @@
 package mirrors
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/secretfile"
 )
 
 // DefaultRetryStep is the first step of a failed mirror's retry pace when
@@ -57,7 +61,7 @@ func (s *Projects) retryStep(attempts int) time.Duration {
 // failed clone again; zero: now. It is read from the mirror's record, so
 // every replica sharing the repos root keeps the same pace.
 func (s *Projects) retryWait(pi gitops.ProjectInfo, now time.Time) time.Duration {
-	if kind, _, _ := strings.Cut(pi.Failure, ":"); pi.LastAttempt.IsZero() || kind == failureLowDisk || kind == failureBusy {
+	if kind, _, _ := strings.Cut(pi.Failure, ":"); pi.LastAttempt.IsZero() || kind == failureLowDisk || kind == failureBusy || kind == failureLocked {
 		// A stop of the service's own paces nothing: the next pin meets
 		// the floor (507) or tries again.
 		return 0
@@ -65,23 +69,78 @@ func (s *Projects) retryWait(pi gitops.ProjectInfo, now time.Time) time.Duration
 	return max(pi.LastAttempt.Add(s.retryStep(pi.Attempts)).Sub(now), 0)
 }
 
-// credentialsNewer reports whether the credentials file was written since
-// pi's failed clone read it: it may hold the fixed credential, so the retry
-// pace starts over. It is read from the record (a modification time, no
-// secret), so every replica sees the fix alike.
-func (s *Projects) credentialsNewer(pi gitops.ProjectInfo) bool {
+// credentialsChanged reports whether this mirror's own credential entry
+// was written since pi's failed clone read it: it may be the fix, so the
+// retry pace starts over. The credentials file's modification time (no
+// secret) says whether to look at all; then the entry's keyed digest
+// (credentialDigest) is compared with the one the record keeps, so a
+// touch of the file, a rotation of another mirror's credential or a
+// rewrite of the same content restarts nothing. Both are read from the
+// record and the file every replica shares, so every replica sees a fix
+// alike. A record without a digest (or no key to make one now) falls back
+// to the modification time alone.
+func (s *Projects) credentialsChanged(pi gitops.ProjectInfo) bool {
 	if pi.Config.Credential == "" {
 		return false
 	}
 	mod := s.Credentials.ModTime()
-	return !mod.IsZero() && mod.After(pi.CredentialsModTime)
+	if mod.IsZero() || !mod.After(pi.CredentialsModTime) {
+		return false
+	}
+	now := s.credentialDigest(pi.Config.Credential)
+	return pi.CredentialDigest == "" || now == "" || now != pi.CredentialDigest
+}
+
+// digestKeyFile is the key of the credential digests, in the staging area
+// beside the mirrors' records, shared by every replica on the repos root.
+const digestKeyFile = ".credential-digest-key"
+
+// credentialDigest is the keyed digest of the credential entry name as the
+// credentials file is now; "" when there is no name or no key (logged).
+func (s *Projects) credentialDigest(name string) string {
+	if name == "" {
+		return ""
+	}
+	key, err := s.digestKey()
+	if err != nil {
+		s.logger().Warn("no key for the credential digests: a failed mirror's retry pace starts over whenever the credentials file is written", "err", err)
+		return ""
+	}
+	return s.Credentials.Digest(name, key)
+}
+
+// digestKey reads the key of the credential digests, creating it when
+// there is none (secretfile.Shared: 32 random bytes, mode 0600, created
+// only if absent, so replicas starting together agree on one), once per
+// process; an error is tried again on the next call.
+func (s *Projects) digestKey() ([]byte, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.key != nil {
+		return s.key, nil
+	}
+	area := s.Repos.StagingArea()
+	if err := os.MkdirAll(area, 0o755); err != nil {
+		return nil, err
+	}
+	secret, _, err := secretfile.Shared(filepath.Join(area, digestKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	key, err := base64.RawURLEncoding.DecodeString(secret)
+	if err != nil {
+		key = []byte(secret) // written by hand: its bytes are the key
+	}
+	s.key = key
+	return key, nil
 }
 
 // serviceSide reports whether a clone's failure is a stop of the service's
-// own (the disk floor, no upstream turn): nothing reached the upstream, so
-// it is no attempt of the retry pace.
+// own (the disk floor, no upstream turn, the staged repository's lock held
+// by another clone): nothing reached the upstream, so it is no attempt of
+// the retry pace.
 func serviceSide(err error) bool {
-	return limits.IsLowDisk(err) || isBusy(err)
+	return limits.IsLowDisk(err) || isBusy(err) || isLocked(err)
 }
 
 // Kinds of a failed clone, as its record keeps them (gitops' Failure:
@@ -92,6 +151,7 @@ const (
 	failureNotAllowed  = "not_allowed"
 	failureLowDisk     = "insufficient_storage" // service-side: no attempt
 	failureBusy        = "busy"                 // service-side: no attempt
+	failureLocked      = "locked"               // service-side: no attempt
 	failureOther       = "other"
 )
 
@@ -108,6 +168,8 @@ func failureOf(err error) string {
 		return failureLowDisk
 	case isBusy(err):
 		return failureBusy
+	case isLocked(err):
+		return failureLocked
 	case errors.As(err, &refused):
 		return failureNotAllowed
 	case errors.As(err, &rejected):
@@ -121,8 +183,8 @@ func failureOf(err error) string {
 // recordedFailure is the error a failed clone of p gave, rebuilt from its
 // record: the same type, so the same status and code as the clone's own
 // answer. A clone failed otherwise is a retryable *refs.UnavailableError (a
-// stop by the disk floor or for want of an upstream turn is never answered
-// from the record: it sets no pace).
+// stop by the disk floor, for want of an upstream turn or of the staged
+// repository's lock is never answered from the record: it sets no pace).
 func recordedFailure(p refs.Project, pi gitops.ProjectInfo) error {
 	kind, reason, _ := strings.Cut(pi.Failure, ":")
 	switch kind {

@@ -25,18 +25,19 @@ var allowedInternal = map[string][]string{
 	"watchfile":     {},
 	"strictjson":    {},
 	"limits":        {}, // the resource bounds: concurrency, the disk floor
+	"secretfile":    {}, // the secrets the server generates beside its repos root
 	"access":        {"refs", "strictjson", "watchfile"},
 	"idtoken":       {"access", "refs"},
 	"gitops":        {"gitexec", "limits", "pktline"},
 	"refs":          {"gitops"},
 	"githttp":       {"refs", "gitexec", "pktline", "limits", "packcache"},
 	"packcache":     {"gitexec"},
-	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits"},
+	"mirrors":       {"refs", "gitops", "strictjson", "watchfile", "limits", "secretfile"},
 	"api":           {"access", "githttp", "hooks", "mirrors", "refs", "limits"},
 	"ui":            {"access", "mirrors", "refs"},
 	"hooks":         {"refs"},
 	"jobs":          {"mirrors", "refs"},
-	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits", "packcache", "ui"},
+	"cmd/refkeeper": {"access", "api", "hooks", "idtoken", "jobs", "mirrors", "refs", "gitops", "gitexec", "cli", "limits", "packcache", "secretfile", "ui"},
 	// The client commands (cli) and the job binary that runs them alone:
 	// no cgo below them (cgoFree).
 	"cli":               {"client", "gitexec"},

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +34,7 @@ import (
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/packcache"
 	"github.com/refkeeper/refkeeper/refs"
+	"github.com/refkeeper/refkeeper/secretfile"
 	"github.com/refkeeper/refkeeper/ui"
 )
 
@@ -429,7 +427,7 @@ func healthHandler(svc *refs.Service, registry *prometheus.Registry) http.Handle
 // for good, and start-up lines end up in logs): the start says where it is.
 func generateToken(reposDir string, stdout io.Writer) (string, error) {
 	path := filepath.Join(filepath.Dir(reposDir), "api-token")
-	token, created, err := sharedSecret(path)
+	token, created, err := secretfile.Shared(path)
 	if err != nil {
 		return "", fmt.Errorf("API token: %w", err)
 	}
@@ -449,7 +447,7 @@ func generateToken(reposDir string, stdout io.Writer) (string, error) {
 // fetch tokens refused behind one URL with two replicas.
 func fetchTokenKey(reposDir string, logger *slog.Logger) ([]byte, error) {
 	path := filepath.Join(filepath.Dir(reposDir), "fetch-token-key")
-	key, created, err := sharedSecret(path)
+	key, created, err := secretfile.Shared(path)
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 		// Nowhere to keep one: a key of this process alone, as before
 		// there was a file (api.New warns that tokens then die with it).
@@ -463,106 +461,6 @@ func fetchTokenKey(reposDir string, logger *slog.Logger) ([]byte, error) {
 		logger.Info("no --fetch-token-keys: generated one, shared by every replica on this repos root", "file", path)
 	}
 	return []byte(key), nil
-}
-
-// secretFileMode is what a generated secret file is, and the most a kept
-// one may be: the owner's only.
-const secretFileMode = 0o600
-
-// sharedSecret reads the secret kept in path, or, when there is none,
-// creates it (32 random bytes, base64url): create-if-absent, so processes
-// starting together on one root agree on the first one written. A file
-// others may read, or that is empty, is refused rather than used.
-func sharedSecret(path string) (secret string, created bool, err error) {
-	for range 3 {
-		secret, err := readSecretFile(path)
-		if err == nil {
-			return secret, false, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return "", false, err
-		}
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", false, err
-		}
-		secret = base64.RawURLEncoding.EncodeToString(b[:])
-		err = createFileExclusive(path, []byte(secret+"\n"), secretFileMode)
-		if err == nil {
-			return secret, true, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return "", false, err
-		}
-		// Another process wrote it first: read theirs.
-	}
-	return "", false, fmt.Errorf("%s keeps appearing and vanishing", path)
-}
-
-// readSecretFile reads a kept secret: one line, in a regular file of this
-// process's own user that only its owner may read. The file is opened
-// without following a symbolic link and without blocking (a FIFO planted
-// there would hold the start forever), so whoever else can write beside
-// the repos root can neither choose the secret nor make this process read
-// (and print) a file of theirs.
-func readSecretFile(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return "", fmt.Errorf("%s is a symbolic link; delete it for a new one", path)
-	}
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
-		return "", fmt.Errorf("%s belongs to user %d, not to this process's user %d; delete it for a new one", path, sys.Uid, os.Geteuid())
-	}
-	if perm := st.Mode().Perm(); perm&^secretFileMode != 0 {
-		return "", fmt.Errorf("%s has mode %04o: others may read it; chmod 600 it, or delete it for a new one", path, perm)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", err
-	}
-	secret := strings.TrimSpace(string(data))
-	if secret == "" || strings.ContainsAny(secret, "\n\r") {
-		return "", fmt.Errorf("%s does not hold one secret on one line; delete it for a new one", path)
-	}
-	return secret, nil
-}
-
-// createFileExclusive writes data to path through a temporary file linked
-// into place, so the file appears whole with its mode, and only if no file
-// was there: fs.ErrExist otherwise.
-func createFileExclusive(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
 }
 
 // createDemo creates demo/app when the repos root holds nothing yet.
