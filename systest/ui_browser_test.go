@@ -137,14 +137,31 @@ func TestUIInBrowser(t *testing.T) {
 			t.Errorf("group/app's pins do not show %q:\n%s", want, all)
 		}
 	}
-	if err := chromedp.Do(ctx,
+	// The filter's submit navigates: the pins are read once the browser
+	// is at the filtered address (a query sent while the old page goes
+	// away may wait on a node that is gone).
+	filter, cancelFilter := context.WithTimeout(ctx, time.Minute)
+	defer cancelFilter()
+	if err := chromedp.Do(filter,
 		chromedp.SetValue(chromedp.CSS("#state"), "pinned"),
 		chromedp.SendKeys(chromedp.CSS("#mr"), "12"),
 		chromedp.Click(chromedp.CSS("#filter-pins")),
-		chromedp.WaitVisible(chromedp.CSS("#pins")),
-		shot("ui-page-filtered.png"),
 	); err != nil {
 		t.Fatalf("filtering pins: %v", err)
+	}
+	for {
+		where, err := chromedp.Run(filter, chromedp.Location())
+		if err == nil && strings.Contains(where, "state=pinned") {
+			break
+		}
+		if filter.Err() != nil {
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+			t.Fatalf("filtering pins: still at %s (%v):\n%s", where, err, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := chromedp.Do(filter, chromedp.WaitVisible(chromedp.CSS("#pins")), shot("ui-page-filtered.png")); err != nil {
+		t.Fatalf("reading the filtered pins: %v", err)
 	}
 	location, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil || !strings.Contains(location, "project=group%2Fapp") || !strings.Contains(location, "state=pinned") || !strings.Contains(location, "mr=12") {
