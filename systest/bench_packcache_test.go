@@ -69,6 +69,9 @@ func benchPackCacheOn(t *testing.T, place benchPlace, plan packCacheBenchSizes) 
 	r := testdata.StartRedis(t)
 	sha := pushedBigCommit(t, root, "bench/fanout", plan.files, plan.fileBytes, true)
 	packedSHA := pushedBigCommit(t, root, "bench/fanoutpack", plan.files, plan.fileBytes, false)
+	// --role api: the hook and the caches live in the API role; the
+	// workers' housekeeping (git gc --auto) would repack the commit this
+	// bench measures unpacked, as a pipeline's freshly pushed commit is.
 	// --git-timeout: 32 uncached pack-objects at once on a busy machine
 	// take minutes; the default would cut the baseline short.
 	common := []string{"--repos", root, "--redis", r.URL(), "--role", "api", "--log-level", "warn", "--git-timeout", "30m",
