@@ -67,8 +67,10 @@
 // that directory within a pace (Fetcher.RefusedPace, 5 s, doubling with
 // each refusal after it up to 5 min): every caller, those queued behind
 // the refused fetch too, gets the refusal at once as *RetryLaterError
-// with the time left. The pace is kept in memory, per process, with a
-// SHA-256 of the URL and credential presented (never written anywhere);
+// with the time left; the try after it is the fetch alone (no probe
+// alongside, which would present the credential again). The pace is kept
+// in memory, per process, with a SHA-256 of the URL and credential
+// presented (never written anywhere);
 // another credential, a request the upstream takes, or ForgetMissing ends
 // it. An unavailable upstream (timeouts, 5xx, connection refused) is not
 // paced here. A mirror's record is

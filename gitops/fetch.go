@@ -658,6 +658,23 @@ func (f *Fetcher) noteRefusal(dir string, up Upstream, err error) error {
 	return &RetryLaterError{Err: err, Wait: r.step}
 }
 
+// refusedLast reports whether the upstream's last answer to a request into
+// dir was a refusal of up's URL and credential (its pace may have ended:
+// the request now is the next try). Such a try is the fetch alone, with no
+// probe alongside: the probe would go out before the fetch's refusal is
+// heard, and present the refused credential a second time in the try.
+// Should the host have taken the credential back meanwhile, a batch whose
+// fetch then meets a missing SHA asks the probe after the fetch: one more
+// upstream round trip in a row, for that one batch (the fetch's answer
+// ends the record). A credential changed in the credentials file changes
+// the print, which drops the record (paced): the probe goes alongside again.
+func (f *Fetcher) refusedLast(dir string, up Upstream) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.refused[dir]
+	return ok && r.print == upstreamPrint(up)
+}
+
 // upstreamFetch is Root.fetch within dir's refusal pace (see paced).
 func (f *Fetcher) upstreamFetch(ctx context.Context, dir string, up Upstream, refspecs []string, turn turnWatch) error {
 	if err := f.paced(dir, up); err != nil {
@@ -939,7 +956,10 @@ func (f *Fetcher) run(dir string, g *fetchGroup, b *fetchBatch) {
 // at hand (the failed fetch with the probe, then the fetch); while missing
 // SHAs keep coming it probes first (probeFirst: the probe, then the fetch).
 // The probe alongside costs the upstream one cheap request per such batch
-// and is stopped when the fetch succeeds.
+// and is stopped when the fetch succeeds. It is not asked while the
+// upstream's last answer was a refusal of what the batch presents
+// (refusedLast): the try after a refusal's pace is the fetch alone, which
+// may cost that one batch a third round trip (see there).
 func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 	b.rounds = make([]int, len(b.wants))
 	rest := seq(len(b.wants))
@@ -954,7 +974,7 @@ func (f *Fetcher) runBatch(ctx context.Context, dir string, b *fetchBatch) {
 		}
 		turn := turnWatch{waiting: &b.waitingTurn}
 		stopAlong := func() {}
-		if b.callersWithSHA() > 1 {
+		if b.callersWithSHA() > 1 && !f.refusedLast(dir, b.up) {
 			// The probe starts once the fetch holds its turn, and only on
 			// a turn that is free then: it never delays the fetch.
 			alongCtx, stop := context.WithCancel(ctx)

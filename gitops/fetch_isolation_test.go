@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refkeeper/refkeeper/limits"
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
@@ -104,6 +105,83 @@ func TestFetcherIsolatesCallersFromMissingSHAs(t *testing.T) {
 		if floodRounds > 2 {
 			t.Errorf("%d bogus SHAs: the legitimate fetch waited on %d upstream round trips in a row, want at most 2", flood, floodRounds)
 		}
+	}
+}
+
+// The try after a refusal's pace, for a batch of several callers' SHAs, is
+// the fetch alone: the refused credential reaches the upstream once per
+// step, as for one caller. Before, the probe asked alongside the fetch went
+// out before the fetch's refusal was heard, presenting it a second time: 4
+// refused requests where one fetch costs 2.
+// The batch is gathered behind a fetch that waits for a turn (both held
+// here) until the Fetcher's Timeout, an answer that says nothing of the
+// credential.
+func TestFetcherRefusedTryIsTheFetchAlone(t *testing.T) {
+	u := testdata.StartUpstream(t)
+	root, name := stagedMirror(t, u)
+	dir := root.stagingPath(name)
+	root.UpstreamFetches = limits.NewSlots("upstream fetches", 2)
+	f := &Fetcher{Root: root, RefusedPace: 100 * time.Millisecond, Timeout: 3 * time.Second}
+	up := Upstream{URL: u.URL(), Credential: upstreamCredential}
+	ctx := context.Background()
+	sha := func(n int) string { return fmt.Sprintf("%040x", 0xdead0000+n) }
+	u.SetPassword("rotated")
+	refusedLater := func(what string, err error) {
+		t.Helper()
+		var later *RetryLaterError
+		var rejected *UpstreamRejectedError
+		if !errors.As(err, &later) || !errors.As(err, &rejected) {
+			t.Errorf("%s: %v, want a refusal (RetryLaterError of an UpstreamRejectedError)", what, err)
+		}
+	}
+
+	// What one refused fetch costs the upstream: the first refusal.
+	before := u.Refused()
+	refusedLater("the first fetch", f.Fetch(ctx, dir, up, []string{sha(1)}))
+	perFetch := u.Refused() - before
+	if perFetch == 0 {
+		t.Fatal("the first fetch did not reach the upstream")
+	}
+	waitFor(t, "the refusal's pace to end", func() bool { return f.paced(dir, up) == nil })
+
+	var held []func()
+	for range root.UpstreamFetches.Limit() {
+		release, err := root.UpstreamFetches.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, release)
+	}
+	pacer := make(chan error, 1)
+	go func() { pacer <- f.Fetch(ctx, dir, up, []string{sha(2)}) }()
+	waitFor(t, "the fetch ahead to wait for a turn", func() bool { return root.UpstreamFetches.Waiting() == 1 })
+	const callers = 3
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.Fetch(ctx, dir, up, []string{sha(10 + i)})
+		}()
+	}
+	waitFor(t, "every caller to queue", func() bool { n, _ := f.Queued(dir); return n == callers })
+	before = u.Refused()
+	var busy *limits.BusyError
+	if err := <-pacer; !errors.As(err, &busy) {
+		t.Fatalf("the fetch ahead, its turn never free: %v, want a BusyError", err)
+	}
+	for _, release := range held {
+		release()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		refusedLater(fmt.Sprintf("caller %d of the batch after the pace", i), err)
+	}
+	got := u.Refused() - before
+	t.Logf("one refused fetch: %d refused requests; a batch of %d callers' SHAs after the pace: %d", perFetch, callers, got)
+	if got != perFetch {
+		t.Errorf("the batch of %d callers' SHAs after the pace made the upstream refuse %d requests, want %d (one fetch)", callers, got, perFetch)
 	}
 }
 
