@@ -43,6 +43,13 @@ func writeCredentialsFor(t *testing.T, path, password string, ups ...*testdata.U
 	for _, u := range ups {
 		hosts = append(hosts, u.CredentialHost())
 	}
+	writeCredentialHosts(t, path, password, hosts...)
+}
+
+// writeCredentialHosts writes one credential "upstream" with password for
+// the hosts given (a URL's scheme, host and port each).
+func writeCredentialHosts(t *testing.T, path, password string, hosts ...string) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]map[string]any{"upstream": {
 		"username": testdata.UpstreamUser, "password": password, "hosts": hosts}})
 	if err := os.WriteFile(path+".tmp", body, 0o600); err != nil {
@@ -127,17 +134,9 @@ func TestMirrorPutNewUpstreamDuringCloneClonesTheNewUpstream(t *testing.T) {
 	b := testdata.StartUpstream(t)
 	writeCredentialsFor(t, f.creds, testdata.UpstreamPassword, f.upstream, b)
 	// A commit only the first upstream has.
-	work := filepath.Join(t.TempDir(), "work")
-	for _, args := range [][]string{{"clone", "-q", f.upstream.Path(), work},
-		{"-C", work, "commit", "-q", "--allow-empty", "-m", "only on A"},
-		{"-C", work, "push", "-q", f.upstream.Path(), "HEAD:refs/heads/only-on-a"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	git := cloneUpstream(t, f.upstream)
+	git("commit", "-q", "--allow-empty", "-m", "only on A")
+	git("push", "-q", f.upstream.Path(), "HEAD:refs/heads/only-on-a")
 	f.upstream.Stall()
 	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
 		t.Fatalf("PUT A: %d %s", a.status, a.raw)

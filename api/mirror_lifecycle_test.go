@@ -404,21 +404,9 @@ func TestMirrorPinsOfMissingSHAAskTheUpstreamOnce(t *testing.T) {
 	// under ref.
 	unborn := func(t *testing.T, u *testdata.Upstream, n int) (sha string, push func(ref string)) {
 		t.Helper()
-		work := filepath.Join(t.TempDir(), "work")
-		run := func(args ...string) string {
-			t.Helper()
-			cmd := exec.Command("git", args...)
-			cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-				"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("git %v: %v\n%s", args, err, out)
-			}
-			return strings.TrimSpace(string(out))
-		}
-		run("clone", "-q", u.Path(), work)
-		run("-C", work, "commit", "-q", "--allow-empty", "-m", fmt.Sprint("not upstream yet ", n))
-		return run("-C", work, "rev-parse", "HEAD"), func(ref string) { run("-C", work, "push", "-q", "-f", u.Path(), "HEAD:"+ref) }
+		git := cloneUpstream(t, u)
+		git("commit", "-q", "--allow-empty", "-m", fmt.Sprint("not upstream yet ", n))
+		return git("rev-parse", "HEAD"), func(ref string) { git("push", "-q", "-f", u.Path(), "HEAD:"+ref) }
 	}
 	requests := func(u *testdata.Upstream) int { return u.Fetches() + u.UploadPackPosts() }
 	pinPath := func(id int) string { return fmt.Sprintf("/api/v1/projects/mirrors%%2Fgh/pipelines/%d/ref", id) }

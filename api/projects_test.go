@@ -146,6 +146,31 @@ func gitIn(t *testing.T, dir string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// cloneUpstream clones u's repository into a work tree of the test's, for
+// commits the upstream does not have yet, and answers a git that runs in
+// that work tree (a fixed author and committer, no global config) and
+// answers git's output trimmed; a git that fails fails the test.
+func cloneUpstream(t *testing.T, u *testdata.Upstream) (git func(args ...string) string) {
+	t.Helper()
+	work := filepath.Join(t.TempDir(), "work")
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("clone", "-q", u.Path(), work)
+	return func(args ...string) string {
+		t.Helper()
+		return run(append([]string{"-C", work}, args...)...)
+	}
+}
+
 func TestMirrorRegisterCloneGetListDelete(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute)
 	u := f.upstream
