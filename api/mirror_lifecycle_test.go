@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/api"
-	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
@@ -266,19 +265,6 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	const pinPath = "/api/v1/projects/mirrors%2Fgh/pipelines/1/ref"
 	const project = refs.Project("mirrors/gh")
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
-	// replica is another process's view of the same repos root, with a
-	// step of its own.
-	replica := func(step time.Duration) *mirrors.Projects {
-		policy, err := mirrors.ParseUpstreamPolicy(testdata.LoopbackUpstreams)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := &gitops.Root{Dir: f.root}
-		p := &mirrors.Projects{Policy: policy, Repos: root, Fetcher: &gitops.Fetcher{Root: root},
-			Store: f.projects.Store, Credentials: &mirrors.CredentialFile{Path: f.creds}, RetryStep: step}
-		t.Cleanup(p.Close)
-		return p
-	}
 	pin := func(what string) answer {
 		t.Helper()
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
@@ -342,7 +328,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	}
 
 	// Another replica with the same step keeps the recorded pace.
-	err := replica(time.Hour).CloneForPin(t.Context(), project)
+	err := replicaOf(t, f, time.Hour).CloneForPin(t.Context(), project)
 	var later *mirrors.RetryLaterError
 	var rejected *mirrors.UpstreamRejectedError
 	t.Logf("replica's pin within the step: %T %v", err, err)
@@ -355,7 +341,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 
 	// Once the step has passed (a replica whose step is short), the next
 	// pin tries again.
-	err = replica(time.Nanosecond).CloneForPin(t.Context(), project)
+	err = replicaOf(t, f, time.Nanosecond).CloneForPin(t.Context(), project)
 	t.Logf("pin after the step: %T %v; upstream refused %d more", err, err, f.upstream.Refused()-refused)
 	if !errors.As(err, &rejected) {
 		t.Errorf("pin after the step = %T %v, want *UpstreamRejectedError", err, err)
