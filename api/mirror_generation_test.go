@@ -84,12 +84,7 @@ func TestMirrorStaleCloneFailureLeavesReRegisteredMirrorAlone(t *testing.T) {
 	f := newMirrorFixture(t, 2*time.Second)
 	c := testdata.StartUpstream(t)
 	writeCredentialsFor(t, f.creds, "wrong-password", f.upstream, c)
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	// This replica retries within a pin; the upstream holds the request,
 	// the pin gives up after its upstream timeout and the clone goes on.
 	f.upstream.Stall()
@@ -177,12 +172,7 @@ func TestMirrorPutNewUpstreamDuringCloneClonesTheNewUpstream(t *testing.T) {
 func TestMirrorPinBelowDiskFloorAnswers507AndCountsNoAttempt(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	min, err := limits.ParseSize("99.99%")
 	if err != nil {
 		t.Fatal(err)
@@ -222,12 +212,7 @@ func TestMirrorCloneStoppedForATurnCountsNoAttempt(t *testing.T) {
 		p.RetryStep, p.CloneTimeout, p.Repos.UpstreamFetches = time.Hour, time.Second, slots
 	})
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	release, ok := slots.TryAcquire()
 	if !ok {
 		t.Fatal("the only upstream turn is taken")
@@ -255,12 +240,7 @@ func TestMirrorFixedCredentialSeenByEveryReplica(t *testing.T) {
 	const project = refs.Project("mirrors/gh")
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	if a := f.mirrorPin(t, 1, `{"sha": "`+f.upstream.First+`"}`); a.status != http.StatusBadGateway {
 		t.Fatalf("first pin: %d %s, want 502", a.status, a.raw)
 	}

@@ -31,12 +31,7 @@ func TestMirrorPinOnFailedMirrorRetriesTheClone(t *testing.T) {
 	t.Run("rejected, then fixed", func(t *testing.T) {
 		f := newMirrorFixture(t, time.Minute)
 		writeCredentials(t, f.creds, f.upstream, "wrong-password")
-		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-			t.Fatalf("PUT: %d %s", a.status, a.raw)
-		}
-		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-			t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-		}
+		f.failedMirror(t, "gitlab")
 		refused := f.upstream.Refused()
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
 		t.Logf("pin on the failed mirror: %d %s", a.status, a.raw)
@@ -65,12 +60,7 @@ func TestMirrorPinOnFailedMirrorRetriesTheClone(t *testing.T) {
 	t.Run("unavailable", func(t *testing.T) {
 		f := newMirrorFixture(t, time.Minute)
 		f.upstream.Stop()
-		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-			t.Fatalf("PUT: %d %s", a.status, a.raw)
-		}
-		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-			t.Fatalf("clone of a stopped upstream: %s, want failed", a.raw)
-		}
+		f.failedMirror(t, "gitlab")
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
 		t.Logf("pin on the failed mirror, upstream down: %d %s", a.status, a.raw)
 		if a.status != http.StatusServiceUnavailable || a.errCode() != "upstream_unavailable" || a.header.Get("Retry-After") == "" {
@@ -279,12 +269,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 		return n
 	}
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 
 	refused := f.upstream.Refused()
 	a := pin("first pin on the failed mirror")
@@ -358,12 +343,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	}
 
 	// A PUT of the mirror starts over: its own clone, then a pin tries at once.
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT again: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	refused = f.upstream.Refused()
 	if a := pin("pin after a PUT"); a.status != http.StatusBadGateway || f.upstream.Refused() == refused {
 		t.Errorf("pin after a PUT: %d, upstream refused %d more; want 502 after a new try", a.status, f.upstream.Refused()-refused)

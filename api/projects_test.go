@@ -139,6 +139,19 @@ func (f *mirrorFixture) readyMirror(t *testing.T, host string) {
 	}
 }
 
+// failedMirror registers mirrors/gh with host kind host and waits until
+// its clone has failed (the test made sure it would: a wrong password, an
+// upstream stopped).
+func (f *mirrorFixture) failedMirror(t *testing.T, host string) {
+	t.Helper()
+	if a := f.register(t, host); a.status != http.StatusAccepted {
+		t.Fatalf("PUT mirror: %d %s", a.status, a.raw)
+	}
+	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+		t.Fatalf("mirror whose clone cannot succeed: %s, want failed", a.raw)
+	}
+}
+
 // gitIn runs the git CLI on a repository below the repos root.
 func gitIn(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
