@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -40,26 +39,16 @@ import (
 func markingGit(t *testing.T, pause string) (gitBinary, runs string) {
 	t.Helper()
 	dir := t.TempDir()
-	real, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal(err)
-	}
 	runs = filepath.Join(dir, "runs")
-	script := "#!/bin/sh\ncase \" $* \" in *\" http-backend \"*) echo start >> " + runs + "; sleep " + pause + "; " + real + " \"$@\"; rc=$?; echo end >> " + runs + "; exit $rc;; esac\nexec " + real + " \"$@\"\n"
-	gitBinary = filepath.Join(dir, "git")
-	if err := os.WriteFile(gitBinary, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return gitBinary, runs
+	return wrapperGit(t, dir, func(real string) string {
+		return "#!/bin/sh\ncase \" $* \" in *\" http-backend \"*) echo start >> " + runs + "; sleep " + pause + "; " + real + " \"$@\"; rc=$?; echo end >> " + runs + "; exit $rc;; esac\nexec " + real + " \"$@\"\n"
+	}), runs
 }
 
 func countMarks(t *testing.T, runs string) (starts, ends int) {
 	t.Helper()
-	b, err := os.ReadFile(runs)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.Count(string(b), "start"), strings.Count(string(b), "end")
+	log := runLog(t, runs)
+	return strings.Count(log, "start"), strings.Count(log, "end")
 }
 
 // v2FetchWithAgent is a scoped-valid v2 fetch of sha whose agent
