@@ -43,6 +43,31 @@ func runLog(t *testing.T, runs string) string {
 	return string(b)
 }
 
+// leavingFetch sends the v2 fetch body to bare with token in the
+// background, as a client that goes away: leave cancels the request and
+// waits until it has ended. gz says body is gzipped (Content-Encoding).
+func leavingFetch(bare, token string, body []byte, gz bool) (leave func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
+	req.SetBasicAuth("x", token)
+	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+	req.Header.Set("Git-Protocol", "version=2")
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	return func() {
+		cancel()
+		<-gone
+	}
+}
+
 // countingGit is a git whose every `git http-backend` run leaves a line
 // in the file it answers (the real git runs it all), and that first
 // sleeps pause, so an answer is still generated while other requests
@@ -178,18 +203,7 @@ func TestResponseCacheOutlivesItsClient(t *testing.T) {
 	url := f.pinURL(t, 7, f.git.Second)
 	token, bare := tokenOf(url)
 	body := uploadPackRequest(true, []string{f.git.Second}, nil, nil, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
-	req.SetBasicAuth("x", token)
-	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-	req.Header.Set("Git-Protocol", "version=2")
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
+	leave := leavingFetch(bare, token, body, false)
 	// Gone once its generation started (git sleeps a second first).
 	for posts, _ := backendRuns(t, runs); posts == 0; posts, _ = backendRuns(t, runs) {
 		time.Sleep(10 * time.Millisecond)
@@ -202,8 +216,7 @@ func TestResponseCacheOutlivesItsClient(t *testing.T) {
 	for cacheResults(t, reg)["hit"] < 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	<-gone
+	leave()
 	wg.Wait()
 	fetchPinV2(t, bare, token, body, f.git.Second)
 	if posts, _ := backendRuns(t, runs); posts != 1 {
