@@ -45,12 +45,7 @@ func writeCredentialsWithOther(t *testing.T, path string, u *testdata.Upstream, 
 func TestMirrorPaceRestartsOnlyWhenItsOwnCredentialChanged(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
 	writeCredentialsWithOther(t, f.creds, f.upstream, "wrong-password", "other-0")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	if a := f.mirrorPin(t, 1, `{"sha": "`+f.upstream.First+`"}`); a.status != http.StatusBadGateway {
 		t.Fatalf("first pin: %d %s, want 502", a.status, a.raw)
 	}

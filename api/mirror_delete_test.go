@@ -15,12 +15,7 @@ import (
 // like every other state change; the deletion stands, its retry is 404.
 func TestMirrorDeleteWaitsForReplicas(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute)
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "ready" {
-		t.Fatalf("want ready: %s", a.raw)
-	}
+	f.readyMirror(t, "gitlab")
 	if a := f.do(t, http.MethodPut, mirrorPath+"/pipelines/1/ref", `{"sha": "`+f.upstream.First+`"}`); a.status != http.StatusCreated {
 		t.Fatalf("pin: %d %s", a.status, a.raw)
 	}

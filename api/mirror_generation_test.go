@@ -43,6 +43,13 @@ func writeCredentialsFor(t *testing.T, path, password string, ups ...*testdata.U
 	for _, u := range ups {
 		hosts = append(hosts, u.CredentialHost())
 	}
+	writeCredentialHosts(t, path, password, hosts...)
+}
+
+// writeCredentialHosts writes one credential "upstream" with password for
+// the hosts given (a URL's scheme, host and port each).
+func writeCredentialHosts(t *testing.T, path, password string, hosts ...string) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]map[string]any{"upstream": {
 		"username": testdata.UpstreamUser, "password": password, "hosts": hosts}})
 	if err := os.WriteFile(path+".tmp", body, 0o600); err != nil {
@@ -77,12 +84,7 @@ func TestMirrorStaleCloneFailureLeavesReRegisteredMirrorAlone(t *testing.T) {
 	f := newMirrorFixture(t, 2*time.Second)
 	c := testdata.StartUpstream(t)
 	writeCredentialsFor(t, f.creds, "wrong-password", f.upstream, c)
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	// This replica retries within a pin; the upstream holds the request,
 	// the pin gives up after its upstream timeout and the clone goes on.
 	f.upstream.Stall()
@@ -127,17 +129,9 @@ func TestMirrorPutNewUpstreamDuringCloneClonesTheNewUpstream(t *testing.T) {
 	b := testdata.StartUpstream(t)
 	writeCredentialsFor(t, f.creds, testdata.UpstreamPassword, f.upstream, b)
 	// A commit only the first upstream has.
-	work := filepath.Join(t.TempDir(), "work")
-	for _, args := range [][]string{{"clone", "-q", f.upstream.Path(), work},
-		{"-C", work, "commit", "-q", "--allow-empty", "-m", "only on A"},
-		{"-C", work, "push", "-q", f.upstream.Path(), "HEAD:refs/heads/only-on-a"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	git := cloneUpstream(t, f.upstream)
+	git("commit", "-q", "--allow-empty", "-m", "only on A")
+	git("push", "-q", f.upstream.Path(), "HEAD:refs/heads/only-on-a")
 	f.upstream.Stall()
 	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
 		t.Fatalf("PUT A: %d %s", a.status, a.raw)
@@ -178,12 +172,7 @@ func TestMirrorPutNewUpstreamDuringCloneClonesTheNewUpstream(t *testing.T) {
 func TestMirrorPinBelowDiskFloorAnswers507AndCountsNoAttempt(t *testing.T) {
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	min, err := limits.ParseSize("99.99%")
 	if err != nil {
 		t.Fatal(err)
@@ -223,12 +212,7 @@ func TestMirrorCloneStoppedForATurnCountsNoAttempt(t *testing.T) {
 		p.RetryStep, p.CloneTimeout, p.Repos.UpstreamFetches = time.Hour, time.Second, slots
 	})
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	release, ok := slots.TryAcquire()
 	if !ok {
 		t.Fatal("the only upstream turn is taken")
@@ -256,12 +240,7 @@ func TestMirrorFixedCredentialSeenByEveryReplica(t *testing.T) {
 	const project = refs.Project("mirrors/gh")
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	if a := f.mirrorPin(t, 1, `{"sha": "`+f.upstream.First+`"}`); a.status != http.StatusBadGateway {
 		t.Fatalf("first pin: %d %s, want 502", a.status, a.raw)
 	}

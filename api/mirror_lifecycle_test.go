@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/refkeeper/refkeeper/api"
-	"github.com/refkeeper/refkeeper/gitops"
 	"github.com/refkeeper/refkeeper/mirrors"
 	"github.com/refkeeper/refkeeper/refs"
 	"github.com/refkeeper/refkeeper/testdata"
@@ -32,12 +31,7 @@ func TestMirrorPinOnFailedMirrorRetriesTheClone(t *testing.T) {
 	t.Run("rejected, then fixed", func(t *testing.T) {
 		f := newMirrorFixture(t, time.Minute)
 		writeCredentials(t, f.creds, f.upstream, "wrong-password")
-		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-			t.Fatalf("PUT: %d %s", a.status, a.raw)
-		}
-		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-			t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-		}
+		f.failedMirror(t, "gitlab")
 		refused := f.upstream.Refused()
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
 		t.Logf("pin on the failed mirror: %d %s", a.status, a.raw)
@@ -66,12 +60,7 @@ func TestMirrorPinOnFailedMirrorRetriesTheClone(t *testing.T) {
 	t.Run("unavailable", func(t *testing.T) {
 		f := newMirrorFixture(t, time.Minute)
 		f.upstream.Stop()
-		if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-			t.Fatalf("PUT: %d %s", a.status, a.raw)
-		}
-		if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-			t.Fatalf("clone of a stopped upstream: %s, want failed", a.raw)
-		}
+		f.failedMirror(t, "gitlab")
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
 		t.Logf("pin on the failed mirror, upstream down: %d %s", a.status, a.raw)
 		if a.status != http.StatusServiceUnavailable || a.errCode() != "upstream_unavailable" || a.header.Get("Retry-After") == "" {
@@ -266,19 +255,6 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	const pinPath = "/api/v1/projects/mirrors%2Fgh/pipelines/1/ref"
 	const project = refs.Project("mirrors/gh")
 	f := newMirrorFixture(t, time.Minute, func(c *api.Config) { c.Projects.(*mirrors.Projects).RetryStep = time.Hour })
-	// replica is another process's view of the same repos root, with a
-	// step of its own.
-	replica := func(step time.Duration) *mirrors.Projects {
-		policy, err := mirrors.ParseUpstreamPolicy(testdata.LoopbackUpstreams)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := &gitops.Root{Dir: f.root}
-		p := &mirrors.Projects{Policy: policy, Repos: root, Fetcher: &gitops.Fetcher{Root: root},
-			Store: f.projects.Store, Credentials: &mirrors.CredentialFile{Path: f.creds}, RetryStep: step}
-		t.Cleanup(p.Close)
-		return p
-	}
 	pin := func(what string) answer {
 		t.Helper()
 		a := f.do(t, http.MethodPut, pinPath, `{"sha": "`+f.upstream.First+`"}`)
@@ -293,12 +269,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 		return n
 	}
 	writeCredentials(t, f.creds, f.upstream, "wrong-password")
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 
 	refused := f.upstream.Refused()
 	a := pin("first pin on the failed mirror")
@@ -342,7 +313,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	}
 
 	// Another replica with the same step keeps the recorded pace.
-	err := replica(time.Hour).CloneForPin(t.Context(), project)
+	err := replicaOf(t, f, time.Hour).CloneForPin(t.Context(), project)
 	var later *mirrors.RetryLaterError
 	var rejected *mirrors.UpstreamRejectedError
 	t.Logf("replica's pin within the step: %T %v", err, err)
@@ -355,7 +326,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 
 	// Once the step has passed (a replica whose step is short), the next
 	// pin tries again.
-	err = replica(time.Nanosecond).CloneForPin(t.Context(), project)
+	err = replicaOf(t, f, time.Nanosecond).CloneForPin(t.Context(), project)
 	t.Logf("pin after the step: %T %v; upstream refused %d more", err, err, f.upstream.Refused()-refused)
 	if !errors.As(err, &rejected) {
 		t.Errorf("pin after the step = %T %v, want *UpstreamRejectedError", err, err)
@@ -372,12 +343,7 @@ func TestMirrorPinsOnFailedMirrorArePaced(t *testing.T) {
 	}
 
 	// A PUT of the mirror starts over: its own clone, then a pin tries at once.
-	if a := f.register(t, "gitlab"); a.status != http.StatusAccepted {
-		t.Fatalf("PUT again: %d %s", a.status, a.raw)
-	}
-	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
-		t.Fatalf("clone with a wrong password: %s, want failed", a.raw)
-	}
+	f.failedMirror(t, "gitlab")
 	refused = f.upstream.Refused()
 	if a := pin("pin after a PUT"); a.status != http.StatusBadGateway || f.upstream.Refused() == refused {
 		t.Errorf("pin after a PUT: %d, upstream refused %d more; want 502 after a new try", a.status, f.upstream.Refused()-refused)
@@ -404,21 +370,9 @@ func TestMirrorPinsOfMissingSHAAskTheUpstreamOnce(t *testing.T) {
 	// under ref.
 	unborn := func(t *testing.T, u *testdata.Upstream, n int) (sha string, push func(ref string)) {
 		t.Helper()
-		work := filepath.Join(t.TempDir(), "work")
-		run := func(args ...string) string {
-			t.Helper()
-			cmd := exec.Command("git", args...)
-			cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-				"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("git %v: %v\n%s", args, err, out)
-			}
-			return strings.TrimSpace(string(out))
-		}
-		run("clone", "-q", u.Path(), work)
-		run("-C", work, "commit", "-q", "--allow-empty", "-m", fmt.Sprint("not upstream yet ", n))
-		return run("-C", work, "rev-parse", "HEAD"), func(ref string) { run("-C", work, "push", "-q", "-f", u.Path(), "HEAD:"+ref) }
+		git := cloneUpstream(t, u)
+		git("commit", "-q", "--allow-empty", "-m", fmt.Sprint("not upstream yet ", n))
+		return git("rev-parse", "HEAD"), func(ref string) { git("push", "-q", "-f", u.Path(), "HEAD:"+ref) }
 	}
 	requests := func(u *testdata.Upstream) int { return u.Fetches() + u.UploadPackPosts() }
 	pinPath := func(id int) string { return fmt.Sprintf("/api/v1/projects/mirrors%%2Fgh/pipelines/%d/ref", id) }

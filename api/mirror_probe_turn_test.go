@@ -2,16 +2,12 @@ package api_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -72,11 +68,7 @@ func TestProbeAlongsideNeverTakesAFetchsTurn(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
-	creds, _ := json.Marshal(map[string]map[string]any{"upstream": {
-		"username": testdata.UpstreamUser, "password": testdata.UpstreamPassword, "hosts": []string{proxy.URL}}})
-	if err := os.WriteFile(f.creds, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCredentialHosts(t, f.creds, testdata.UpstreamPassword, proxy.URL)
 	if a := f.do(t, http.MethodPut, mirrorPath, fmt.Sprintf(`{"upstream": %q, "host": "gitlab", "credential": "upstream"}`,
 		proxy.URL+"/"+testdata.UpstreamProject+".git")); a.status != http.StatusAccepted {
 		t.Fatalf("PUT: %d %s", a.status, a.raw)
@@ -88,19 +80,7 @@ func TestProbeAlongsideNeverTakesAFetchsTurn(t *testing.T) {
 	f.projects.Repos.UpstreamFetches = slots
 
 	// New commits on the upstream that the mirror lacks.
-	work := filepath.Join(t.TempDir(), "work")
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("clone", "-q", f.upstream.Path(), work)
+	git := cloneUpstream(t, f.upstream)
 	for round := range 8 {
 		mu.Lock()
 		gets0, wants0 := gets, wantPosts
@@ -108,9 +88,9 @@ func TestProbeAlongsideNeverTakesAFetchsTurn(t *testing.T) {
 		var shas []string
 		for i := range 6 {
 			// Siblings, not a chain: each SHA is fetched for itself.
-			sha := run("-C", work, "commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", fmt.Sprint("new ", round, " ", i))
+			sha := git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", fmt.Sprint("new ", round, " ", i))
 			shas = append(shas, sha)
-			run("-C", work, "push", "-q", f.upstream.Path(), fmt.Sprintf("%s:refs/heads/new-%d-%d", sha, round, i))
+			git("push", "-q", f.upstream.Path(), fmt.Sprintf("%s:refs/heads/new-%d-%d", sha, round, i))
 		}
 
 		answers := make([]answer, len(shas))

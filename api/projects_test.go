@@ -139,11 +139,49 @@ func (f *mirrorFixture) readyMirror(t *testing.T, host string) {
 	}
 }
 
+// failedMirror registers mirrors/gh with host kind host and waits until
+// its clone has failed (the test made sure it would: a wrong password, an
+// upstream stopped).
+func (f *mirrorFixture) failedMirror(t *testing.T, host string) {
+	t.Helper()
+	if a := f.register(t, host); a.status != http.StatusAccepted {
+		t.Fatalf("PUT mirror: %d %s", a.status, a.raw)
+	}
+	if a := f.awaitState(t, mirrorPath); a.body["state"] != "failed" {
+		t.Fatalf("mirror whose clone cannot succeed: %s, want failed", a.raw)
+	}
+}
+
 // gitIn runs the git CLI on a repository below the repos root.
 func gitIn(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command("git", append([]string{"--git-dir", dir}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// cloneUpstream clones u's repository into a work tree of the test's, for
+// commits the upstream does not have yet, and answers a git that runs in
+// that work tree (a fixed author and committer, no global config) and
+// answers git's output trimmed; a git that fails fails the test.
+func cloneUpstream(t *testing.T, u *testdata.Upstream) (git func(args ...string) string) {
+	t.Helper()
+	work := filepath.Join(t.TempDir(), "work")
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("clone", "-q", u.Path(), work)
+	return func(args ...string) string {
+		t.Helper()
+		return run(append([]string{"-C", work}, args...)...)
+	}
 }
 
 func TestMirrorRegisterCloneGetListDelete(t *testing.T) {

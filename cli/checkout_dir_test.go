@@ -80,7 +80,7 @@ func TestCheckoutNeverDestroysWork(t *testing.T) {
 		}
 
 		// --force is the override: the edit is lost, as asked.
-		if code, _, errOut := cliRun(t, env, nil, "checkout", dir, "--force"); code != 0 || headOf(t, dir) != p.First {
+		if code, _, errOut := cliRun(t, env, nil, "checkout", dir, "--force"); code != 0 || testdata.HeadOf(t, dir) != p.First {
 			t.Fatalf("checkout --force = %d %s", code, errOut)
 		}
 	})
@@ -168,7 +168,7 @@ func TestCheckoutNeverDestroysWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		lookup := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
-		if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || headOf(t, dir) != p.Merge {
+		if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || testdata.HeadOf(t, dir) != p.Merge {
 			t.Fatalf("checkout of another pin into a clean work tree = %d %s", code, errOut)
 		}
 	})

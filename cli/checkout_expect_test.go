@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/refkeeper/refkeeper/client"
+	"github.com/refkeeper/refkeeper/testdata"
 )
 
 // TestCheckoutExpectSHA: with the job's own commit expected, a pin of
@@ -44,7 +45,7 @@ func TestCheckoutExpectSHA(t *testing.T) {
 		t.Fatalf("REFKEEPER_EXPECT_SHA of another commit = %d %q", code, errOut)
 	}
 	withEnv["REFKEEPER_EXPECT_SHA"] = strings.ToUpper(p.First)
-	if code, _, errOut := cliRun(t, withEnv, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.First {
+	if code, _, errOut := cliRun(t, withEnv, nil, "checkout", dir); code != 0 || testdata.HeadOf(t, dir) != p.First {
 		t.Fatalf("REFKEEPER_EXPECT_SHA of the pinned commit = %d %q", code, errOut)
 	}
 
@@ -60,7 +61,7 @@ func TestCheckoutExpectSHA(t *testing.T) {
 	}
 	for _, expect := range []string{feature, merged.SHA} {
 		dir := filepath.Join(t.TempDir(), "w")
-		if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8", "--expect-sha", expect); code != 0 || headOf(t, dir) != merged.SHA {
+		if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8", "--expect-sha", expect); code != 0 || testdata.HeadOf(t, dir) != merged.SHA {
 			t.Fatalf("checkout --expect-sha %s of the merge = %d %q", expect, code, errOut)
 		}
 	}
@@ -150,7 +151,7 @@ func TestCheckoutIDToken(t *testing.T) {
 		iss.handOut, iss.asked = testToken, nil
 		iss.mu.Unlock()
 		code, dir, errOut := checkout(actions(nil))
-		if code != 0 || headOf(t, dir) != p.First {
+		if code != 0 || testdata.HeadOf(t, dir) != p.First {
 			t.Fatalf("checkout with the requested ID token = %d %s", code, errOut)
 		}
 		asked := iss.requests()
@@ -201,7 +202,7 @@ func TestCheckoutIDToken(t *testing.T) {
 		iss.handOut, iss.asked = refused, nil
 		iss.mu.Unlock()
 		// Given, it is used, and the runtime is not asked.
-		if code, dir, errOut := checkout(actions(map[string]string{"REFKEEPER_ID_TOKEN": testToken})); code != 0 || headOf(t, dir) != p.First || len(iss.requests()) != 0 {
+		if code, dir, errOut := checkout(actions(map[string]string{"REFKEEPER_ID_TOKEN": testToken})); code != 0 || testdata.HeadOf(t, dir) != p.First || len(iss.requests()) != 0 {
 			t.Fatalf("checkout with REFKEEPER_ID_TOKEN = %d (%d requests) %s", code, len(iss.requests()), errOut)
 		}
 		if code, _, errOut := checkout(map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_ID_TOKEN": refused}); code != ExitError || !strings.Contains(errOut, "401 unauthorized") {
@@ -214,7 +215,7 @@ func TestCheckoutIDToken(t *testing.T) {
 		iss.handOut, iss.asked = refused, nil
 		iss.mu.Unlock()
 		env := actions(map[string]string{"REFKEEPER_TOKEN": testToken, "REFKEEPER_ID_TOKEN": refused})
-		if code, dir, errOut := checkout(env); code != 0 || headOf(t, dir) != p.First || len(iss.requests()) != 0 {
+		if code, dir, errOut := checkout(env); code != 0 || testdata.HeadOf(t, dir) != p.First || len(iss.requests()) != 0 {
 			t.Fatalf("checkout with REFKEEPER_TOKEN and ID tokens = %d (%d requests) %s", code, len(iss.requests()), errOut)
 		}
 	})

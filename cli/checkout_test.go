@@ -32,15 +32,6 @@ func pinEnv(p *client.Pin) map[string]string {
 	}
 }
 
-func headOf(tb testing.TB, dir string) string {
-	tb.Helper()
-	out, err := testdata.RunnerGit(tb, dir, "rev-parse", "HEAD")
-	if err != nil {
-		tb.Fatalf("rev-parse HEAD in %s: %v\n%s", dir, err, out)
-	}
-	return strings.TrimSpace(out)
-}
-
 // spyHooks installs hooks in a new repository at dir that record the
 // environment and the command line of the git processes that run them: the
 // reference-transaction hook runs under `git fetch`, post-checkout under
@@ -78,7 +69,7 @@ func TestCheckout(t *testing.T) {
 	hooks := spyHooks(t, dir)
 	// The spy's repository is not checkout's own: --force.
 	code, out, errOut := cliRun(t, env, nil, "checkout", dir, "--force")
-	if code != 0 || headOf(t, dir) != p.First || !strings.Contains(out, "HEAD is "+p.First) {
+	if code != 0 || testdata.HeadOf(t, dir) != p.First || !strings.Contains(out, "HEAD is "+p.First) {
 		t.Fatalf("checkout = %d\n%s%s", code, out, errOut)
 	}
 	spied, err := os.ReadFile(hooks)
@@ -97,7 +88,7 @@ func TestCheckout(t *testing.T) {
 		}
 	}
 	// Again in the same directory (a retried job on the same runner).
-	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || headOf(t, dir) != p.First {
+	if code, _, errOut := cliRun(t, env, nil, "checkout", dir); code != 0 || testdata.HeadOf(t, dir) != p.First {
 		t.Fatalf("second checkout = %d %s", code, errOut)
 	}
 
@@ -130,7 +121,7 @@ func TestCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(t.TempDir(), "w")
-	if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || headOf(t, dir) != p.Merge {
+	if code, _, errOut := cliRun(t, lookup, nil, "checkout", dir, "--project", "group/app", "--pipeline", "8"); code != 0 || testdata.HeadOf(t, dir) != p.Merge {
 		t.Fatalf("checkout --project --pipeline = %d %s", code, errOut)
 	}
 	if err := api.DeletePin(t.Context(), "group/app", 8); err != nil {
@@ -154,7 +145,7 @@ func TestCheckout(t *testing.T) {
 	}}
 	dir = filepath.Join(t.TempDir(), "w")
 	code, _, errOut = cliRun(t, lookup, stderr, "checkout", dir, "--project", "group/app", "--pipeline", "9", "--wait-for-pin", "1m", "--retry-delay", "10ms")
-	if code != 0 || headOf(t, dir) != p.Second {
+	if code != 0 || testdata.HeadOf(t, dir) != p.Second {
 		t.Fatalf("checkout --wait-for-pin = %d %s", code, errOut)
 	}
 
@@ -238,7 +229,7 @@ func TestCheckoutRetries(t *testing.T) {
 		stderr := &hookWriter{match: "retrying in", fire: thaw}
 		dir := filepath.Join(t.TempDir(), "w")
 		code, _, errOut := cliRun(t, pinEnv(pin), stderr, append([]string{"checkout", dir}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.First {
+		if code != 0 || testdata.HeadOf(t, dir) != p.First {
 			t.Fatalf("checkout = %d\n%s", code, errOut)
 		}
 		if !strings.Contains(errOut, "attempt 1 of 20 failed, transient:") || !strings.Contains(errOut, "503") {
@@ -253,7 +244,7 @@ func TestCheckoutRetries(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "w")
 		lookup := map[string]string{"REFKEEPER_URL": srv.Base, "REFKEEPER_TOKEN": testToken}
 		code, _, errOut := cliRun(t, lookup, stderr, append([]string{"checkout", dir, "--project", "group/app", "--pipeline", "7"}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.First {
+		if code != 0 || testdata.HeadOf(t, dir) != p.First {
 			t.Fatalf("checkout = %d\n%s", code, errOut)
 		}
 		if !strings.Contains(errOut, "GET /api/v1/projects/group%2Fapp/pipelines/7/ref failed (attempt 1 of 20): 503 unavailable") {
@@ -275,7 +266,7 @@ func TestCheckoutRetries(t *testing.T) {
 		}
 		stderr := &hookWriter{match: "retrying in", fire: func() { os.Remove(lock) }}
 		code, _, errOut := cliRun(t, pinEnv(pin), stderr, append([]string{"checkout", dir}, fast...)...)
-		if code != 0 || headOf(t, dir) != p.First || !strings.Contains(errOut, "index.lock': File exists") {
+		if code != 0 || testdata.HeadOf(t, dir) != p.First || !strings.Contains(errOut, "index.lock': File exists") {
 			t.Fatalf("checkout behind a lock = %d\n%s", code, errOut)
 		}
 	})

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -40,26 +39,16 @@ import (
 func markingGit(t *testing.T, pause string) (gitBinary, runs string) {
 	t.Helper()
 	dir := t.TempDir()
-	real, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal(err)
-	}
 	runs = filepath.Join(dir, "runs")
-	script := "#!/bin/sh\ncase \" $* \" in *\" http-backend \"*) echo start >> " + runs + "; sleep " + pause + "; " + real + " \"$@\"; rc=$?; echo end >> " + runs + "; exit $rc;; esac\nexec " + real + " \"$@\"\n"
-	gitBinary = filepath.Join(dir, "git")
-	if err := os.WriteFile(gitBinary, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return gitBinary, runs
+	return wrapperGit(t, dir, func(real string) string {
+		return "#!/bin/sh\ncase \" $* \" in *\" http-backend \"*) echo start >> " + runs + "; sleep " + pause + "; " + real + " \"$@\"; rc=$?; echo end >> " + runs + "; exit $rc;; esac\nexec " + real + " \"$@\"\n"
+	}), runs
 }
 
 func countMarks(t *testing.T, runs string) (starts, ends int) {
 	t.Helper()
-	b, err := os.ReadFile(runs)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.Count(string(b), "start"), strings.Count(string(b), "end")
+	log := runLog(t, runs)
+	return strings.Count(log, "start"), strings.Count(log, "end")
 }
 
 // v2FetchWithAgent is a scoped-valid v2 fetch of sha whose agent
@@ -91,29 +80,14 @@ func abandon(t *testing.T, reg *prometheus.Registry, bare, token string, body []
 		zw.Close()
 		body = z.Bytes()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
-	req.SetBasicAuth("x", token)
-	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-	req.Header.Set("Git-Protocol", "version=2")
-	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
+	leave := leavingFetch(bare, token, body, gz)
 	for deadline := time.Now().Add(time.Minute); cacheResults(t, reg)["miss"] < misses; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			cancel()
+			leave()
 			t.Fatalf("request %v never reached the cache", misses)
 		}
 	}
-	cancel()
-	<-gone
+	leave()
 }
 
 // TestAbandonedGenerationsGiveBackTheirTurns: a fetch token sends k
@@ -145,23 +119,11 @@ func TestAbandonedGenerationsGiveBackTheirTurns(t *testing.T) {
 				}
 				// Without the cache: gone once its git started or it waits
 				// for the turn.
-				ctx, cancel := context.WithCancel(context.Background())
-				req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
-				req.SetBasicAuth("x", token)
-				req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-				req.Header.Set("Git-Protocol", "version=2")
-				gone := make(chan struct{})
-				go func() {
-					defer close(gone)
-					if resp, err := http.DefaultClient.Do(req); err == nil {
-						resp.Body.Close()
-					}
-				}()
+				leave := leavingFetch(bare, token, body, false)
 				for f.server.backends.InUse()+f.server.backends.Waiting() == 0 {
 					time.Sleep(10 * time.Millisecond)
 				}
-				cancel()
-				<-gone
+				leave()
 			}
 			// Every client is gone. Wait until the server is idle: no turn
 			// held or waited for.

@@ -16,6 +16,58 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// wrapperGit writes dir/git, an sh script that stands in for git: script
+// makes its text from the real git's path, which it runs in the end, after
+// noting or changing what a run of git http-backend does.
+func wrapperGit(t *testing.T, dir string, script func(real string) string) (gitBinary string) {
+	t.Helper()
+	real, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitBinary = filepath.Join(dir, "git")
+	if err := os.WriteFile(gitBinary, []byte(script(real)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return gitBinary
+}
+
+// runLog is what a wrapper git has written to runs so far ("" before its
+// first run).
+func runLog(t *testing.T, runs string) string {
+	t.Helper()
+	b, err := os.ReadFile(runs)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// leavingFetch sends the v2 fetch body to bare with token in the
+// background, as a client that goes away: leave cancels the request and
+// waits until it has ended. gz says body is gzipped (Content-Encoding).
+func leavingFetch(bare, token string, body []byte, gz bool) (leave func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
+	req.SetBasicAuth("x", token)
+	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+	req.Header.Set("Git-Protocol", "version=2")
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	return func() {
+		cancel()
+		<-gone
+	}
+}
+
 // countingGit is a git whose every `git http-backend` run leaves a line
 // in the file it answers (the real git runs it all), and that first
 // sleeps pause, so an answer is still generated while other requests
@@ -23,39 +75,26 @@ import (
 func countingGit(t *testing.T, pause string) (gitBinary, runs string) {
 	t.Helper()
 	dir := t.TempDir()
-	real, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal(err)
-	}
 	runs = filepath.Join(dir, "runs")
-	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = http-backend ] && echo \"$QUERY_STRING$REQUEST_METHOD $HTTP_GIT_PROTOCOL\" >> " + runs + " && sleep " + pause + "; done\nexec " + real + " \"$@\"\n"
-	gitBinary = filepath.Join(dir, "git")
-	if err := os.WriteFile(gitBinary, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return gitBinary, runs
+	return wrapperGit(t, dir, func(real string) string {
+		return "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = http-backend ] && echo \"$QUERY_STRING$REQUEST_METHOD $HTTP_GIT_PROTOCOL\" >> " + runs + " && sleep " + pause + "; done\nexec " + real + " \"$@\"\n"
+	}), runs
 }
 
 // v0Runs counts the http-backend runs of countingGit that were not
 // protocol v2: a scoped fetch's v0 and v1 requests are all shared.
 func v0Runs(t *testing.T, runs string) int {
 	t.Helper()
-	b, err := os.ReadFile(runs)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.Count(string(b), "\n") - strings.Count(string(b), "version=2")
+	log := runLog(t, runs)
+	return strings.Count(log, "\n") - strings.Count(log, "version=2")
 }
 
 // backendRuns counts the http-backend runs of countingGit that were
 // fetch posts (POST) and advertisements (GET).
 func backendRuns(t *testing.T, runs string) (posts, gets int) {
 	t.Helper()
-	b, err := os.ReadFile(runs)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.Count(string(b), "POST"), strings.Count(string(b), "GET")
+	log := runLog(t, runs)
+	return strings.Count(log, "POST"), strings.Count(log, "GET")
 }
 
 // TestResponseCacheSharesConcurrentFetches: runners of one pin fetching
@@ -164,18 +203,7 @@ func TestResponseCacheOutlivesItsClient(t *testing.T) {
 	url := f.pinURL(t, 7, f.git.Second)
 	token, bare := tokenOf(url)
 	body := uploadPackRequest(true, []string{f.git.Second}, nil, nil, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", bare+"/git-upload-pack", bytes.NewReader(body))
-	req.SetBasicAuth("x", token)
-	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-	req.Header.Set("Git-Protocol", "version=2")
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
+	leave := leavingFetch(bare, token, body, false)
 	// Gone once its generation started (git sleeps a second first).
 	for posts, _ := backendRuns(t, runs); posts == 0; posts, _ = backendRuns(t, runs) {
 		time.Sleep(10 * time.Millisecond)
@@ -188,8 +216,7 @@ func TestResponseCacheOutlivesItsClient(t *testing.T) {
 	for cacheResults(t, reg)["hit"] < 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	<-gone
+	leave()
 	wg.Wait()
 	fetchPinV2(t, bare, token, body, f.git.Second)
 	if posts, _ := backendRuns(t, runs); posts != 1 {
@@ -225,19 +252,13 @@ func containsString(list []string, s string) bool {
 func TestResponseCacheDropsFailedGenerations(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
-	real, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal(err)
-	}
 	flag := filepath.Join(dir, "fail-once")
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/sh\nif [ -e " + flag + " ]; then rm " + flag + "; " + real + " \"$@\" | head -c 400; exit 1; fi\nexec " + real + " \"$@\"\n"
-	gitBinary := filepath.Join(dir, "git")
-	if err := os.WriteFile(gitBinary, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	gitBinary := wrapperGit(t, dir, func(real string) string {
+		return "#!/bin/sh\nif [ -e " + flag + " ]; then rm " + flag + "; " + real + " \"$@\" | head -c 400; exit 1; fi\nexec " + real + " \"$@\"\n"
+	})
 	f := newFixture(t, gitBinary, withCache(openCache(t, reg)))
 	url := f.pinURL(t, 7, f.git.Second)
 	token, bare := tokenOf(url)

@@ -30,10 +30,7 @@ var mergeBenchPlans = map[string]mergeBenchSizes{
 // every round, that the pin's ref holds it, and that every round's commit is
 // a new one; it reports the timings and asserts none.
 func TestBenchMerge(t *testing.T) {
-	plan, ok := mergeBenchPlans[os.Getenv(benchEnv)]
-	if !ok {
-		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
-	}
+	plan := benchPlan(t, mergeBenchPlans)
 	var rows []benchRow
 	for _, place := range benchPlaces(t, "refkeeper-bench-merge-") {
 		rounds := benchMergeOn(t, place.root, plan)

@@ -36,13 +36,8 @@ var mirrorBenchPlans = map[string]mirrorBenchSizes{
 // new commit each, with at least one fetch and never more than one per pin.
 // It reports the timings and asserts none.
 func TestBenchMirror(t *testing.T) {
-	plan, ok := mirrorBenchPlans[os.Getenv(benchEnv)]
-	if !ok {
-		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
-	}
-	if only := os.Getenv(benchOnlyEnv); only != "" && only != "mirror" {
-		t.Skipf("%s=%s", benchOnlyEnv, only)
-	}
+	plan := benchPlan(t, mirrorBenchPlans)
+	benchOnly(t, "mirror")
 	var rows []benchRow
 	for _, place := range benchPlaces(t, "refkeeper-bench-mirror-") {
 		rounds, burst := benchMirrorOn(t, place.root, plan)

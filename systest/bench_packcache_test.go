@@ -41,13 +41,8 @@ var packCacheBenchPlans = map[string]packCacheBenchSizes{
 // repository against one ref, the first of a pin and a repeated one. It
 // asserts that every fetch got the commit; it asserts no timings.
 func TestBenchPackCache(t *testing.T) {
-	plan, ok := packCacheBenchPlans[os.Getenv(benchEnv)]
-	if !ok {
-		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
-	}
-	if only := os.Getenv(benchOnlyEnv); only != "" && only != "packcache" {
-		t.Skipf("%s=%s", benchOnlyEnv, only)
-	}
+	plan := benchPlan(t, packCacheBenchPlans)
+	benchOnly(t, "packcache")
 	var rows []benchRow
 	for _, place := range benchPlaces(t, "refkeeper-bench-packcache-") {
 		rows = append(rows, benchPackCacheOn(t, place, plan)...)

@@ -48,16 +48,32 @@ var benchPlans = map[string]benchSizes{
 		expiry: expirySizes{refs: 2000, pins: 200, retention: 3 * time.Second}},
 }
 
+// benchPlan answers the sizes plans holds under the name benchEnv gives,
+// and skips the test when benchEnv names none of them.
+func benchPlan[S any](t *testing.T, plans map[string]S) S {
+	t.Helper()
+	plan, ok := plans[os.Getenv(benchEnv)]
+	if !ok {
+		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
+	}
+	return plan
+}
+
+// benchOnly skips the test when benchOnlyEnv names a part other than part.
+func benchOnly(t *testing.T, part string) {
+	t.Helper()
+	if only := os.Getenv(benchOnlyEnv); only != "" && only != part {
+		t.Skipf("%s=%s", benchOnlyEnv, only)
+	}
+}
+
 // benchRow is one line of the report.
 type benchRow struct {
 	what, refkeeper, baseline, ratio, target, verdict string
 }
 
 func TestBench(t *testing.T) {
-	plan, ok := benchPlans[os.Getenv(benchEnv)]
-	if !ok {
-		t.Skipf("set %s=full (make bench) or smoke to run the benchmark", benchEnv)
-	}
+	plan := benchPlan(t, benchPlans)
 	only := os.Getenv(benchOnlyEnv)
 	if only != "" && only != "api" && only != "expiry" && only != "mirror" && only != "packcache" {
 		t.Fatalf("%s=%q: want api, expiry, mirror, packcache or nothing", benchOnlyEnv, only)

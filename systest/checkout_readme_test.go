@@ -51,16 +51,6 @@ func pinEnv(pin map[string]any) map[string]string {
 	}
 }
 
-// headOf answers the commit checked out in the work tree dir.
-func headOf(tb testing.TB, dir string) string {
-	tb.Helper()
-	out, err := testdata.RunnerGit(tb, dir, "rev-parse", "HEAD")
-	if err != nil {
-		tb.Fatalf("rev-parse HEAD in %s: %v\n%s", dir, err, out)
-	}
-	return strings.TrimSpace(out)
-}
-
 // runShell runs script with bash, with the refkeeper binary first on PATH
 // and env added to this process's environment, as a runner's shell would.
 func runShell(tb testing.TB, dir, script string, env map[string]string) (string, error) {
@@ -94,7 +84,7 @@ func TestREADMERunnerSnippets(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out, err := runShell(t, dir, blocks[0], pinEnv(pin))
-	if err != nil || !strings.Contains(out, "testing "+p.c1) || headOf(t, filepath.Join(dir, "work")) != p.c1 {
+	if err != nil || !strings.Contains(out, "testing "+p.c1) || testdata.HeadOf(t, filepath.Join(dir, "work")) != p.c1 {
 		t.Fatalf("shell job: %v\n%s", err, out)
 	}
 	t.Logf("shell job printed:\n%s", out)

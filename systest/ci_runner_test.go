@@ -274,13 +274,13 @@ func dirtyCheckout(tb testing.TB, dir, script string, env map[string]string) {
 	if err := os.WriteFile(stray, []byte("left by the last job\n"), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	before := headOf(tb, dir)
+	before := testdata.HeadOf(tb, dir)
 	out, code := ciJob(tb, script, env)
 	if code != 1 || !strings.Contains(out, "has local changes") || !strings.Contains(out, "report.txt") {
 		tb.Fatalf("job over a dirty work tree: exit %d, want 1 naming report.txt\n%s", code, out)
 	}
-	if b, err := os.ReadFile(stray); err != nil || string(b) != "left by the last job\n" || headOf(tb, dir) != before {
-		tb.Fatalf("the dirty work tree was touched: %q %v, HEAD %s (was %s)", b, err, headOf(tb, dir), before)
+	if b, err := os.ReadFile(stray); err != nil || string(b) != "left by the last job\n" || testdata.HeadOf(tb, dir) != before {
+		tb.Fatalf("the dirty work tree was touched: %q %v, HEAD %s (was %s)", b, err, testdata.HeadOf(tb, dir), before)
 	}
 	tb.Logf("dirty work tree: exit %d\n%s", code, out)
 }
@@ -342,7 +342,7 @@ func TestGitLabComponentJob(t *testing.T) {
 
 	env := gitlabEnv(31, p.merge)
 	out, code := ciJob(t, job.shellScript(), env)
-	if code != 0 || !strings.Contains(out, "testing "+p.merge) || headOf(t, env["CI_PROJECT_DIR"]) != p.merge {
+	if code != 0 || !strings.Contains(out, "testing "+p.merge) || testdata.HeadOf(t, env["CI_PROJECT_DIR"]) != p.merge {
 		t.Fatalf("job: exit %d\n%s", code, out)
 	}
 	t.Logf("job printed:\n%s", out)
@@ -417,7 +417,7 @@ func TestGitHubActionJob(t *testing.T) {
 
 	script, env := githubRun(t, head, true)
 	out, code := ciJob(t, script, env)
-	if code != 0 || !strings.Contains(out, "testing "+merge) || headOf(t, env["GITHUB_WORKSPACE"]) != merge {
+	if code != 0 || !strings.Contains(out, "testing "+merge) || testdata.HeadOf(t, env["GITHUB_WORKSPACE"]) != merge {
 		t.Fatalf("job: exit %d, want the merge %s checked out\n%s", code, merge, out)
 	}
 	t.Logf("job printed:\n%s", out)
@@ -578,7 +578,7 @@ func TestGiteaActionJob(t *testing.T) {
 		env[k] = v
 	}
 	out, code := ciJob(t, steps[0].script(t)+`cd "$GITHUB_WORKSPACE" && git log -1 --format="testing %H"`+"\n", env)
-	if code != 0 || !strings.Contains(out, "testing "+merge) || headOf(t, workspace) != merge {
+	if code != 0 || !strings.Contains(out, "testing "+merge) || testdata.HeadOf(t, workspace) != merge {
 		t.Fatalf("job: exit %d, want the merge %s into main's tip checked out\n%s", code, merge, out)
 	}
 	t.Logf("job printed:\n%s", out)

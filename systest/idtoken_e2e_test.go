@@ -57,7 +57,7 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 		"fetch", "--depth=1", b.Base+"/git/group/app.git", "+refs/pipelines/7:refs/pipelines/7"); err != nil {
 		t.Fatalf("fetch with the ID token on replica b: %v\n%s", err, out)
 	}
-	if out, err := testdata.RunnerGit(t, work, "checkout", "-q", "--detach", "refs/pipelines/7"); err != nil || headOf(t, work) != p.c1 {
+	if out, err := testdata.RunnerGit(t, work, "checkout", "-q", "--detach", "refs/pipelines/7"); err != nil || testdata.HeadOf(t, work) != p.c1 {
 		t.Fatalf("checkout of the fetched pin: %v\n%s", err, out)
 	}
 	basic := strings.Replace(a.Base, "http://", "http://job:"+job+"@", 1) + "/git/group/app.git"
@@ -99,7 +99,7 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "app")
 	out, err = runShell(t, t.TempDir(), `refkeeper checkout "$DIR" --project group/app --pipeline 7 --expect-sha "$SHA"`,
 		map[string]string{"DIR": dir, "SHA": p.c1, "REFKEEPER_URL": b.Base, "REFKEEPER_ID_TOKEN": job})
-	if err != nil || headOf(t, dir) != p.c1 {
+	if err != nil || testdata.HeadOf(t, dir) != p.c1 {
 		t.Fatalf("checkout with REFKEEPER_ID_TOKEN: %v\n%s", err, out)
 	}
 	if code, _, raw := b.as(t, job, "POST", apiBase+"/pipelines/7/finish", `{"status":"success"}`); code != 200 || !strings.Contains(raw, `"finished"`) {
@@ -115,7 +115,7 @@ func TestIDTokensOnTwoReplicas(t *testing.T) {
 		"ACTIONS_ID_TOKEN_REQUEST_TOKEN": testdata.IssuerActionsRequestToken}
 	dir = filepath.Join(t.TempDir(), "app")
 	out, err = runShell(t, t.TempDir(), `refkeeper checkout "`+dir+`" --project group/app --pipeline 9`, actions)
-	if err != nil || headOf(t, dir) != p.c2 {
+	if err != nil || testdata.HeadOf(t, dir) != p.c2 {
 		t.Fatalf("checkout with an Actions ID token: %v\n%s", err, out)
 	}
 	// Its token is for run 9: pipeline 7's pin is not its to read.

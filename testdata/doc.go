@@ -16,8 +16,8 @@
 // StartServer runs `refkeeper serve` as a process of its own, from the
 // binary RefkeeperBinary builds once per test binary; a package that uses
 // it calls Main from its TestMain, which removes that binary at the end.
-// RunnerGit runs the git CLI as a CI runner does, and WaitFor waits for
-// what another process does. The system tests (systest), the CLI's tests (cli)
+// RunnerGit runs the git CLI as a CI runner does (HeadOf reads a work
+// tree's HEAD with it), and WaitFor waits for what another process does. The system tests (systest), the CLI's tests (cli)
 // and the client's tests share them.
 //
 // The package lives in a directory named testdata so that `go test ./...`

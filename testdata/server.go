@@ -207,6 +207,17 @@ func RunnerGit(tb testing.TB, dir string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// HeadOf answers the commit checked out in the work tree dir, read with
+// RunnerGit; a git that fails fails the test.
+func HeadOf(tb testing.TB, dir string) string {
+	tb.Helper()
+	out, err := RunnerGit(tb, dir, "rev-parse", "HEAD")
+	if err != nil {
+		tb.Fatalf("rev-parse HEAD in %s: %v\n%s", dir, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
 // WaitFor polls cond every 50 ms until it holds, and fails the test when
 // timeout passes first. It is for what happens in another process, which
 // the test cannot be told of: a ref a background task deletes, a clone that
