@@ -12,6 +12,23 @@ import (
 	"github.com/refkeeper/refkeeper/testdata"
 )
 
+// registerFailingMirror registers the mirror at api on one replica and
+// waits until the other sees its clone fail (its credential is wrong).
+func registerFailingMirror(t *testing.T, on, other *server, api, register string) {
+	t.Helper()
+	if code, pj := on.call(t, "PUT", api, register); code != 202 {
+		t.Fatalf("register = %d %v, want 202", code, pj)
+	}
+	var pj map[string]any
+	testdata.WaitFor(t, "the clone to fail", 30*time.Second, func() bool {
+		_, pj = other.call(t, "GET", api, "")
+		return pj["state"] != "cloning"
+	})
+	if pj["state"] != "failed" {
+		t.Fatalf("mirror with a wrong password = %v, want failed", pj)
+	}
+}
+
 // TestMirrorLifecycleAcrossReplicas runs two replicas of `serve --role all`
 // on one repos root and one Redis: a mirror whose clone failed is cloned
 // by a pin on the other replica once its credential is right; pins on one
@@ -39,17 +56,7 @@ func TestMirrorLifecycleAcrossReplicas(t *testing.T) {
 	const api = "/api/v1/projects/mirrors%2Fgh"
 	register := fmt.Sprintf(`{"upstream": %q, "host": "github", "credential": "gh"}`, u.URL())
 
-	if code, pj := a.call(t, "PUT", api, register); code != 202 {
-		t.Fatalf("register = %d %v, want 202", code, pj)
-	}
-	var pj map[string]any
-	testdata.WaitFor(t, "the clone to fail", 30*time.Second, func() bool {
-		_, pj = b.call(t, "GET", api, "")
-		return pj["state"] != "cloning"
-	})
-	if pj["state"] != "failed" {
-		t.Fatalf("mirror with a wrong password = %v, want failed", pj)
-	}
+	registerFailingMirror(t, a, b, api, register)
 	code, pin := b.call(t, "PUT", api+"/pipelines/1/ref", `{"sha": "`+u.First+`"}`)
 	t.Logf("pin on the failed mirror, credential still wrong: %d %v", code, pin)
 	if code != 502 {
@@ -100,6 +107,7 @@ func TestMirrorLifecycleAcrossReplicas(t *testing.T) {
 		filepath.Walk(filepath.Join(root, "mirrors"), func(p string, _ os.FileInfo, _ error) error { files = append(files, p); return nil })
 		t.Fatalf("register again = %d %v, want 202; left: %v", code, pj, files)
 	}
+	var pj map[string]any
 	testdata.WaitFor(t, "the second clone", 30*time.Second, func() bool {
 		_, pj = b.call(t, "GET", api, "")
 		return pj["state"] != "cloning"

@@ -65,6 +65,30 @@ func (s *server) pinSHA(tb testing.TB, api string, id int, sha string) paceAnswe
 	return a
 }
 
+// pinBurst pins, from three clients per replica at once, six pipelines
+// each in a row (ids from first up, a hundred per replica) to the SHAs sha
+// answers, and answers every pin's answer.
+func pinBurst(t *testing.T, replicas []*server, api string, first int, sha func() string) []paceAnswer {
+	const perReplica, inARow = 3, 6
+	var mu sync.Mutex
+	var burst []paceAnswer
+	var wg sync.WaitGroup
+	for ri, s := range replicas {
+		for g := range perReplica {
+			wg.Go(func() {
+				for n := range inARow {
+					ans := s.pinSHA(t, api, first+ri*100+g*10+n, sha())
+					mu.Lock()
+					burst = append(burst, ans)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return burst
+}
+
 // TestMirrorPacesAcrossReplicas runs two replicas of `serve --role all` on
 // one repos root and one Redis, and counts what reaches the real upstream:
 // a failed mirror's retry pace, kept in the mirror's record, holds for the
@@ -116,17 +140,7 @@ func TestMirrorPacesAcrossReplicas(t *testing.T) {
 
 	// 1. The registration's clone on a fails: the wrong password.
 	refused := u.Refused()
-	if code, pj := a.call(t, "PUT", api, register); code != 202 {
-		t.Fatalf("register = %d %v, want 202", code, pj)
-	}
-	var pj map[string]any
-	testdata.WaitFor(t, "the clone to fail", 30*time.Second, func() bool {
-		_, pj = b.call(t, "GET", api, "")
-		return pj["state"] != "cloning"
-	})
-	if pj["state"] != "failed" {
-		t.Fatalf("mirror with a wrong password = %v, want failed", pj)
-	}
+	registerFailingMirror(t, a, b, api, register)
 	perClone := u.Refused() - refused
 	t.Logf("the registration's clone with a wrong password: the upstream refused %d requests", perClone)
 	if perClone == 0 {
@@ -138,25 +152,7 @@ func TestMirrorPacesAcrossReplicas(t *testing.T) {
 	// running (503) or the recorded failure (502 with Retry-After).
 	refused = u.Refused()
 	start := time.Now()
-	const perReplica, inARow = 3, 6
-	var mu sync.Mutex
-	var burst []paceAnswer
-	var wg sync.WaitGroup
-	for ri, s := range replicas {
-		for g := range perReplica {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := range inARow {
-					ans := s.pinSHA(t, api, 100+ri*100+g*10+n, u.First)
-					mu.Lock()
-					burst = append(burst, ans)
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	burst := pinBurst(t, replicas, api, 100, func() string { return u.First })
 	burstRefused, allowed := u.Refused()-refused, pacedTries(time.Since(start), retryStep)
 	statuses := map[int]int{}
 	for _, ans := range burst {
@@ -271,22 +267,7 @@ func TestMirrorPacesAcrossReplicas(t *testing.T) {
 	// perFetch requests.
 	refused = u.Refused()
 	startB := time.Now()
-	burst = burst[:0]
-	for ri, s := range replicas {
-		for g := range perReplica {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := range inARow {
-					ans := s.pinSHA(t, api, 600+ri*100+g*10+n, absent())
-					mu.Lock()
-					burst = append(burst, ans)
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	burst = pinBurst(t, replicas, api, 600, absent)
 	burstRefused = u.Refused() - refused
 	// a's first try was the pin before; b's falls within the burst.
 	triesA, triesB := pacedTries(time.Since(startA), refusedPace)-1, pacedTries(time.Since(startB), refusedPace)
