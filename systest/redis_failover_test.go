@@ -2,6 +2,7 @@ package systest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,18 +16,29 @@ import (
 // master is killed with SIGKILL and the sentinels promote the replica: the
 // pins' records are gone, their refs are not. Each request that names a
 // lost pin brings it back and applies what it says; its fetch token works
-// again; and the pin no request names comes back with the next sweep, not
-// after --reconcile-interval.
+// again; and the pins no request names come back with the next scheduled
+// sweep, not after --reconcile-interval.
 func TestRedisFailoverLosesNoPin(t *testing.T) {
 	f := testdata.StartFailover(t)
 	p := newProject(t)
-	srv := startServer(t, "--repos", p.root, "--redis", f.CommaURL(), "--gc-interval", "2s", "--reconcile-interval", "1h",
-		"--gitlab-hook-token", e2eGitLabToken)
+	// No scheduled sweep runs while the requests below bring lost pins
+	// back (sweeps fall on the interval's boundaries), so each recovery
+	// is the request's own; a second replica whose sweeps run every 2 s
+	// comes for the pins no request names.
+	args := []string{"--repos", p.root, "--redis", f.CommaURL(), "--gc-interval", "24h", "--reconcile-interval", "24h",
+		"--gitlab-hook-token", e2eGitLabToken}
+	srv := startServer(t, args...)
 	if code, pin := srv.call(t, "PUT", apiBase+"/pipelines/1/ref", `{"sha":"`+p.c1+`"}`); code != 201 {
 		t.Fatalf("pin before the failover = %d %v", code, pin)
 	}
-	// The sweeps have reconciled group/app, and the replica has the marker
-	// that says so (and the pin): the failover keeps them.
+	// The sweep the schedule queues at start reconciles group/app, and the
+	// replica gets the marker that says so (and the pin): the failover
+	// keeps them. The failover waits for that sweep to be done: a sweep
+	// still queued would be in the replica's data and run after the
+	// failover, before the requests below.
+	testdata.WaitFor(t, "the first scheduled sweep", 30*time.Second, func() bool {
+		return strings.Contains(srv.Logs.String(), `"msg":"gc sweep done"`)
+	})
 	replica := f.Replica.Client(t)
 	testdata.WaitFor(t, "the reconcile marker on the replica", 30*time.Second, func() bool {
 		return replica.Exists(t.Context(), "refkeeper:{group/app}:reconciled", "refkeeper:{group/app}:pin:1").Val() == 2
@@ -101,14 +113,33 @@ func TestRedisFailoverLosesNoPin(t *testing.T) {
 		t.Fatalf("pin after the webhook = %d %v", code, pin)
 	}
 
-	// No request names 16 and 17: the sweep brings them back (a listing
-	// does not recover what it lists).
-	testdata.WaitFor(t, "the sweep to bring pins 16 and 17 back", 60*time.Second, func() bool {
+	// Each of those came back by its request (no sweep has run since the
+	// failover: 16 and 17 are still lost, and a listing does not recover
+	// what it lists); DELETE records the deletion without recording the
+	// pin first.
+	recorded := grepLines(srv.Logs.String(), "pipeline ref had no record (Redis lost it): recorded again")
+	for _, id := range []int{11, 12, 13, 14, 31} {
+		if !strings.Contains(recorded, fmt.Sprintf(`"ref":"refs/pipelines/%d"`, id)) {
+			t.Errorf("no log line says a request recorded refs/pipelines/%d again; the lines that say so:\n%s", id, recorded)
+		}
+	}
+	pinned := func() map[float64]bool {
 		_, list := srv.call(t, "GET", apiBase+"/pipelines?state=pinned&limit=1000", "")
 		seen := map[float64]bool{}
 		for _, pin := range list["pins"].([]any) {
 			seen[pin.(map[string]any)["pipeline_id"].(float64)] = true
 		}
+		return seen
+	}
+	if seen := pinned(); seen[16] || seen[17] {
+		t.Fatalf("pins 16 or 17 came back before any sweep ran after the failover: %v", seen)
+	}
+
+	// No request names 16 and 17: the next scheduled sweep brings them
+	// back.
+	sweeper := startServer(t, append(slices.Clone(args[:4]), "--gc-interval", "2s", "--reconcile-interval", "24h")...)
+	testdata.WaitFor(t, "the sweep to bring pins 16 and 17 back", 60*time.Second, func() bool {
+		seen := pinned()
 		return seen[16] && seen[17]
 	})
 	url = strings.Replace(srv.Base, "http://", "http://job:"+tokens[17]+"@", 1) + "/git/group/app.git"
@@ -120,7 +151,7 @@ func TestRedisFailoverLosesNoPin(t *testing.T) {
 			t.Errorf("refs/pipelines/%d is gone", id)
 		}
 	}
-	if logs := srv.Logs.String(); !strings.Contains(logs, "reconciling every project") {
+	if logs := srv.Logs.String() + sweeper.Logs.String(); !strings.Contains(logs, "reconciling every project") {
 		t.Errorf("no log line says the sweep reconciled after the failover:\n%s", logs)
 	}
 }
