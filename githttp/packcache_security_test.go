@@ -2,12 +2,12 @@ package githttp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -193,47 +193,61 @@ func postUploadPack(t *testing.T, base, token string, v2 bool, body []byte) (int
 	if status != http.StatusOK {
 		return status, nil
 	}
-	var pack []byte
+	pack, _ := sideBand(raw)
+	if len(pack) == 0 {
+		return status, nil
+	}
+	oids, err := packObjectIDs(t, pack)
+	if err != nil {
+		t.Fatalf("the answer's pack does not index: %v", err)
+	}
+	return status, oids
+}
+
+// sideBand splits an upload-pack answer into its pack (side band 1) and
+// every other packet but progress and errors (bands 2 and 3), each as
+// "kind:quoted data".
+func sideBand(raw []byte) (pack []byte, lines []string) {
 	r := bytes.NewReader(raw)
 	for {
 		p, err := pktline.Read(r)
 		if err != nil {
-			break
+			return pack, lines
 		}
-		if p.Kind == pktline.Data && len(p.Data) > 0 && p.Data[0] == 1 {
+		switch {
+		case p.Kind == pktline.Data && len(p.Data) > 0 && p.Data[0] == 1:
 			pack = append(pack, p.Data[1:]...)
+		case p.Kind == pktline.Data && len(p.Data) > 0 && (p.Data[0] == 2 || p.Data[0] == 3):
+		default:
+			lines = append(lines, fmt.Sprintf("%d:%q", p.Kind, p.Data))
 		}
 	}
-	if len(pack) == 0 {
-		return status, nil
-	}
+}
+
+// packObjectIDs indexes pack with git and answers its object IDs, sorted;
+// the error, when git cannot index it, is git's output.
+func packObjectIDs(t *testing.T, pack []byte) ([]string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fetched.pack")
 	if err := os.WriteFile(path, pack, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := runGit(t, dir, "index-pack", path); err != nil {
-		t.Fatalf("the answer's pack does not index: %v\n%s", err, out)
+		return nil, errors.New(out)
 	}
-	idx, err := os.Open(strings.TrimSuffix(path, ".pack") + ".idx")
+	out, err := runGit(t, dir, "verify-pack", "-v", strings.TrimSuffix(path, ".pack")+".idx")
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	cmd := gitCommand(dir, "show-index")
-	cmd.Stdin = idx
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("verify-pack of an indexed pack: %v\n%s", err, out)
 	}
 	var oids []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 {
-			oids = append(oids, f[1])
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && len(f[0]) == 40 {
+			oids = append(oids, f[0])
 		}
 	}
 	slices.Sort(oids)
-	return status, oids
+	return oids, nil
 }
 
 // postRaw sends one upload-pack request body to a repository's URL with
@@ -253,14 +267,6 @@ func postRaw(t *testing.T, repoURL, token string, v2 bool, body []byte) (int, []
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, raw
-}
-
-// gitCommand is the real git client in dir, with nothing of the user's.
-func gitCommand(dir string, args ...string) *exec.Cmd {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
-	return cmd
 }
 
 // advertisement answers a v0 ref advertisement with a token.

@@ -312,38 +312,13 @@ func send(t *testing.T, base, token string, v variant) (int, string) {
 	if !v.post {
 		return resp.StatusCode, resp.Header.Get("Content-Type") + "\n" + string(raw)
 	}
-	var lines []string
-	var pack []byte
-	r := bytes.NewReader(raw)
-	for {
-		p, err := pktline.Read(r)
-		if err != nil {
-			break
-		}
-		switch {
-		case p.Kind == pktline.Data && len(p.Data) > 0 && p.Data[0] == 1:
-			pack = append(pack, p.Data[1:]...)
-		case p.Kind == pktline.Data && len(p.Data) > 0 && (p.Data[0] == 2 || p.Data[0] == 3):
-		default:
-			lines = append(lines, fmt.Sprintf("%d:%q", p.Kind, p.Data))
-		}
-	}
+	pack, lines := sideBand(raw)
 	out := resp.Header.Get("Content-Type") + "\n" + strings.Join(lines, "\n")
 	if len(pack) > 0 {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "fetched.pack")
-		os.WriteFile(path, pack, 0o600)
-		if o, err := runGit(t, dir, "index-pack", path); err != nil {
-			return resp.StatusCode, out + "\nbroken pack: " + o
+		oids, err := packObjectIDs(t, pack)
+		if err != nil {
+			return resp.StatusCode, out + "\nbroken pack: " + err.Error()
 		}
-		o, _ := runGit(t, dir, "verify-pack", "-v", strings.TrimSuffix(path, ".pack")+".idx")
-		var oids []string
-		for _, l := range strings.Split(o, "\n") {
-			if f := strings.Fields(l); len(f) > 2 && len(f[0]) == 40 {
-				oids = append(oids, f[0])
-			}
-		}
-		slices.Sort(oids)
 		out += "\nobjects " + strings.Join(oids, " ")
 	}
 	return resp.StatusCode, out
